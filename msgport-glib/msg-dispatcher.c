@@ -1,0 +1,253 @@
+/* msg-dispatcher.c: one GSource per GMainContext for all its started ports
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Every port started on a context shares that context's dispatcher (the
+ * model is GLib's gio/gcontextspecificgroup.c). The dispatcher keeps a list
+ * of ready endpoints; an endpoint joins it when its queue goes from empty to
+ * non-empty, and the source is armed (ready time 0) only when the list was
+ * empty, so a burst of posts from another thread costs one wake-up. The
+ * source has no prepare() or check(): an idle port costs nothing on any
+ * main-loop iteration, however many there are.
+ */
+
+#include "config.h"
+
+#include "msg-endpoint-private.h"
+
+typedef struct
+{
+  MsgEndpoint *endpoint;  /* (owned) */
+  guint        budget;
+} MsgBatchItem;
+
+struct _MsgDispatcher
+{
+  GSource       source;
+  GMainContext *context;   /* (owned) */
+  GMutex        lock;
+  GQueue        ready;     /* protected by @lock: MsgEndpoint.ready_link, each
+                            * holding a reference */
+  guint         n_bound;   /* protected by dispatchers_lock */
+  GArray       *batch;     /* of MsgBatchItem; only used by dispatch() */
+};
+
+static GMutex dispatchers_lock;
+static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatcher */
+
+void
+msg_dispatcher_mark_ready (MsgDispatcher *self,
+                           MsgEndpoint   *endpoint)
+{
+  msg_mutex_lock (&self->lock);
+  if (!endpoint->ready)
+    {
+      endpoint->ready = TRUE;
+      msg_endpoint_ref (endpoint);
+      g_queue_push_tail_link (&self->ready, &endpoint->ready_link);
+      if (self->ready.length == 1)
+        g_source_set_ready_time (&self->source, 0);
+    }
+  msg_mutex_unlock (&self->lock);
+}
+
+/* Called with @endpoint->lock held; the caller holds a reference on
+ * @endpoint, so the one dropped here is never the last. */
+void
+msg_dispatcher_unready (MsgDispatcher *self,
+                        MsgEndpoint   *endpoint)
+{
+  gboolean was_ready;
+
+  msg_mutex_lock (&self->lock);
+  was_ready = endpoint->ready;
+  if (was_ready)
+    {
+      g_queue_unlink (&self->ready, &endpoint->ready_link);
+      endpoint->ready = FALSE;
+    }
+  msg_mutex_unlock (&self->lock);
+
+  if (was_ready)
+    msg_endpoint_unref (endpoint);
+}
+
+/* Delivers at most @budget envelopes of @endpoint, one at a time so that a
+ * handler that transfers or closes the port stops the delivery at once. */
+static void
+msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
+                                  MsgEndpoint   *endpoint,
+                                  guint          budget)
+{
+  MsgPortMain *port;
+  gboolean unbound = FALSE;
+
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->dispatcher != self)
+    {
+      msg_mutex_unlock (&endpoint->lock);
+      return;
+    }
+  /* A bound endpoint holds a strong reference on its handle. */
+  port = g_object_ref (endpoint->port);
+  msg_mutex_unlock (&endpoint->lock);
+
+  while (budget-- > 0 && !unbound)
+    {
+      MsgEnvelope *envelope;
+      GList *link;
+
+      msg_mutex_lock (&endpoint->lock);
+      if (endpoint->dispatcher != self ||
+          (link = g_queue_pop_head_link (&endpoint->queue)) == NULL)
+        {
+          msg_mutex_unlock (&endpoint->lock);
+          break;
+        }
+      envelope = link->data;
+      if (envelope->kind == MSG_ENVELOPE_CLOSE)
+        {
+          /* The last envelope this end will ever see: unbind, and let go
+           * of the reference the started port held on itself. */
+          unbound = TRUE;
+          endpoint->dispatcher = NULL;
+          endpoint->close_emitted = TRUE;
+          g_clear_error (&endpoint->close_reason);
+          endpoint->close_reason = g_steal_pointer (&envelope->reason);
+          msg_dispatcher_unready (self, endpoint);
+        }
+      msg_mutex_unlock (&endpoint->lock);
+
+      msg_port_main_dispatch (port, envelope);
+
+      if (unbound)
+        {
+          g_object_unref (port);
+          msg_dispatcher_release (self);
+        }
+    }
+
+  if (!unbound)
+    {
+      msg_mutex_lock (&endpoint->lock);
+      if (endpoint->dispatcher == self && endpoint->queue.length > 0)
+        msg_endpoint_mark_ready_locked (endpoint);
+      msg_mutex_unlock (&endpoint->lock);
+    }
+
+  g_object_unref (port);
+}
+
+static gboolean
+msg_dispatcher_dispatch (GSource     *source,
+                         GSourceFunc  callback,
+                         gpointer     user_data)
+{
+  MsgDispatcher *self = (MsgDispatcher *) source;
+  GArray *batch = self->batch;
+  GList *link;
+
+  /* What is ready now is this dispatch's work; what becomes ready while it
+   * runs (handlers posting to ports on this context, say) is the next
+   * one's, so that other sources get their turn. */
+  msg_mutex_lock (&self->lock);
+  while ((link = g_queue_pop_head_link (&self->ready)) != NULL)
+    {
+      MsgBatchItem item = { link->data, 0 };
+
+      item.endpoint->ready = FALSE;
+      g_array_append_val (batch, item);
+    }
+  g_source_set_ready_time (source, -1);
+  msg_mutex_unlock (&self->lock);
+
+  for (guint i = 0; i < batch->len; i++)
+    {
+      MsgBatchItem *item = &g_array_index (batch, MsgBatchItem, i);
+
+      msg_mutex_lock (&item->endpoint->lock);
+      item->budget = item->endpoint->queue.length;
+      msg_mutex_unlock (&item->endpoint->lock);
+    }
+
+  for (guint i = 0; i < batch->len; i++)
+    {
+      MsgBatchItem *item = &g_array_index (batch, MsgBatchItem, i);
+
+      msg_dispatcher_dispatch_endpoint (self, item->endpoint, item->budget);
+    }
+
+  for (guint i = 0; i < batch->len; i++)
+    msg_endpoint_unref (g_array_index (batch, MsgBatchItem, i).endpoint);
+  g_array_set_size (batch, 0);
+
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+msg_dispatcher_finalize (GSource *source)
+{
+  MsgDispatcher *self = (MsgDispatcher *) source;
+
+  g_assert (self->ready.length == 0);
+  g_clear_pointer (&self->batch, g_array_unref);
+  g_clear_pointer (&self->context, g_main_context_unref);
+  g_mutex_clear (&self->lock);
+}
+
+static GSourceFuncs msg_dispatcher_funcs = {
+  .dispatch = msg_dispatcher_dispatch,
+  .finalize = msg_dispatcher_finalize,
+};
+
+/* Returns the dispatcher of @context, creating it if needed; every call is
+ * balanced by msg_dispatcher_release(). */
+MsgDispatcher *
+msg_dispatcher_acquire (GMainContext *context)
+{
+  MsgDispatcher *self;
+
+  msg_mutex_lock (&dispatchers_lock);
+  if (dispatchers == NULL)
+    dispatchers = g_hash_table_new (NULL, NULL);
+
+  self = g_hash_table_lookup (dispatchers, context);
+  if (self == NULL)
+    {
+      GSource *source = g_source_new (&msg_dispatcher_funcs, sizeof (MsgDispatcher));
+
+      self = (MsgDispatcher *) source;
+      self->context = g_main_context_ref (context);
+      g_mutex_init (&self->lock);
+      g_queue_init (&self->ready);
+      self->batch = g_array_new (FALSE, FALSE, sizeof (MsgBatchItem));
+      g_source_set_static_name (source, "MsgPortMain dispatcher");
+      g_source_set_priority (source, G_PRIORITY_DEFAULT);
+      g_source_set_ready_time (source, -1);
+      g_source_attach (source, context);
+      g_hash_table_insert (dispatchers, context, self);
+    }
+  self->n_bound++;
+  msg_mutex_unlock (&dispatchers_lock);
+
+  return self;
+}
+
+void
+msg_dispatcher_release (MsgDispatcher *self)
+{
+  gboolean last;
+
+  msg_mutex_lock (&dispatchers_lock);
+  g_assert (self->n_bound > 0);
+  last = --self->n_bound == 0;
+  if (last)
+    g_hash_table_remove (dispatchers, self->context);
+  msg_mutex_unlock (&dispatchers_lock);
+
+  if (last)
+    {
+      g_source_destroy (&self->source);
+      g_source_unref (&self->source);
+    }
+}

@@ -1,0 +1,137 @@
+/* msg-endpoint-private.h: the engine behind MsgPortMain
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * A #MsgPortMain is a thin handle on a MsgEndpoint. The endpoint is what is
+ * entangled: it owns the queue of envelopes that arrived for its end and a
+ * reference to the endpoint its own posts go to. Transferring a port moves
+ * the endpoint (not the GObject) inside an envelope; the receiver wraps it in
+ * a new #MsgPortMain. Because the queue travels with the endpoint, messages
+ * already queued or still in flight to a port reach its new home in order,
+ * with no hand-over protocol at all.
+ *
+ * A started endpoint is bound to the MsgDispatcher of its GMainContext: one
+ * GSource per context, shared by every port started there, armed only when
+ * its ready list goes from empty to non-empty (one wake-up per batch, and no
+ * cost per idle port on any main-loop iteration).
+ *
+ * A sink replaces the queue where messages for this end must go somewhere
+ * else than to local handlers: the process transport installs one to relay
+ * an endpoint's arrivals to a socket (see msg-transport-private.h).
+ *
+ * Locking: endpoint->lock, then dispatcher->lock, then the GMainContext's
+ * lock (taken inside g_source_set_ready_time()). Two endpoint locks are only
+ * held together by transfer_lock_all(), in address order. Nothing is
+ * emitted, unreffed, or freed under any of these locks.
+ */
+
+#pragma once
+
+#include <glib-object.h>
+
+#include "msg-lock-private.h"
+#include "msg-port-main.h"
+
+G_BEGIN_DECLS
+
+typedef struct _MsgEndpoint   MsgEndpoint;
+typedef struct _MsgDispatcher MsgDispatcher;
+typedef struct _MsgEnvelope   MsgEnvelope;
+typedef struct _MsgSink       MsgSink;
+
+typedef enum
+{
+  MSG_ENVELOPE_MESSAGE,
+  MSG_ENVELOPE_CLOSE,
+} MsgEnvelopeKind;
+
+/* One allocation per message: the queue link and the transferred endpoints
+ * live in the envelope itself. */
+struct _MsgEnvelope
+{
+  GList            link;       /* link.data == the envelope */
+  MsgEnvelopeKind  kind;
+  GVariant        *data;       /* (owned) (nullable) */
+  GError          *reason;     /* (owned) (nullable): MSG_ENVELOPE_CLOSE only */
+  guint            n_ports;
+  MsgEndpoint     *ports[];    /* (owned): transferred endpoints, in order */
+};
+
+MsgEnvelope *msg_envelope_new_message (GVariant     *data,
+                                       guint         n_ports);
+MsgEnvelope *msg_envelope_new_close   (GError       *reason);
+void         msg_envelope_free        (MsgEnvelope  *envelope);
+void         msg_envelope_list_free   (GQueue       *envelopes);
+
+/* Where an endpoint's arrivals go instead of its queue. deliver() takes
+ * ownership of @envelope and is called with the endpoint's lock held, so it
+ * must not take any endpoint lock, emit, or block. */
+typedef struct
+{
+  void (*deliver) (MsgSink     *sink,
+                   MsgEnvelope *envelope);
+  void (*release) (MsgSink     *sink);
+} MsgSinkFuncs;
+
+struct _MsgSink
+{
+  const MsgSinkFuncs *funcs;
+};
+
+struct _MsgEndpoint
+{
+  gatomicrefcount  ref_count;
+  GMutex           lock;
+
+  /* protected by @lock */
+  GQueue           queue;          /* of MsgEnvelope: what arrived for this end */
+  MsgEndpoint     *peer;           /* (owned) (nullable): where posts go */
+  MsgPortMain     *port;           /* (nullable): the handle that owns this end;
+                                    * a strong reference while @dispatcher is set */
+  MsgDispatcher   *dispatcher;     /* (nullable): bound by start() */
+  MsgSink         *sink;           /* (owned) (nullable) */
+  GError          *close_reason;   /* (owned) (nullable) */
+  guint            started : 1;    /* start() was called on the current handle */
+  guint            closed : 1;     /* close() was called */
+  guint            ended : 1;      /* a close envelope was queued: no more arrivals */
+  guint            close_emitted : 1;
+
+  /* protected by dispatcher->lock */
+  GList            ready_link;     /* ready_link.data == the endpoint */
+  guint            ready : 1;      /* in dispatcher->ready */
+};
+
+MsgEndpoint *msg_endpoint_new          (void);
+MsgEndpoint *msg_endpoint_ref          (MsgEndpoint  *self);
+void         msg_endpoint_unref        (MsgEndpoint  *self);
+void         msg_endpoint_entangle     (MsgEndpoint  *a,
+                                        MsgEndpoint  *b);
+void         msg_endpoint_deliver      (MsgEndpoint  *self,
+                                        MsgEnvelope  *envelope);
+void         msg_endpoint_disentangle  (MsgEndpoint  *self,
+                                        GError       *reason);
+void         msg_endpoint_discard      (MsgEndpoint  *self);
+void         msg_endpoint_mark_ready_locked (MsgEndpoint *self);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgEndpoint, msg_endpoint_unref)
+
+/* msg-dispatcher.c */
+MsgDispatcher *msg_dispatcher_acquire    (GMainContext  *context);
+void           msg_dispatcher_release    (MsgDispatcher *self);
+void           msg_dispatcher_mark_ready (MsgDispatcher *self,
+                                          MsgEndpoint   *endpoint);
+void           msg_dispatcher_unready    (MsgDispatcher *self,
+                                          MsgEndpoint   *endpoint);
+
+/* msg-port-main.c */
+MsgPortMain *msg_port_main_new_for_endpoint (MsgEndpoint  *endpoint);
+MsgEndpoint *msg_port_main_get_endpoint     (MsgPortMain  *self);
+void         msg_port_main_dispatch         (MsgPortMain  *self,
+                                             MsgEnvelope  *envelope);
+
+/* msg-message-event.c */
+MsgMessageEvent *msg_message_event_new_take (GVariant     *data,
+                                             MsgPortMain **ports,
+                                             guint         n_ports);
+
+G_END_DECLS

@@ -1,0 +1,218 @@
+/* msg-message-event.c: what a MsgPortMain::message signal carries
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "msg-endpoint-private.h"
+#include "msg-message-event.h"
+
+/**
+ * SECTION:msg-message-event
+ * @Title: MsgMessageEvent
+ * @Short_description: a message and the ports that came with it
+ * @See_also: #MsgPortMain
+ *
+ * A #MsgMessageEvent is what #MsgPortMain::message carries: the message
+ * (#MsgMessageEvent:data, a #GVariant or %NULL) and the ports that were
+ * transferred with it, in the order the sender listed them.
+ *
+ * The ports are new #MsgPortMain objects owned by the event, not started.
+ * Take a reference on the ones you keep, and start each in the thread
+ * that should receive its messages.
+ */
+
+struct _MsgMessageEvent
+{
+  GObject       parent_instance;
+
+  GVariant     *data;     /* (owned) (nullable) */
+  MsgPortMain **ports;    /* (owned) (array length=n_ports zero-terminated=1) (nullable) */
+  guint         n_ports;
+};
+
+enum {
+  PROP_0,
+  PROP_DATA,
+  PROP_N_PORTS,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+G_DEFINE_FINAL_TYPE (MsgMessageEvent, msg_message_event, G_TYPE_OBJECT)
+
+static void
+msg_message_event_finalize (GObject *object)
+{
+  MsgMessageEvent *self = MSG_MESSAGE_EVENT (object);
+
+  g_clear_pointer (&self->data, g_variant_unref);
+  for (guint i = 0; i < self->n_ports; i++)
+    g_object_unref (self->ports[i]);
+  g_clear_pointer (&self->ports, g_free);
+
+  G_OBJECT_CLASS (msg_message_event_parent_class)->finalize (object);
+}
+
+static void
+msg_message_event_get_property (GObject    *object,
+                                guint       prop_id,
+                                GValue     *value,
+                                GParamSpec *pspec)
+{
+  MsgMessageEvent *self = MSG_MESSAGE_EVENT (object);
+
+  switch (prop_id)
+    {
+    case PROP_DATA:
+      g_value_set_variant (value, self->data);
+      break;
+
+    case PROP_N_PORTS:
+      g_value_set_uint (value, self->n_ports);
+      break;
+
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+msg_message_event_class_init (MsgMessageEventClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = msg_message_event_finalize;
+  object_class->get_property = msg_message_event_get_property;
+
+  /**
+   * MsgMessageEvent:data: (getter get_data)
+   *
+   * The message, as posted: a #GVariant, or %NULL.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_DATA] =
+    g_param_spec_variant ("data", NULL, NULL,
+                          G_VARIANT_TYPE_ANY, NULL,
+                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgMessageEvent:n-ports: (getter get_n_ports)
+   *
+   * How many ports were transferred with the message.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_N_PORTS] =
+    g_param_spec_uint ("n-ports", NULL, NULL,
+                       0, G_MAXUINT, 0,
+                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+msg_message_event_init (MsgMessageEvent *self)
+{
+}
+
+/* Takes @data and @ports (a NULL-terminated array of @n_ports ports, or
+ * NULL if there are none). */
+MsgMessageEvent *
+msg_message_event_new_take (GVariant     *data,
+                            MsgPortMain **ports,
+                            guint         n_ports)
+{
+  MsgMessageEvent *self = g_object_new (MSG_TYPE_MESSAGE_EVENT, NULL);
+
+  self->data = data;
+  self->ports = ports;
+  self->n_ports = n_ports;
+
+  return self;
+}
+
+/**
+ * msg_message_event_get_data:
+ * @self: a #MsgMessageEvent
+ *
+ * Gets the message. Within a process it is the #GVariant that was posted;
+ * from another process, an equal #GVariant of the same type, in normal
+ * form.
+ *
+ * Returns: (transfer none) (nullable): the message, or %NULL if %NULL was
+ *   posted
+ * Since: 1.0
+ */
+GVariant *
+msg_message_event_get_data (MsgMessageEvent *self)
+{
+  g_return_val_if_fail (MSG_IS_MESSAGE_EVENT (self), NULL);
+
+  return self->data;
+}
+
+/**
+ * msg_message_event_get_ports:
+ * @self: a #MsgMessageEvent
+ * @n_ports: (out) (optional): return location for the number of ports
+ *
+ * Gets the ports transferred with the message, in the order the sender
+ * listed them. They are not started. The array is %NULL-terminated.
+ *
+ * Returns: (array length=n_ports) (transfer none) (nullable): the ports,
+ *   owned by @self; %NULL if there are none
+ * Since: 1.0
+ */
+MsgPortMain **
+msg_message_event_get_ports (MsgMessageEvent *self,
+                             guint           *n_ports)
+{
+  g_return_val_if_fail (MSG_IS_MESSAGE_EVENT (self), NULL);
+
+  if (n_ports != NULL)
+    *n_ports = self->n_ports;
+
+  return self->ports;
+}
+
+/**
+ * msg_message_event_get_n_ports:
+ * @self: a #MsgMessageEvent
+ *
+ * Gets the number of ports transferred with the message.
+ *
+ * Returns: the number of ports
+ * Since: 1.0
+ */
+guint
+msg_message_event_get_n_ports (MsgMessageEvent *self)
+{
+  g_return_val_if_fail (MSG_IS_MESSAGE_EVENT (self), 0);
+
+  return self->n_ports;
+}
+
+/**
+ * msg_message_event_get_port:
+ * @self: a #MsgMessageEvent
+ * @index_: the index of the port, less than
+ *   msg_message_event_get_n_ports()
+ *
+ * Gets one of the ports transferred with the message.
+ *
+ * Returns: (transfer none): the port at @index_
+ * Since: 1.0
+ */
+MsgPortMain *
+msg_message_event_get_port (MsgMessageEvent *self,
+                            guint            index_)
+{
+  g_return_val_if_fail (MSG_IS_MESSAGE_EVENT (self), NULL);
+  g_return_val_if_fail (index_ < self->n_ports, NULL);
+
+  return self->ports[index_];
+}

@@ -1,0 +1,70 @@
+/* msg-port-error.h: the MSG_PORT_ERROR domain
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#if !defined (MSG_INSIDE) && !defined (MSG_COMPILATION)
+# error "Only <msgport-glib.h> can be included directly."
+#endif
+
+#include <glib.h>
+
+#include "msgport-version-macros.h"
+
+G_BEGIN_DECLS
+
+/**
+ * MSG_PORT_ERROR:
+ *
+ * The error domain of msgport-glib: errors in it have codes from
+ * #MsgPortError.
+ */
+#define MSG_PORT_ERROR (msg_port_error_quark ())
+
+/**
+ * MsgPortError:
+ * @MSG_PORT_ERROR_FAILED: a failure with no more specific code
+ * @MSG_PORT_ERROR_DATA_CLONE: the transfer list of a post is invalid: it
+ *   holds the posting port itself, the same port twice, %NULL, or a port
+ *   that was already transferred or is closed (the DOM's `DataCloneError`).
+ *   Nothing was sent and no port was neutered.
+ * @MSG_PORT_ERROR_TOO_LARGE: the message or its transfer list is larger
+ *   than a port can carry across processes. Nothing was sent.
+ * @MSG_PORT_ERROR_INVALID_SOCKET: the file descriptor given to
+ *   msg_port_main_new_for_fd() is not a connected `AF_UNIX` `SOCK_STREAM`
+ *   socket.
+ * @MSG_PORT_ERROR_CLOSED: the port is closed (a close reason: this end
+ *   called msg_port_main_close(), or the operation needs an open port).
+ * @MSG_PORT_ERROR_PEER_CLOSED: the other end closed the channel, or was
+ *   dropped (a close reason).
+ * @MSG_PORT_ERROR_PEER_GONE: the other end's process exited or crashed, or
+ *   its socket was shut down (a close reason).
+ * @MSG_PORT_ERROR_PROTOCOL: the peer process sent something that is not
+ *   valid msgport-glib wire data (a close reason).
+ * @MSG_PORT_ERROR_IO: reading from or writing to the port's socket failed
+ *   (a close reason).
+ *
+ * Error codes in the %MSG_PORT_ERROR domain. New codes may be appended in
+ * later versions.
+ *
+ * Since: 1.0
+ */
+typedef enum
+{
+  MSG_PORT_ERROR_FAILED,
+  MSG_PORT_ERROR_DATA_CLONE,
+  MSG_PORT_ERROR_TOO_LARGE,
+  MSG_PORT_ERROR_INVALID_SOCKET,
+  MSG_PORT_ERROR_CLOSED,
+  MSG_PORT_ERROR_PEER_CLOSED,
+  MSG_PORT_ERROR_PEER_GONE,
+  MSG_PORT_ERROR_PROTOCOL,
+  MSG_PORT_ERROR_IO,
+} MsgPortError;
+
+MSG_AVAILABLE_IN_ALL
+GQuark msg_port_error_quark (void);
+
+G_END_DECLS

@@ -1,0 +1,706 @@
+/* msg-port-main.c: one end of a message channel
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "msg-endpoint-private.h"
+#include "msg-port-error.h"
+#include "msg-port-main.h"
+
+/**
+ * SECTION:msg-port-main
+ * @Title: MsgPortMain
+ * @Short_description: one end of a message channel
+ * @See_also: #MsgChannelMain, #MsgMessageEvent
+ *
+ * A #MsgPortMain is one end of a channel: what is posted on it with
+ * msg_port_main_post_message() arrives at the other end, the port it is
+ * entangled with, as a #MsgPortMain::message signal. It is GLib's version
+ * of the DOM `MessagePort` and of Electron's `MessagePortMain`.
+ *
+ * Messages are #GVariant values (or %NULL). Within a process the same
+ * #GVariant arrives, no copy is made; ports can be moved along with a
+ * message by listing them in its transfer list, and the receiver gets new
+ * #MsgPortMain objects entangled with the same peers.
+ *
+ * Messages are queued until msg_port_main_start() is called. start() binds
+ * the port to the thread-default #GMainContext of the calling thread: its
+ * signals are emitted there and nowhere else. post_message(), close() and
+ * g_object_unref() may be called from any thread.
+ *
+ * Per direction, messages arrive exactly once and in the order they were
+ * posted, between threads too, and while ports move: what was queued on a
+ * port, or still in flight to it, when it is transferred arrives at its
+ * new home.
+ *
+ * msg_port_main_close() disconnects the channel: every message posted
+ * before it still reaches the other end, which then emits
+ * #MsgPortMain::close exactly once; the closing end emits ::close too, after
+ * the messages that had already reached it. Dropping the last reference to
+ * a port that is not started closes it; a started port holds a reference
+ * on itself until it is closed, disconnected or transferred, so a port whose
+ * only owner is a connected handler keeps working.
+ */
+
+struct _MsgPortMain
+{
+  GObject      parent_instance;
+
+  MsgEndpoint *endpoint;   /* (owned): never changes; the handle is neutered
+                            * once endpoint->port is no longer this object */
+};
+
+enum {
+  SIGNAL_MESSAGE,
+  SIGNAL_CLOSE,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+G_DEFINE_FINAL_TYPE (MsgPortMain, msg_port_main, G_TYPE_OBJECT)
+
+/**
+ * msg_port_error_quark:
+ *
+ * The error domain of msgport-glib.
+ *
+ * Returns: the #GQuark of %MSG_PORT_ERROR
+ * Since: 1.0
+ */
+G_DEFINE_QUARK (msg-port-error-quark, msg_port_error)
+
+static GError *
+new_closed_reason (void)
+{
+  return g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
+                              "The port was closed");
+}
+
+static void
+msg_port_main_dispose (GObject *object)
+{
+  MsgPortMain *self = MSG_PORT_MAIN (object);
+  MsgEndpoint *endpoint = self->endpoint;
+  gboolean owner;
+
+  /* A bound endpoint holds a reference on us, so we get here only when the
+   * port was never started, has ended, or was transferred away. */
+  msg_mutex_lock (&endpoint->lock);
+  owner = endpoint->port == self;
+  if (owner)
+    endpoint->port = NULL;
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (owner)
+    msg_endpoint_discard (endpoint);
+
+  G_OBJECT_CLASS (msg_port_main_parent_class)->dispose (object);
+}
+
+static void
+msg_port_main_finalize (GObject *object)
+{
+  MsgPortMain *self = MSG_PORT_MAIN (object);
+
+  g_clear_pointer (&self->endpoint, msg_endpoint_unref);
+
+  G_OBJECT_CLASS (msg_port_main_parent_class)->finalize (object);
+}
+
+static void
+msg_port_main_class_init (MsgPortMainClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = msg_port_main_dispose;
+  object_class->finalize = msg_port_main_finalize;
+
+  /**
+   * MsgPortMain::message:
+   * @self: the port that received the message
+   * @event: the message and the ports transferred with it
+   *
+   * Emitted for each message that arrives, in the order they were posted,
+   * in the #GMainContext the port was started in.
+   *
+   * Ports in @event are not started; keep a reference on them (the event
+   * owns the ones it holds) and start them in the thread that should
+   * receive their messages.
+   *
+   * Since: 1.0
+   */
+  signals[SIGNAL_MESSAGE] =
+    g_signal_new ("message",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 1, MSG_TYPE_MESSAGE_EVENT);
+
+  /**
+   * MsgPortMain::close:
+   * @self: the port
+   *
+   * Emitted once, after every message that had reached the port, when the
+   * channel is disconnected: the other end was closed or dropped, its
+   * process went away, or msg_port_main_close() was called on this port.
+   * msg_port_main_get_close_reason() says which.
+   *
+   * Since: 1.0
+   */
+  signals[SIGNAL_CLOSE] =
+    g_signal_new ("close",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 0);
+}
+
+static void
+msg_port_main_init (MsgPortMain *self)
+{
+}
+
+/* Wraps @endpoint (whose reference is taken) in a new handle. */
+MsgPortMain *
+msg_port_main_new_for_endpoint (MsgEndpoint *endpoint)
+{
+  MsgPortMain *self = g_object_new (MSG_TYPE_PORT_MAIN, NULL);
+
+  self->endpoint = endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  g_assert (endpoint->port == NULL);
+  endpoint->port = self;
+  endpoint->started = FALSE;
+  msg_mutex_unlock (&endpoint->lock);
+
+  return self;
+}
+
+MsgEndpoint *
+msg_port_main_get_endpoint (MsgPortMain *self)
+{
+  return self->endpoint;
+}
+
+/* Emits what @envelope carries on @self, in its context, and frees it. */
+void
+msg_port_main_dispatch (MsgPortMain *self,
+                        MsgEnvelope *envelope)
+{
+  if (envelope->kind == MSG_ENVELOPE_CLOSE)
+    {
+      g_signal_emit (self, signals[SIGNAL_CLOSE], 0);
+    }
+  else
+    {
+      MsgMessageEvent *event;
+      MsgPortMain **ports = NULL;
+
+      if (envelope->n_ports > 0)
+        {
+          ports = g_new (MsgPortMain *, envelope->n_ports + 1);
+          for (guint i = 0; i < envelope->n_ports; i++)
+            ports[i] = msg_port_main_new_for_endpoint (g_steal_pointer (&envelope->ports[i]));
+          ports[envelope->n_ports] = NULL;
+        }
+      event = msg_message_event_new_take (g_steal_pointer (&envelope->data),
+                                          ports, envelope->n_ports);
+      g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, event);
+      g_object_unref (event);
+    }
+
+  msg_envelope_free (envelope);
+}
+
+/* Transfer lists -------------------------------------------------------- */
+
+static int
+compare_endpoints (gconstpointer a,
+                   gconstpointer b)
+{
+  const MsgEndpoint *ea = *(MsgEndpoint * const *) a;
+  const MsgEndpoint *eb = *(MsgEndpoint * const *) b;
+
+  return ea < eb ? -1 : ea > eb;
+}
+
+/* Checks @transfer as the DOM's StructuredSerializeWithTransfer does and,
+ * if it is valid, neuters every port in it: their endpoints, detached from
+ * their handles and dispatchers, are returned in @endpoints (owned, in the
+ * order listed). On error nothing is changed. */
+static gboolean
+msg_port_main_take_transfer (MsgPortMain   *self,
+                             MsgPortMain  **transfer,
+                             guint          n_transfer,
+                             MsgEndpoint  **endpoints,
+                             GError       **error)
+{
+  g_autofree MsgEndpoint **sorted = NULL;
+  g_autofree MsgDispatcher **released = NULL;
+  g_autofree MsgPortMain **self_refs = NULL;
+  gboolean valid = TRUE;
+
+  for (guint i = 0; i < n_transfer; i++)
+    {
+      if (transfer[i] == NULL)
+        {
+          g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                       "Transfer list item %u is NULL", i);
+          return FALSE;
+        }
+      if (!MSG_IS_PORT_MAIN (transfer[i]))
+        {
+          g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                       "Transfer list item %u is not a MsgPortMain", i);
+          return FALSE;
+        }
+      if (transfer[i] == self)
+        {
+          g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                       "Transfer list item %u is the posting port itself", i);
+          return FALSE;
+        }
+      for (guint j = 0; j < i; j++)
+        {
+          if (transfer[j] == transfer[i])
+            {
+              g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                           "Transfer list items %u and %u are the same port", j, i);
+              return FALSE;
+            }
+        }
+    }
+
+  /* Lock every endpoint at once, in address order, so that two threads
+   * transferring the same port cannot both succeed. Two handles of one
+   * endpoint (a neutered one and its successor) are locked once. */
+  sorted = g_new (MsgEndpoint *, n_transfer);
+  for (guint i = 0; i < n_transfer; i++)
+    sorted[i] = transfer[i]->endpoint;
+  qsort (sorted, n_transfer, sizeof (MsgEndpoint *), compare_endpoints);
+  for (guint i = 0; i < n_transfer; i++)
+    if (i == 0 || sorted[i] != sorted[i - 1])
+      msg_mutex_lock (&sorted[i]->lock);
+
+  for (guint i = 0; i < n_transfer && valid; i++)
+    {
+      MsgEndpoint *endpoint = transfer[i]->endpoint;
+
+      if (endpoint->port != transfer[i])
+        {
+          g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                       "Transfer list item %u was already transferred", i);
+          valid = FALSE;
+        }
+      else if (endpoint->closed)
+        {
+          g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                       "Transfer list item %u is closed", i);
+          valid = FALSE;
+        }
+    }
+
+  if (valid)
+    {
+      released = g_new0 (MsgDispatcher *, n_transfer);
+      self_refs = g_new0 (MsgPortMain *, n_transfer);
+
+      for (guint i = 0; i < n_transfer; i++)
+        {
+          MsgEndpoint *endpoint = transfer[i]->endpoint;
+
+          endpoint->port = NULL;
+          endpoint->started = FALSE;
+          if (endpoint->dispatcher != NULL)
+            {
+              /* Started: its queue goes with it, unemitted, and the
+               * reference it held on its handle is let go. */
+              released[i] = g_steal_pointer (&endpoint->dispatcher);
+              msg_dispatcher_unready (released[i], endpoint);
+              self_refs[i] = transfer[i];
+            }
+          if (endpoint->close_emitted)
+            {
+              /* It had ended here: it ends again at its new home. */
+              endpoint->close_emitted = FALSE;
+              g_queue_push_tail_link (&endpoint->queue,
+                                      &msg_envelope_new_close (g_steal_pointer (&endpoint->close_reason))->link);
+            }
+          endpoints[i] = msg_endpoint_ref (endpoint);
+        }
+    }
+
+  for (guint i = 0; i < n_transfer; i++)
+    if (i == 0 || sorted[i] != sorted[i - 1])
+      msg_mutex_unlock (&sorted[i]->lock);
+
+  if (!valid)
+    return FALSE;
+
+  for (guint i = 0; i < n_transfer; i++)
+    {
+      if (released[i] != NULL)
+        msg_dispatcher_release (released[i]);
+      g_clear_object (&self_refs[i]);
+    }
+
+  return TRUE;
+}
+
+/**
+ * msg_port_main_post_message:
+ * @self: a #MsgPortMain
+ * @message: (nullable): the message; a floating reference is sunk
+ * @transfer: (array length=n_transfer) (nullable) (transfer none): ports to
+ *   move to the receiver along with @message
+ * @n_transfer: the length of @transfer
+ * @error: return location for a #GError, or %NULL
+ *
+ * Posts @message to the port entangled with @self. It arrives there as a
+ * #MsgPortMain::message signal, after every message posted before it on
+ * @self. Within a process, the receiver gets @message itself, not a copy.
+ * Posting never blocks and never emits a signal. Safe to call from any
+ * thread.
+ *
+ * The ports in @transfer move with the message: after a successful post
+ * they are neutered here (posting on them, starting or closing them does
+ * nothing) and the receiver gets new #MsgPortMain objects entangled with the
+ * same peers, in the same order, with every message that was queued on
+ * them or still in flight to them.
+ *
+ * Fails with %MSG_PORT_ERROR_DATA_CLONE, sending nothing and neutering
+ * nothing, if @transfer holds @self, the same port twice, %NULL, or a port
+ * that was already transferred or is closed. If @transfer holds the port
+ * @self is entangled with, the post succeeds but the channel is lost: the
+ * message is dropped, @self is closed and the peer is neutered, as the HTML
+ * standard says.
+ *
+ * On a closed or disconnected port the message is dropped and %TRUE is
+ * returned; the transfer list is still checked, and the ports in it are
+ * neutered and closed, so their peers emit #MsgPortMain::close. On a
+ * neutered port this does nothing at all and returns %TRUE.
+ *
+ * Returns: %TRUE if the message was posted, or dropped as described
+ * Since: 1.0
+ */
+gboolean
+msg_port_main_post_message (MsgPortMain   *self,
+                            GVariant      *message,
+                            MsgPortMain  **transfer,
+                            guint          n_transfer,
+                            GError       **error)
+{
+  MsgEndpoint *endpoint;
+  MsgEndpoint *peer;
+  MsgEnvelope *envelope;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
+  g_return_val_if_fail (transfer != NULL || n_transfer == 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  /* Sink once, where the message enters. */
+  if (message != NULL)
+    g_variant_ref_sink (message);
+
+  endpoint = self->endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port != self)
+    {
+      /* Neutered: nothing at all happens. */
+      msg_mutex_unlock (&endpoint->lock);
+      g_clear_pointer (&message, g_variant_unref);
+      return TRUE;
+    }
+  peer = endpoint->peer != NULL ? msg_endpoint_ref (endpoint->peer) : NULL;
+  msg_mutex_unlock (&endpoint->lock);
+
+  envelope = msg_envelope_new_message (g_steal_pointer (&message), n_transfer);
+
+  if (n_transfer > 0)
+    {
+      gboolean doomed = FALSE;
+
+      if (!msg_port_main_take_transfer (self, transfer, n_transfer,
+                                        envelope->ports, error))
+        {
+          g_clear_pointer (&peer, msg_endpoint_unref);
+          msg_envelope_free (envelope);
+          return FALSE;
+        }
+
+      for (guint i = 0; i < n_transfer && peer != NULL; i++)
+        doomed |= envelope->ports[i] == peer;
+
+      if (doomed)
+        {
+          /* The peer is in its own transfer list: the channel is lost.
+           * Close this end first, so that its reason is "closed". */
+          msg_port_main_close (self);
+          g_clear_pointer (&peer, msg_endpoint_unref);
+        }
+    }
+
+  if (peer == NULL)
+    {
+      /* Closed, disconnected or doomed: dropping the envelope discards
+       * the transferred endpoints, so their peers close. */
+      msg_envelope_free (envelope);
+      return TRUE;
+    }
+
+  msg_endpoint_deliver (peer, envelope);
+  msg_endpoint_unref (peer);
+
+  return TRUE;
+}
+
+/**
+ * msg_port_main_post:
+ * @self: a #MsgPortMain
+ * @message: (nullable): the message; a floating reference is sunk
+ * @error: return location for a #GError, or %NULL
+ *
+ * Posts @message with no ports to transfer: msg_port_main_post_message()
+ * with an empty transfer list. This is the everyday call from bindings:
+ * `port.post(GLib.Variant('s', 'hi'))`.
+ *
+ * Returns: %TRUE if the message was posted, or dropped because the port is
+ *   closed, disconnected or neutered
+ * Since: 1.0
+ */
+gboolean
+msg_port_main_post (MsgPortMain  *self,
+                    GVariant     *message,
+                    GError      **error)
+{
+  return msg_port_main_post_message (self, message, NULL, 0, error);
+}
+
+/**
+ * msg_port_main_start:
+ * @self: a #MsgPortMain
+ *
+ * Starts delivering messages: those queued so far, then each one as it
+ * arrives, as #MsgPortMain::message signals in the thread-default
+ * #GMainContext of the calling thread (see
+ * g_main_context_push_thread_default()). A thread that should receive a
+ * port's messages starts it.
+ *
+ * A port is started once: calling this again, or on a closed or neutered
+ * port, does nothing. A started port holds a reference on itself until it
+ * is closed, disconnected or transferred.
+ *
+ * Since: 1.0
+ */
+void
+msg_port_main_start (MsgPortMain *self)
+{
+  MsgEndpoint *endpoint;
+  GMainContext *context;
+  MsgDispatcher *dispatcher;
+  gboolean bound = FALSE;
+
+  g_return_if_fail (MSG_IS_PORT_MAIN (self));
+
+  endpoint = self->endpoint;
+  context = g_main_context_ref_thread_default ();
+  dispatcher = msg_dispatcher_acquire (context);
+  g_main_context_unref (context);
+
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port == self && !endpoint->started && !endpoint->closed)
+    {
+      bound = TRUE;
+      endpoint->started = TRUE;
+      endpoint->dispatcher = dispatcher;
+      g_object_ref (self);
+      if (endpoint->queue.length > 0)
+        msg_endpoint_mark_ready_locked (endpoint);
+    }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (!bound)
+    msg_dispatcher_release (dispatcher);
+}
+
+/**
+ * msg_port_main_close:
+ * @self: a #MsgPortMain
+ *
+ * Disconnects the channel. Every message posted on @self before this call
+ * still reaches the other end, which then emits #MsgPortMain::close. If
+ * @self is started, it delivers the messages that had already reached it
+ * and then emits #MsgPortMain::close too; if it was never started it emits
+ * nothing, and what was queued on it is dropped.
+ *
+ * Later posts on @self are dropped. Closing a closed or neutered port does
+ * nothing. Safe to call from any thread.
+ *
+ * Since: 1.0
+ */
+void
+msg_port_main_close (MsgPortMain *self)
+{
+  MsgEndpoint *endpoint;
+  gboolean started;
+
+  g_return_if_fail (MSG_IS_PORT_MAIN (self));
+
+  endpoint = self->endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port != self || endpoint->closed)
+    {
+      msg_mutex_unlock (&endpoint->lock);
+      return;
+    }
+  endpoint->closed = TRUE;
+  started = endpoint->started;
+  if (!started)
+    {
+      g_clear_error (&endpoint->close_reason);
+      endpoint->close_reason = new_closed_reason ();
+    }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (started)
+    msg_endpoint_disentangle (endpoint, new_closed_reason ());
+  else
+    msg_endpoint_discard (endpoint);
+}
+
+/**
+ * msg_port_main_is_started:
+ * @self: a #MsgPortMain
+ *
+ * Whether msg_port_main_start() was called on @self (and @self was not
+ * neutered or closed before).
+ *
+ * Returns: %TRUE if @self was started
+ * Since: 1.0
+ */
+gboolean
+msg_port_main_is_started (MsgPortMain *self)
+{
+  gboolean started;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
+
+  msg_mutex_lock (&self->endpoint->lock);
+  started = self->endpoint->port == self && self->endpoint->started;
+  msg_mutex_unlock (&self->endpoint->lock);
+
+  return started;
+}
+
+/**
+ * msg_port_main_is_closed:
+ * @self: a #MsgPortMain
+ *
+ * Whether @self is closed or disconnected: msg_port_main_close() was called
+ * on it, or its peer went away. A disconnected port that is not started
+ * still delivers what was queued on it, then #MsgPortMain::close, once
+ * started.
+ *
+ * Returns: %TRUE if no message can reach @self any more
+ * Since: 1.0
+ */
+gboolean
+msg_port_main_is_closed (MsgPortMain *self)
+{
+  gboolean closed;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
+
+  msg_mutex_lock (&self->endpoint->lock);
+  closed = self->endpoint->port == self &&
+           (self->endpoint->closed || self->endpoint->ended);
+  msg_mutex_unlock (&self->endpoint->lock);
+
+  return closed;
+}
+
+/**
+ * msg_port_main_is_neutered:
+ * @self: a #MsgPortMain
+ *
+ * Whether @self was transferred away (or lost in a doomed post): such a
+ * port does nothing any more.
+ *
+ * Returns: %TRUE if @self is neutered
+ * Since: 1.0
+ */
+gboolean
+msg_port_main_is_neutered (MsgPortMain *self)
+{
+  gboolean neutered;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
+
+  msg_mutex_lock (&self->endpoint->lock);
+  neutered = self->endpoint->port != self;
+  msg_mutex_unlock (&self->endpoint->lock);
+
+  return neutered;
+}
+
+/**
+ * msg_port_main_get_close_reason:
+ * @self: a #MsgPortMain
+ *
+ * Why @self ended: available once #MsgPortMain::close was emitted on it, or
+ * once msg_port_main_close() was called on a port that was never started.
+ * The error is in the %MSG_PORT_ERROR domain: %MSG_PORT_ERROR_CLOSED if this
+ * end was closed, %MSG_PORT_ERROR_PEER_CLOSED if the other end was closed or
+ * dropped, and other codes for the ways a peer process can fail.
+ *
+ * Returns: (transfer full) (nullable): a new #GError, or %NULL if @self has
+ *   not ended
+ * Since: 1.0
+ */
+GError *
+msg_port_main_get_close_reason (MsgPortMain *self)
+{
+  GError *reason = NULL;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), NULL);
+
+  msg_mutex_lock (&self->endpoint->lock);
+  if (self->endpoint->port == self && self->endpoint->close_reason != NULL)
+    reason = g_error_copy (self->endpoint->close_reason);
+  msg_mutex_unlock (&self->endpoint->lock);
+
+  return reason;
+}
+
+/**
+ * msg_port_main_flush:
+ * @self: a #MsgPortMain
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError, or %NULL
+ *
+ * Blocks until everything posted on @self so far has left the process, so
+ * that the process may exit right after. Messages between ports of one
+ * process are delivered to the receiver's queue when they are posted, so
+ * for them this returns at once.
+ *
+ * Returns: %TRUE on success; %FALSE with @error set if @cancellable was
+ *   cancelled
+ * Since: 1.0
+ */
+gboolean
+msg_port_main_flush (MsgPortMain   *self,
+                     GCancellable  *cancellable,
+                     GError       **error)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return FALSE;
+
+  return TRUE;
+}

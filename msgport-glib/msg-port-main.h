@@ -1,0 +1,55 @@
+/* msg-port-main.h: one end of a message channel
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#if !defined (MSG_INSIDE) && !defined (MSG_COMPILATION)
+# error "Only <msgport-glib.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+
+#include "msgport-version-macros.h"
+#include "msg-message-event.h"
+
+G_BEGIN_DECLS
+
+/**
+ * MSG_TYPE_PORT_MAIN:
+ *
+ * The #GType of #MsgPortMain.
+ */
+#define MSG_TYPE_PORT_MAIN (msg_port_main_get_type ())
+MSG_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (MsgPortMain, msg_port_main, MSG, PORT_MAIN, GObject)
+
+MSG_AVAILABLE_IN_ALL
+gboolean  msg_port_main_post_message     (MsgPortMain   *self,
+                                          GVariant      *message,
+                                          MsgPortMain  **transfer,
+                                          guint          n_transfer,
+                                          GError       **error);
+MSG_AVAILABLE_IN_ALL
+gboolean  msg_port_main_post             (MsgPortMain   *self,
+                                          GVariant      *message,
+                                          GError       **error);
+MSG_AVAILABLE_IN_ALL
+void      msg_port_main_start            (MsgPortMain   *self);
+MSG_AVAILABLE_IN_ALL
+void      msg_port_main_close            (MsgPortMain   *self);
+MSG_AVAILABLE_IN_ALL
+gboolean  msg_port_main_is_started       (MsgPortMain   *self);
+MSG_AVAILABLE_IN_ALL
+gboolean  msg_port_main_is_closed        (MsgPortMain   *self);
+MSG_AVAILABLE_IN_ALL
+gboolean  msg_port_main_is_neutered      (MsgPortMain   *self);
+MSG_AVAILABLE_IN_ALL
+GError   *msg_port_main_get_close_reason (MsgPortMain   *self);
+MSG_AVAILABLE_IN_ALL
+gboolean  msg_port_main_flush            (MsgPortMain   *self,
+                                          GCancellable  *cancellable,
+                                          GError       **error);
+
+G_END_DECLS

@@ -1,0 +1,156 @@
+/* msg-test-utils.c: helpers shared by the C tests
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "msg-test-utils.h"
+
+static gboolean
+timeout_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+GSource *
+msg_test_timeout_source_new (GMainContext *context,
+                             gboolean     *timed_out)
+{
+  GSource *source = g_timeout_source_new_seconds (MSG_TEST_TIMEOUT_SECONDS);
+
+  g_source_set_callback (source, timeout_cb, timed_out, NULL);
+  g_source_attach (source, context);
+
+  return source;
+}
+
+void
+msg_test_drain (GMainContext *context)
+{
+  while (g_main_context_iteration (context, FALSE))
+    ;
+}
+
+static void
+on_message (MsgPortMain     *port,
+            MsgMessageEvent *event,
+            gpointer         user_data)
+{
+  MsgRecorder *self = user_data;
+
+  g_assert_true (port == self->port);
+  g_ptr_array_add (self->events, g_object_ref (event));
+  self->thread = g_thread_self ();
+}
+
+static void
+on_close (MsgPortMain *port,
+          gpointer     user_data)
+{
+  MsgRecorder *self = user_data;
+
+  g_assert_true (port == self->port);
+  self->n_close++;
+  self->n_messages_at_close = self->events->len;
+  self->thread = g_thread_self ();
+}
+
+MsgRecorder *
+msg_recorder_new (MsgPortMain *port)
+{
+  MsgRecorder *self = g_new0 (MsgRecorder, 1);
+
+  self->port = g_object_ref (port);
+  self->events = g_ptr_array_new_with_free_func (g_object_unref);
+  self->message_id = g_signal_connect (port, "message", G_CALLBACK (on_message), self);
+  self->close_id = g_signal_connect (port, "close", G_CALLBACK (on_close), self);
+
+  return self;
+}
+
+void
+msg_recorder_free (MsgRecorder *self)
+{
+  g_signal_handler_disconnect (self->port, self->message_id);
+  g_signal_handler_disconnect (self->port, self->close_id);
+  g_object_unref (self->port);
+  g_ptr_array_unref (self->events);
+  g_free (self);
+}
+
+GVariant *
+msg_recorder_data (MsgRecorder *self,
+                   guint        i)
+{
+  g_assert_cmpuint (i, <, self->events->len);
+  return msg_message_event_get_data (g_ptr_array_index (self->events, i));
+}
+
+struct _MsgTestWorker
+{
+  GThread      *thread;
+  GMainContext *context;
+  GMainLoop    *loop;
+};
+
+static gpointer
+worker_main (gpointer data)
+{
+  MsgTestWorker *self = data;
+
+  g_main_context_push_thread_default (self->context);
+  g_main_loop_run (self->loop);
+  /* Finish what was sent before the loop was quit. */
+  msg_test_drain (self->context);
+  g_main_context_pop_thread_default (self->context);
+
+  return NULL;
+}
+
+MsgTestWorker *
+msg_test_worker_new (const char *name)
+{
+  MsgTestWorker *self = g_new0 (MsgTestWorker, 1);
+
+  self->context = g_main_context_new ();
+  self->loop = g_main_loop_new (self->context, FALSE);
+  self->thread = g_thread_new (name, worker_main, self);
+
+  return self;
+}
+
+GMainContext *
+msg_test_worker_context (MsgTestWorker *self)
+{
+  return self->context;
+}
+
+void
+msg_test_worker_invoke (MsgTestWorker *self,
+                        GSourceFunc    func,
+                        gpointer       data)
+{
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, func, data, NULL);
+  g_source_attach (source, self->context);
+  g_source_unref (source);
+}
+
+static gboolean
+quit_cb (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
+void
+msg_test_worker_free (MsgTestWorker *self)
+{
+  msg_test_worker_invoke (self, quit_cb, self->loop);
+  g_thread_join (self->thread);
+  g_main_loop_unref (self->loop);
+  g_main_context_unref (self->context);
+  g_free (self);
+}

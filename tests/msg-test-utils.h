@@ -1,0 +1,65 @@
+/* msg-test-utils.h: helpers shared by the C tests
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <msgport-glib.h>
+
+G_BEGIN_DECLS
+
+/* How long any wait in a test may take before the test fails. */
+#define MSG_TEST_TIMEOUT_SECONDS 60
+
+/* Iterates @context (blocking) until @cond holds; fails the test if that
+ * takes longer than MSG_TEST_TIMEOUT_SECONDS. Never sleeps. */
+#define msg_test_wait_until(context, cond)                                  \
+  G_STMT_START {                                                            \
+    gboolean _timed_out = FALSE;                                            \
+    GSource *_timeout = msg_test_timeout_source_new ((context), &_timed_out); \
+    while (!(cond) && !_timed_out)                                          \
+      g_main_context_iteration ((context), TRUE);                           \
+    g_source_destroy (_timeout);                                            \
+    g_source_unref (_timeout);                                              \
+    if (_timed_out)                                                         \
+      g_error ("%s:%d: timed out waiting for %s", __FILE__, __LINE__, #cond); \
+  } G_STMT_END
+
+GSource *msg_test_timeout_source_new (GMainContext *context,
+                                      gboolean     *timed_out);
+
+/* Dispatches everything that is ready on @context without blocking, until
+ * nothing is: used to show that something does NOT happen. */
+void     msg_test_drain              (GMainContext *context);
+
+/* Records what a port emits. */
+typedef struct
+{
+  MsgPortMain *port;        /* (owned) */
+  GPtrArray   *events;      /* (element-type MsgMessageEvent) */
+  guint        n_close;
+  guint        n_messages_at_close;
+  GThread     *thread;      /* the thread of the last emission */
+  gulong       message_id;
+  gulong       close_id;
+} MsgRecorder;
+
+MsgRecorder *msg_recorder_new        (MsgPortMain *port);
+void         msg_recorder_free       (MsgRecorder *self);
+GVariant    *msg_recorder_data       (MsgRecorder *self,
+                                      guint        i);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgRecorder, msg_recorder_free)
+
+/* A thread running its own thread-default GMainContext, to which work is
+ * sent with msg_test_worker_invoke(). */
+typedef struct _MsgTestWorker MsgTestWorker;
+
+MsgTestWorker *msg_test_worker_new    (const char    *name);
+GMainContext  *msg_test_worker_context (MsgTestWorker *self);
+void           msg_test_worker_invoke (MsgTestWorker *self,
+                                       GSourceFunc    func,
+                                       gpointer       data);
+void           msg_test_worker_free   (MsgTestWorker *self);
+
+G_END_DECLS

@@ -1,0 +1,442 @@
+/* port.c: MsgPortMain and MsgChannelMain within one thread
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "msg-test-utils.h"
+
+static void
+test_channel_ports (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = NULL, *port2 = NULL;
+
+  g_object_get (channel, "port1", &port1, "port2", &port2, NULL);
+  g_assert_true (MSG_IS_PORT_MAIN (port1));
+  g_assert_true (MSG_IS_PORT_MAIN (port2));
+  g_assert_true (port1 != port2);
+  g_assert_true (port1 == msg_channel_main_get_port1 (channel));
+  g_assert_true (port2 == msg_channel_main_get_port2 (channel));
+  g_assert_false (msg_port_main_is_started (port1));
+  g_assert_false (msg_port_main_is_closed (port1));
+  g_assert_false (msg_port_main_is_neutered (port1));
+  g_object_unref (port1);
+  g_object_unref (port2);
+}
+
+static void
+test_version (void)
+{
+  g_assert_cmpuint (msg_get_major_version (), ==, MSG_MAJOR_VERSION);
+  g_assert_cmpuint (msg_get_minor_version (), ==, MSG_MINOR_VERSION);
+  g_assert_cmpuint (msg_get_micro_version (), ==, MSG_MICRO_VERSION);
+  g_assert_null (msg_check_version (MSG_MAJOR_VERSION, 0, 0));
+  g_assert_nonnull (msg_check_version (MSG_MAJOR_VERSION + 1, 0, 0));
+  g_assert_nonnull (msg_check_version (MSG_MAJOR_VERSION, MSG_MINOR_VERSION + 1, 0));
+  g_assert_true (MSG_CHECK_VERSION (1, 0, 0));
+  g_assert_false (MSG_CHECK_VERSION (99, 0, 0));
+}
+
+static void
+test_post_receive (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  g_autoptr(MsgRecorder) rec = msg_recorder_new (port2);
+  g_autoptr(GVariant) sent = g_variant_ref_sink (g_variant_new ("(si)", "hello", 42));
+  g_autoptr(GError) error = NULL;
+
+  g_test_summary ("A message arrives as the same GVariant, not a copy");
+
+  msg_port_main_start (port2);
+  g_assert_true (msg_port_main_post (port1, sent, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (rec->events->len, ==, 0);  /* nothing emitted from post() */
+
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  g_assert_true (msg_recorder_data (rec, 0) == sent);
+  g_assert_cmpuint (msg_message_event_get_n_ports (g_ptr_array_index (rec->events, 0)), ==, 0);
+  g_assert_null (msg_message_event_get_ports (g_ptr_array_index (rec->events, 0), NULL));
+
+  msg_port_main_close (port1);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+}
+
+static void
+test_post_null_and_floating (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  g_autoptr(MsgRecorder) rec = msg_recorder_new (port2);
+  g_autoptr(GVariant) data_prop = NULL;
+  GVariant *data;
+
+  msg_port_main_start (port2);
+  g_assert_true (msg_port_main_post (port1, NULL, NULL));
+  g_assert_true (msg_port_main_post_message (port1, g_variant_new_uint32 (7), NULL, 0, NULL));
+  msg_test_wait_until (NULL, rec->events->len == 2);
+
+  g_assert_null (msg_recorder_data (rec, 0));
+  g_object_get (g_ptr_array_index (rec->events, 0), "data", &data_prop, NULL);
+  g_assert_null (data_prop);
+
+  data = msg_recorder_data (rec, 1);
+  g_assert_false (g_variant_is_floating (data));
+  g_assert_cmpuint (g_variant_get_uint32 (data), ==, 7);
+  g_object_get (g_ptr_array_index (rec->events, 1), "data", &data_prop, NULL);
+  g_assert_true (data_prop == data);
+
+  msg_port_main_close (port2);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+}
+
+static void
+test_queued_until_start (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  g_autoptr(MsgRecorder) rec = msg_recorder_new (port2);
+
+  for (guint i = 0; i < 100; i++)
+    msg_port_main_post (port1, g_variant_new_uint32 (i), NULL);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec->events->len, ==, 0);
+
+  msg_port_main_start (port2);
+  g_assert_true (msg_port_main_is_started (port2));
+  msg_test_wait_until (NULL, rec->events->len == 100);
+  for (guint i = 0; i < 100; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec, i)), ==, i);
+
+  msg_port_main_close (port2);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+}
+
+static void
+test_both_directions (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  g_autoptr(MsgRecorder) rec1 = msg_recorder_new (port1);
+  g_autoptr(MsgRecorder) rec2 = msg_recorder_new (port2);
+
+  msg_port_main_start (port1);
+  msg_port_main_start (port2);
+  for (guint i = 0; i < 50; i++)
+    {
+      msg_port_main_post (port1, g_variant_new_uint32 (i), NULL);
+      msg_port_main_post (port2, g_variant_new_uint32 (1000 + i), NULL);
+    }
+  msg_test_wait_until (NULL, rec1->events->len == 50 && rec2->events->len == 50);
+  for (guint i = 0; i < 50; i++)
+    {
+      g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec2, i)), ==, i);
+      g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec1, i)), ==, 1000 + i);
+    }
+
+  msg_port_main_close (port1);
+  msg_test_wait_until (NULL, rec1->n_close == 1 && rec2->n_close == 1);
+}
+
+static void
+test_start_twice (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  g_autoptr(MsgRecorder) rec = msg_recorder_new (port2);
+
+  msg_port_main_post (port1, g_variant_new_uint32 (1), NULL);
+  msg_port_main_start (port2);
+  msg_port_main_start (port2);
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec->events->len, ==, 1);
+
+  msg_port_main_close (port1);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec->n_close, ==, 1);
+}
+
+static void
+test_close_delivers_first (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  g_autoptr(MsgRecorder) rec1 = msg_recorder_new (port1);
+  g_autoptr(MsgRecorder) rec2 = msg_recorder_new (port2);
+  g_autoptr(GError) reason1 = NULL;
+  g_autoptr(GError) reason2 = NULL;
+
+  g_test_summary ("Messages posted before close() arrive before the peer's close, "
+                  "and each end emits close exactly once");
+
+  msg_port_main_start (port1);
+  msg_port_main_start (port2);
+  /* port1 has messages that reached it but were not dispatched yet. */
+  for (guint i = 0; i < 10; i++)
+    msg_port_main_post (port2, g_variant_new_uint32 (100 + i), NULL);
+  for (guint i = 0; i < 10; i++)
+    msg_port_main_post (port1, g_variant_new_uint32 (i), NULL);
+  g_assert_null (msg_port_main_get_close_reason (port1));
+  msg_port_main_close (port1);
+  g_assert_true (msg_port_main_is_closed (port1));
+
+  /* Posting on a closed port drops the message and succeeds. */
+  g_assert_true (msg_port_main_post (port1, g_variant_new_uint32 (999), NULL));
+
+  msg_test_wait_until (NULL, rec1->n_close == 1 && rec2->n_close == 1);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec1->n_close, ==, 1);
+  g_assert_cmpuint (rec2->n_close, ==, 1);
+  g_assert_cmpuint (rec2->events->len, ==, 10);
+  g_assert_cmpuint (rec2->n_messages_at_close, ==, 10);
+  g_assert_cmpuint (rec1->events->len, ==, 10);
+  g_assert_cmpuint (rec1->n_messages_at_close, ==, 10);
+  for (guint i = 0; i < 10; i++)
+    {
+      g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec2, i)), ==, i);
+      g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec1, i)), ==, 100 + i);
+    }
+
+  reason1 = msg_port_main_get_close_reason (port1);
+  reason2 = msg_port_main_get_close_reason (port2);
+  g_assert_error (reason1, MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED);
+  g_assert_error (reason2, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_CLOSED);
+  g_assert_true (msg_port_main_is_closed (port2));
+
+  /* Closing or starting again does nothing. */
+  msg_port_main_close (port1);
+  msg_port_main_close (port2);
+  msg_port_main_start (port1);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec1->n_close, ==, 1);
+  g_assert_cmpuint (rec2->n_close, ==, 1);
+}
+
+static void
+test_close_unstarted (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  g_autoptr(MsgRecorder) rec1 = msg_recorder_new (port1);
+  g_autoptr(MsgRecorder) rec2 = msg_recorder_new (port2);
+  g_autoptr(GError) reason = NULL;
+
+  g_test_summary ("A port closed before it was started emits nothing, even if started later; "
+                  "a port started after its peer went away delivers what was queued, then close");
+
+  msg_port_main_post (port2, g_variant_new_uint32 (1), NULL);
+  msg_port_main_post (port1, g_variant_new_uint32 (2), NULL);
+  msg_port_main_post (port1, g_variant_new_uint32 (3), NULL);
+  msg_port_main_close (port1);
+  reason = msg_port_main_get_close_reason (port1);
+  g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED);
+
+  msg_port_main_start (port1);
+  g_assert_false (msg_port_main_is_started (port1));
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec1->events->len + rec1->n_close, ==, 0);
+
+  g_assert_true (msg_port_main_is_closed (port2));
+  msg_port_main_start (port2);
+  msg_test_wait_until (NULL, rec2->n_close == 1);
+  g_assert_cmpuint (rec2->events->len, ==, 2);
+  g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec2, 0)), ==, 2);
+  g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec2, 1)), ==, 3);
+  g_assert_cmpuint (rec1->events->len + rec1->n_close, ==, 0);
+}
+
+static void
+on_close_count (MsgPortMain *port,
+                gpointer     data)
+{
+  (*(guint *) data)++;
+}
+
+static void
+on_message_count (MsgPortMain     *port,
+                  MsgMessageEvent *event,
+                  gpointer         data)
+{
+  (*(guint *) data)++;
+}
+
+static void
+test_lifetime_unref_unstarted (void)
+{
+  MsgChannelMain *channel = msg_channel_main_new ();
+  g_autoptr(MsgPortMain) port2 = g_object_ref (msg_channel_main_get_port2 (channel));
+  g_autoptr(MsgRecorder) rec = msg_recorder_new (port2);
+
+  g_test_summary ("Dropping the last reference to an unstarted port disconnects its peer");
+
+  msg_port_main_post (msg_channel_main_get_port1 (channel), g_variant_new_uint32 (5), NULL);
+  msg_port_main_start (port2);
+  g_object_unref (channel);  /* port1's only owner */
+
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_assert_cmpuint (rec->n_messages_at_close, ==, 1);
+}
+
+static void
+test_lifetime_started_keeps_itself (void)
+{
+  MsgChannelMain *channel = msg_channel_main_new ();
+  g_autoptr(MsgPortMain) port1 = g_object_ref (msg_channel_main_get_port1 (channel));
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  guint n_messages = 0, n_close = 0;
+
+  g_test_summary ("A started port whose only owner is a connected handler keeps working, "
+                  "and is freed once it is disconnected");
+
+  g_signal_connect (port2, "message", G_CALLBACK (on_message_count), &n_messages);
+  g_signal_connect (port2, "close", G_CALLBACK (on_close_count), &n_close);
+  msg_port_main_start (port2);
+  g_object_add_weak_pointer (G_OBJECT (port2), (gpointer *) &port2);
+  g_object_unref (channel);
+  g_assert_nonnull (port2);
+
+  msg_port_main_post (port1, g_variant_new_uint32 (5), NULL);
+  msg_test_wait_until (NULL, n_messages == 1);
+  g_assert_nonnull (port2);
+
+  msg_port_main_close (port1);
+  msg_test_wait_until (NULL, n_close == 1);
+  g_assert_null (port2);
+}
+
+typedef struct
+{
+  MsgPortMain *port1;
+  MsgPortMain *port2;
+  guint        n_received;
+  guint        n_idle;
+  guint        n_idle_at_first_message;
+  gboolean     stop;
+} PingPong;
+
+static void
+ping_pong_message (MsgPortMain     *port,
+                   MsgMessageEvent *event,
+                   gpointer         user_data)
+{
+  PingPong *pp = user_data;
+
+  if (pp->n_received++ == 0)
+    pp->n_idle_at_first_message = pp->n_idle;
+  if (!pp->stop)
+    msg_port_main_post (port == pp->port1 ? pp->port1 : pp->port2,
+                        msg_message_event_get_data (event), NULL);
+}
+
+static gboolean
+ping_pong_idle (gpointer user_data)
+{
+  PingPong *pp = user_data;
+
+  pp->n_idle++;
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+test_dispatch_not_starving (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  PingPong pp = { 0, };
+  GSource *idle;
+
+  g_test_summary ("A message posted from a handler to a port on the same context is "
+                  "delivered in a later dispatch, so other sources still run");
+
+  pp.port1 = msg_channel_main_get_port1 (channel);
+  pp.port2 = msg_channel_main_get_port2 (channel);
+  g_signal_connect (pp.port1, "message", G_CALLBACK (ping_pong_message), &pp);
+  g_signal_connect (pp.port2, "message", G_CALLBACK (ping_pong_message), &pp);
+  msg_port_main_start (pp.port1);
+  msg_port_main_start (pp.port2);
+
+  idle = g_idle_source_new ();
+  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+  g_source_set_callback (idle, ping_pong_idle, &pp, NULL);
+  g_source_attach (idle, NULL);
+
+  msg_port_main_post (pp.port1, g_variant_new_uint32 (0), NULL);
+  msg_port_main_post (pp.port2, g_variant_new_uint32 (0), NULL);
+  /* The ping-pong never ends by itself; the idle source must still run. */
+  msg_test_wait_until (NULL, pp.n_idle >= 100);
+  g_assert_cmpuint (pp.n_received, >=, 100);
+  g_assert_cmpuint (pp.n_received, <=, 2 * (pp.n_idle + 1));
+
+  pp.stop = TRUE;
+  g_source_destroy (idle);
+  g_source_unref (idle);
+  msg_test_drain (NULL);
+  msg_port_main_close (pp.port1);
+  msg_test_drain (NULL);
+}
+
+static void
+on_message_close_self (MsgPortMain     *port,
+                       MsgMessageEvent *event,
+                       gpointer         user_data)
+{
+  MsgRecorder *rec = user_data;
+
+  if (rec->events->len == 3)
+    msg_port_main_close (port);
+}
+
+static void
+test_close_from_handler (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  g_autoptr(MsgRecorder) rec1 = msg_recorder_new (port1);
+  g_autoptr(MsgRecorder) rec2 = msg_recorder_new (port2);
+
+  g_test_summary ("close() from a message handler: the messages that had reached "
+                  "the port are still delivered, then close");
+
+  g_signal_connect_after (port2, "message", G_CALLBACK (on_message_close_self), rec2);
+  msg_port_main_start (port1);
+  msg_port_main_start (port2);
+  for (guint i = 0; i < 10; i++)
+    msg_port_main_post (port1, g_variant_new_uint32 (i), NULL);
+
+  msg_test_wait_until (NULL, rec2->n_close == 1 && rec1->n_close == 1);
+  g_assert_cmpuint (rec2->n_messages_at_close, ==, 10);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec2->n_close, ==, 1);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/channel/ports", test_channel_ports);
+  g_test_add_func ("/version", test_version);
+  g_test_add_func ("/port/post/receive", test_post_receive);
+  g_test_add_func ("/port/post/null-and-floating", test_post_null_and_floating);
+  g_test_add_func ("/port/post/queued-until-start", test_queued_until_start);
+  g_test_add_func ("/port/post/both-directions", test_both_directions);
+  g_test_add_func ("/port/start/twice", test_start_twice);
+  g_test_add_func ("/port/close/delivers-first", test_close_delivers_first);
+  g_test_add_func ("/port/close/unstarted", test_close_unstarted);
+  g_test_add_func ("/port/close/from-handler", test_close_from_handler);
+  g_test_add_func ("/port/lifetime/unref-unstarted", test_lifetime_unref_unstarted);
+  g_test_add_func ("/port/lifetime/started-keeps-itself", test_lifetime_started_keeps_itself);
+  g_test_add_func ("/port/dispatch/not-starving", test_dispatch_not_starving);
+
+  return g_test_run ();
+}

@@ -1,0 +1,436 @@
+/* threads.c: ports between threads
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "msg-test-utils.h"
+
+/* Fewer iterations where every instruction is slow (valgrind). */
+static guint
+scaled (guint n)
+{
+  return g_getenv ("MSG_TEST_QUICK") != NULL ? MAX (n / 50, 1) : n;
+}
+
+typedef struct
+{
+  MsgPortMain *port;       /* (owned) */
+  guint        thread_id;
+  guint        n;
+} Poster;
+
+static gpointer
+poster_thread (gpointer data)
+{
+  Poster *poster = data;
+
+  for (guint i = 0; i < poster->n; i++)
+    g_assert_true (msg_port_main_post (poster->port,
+                                       g_variant_new ("(ut)", poster->thread_id, (guint64) i),
+                                       NULL));
+  return NULL;
+}
+
+typedef struct
+{
+  guint     n_threads;
+  guint64  *next;          /* per sending thread */
+  guint64   total;
+  gboolean  closed;
+} OrderCheck;
+
+static void
+order_check_message (MsgPortMain     *port,
+                     MsgMessageEvent *event,
+                     gpointer         user_data)
+{
+  OrderCheck *check = user_data;
+  guint thread_id;
+  guint64 seq;
+
+  g_variant_get (msg_message_event_get_data (event), "(ut)", &thread_id, &seq);
+  g_assert_cmpuint (thread_id, <, check->n_threads);
+  g_assert_cmpuint (seq, ==, check->next[thread_id]);
+  check->next[thread_id]++;
+  check->total++;
+}
+
+static void
+order_check_close (MsgPortMain *port,
+                   gpointer     user_data)
+{
+  OrderCheck *check = user_data;
+
+  g_assert_false (check->closed);
+  check->closed = TRUE;
+}
+
+static void
+test_threads_senders (gconstpointer data)
+{
+  guint n_threads = GPOINTER_TO_UINT (data);
+  guint n = scaled (n_threads == 1 ? 100000 : 25000);
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  OrderCheck check = { n_threads, g_new0 (guint64, n_threads), 0, FALSE };
+  Poster *posters = g_new0 (Poster, n_threads);
+  GThread **threads = g_new0 (GThread *, n_threads);
+
+  g_test_summary ("Messages posted from worker threads arrive exactly once and in each "
+                  "thread's order");
+
+  g_signal_connect (port2, "message", G_CALLBACK (order_check_message), &check);
+  g_signal_connect (port2, "close", G_CALLBACK (order_check_close), &check);
+  msg_port_main_start (port2);
+
+  for (guint t = 0; t < n_threads; t++)
+    {
+      posters[t].port = g_object_ref (msg_channel_main_get_port1 (channel));
+      posters[t].thread_id = t;
+      posters[t].n = n;
+      threads[t] = g_thread_new ("poster", poster_thread, &posters[t]);
+    }
+
+  msg_test_wait_until (NULL, check.total == (guint64) n * n_threads);
+  for (guint t = 0; t < n_threads; t++)
+    {
+      g_thread_join (threads[t]);
+      g_object_unref (posters[t].port);
+      g_assert_cmpuint (check.next[t], ==, n);
+    }
+
+  msg_port_main_close (msg_channel_main_get_port1 (channel));
+  msg_test_wait_until (NULL, check.closed);
+  g_assert_cmpuint (check.total, ==, (guint64) n * n_threads);
+
+  g_free (threads);
+  g_free (posters);
+  g_free (check.next);
+}
+
+/* A port started in a worker: signals are emitted in the worker's thread. */
+
+typedef struct
+{
+  MsgPortMain   *port;          /* the worker's end */
+  MsgTestWorker *worker;
+  GThread       *worker_thread;
+  gboolean       wrong_thread;
+} Echo;
+
+static void
+echo_message (MsgPortMain     *port,
+              MsgMessageEvent *event,
+              gpointer         user_data)
+{
+  Echo *echo = user_data;
+
+  echo->worker_thread = g_thread_self ();
+  msg_port_main_post (port, msg_message_event_get_data (event), NULL);
+}
+
+static gboolean
+echo_start (gpointer user_data)
+{
+  Echo *echo = user_data;
+
+  g_signal_connect (echo->port, "message", G_CALLBACK (echo_message), echo);
+  msg_port_main_start (echo->port);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_threads_worker_echo (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  g_autoptr(MsgRecorder) rec = msg_recorder_new (port1);
+  Echo echo = { msg_channel_main_get_port2 (channel), msg_test_worker_new ("echo"), NULL, FALSE };
+  guint n = scaled (10000);
+
+  g_test_summary ("A port started in a worker's thread-default context emits there");
+
+  msg_port_main_start (port1);
+  msg_test_worker_invoke (echo.worker, echo_start, &echo);
+  for (guint i = 0; i < n; i++)
+    msg_port_main_post (port1, g_variant_new_uint32 (i), NULL);
+  msg_test_wait_until (NULL, rec->events->len == n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec, i)), ==, i);
+  g_assert_true (rec->thread == g_thread_self ());
+  g_assert_nonnull (echo.worker_thread);
+  g_assert_true (echo.worker_thread != g_thread_self ());
+
+  msg_port_main_close (port1);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  msg_test_worker_free (echo.worker);
+}
+
+/* A port carried through three threads while its peer keeps posting. */
+
+#define N_HOPS 3
+
+typedef struct _Carry Carry;
+
+typedef struct
+{
+  Carry          *carry;
+  guint           index;
+  MsgTestWorker  *worker;
+  MsgChannelMain *control;     /* port1: where the port is sent; port2: started here */
+  guint64         until;       /* hands the port on after this seq */
+} Hop;
+
+struct _Carry
+{
+  Hop             hops[N_HOPS];
+  guint64         total;
+  guint64         next;        /* only touched by the thread holding the port */
+  MsgChannelMain *done;
+  gint            wrong_thread;   /* (atomic) */
+};
+
+static void
+carry_message (MsgPortMain     *port,
+               MsgMessageEvent *event,
+               gpointer         user_data)
+{
+  Hop *hop = user_data;
+  Carry *carry = hop->carry;
+  guint64 seq = g_variant_get_uint64 (msg_message_event_get_data (event));
+
+  if (g_main_context_get_thread_default () != msg_test_worker_context (hop->worker))
+    g_atomic_int_inc (&carry->wrong_thread);
+  g_assert_cmpuint (seq, ==, carry->next);
+  carry->next++;
+
+  if (seq == hop->until)
+    {
+      if (hop->index + 1 < N_HOPS)
+        {
+          MsgChannelMain *next = carry->hops[hop->index + 1].control;
+
+          g_assert_true (msg_port_main_post_message (msg_channel_main_get_port1 (next),
+                                                     NULL, &port, 1, NULL));
+        }
+      else
+        msg_port_main_post (msg_channel_main_get_port1 (carry->done),
+                            g_variant_new_uint64 (carry->next), NULL);
+    }
+}
+
+static void
+hop_receive_port (MsgPortMain     *control,
+                  MsgMessageEvent *event,
+                  gpointer         user_data)
+{
+  Hop *hop = user_data;
+  MsgPortMain *port = msg_message_event_get_port (event, 0);
+
+  g_signal_connect (port, "message", G_CALLBACK (carry_message), hop);
+  msg_port_main_start (port);
+}
+
+static gboolean
+hop_start (gpointer user_data)
+{
+  Hop *hop = user_data;
+  MsgPortMain *control = msg_channel_main_get_port2 (hop->control);
+
+  g_signal_connect (control, "message", G_CALLBACK (hop_receive_port), hop);
+  msg_port_main_start (control);
+  return G_SOURCE_REMOVE;
+}
+
+static gpointer
+carry_poster_thread (gpointer data)
+{
+  Poster *poster = data;
+
+  for (guint64 i = 0; i < poster->n; i++)
+    msg_port_main_post (poster->port, g_variant_new_uint64 (i), NULL);
+  return NULL;
+}
+
+static void
+test_threads_carry (void)
+{
+  g_autoptr(MsgChannelMain) data = msg_channel_main_new ();
+  Carry carry = { 0, };
+  g_autoptr(MsgRecorder) done = NULL;
+  Poster poster;
+  GThread *thread;
+  MsgPortMain *moving = msg_channel_main_get_port2 (data);
+
+  g_test_summary ("A port carried through three threads while its peer keeps posting "
+                  "from a fourth loses and duplicates nothing");
+
+  carry.total = scaled (60000);
+  carry.done = msg_channel_main_new ();
+  done = msg_recorder_new (msg_channel_main_get_port2 (carry.done));
+  msg_port_main_start (msg_channel_main_get_port2 (carry.done));
+  for (guint i = 0; i < N_HOPS; i++)
+    {
+      Hop *hop = &carry.hops[i];
+
+      hop->carry = &carry;
+      hop->index = i;
+      hop->worker = msg_test_worker_new ("hop");
+      hop->control = msg_channel_main_new ();
+      hop->until = i + 1 < N_HOPS ? (carry.total / (N_HOPS + 1)) * (i + 1) : carry.total - 1;
+      msg_test_worker_invoke (hop->worker, hop_start, hop);
+    }
+
+  g_assert_true (msg_port_main_post_message (msg_channel_main_get_port1 (carry.hops[0].control),
+                                             NULL, &moving, 1, NULL));
+  poster.port = g_object_ref (msg_channel_main_get_port1 (data));
+  poster.thread_id = 0;
+  poster.n = carry.total;
+  thread = g_thread_new ("poster", carry_poster_thread, &poster);
+
+  msg_test_wait_until (NULL, done->events->len == 1);
+  g_assert_cmpuint (g_variant_get_uint64 (msg_recorder_data (done, 0)), ==, carry.total);
+  g_assert_cmpint (g_atomic_int_get (&carry.wrong_thread), ==, 0);
+
+  g_thread_join (thread);
+  msg_port_main_close (msg_channel_main_get_port1 (data));
+  g_object_unref (poster.port);
+  for (guint i = 0; i < N_HOPS; i++)
+    {
+      msg_port_main_close (msg_channel_main_get_port1 (carry.hops[i].control));
+      msg_test_worker_free (carry.hops[i].worker);
+      g_object_unref (carry.hops[i].control);
+    }
+  msg_port_main_close (msg_channel_main_get_port1 (carry.done));
+  msg_test_wait_until (NULL, done->n_close == 1);
+  g_clear_pointer (&done, msg_recorder_free);
+  g_object_unref (carry.done);
+}
+
+/* close() and unref racing with posts from another thread. */
+
+typedef enum {
+  RACE_CLOSE_SENDER,
+  RACE_CLOSE_RECEIVER,
+  RACE_UNREF_SENDER,
+} Race;
+
+typedef struct
+{
+  MsgPortMain *port;   /* (owned) */
+  guint        n;
+  gint         go;     /* (atomic) */
+} RacePoster;
+
+static gpointer
+race_poster_thread (gpointer data)
+{
+  RacePoster *poster = data;
+
+  while (!g_atomic_int_get (&poster->go))
+    ;
+  for (guint i = 0; i < poster->n; i++)
+    msg_port_main_post (poster->port, g_variant_new_uint32 (i), NULL);
+  g_clear_object (&poster->port);
+  return NULL;
+}
+
+typedef struct
+{
+  guint    next;
+  guint    n_close;
+} RaceCheck;
+
+static void
+race_message (MsgPortMain     *port,
+              MsgMessageEvent *event,
+              gpointer         user_data)
+{
+  RaceCheck *check = user_data;
+
+  g_assert_cmpuint (check->n_close, ==, 0);
+  g_assert_cmpuint (g_variant_get_uint32 (msg_message_event_get_data (event)), ==, check->next);
+  check->next++;
+}
+
+static void
+race_close (MsgPortMain *port,
+            gpointer     user_data)
+{
+  RaceCheck *check = user_data;
+
+  check->n_close++;
+}
+
+static void
+test_threads_close_race (gconstpointer data)
+{
+  Race race = GPOINTER_TO_INT (data);
+  guint iterations = scaled (2000);
+
+  g_test_summary ("close() and the last unref race with posts from another thread: "
+                  "the receiver gets a prefix, in order, then close exactly once");
+
+  for (guint iter = 0; iter < iterations; iter++)
+    {
+      MsgChannelMain *channel = msg_channel_main_new ();
+      MsgPortMain *port2 = g_object_ref (msg_channel_main_get_port2 (channel));
+      RaceCheck check = { 0, 0 };
+      RacePoster poster = { g_object_ref (msg_channel_main_get_port1 (channel)), 50, 0 };
+      GThread *thread;
+
+      g_signal_connect (port2, "message", G_CALLBACK (race_message), &check);
+      g_signal_connect (port2, "close", G_CALLBACK (race_close), &check);
+      msg_port_main_start (port2);
+      thread = g_thread_new ("race", race_poster_thread, &poster);
+      g_atomic_int_set (&poster.go, 1);
+
+      switch (race)
+        {
+        case RACE_CLOSE_SENDER:
+          msg_port_main_close (msg_channel_main_get_port1 (channel));
+          g_object_unref (channel);
+          break;
+        case RACE_CLOSE_RECEIVER:
+          msg_port_main_close (port2);
+          g_object_unref (channel);
+          break;
+        case RACE_UNREF_SENDER:
+          /* The poster's reference is the last one on port1. */
+          g_object_unref (channel);
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+
+      g_thread_join (thread);
+      msg_test_wait_until (NULL, check.n_close == 1);
+      msg_test_drain (NULL);
+      g_assert_cmpuint (check.n_close, ==, 1);
+      if (race == RACE_UNREF_SENDER)
+        g_assert_cmpuint (check.next, ==, 50);
+      else
+        g_assert_cmpuint (check.next, <=, 50);
+      g_object_unref (port2);
+    }
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_data_func ("/threads/one-sender-100k", GUINT_TO_POINTER (1), test_threads_senders);
+  g_test_add_data_func ("/threads/four-senders", GUINT_TO_POINTER (4), test_threads_senders);
+  g_test_add_func ("/threads/worker-echo", test_threads_worker_echo);
+  g_test_add_func ("/threads/carry-through-three", test_threads_carry);
+  g_test_add_data_func ("/threads/race/close-sender", GINT_TO_POINTER (RACE_CLOSE_SENDER),
+                        test_threads_close_race);
+  g_test_add_data_func ("/threads/race/close-receiver", GINT_TO_POINTER (RACE_CLOSE_RECEIVER),
+                        test_threads_close_race);
+  g_test_add_data_func ("/threads/race/unref-sender", GINT_TO_POINTER (RACE_UNREF_SENDER),
+                        test_threads_close_race);
+
+  return g_test_run ();
+}

@@ -63,14 +63,15 @@ MsgEnvelope *msg_envelope_new_close   (GError       *reason);
 void         msg_envelope_free        (MsgEnvelope  *envelope);
 void         msg_envelope_list_free   (GQueue       *envelopes);
 
-/* Where an endpoint's arrivals go instead of its queue. deliver() takes
- * ownership of @envelope and is called with the endpoint's lock held, so it
- * must not take any endpoint lock, emit, or block. */
+/* Where an endpoint's arrivals go instead of its queue. deliver() is
+ * called with the endpoint's lock held, so it must not take any endpoint
+ * lock, emit, free an envelope, or block: it takes @envelope, or returns it
+ * for the caller to free once the lock is released. */
 typedef struct
 {
-  void (*deliver) (MsgSink     *sink,
-                   MsgEnvelope *envelope);
-  void (*release) (MsgSink     *sink);
+  MsgEnvelope *(*deliver) (MsgSink     *sink,
+                           MsgEnvelope *envelope);
+  void         (*release) (MsgSink     *sink);
 } MsgSinkFuncs;
 
 struct _MsgSink
@@ -109,7 +110,12 @@ void         msg_endpoint_entangle     (MsgEndpoint  *a,
 void         msg_endpoint_deliver      (MsgEndpoint  *self,
                                         MsgEnvelope  *envelope);
 void         msg_endpoint_disentangle  (MsgEndpoint  *self,
-                                        GError       *reason);
+                                        GError       *reason,
+                                        GError       *peer_reason);
+void         msg_endpoint_set_sink     (MsgEndpoint  *self,
+                                        MsgSink      *sink);
+MsgSink     *msg_endpoint_get_sink     (MsgEndpoint  *self);
+GError      *msg_endpoint_new_peer_closed_reason (void);
 void         msg_endpoint_discard      (MsgEndpoint  *self);
 void         msg_endpoint_mark_ready_locked (MsgEndpoint *self);
 

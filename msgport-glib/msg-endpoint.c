@@ -138,19 +138,18 @@ msg_endpoint_mark_ready_locked (MsgEndpoint *self)
     msg_dispatcher_mark_ready (self->dispatcher, self);
 }
 
-static void
+/* Returns what the sink refused, to be freed once the lock is released. */
+static MsgEnvelope *
 msg_endpoint_push_locked (MsgEndpoint *self,
                           MsgEnvelope *envelope)
 {
   if (self->sink != NULL)
-    {
-      self->sink->funcs->deliver (self->sink, envelope);
-      return;
-    }
+    return self->sink->funcs->deliver (self->sink, envelope);
 
   g_queue_push_tail_link (&self->queue, &envelope->link);
   if (self->queue.length == 1)
     msg_endpoint_mark_ready_locked (self);
+  return NULL;
 }
 
 /* Takes ownership of @envelope and queues it for @self's handlers (or its
@@ -160,29 +159,65 @@ msg_endpoint_deliver (MsgEndpoint *self,
                       MsgEnvelope *envelope)
 {
   msg_mutex_lock (&self->lock);
-  if (self->ended)
-    {
-      msg_mutex_unlock (&self->lock);
-      msg_envelope_free (envelope);
-      return;
-    }
-  msg_endpoint_push_locked (self, envelope);
+  if (!self->ended)
+    envelope = msg_endpoint_push_locked (self, envelope);
   msg_mutex_unlock (&self->lock);
+
+  msg_envelope_free (envelope);
 }
 
-/* Queues the close envelope: nothing arrives after it. Takes @reason. */
-static void
+/* Makes @sink (taken) receive everything that arrives for @self from now
+ * on, after what is already queued, in order. */
+void
+msg_endpoint_set_sink (MsgEndpoint *self,
+                       MsgSink     *sink)
+{
+  GQueue refused = G_QUEUE_INIT;
+  GList *link;
+
+  msg_mutex_lock (&self->lock);
+  g_assert (self->sink == NULL && self->dispatcher == NULL);
+  g_atomic_pointer_set (&self->sink, sink);
+  while ((link = g_queue_pop_head_link (&self->queue)) != NULL)
+    {
+      MsgEnvelope *envelope = msg_endpoint_push_locked (self, link->data);
+
+      if (envelope != NULL)
+        g_queue_push_tail_link (&refused, &envelope->link);
+    }
+  msg_mutex_unlock (&self->lock);
+
+  msg_envelope_list_free (&refused);
+}
+
+/* Lock-free: a sink is set once and stays for the endpoint's life. */
+MsgSink *
+msg_endpoint_get_sink (MsgEndpoint *self)
+{
+  return g_atomic_pointer_get (&self->sink);
+}
+
+GError *
+msg_endpoint_new_peer_closed_reason (void)
+{
+  return g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_CLOSED,
+                              "The other end of the channel was closed");
+}
+
+/* Queues the close envelope: nothing arrives after it. Takes @reason;
+ * returns what a sink refused, to be freed once the lock is released. */
+static MsgEnvelope *
 msg_endpoint_end_locked (MsgEndpoint *self,
                          GError      *reason)
 {
   if (self->ended)
     {
       g_clear_error (&reason);
-      return;
+      return NULL;
     }
 
   self->ended = TRUE;
-  msg_endpoint_push_locked (self, msg_envelope_new_close (reason));
+  return msg_endpoint_push_locked (self, msg_envelope_new_close (reason));
 }
 
 /* The peer of @self went away: @self delivers what it has, then emits
@@ -194,41 +229,44 @@ msg_endpoint_peer_gone (MsgEndpoint *self,
                         GError      *reason)
 {
   MsgEndpoint *old_peer = NULL;
+  MsgEnvelope *refused = NULL;
 
   msg_mutex_lock (&self->lock);
   if (self->peer == from)
     {
       old_peer = g_steal_pointer (&self->peer);
-      msg_endpoint_end_locked (self, g_steal_pointer (&reason));
+      refused = msg_endpoint_end_locked (self, g_steal_pointer (&reason));
     }
   msg_mutex_unlock (&self->lock);
 
+  msg_envelope_free (refused);
   g_clear_error (&reason);
   g_clear_pointer (&old_peer, msg_endpoint_unref);
 }
 
 /* Ends the entanglement of @self from its own side: @self ends with
- * @reason (taken) and its peer ends with MSG_PORT_ERROR_PEER_CLOSED. Used
- * by close() on a started port, and where a channel is lost. */
+ * @reason and its peer with @peer_reason (both taken). Every way a channel
+ * ends goes through here or msg_endpoint_discard(). */
 void
 msg_endpoint_disentangle (MsgEndpoint *self,
-                          GError      *reason)
+                          GError      *reason,
+                          GError      *peer_reason)
 {
   MsgEndpoint *peer;
+  MsgEnvelope *refused;
 
   msg_mutex_lock (&self->lock);
   peer = g_steal_pointer (&self->peer);
-  msg_endpoint_end_locked (self, g_steal_pointer (&reason));
+  refused = msg_endpoint_end_locked (self, g_steal_pointer (&reason));
   msg_mutex_unlock (&self->lock);
 
+  msg_envelope_free (refused);
   if (peer != NULL)
     {
-      msg_endpoint_peer_gone (peer, self,
-                              g_error_new_literal (MSG_PORT_ERROR,
-                                                   MSG_PORT_ERROR_PEER_CLOSED,
-                                                   "The other end of the channel was closed"));
+      msg_endpoint_peer_gone (peer, self, g_steal_pointer (&peer_reason));
       msg_endpoint_unref (peer);
     }
+  g_clear_error (&peer_reason);
 }
 
 /* Closes an endpoint that nobody will ever dispatch: what it holds is
@@ -252,10 +290,7 @@ msg_endpoint_discard (MsgEndpoint *self)
   msg_envelope_list_free (&dropped);
   if (peer != NULL)
     {
-      msg_endpoint_peer_gone (peer, self,
-                              g_error_new_literal (MSG_PORT_ERROR,
-                                                   MSG_PORT_ERROR_PEER_CLOSED,
-                                                   "The other end of the channel was closed"));
+      msg_endpoint_peer_gone (peer, self, msg_endpoint_new_peer_closed_reason ());
       msg_endpoint_unref (peer);
     }
 }

@@ -5,9 +5,15 @@
 
 #include "config.h"
 
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "msg-endpoint-private.h"
 #include "msg-port-error.h"
 #include "msg-port-main.h"
+#include "wire/msg-transport-private.h"
+#include "wire/msg-wire-private.h"
 
 /**
  * SECTION:msg-port-main
@@ -42,6 +48,19 @@
  * a port that is not started closes it; a started port holds a reference
  * on itself until it is closed, disconnected or transferred, so a port whose
  * only owner is a connected handler keeps working.
+ *
+ * Ports also connect processes: msg_port_main_new_for_fd() makes a port of
+ * one end of a connected `AF_UNIX` stream socket whose other end another
+ * process holds as a port, and msg_port_main_new_for_launcher() hands a
+ * port to a child process, which finds it with
+ * msg_port_main_get_parent_port(). Everything works the same across
+ * processes: messages are serialized #GVariant values, validated on
+ * arrival, and ports in transfer lists travel as file descriptors. What a
+ * peer process sends is untrusted: anything invalid closes that port, with
+ * %MSG_PORT_ERROR_PROTOCOL as its close reason. All socket I/O happens on a
+ * thread of the library's own, so it makes progress whatever the
+ * application's main loops do; only the signals wait for the port's
+ * context.
  */
 
 struct _MsgPortMain
@@ -371,6 +390,11 @@ msg_port_main_take_transfer (MsgPortMain   *self,
  * same peers, in the same order, with every message that was queued on
  * them or still in flight to them.
  *
+ * To a port in another process, @message is serialized (it must be at most
+ * 128 MiB serialized, with at most 1024 ports), and fails with
+ * %MSG_PORT_ERROR_TOO_LARGE otherwise, sending nothing. #GVariant handles
+ * (`h`) are sent as plain integers.
+ *
  * Fails with %MSG_PORT_ERROR_DATA_CLONE, sending nothing and neutering
  * nothing, if @transfer holds @self, the same port twice, %NULL, or a port
  * that was already transferred or is closed. If @transfer holds the port
@@ -416,6 +440,16 @@ msg_port_main_post_message (MsgPortMain   *self,
     }
   peer = endpoint->peer != NULL ? msg_endpoint_ref (endpoint->peer) : NULL;
   msg_mutex_unlock (&endpoint->lock);
+
+  /* To another process: what the wire format cannot carry is refused
+   * before anything is sent or neutered. */
+  if (peer != NULL && msg_transport_is_socket_sink (msg_endpoint_get_sink (peer)) &&
+      !msg_wire_check_message (message, n_transfer, error))
+    {
+      msg_endpoint_unref (peer);
+      g_clear_pointer (&message, g_variant_unref);
+      return FALSE;
+    }
 
   envelope = msg_envelope_new_message (g_steal_pointer (&message), n_transfer);
 
@@ -566,7 +600,8 @@ msg_port_main_close (MsgPortMain *self)
   msg_mutex_unlock (&endpoint->lock);
 
   if (started)
-    msg_endpoint_disentangle (endpoint, new_closed_reason ());
+    msg_endpoint_disentangle (endpoint, new_closed_reason (),
+                              msg_endpoint_new_peer_closed_reason ());
   else
     msg_endpoint_discard (endpoint);
 }
@@ -681,13 +716,15 @@ msg_port_main_get_close_reason (MsgPortMain *self)
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError, or %NULL
  *
- * Blocks until everything posted on @self so far has left the process, so
- * that the process may exit right after. Messages between ports of one
- * process are delivered to the receiver's queue when they are posted, so
- * for them this returns at once.
+ * Blocks until everything posted on @self so far has been written to its
+ * socket, so that the process may exit right after. Messages between ports
+ * of one process are delivered to the receiver's queue when they are
+ * posted, so for them this returns at once. Do not call it from a thread
+ * that the peer needs in order to read (it does not: the library reads on
+ * a thread of its own).
  *
  * Returns: %TRUE on success; %FALSE with @error set if @cancellable was
- *   cancelled
+ *   cancelled or the connection failed before everything was written
  * Since: 1.0
  */
 gboolean
@@ -695,6 +732,11 @@ msg_port_main_flush (MsgPortMain   *self,
                      GCancellable  *cancellable,
                      GError       **error)
 {
+  MsgEndpoint *endpoint;
+  MsgEndpoint *peer = NULL;
+  MsgSink *sink;
+  gboolean ok = TRUE;
+
   g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -702,5 +744,166 @@ msg_port_main_flush (MsgPortMain   *self,
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     return FALSE;
 
-  return TRUE;
+  endpoint = self->endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port == self && endpoint->peer != NULL)
+    peer = msg_endpoint_ref (endpoint->peer);
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (peer != NULL)
+    {
+      sink = msg_endpoint_get_sink (peer);
+      if (msg_transport_is_socket_sink (sink))
+        ok = msg_transport_flush (sink, cancellable, error);
+      msg_endpoint_unref (peer);
+    }
+
+  return ok;
+}
+
+/**
+ * msg_port_main_new_for_fd:
+ * @fd: a connected `AF_UNIX` `SOCK_STREAM` socket
+ * @error: return location for a #GError, or %NULL
+ *
+ * Makes a port of @fd, one end of a socket whose other end another process
+ * holds as a port (made the same way): the two ports are entangled. The
+ * port is not started. `socketpair (AF_UNIX, SOCK_STREAM, 0, fds)` before a
+ * fork() gives such a pair.
+ *
+ * On success the port owns @fd. On failure (@fd is not a valid descriptor,
+ * not a socket, not `AF_UNIX`, not `SOCK_STREAM`, or not connected) this
+ * returns %NULL with %MSG_PORT_ERROR_INVALID_SOCKET, and the caller keeps
+ * @fd.
+ *
+ * Returns: (transfer full) (nullable): a new #MsgPortMain, or %NULL
+ * Since: 1.0
+ */
+MsgPortMain *
+msg_port_main_new_for_fd (int      fd,
+                          GError **error)
+{
+  MsgEndpoint *endpoint;
+
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  endpoint = msg_transport_new_endpoint (fd, error);
+  if (endpoint == NULL)
+    return NULL;
+
+  return msg_port_main_new_for_endpoint (endpoint);
+}
+
+/**
+ * msg_port_main_new_for_launcher:
+ * @launcher: a #GSubprocessLauncher, not used to spawn yet
+ * @child_fd: the descriptor number the child gets its end as, or -1 for 3
+ * @error: return location for a #GError, or %NULL
+ *
+ * Sets up @launcher so that the processes it spawns get a port entangled
+ * with the one returned: its socket becomes descriptor @child_fd of the
+ * child, and %MSG_PARENT_PORT_ENV names it there, so that the child finds
+ * the port with msg_port_main_get_parent_port() (Electron's
+ * `utilityProcess.fork()` and `process.parentPort`).
+ *
+ * |[<!-- language="C" -->
+ * g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+ * g_autoptr(MsgPortMain) port = msg_port_main_new_for_launcher (launcher, -1, &error);
+ * g_autoptr(GSubprocess) child = g_subprocess_launcher_spawn (launcher, &error, "./child", NULL);
+ * g_clear_object (&launcher);  // closes the parent's copy of the child's end
+ * ]|
+ *
+ * Spawn one process with @launcher, then drop it (or call
+ * g_subprocess_launcher_close()): until then the parent holds the child's
+ * end too, and would not notice the child going away.
+ *
+ * Returns: (transfer full) (nullable): the parent's port, not started, or
+ *   %NULL if no socket could be made
+ * Since: 1.0
+ */
+MsgPortMain *
+msg_port_main_new_for_launcher (GSubprocessLauncher  *launcher,
+                                int                   child_fd,
+                                GError              **error)
+{
+  MsgPortMain *port;
+  g_autofree char *value = NULL;
+  int fds[2];
+
+  g_return_val_if_fail (G_IS_SUBPROCESS_LAUNCHER (launcher), NULL);
+  g_return_val_if_fail (child_fd >= -1, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (child_fd < 0)
+    child_fd = 3;
+
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+    {
+      int errsv = errno;
+
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,
+                   "Cannot create a socket pair: %s", g_strerror (errsv));
+      return NULL;
+    }
+
+  port = msg_port_main_new_for_fd (fds[0], error);
+  if (port == NULL)
+    {
+      close (fds[0]);
+      close (fds[1]);
+      return NULL;
+    }
+
+  g_subprocess_launcher_take_fd (launcher, fds[1], child_fd);
+  value = g_strdup_printf ("%d", child_fd);
+  g_subprocess_launcher_setenv (launcher, MSG_PARENT_PORT_ENV, value, TRUE);
+
+  return port;
+}
+
+static GMutex parent_port_lock;
+static MsgPortMain *parent_port;       /* (owned) (nullable) */
+static gboolean parent_port_checked;  /* protected by parent_port_lock */
+
+/**
+ * msg_port_main_get_parent_port:
+ *
+ * Gets the port that the parent process set up with
+ * msg_port_main_new_for_launcher() when it spawned this process (Electron's
+ * `process.parentPort`). The first call takes the descriptor named by
+ * %MSG_PARENT_PORT_ENV and removes that variable from the environment, so
+ * that this process's own children do not see it. The port is not started.
+ *
+ * Returns: (transfer none) (nullable): the parent port, or %NULL if this
+ *   process has none
+ * Since: 1.0
+ */
+MsgPortMain *
+msg_port_main_get_parent_port (void)
+{
+  MsgPortMain *port;
+
+  msg_mutex_lock (&parent_port_lock);
+  if (!parent_port_checked)
+    {
+      const char *value = g_getenv (MSG_PARENT_PORT_ENV);
+      g_autoptr(GError) error = NULL;
+      char *end = NULL;
+      gint64 fd;
+
+      parent_port_checked = TRUE;
+      if (value != NULL)
+        {
+          fd = g_ascii_strtoll (value, &end, 10);
+          if (end == value || *end != '\0' || fd < 0 || fd > G_MAXINT)
+            g_warning ("%s=%s is not a descriptor number", MSG_PARENT_PORT_ENV, value);
+          else if ((parent_port = msg_port_main_new_for_fd ((int) fd, &error)) == NULL)
+            g_warning ("%s: %s", MSG_PARENT_PORT_ENV, error->message);
+          g_unsetenv (MSG_PARENT_PORT_ENV);
+        }
+    }
+  port = parent_port;
+  msg_mutex_unlock (&parent_port_lock);
+
+  return port;
 }

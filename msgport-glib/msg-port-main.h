@@ -25,6 +25,25 @@ G_BEGIN_DECLS
 MSG_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (MsgPortMain, msg_port_main, MSG, PORT_MAIN, GObject)
 
+/**
+ * MSG_PARENT_PORT_ENV:
+ *
+ * The environment variable through which a process spawned with
+ * msg_port_main_new_for_launcher() finds its parent port: it holds the
+ * number of the descriptor. msg_port_main_get_parent_port() reads it.
+ */
+#define MSG_PARENT_PORT_ENV "MSGPORT_PARENT_FD"
+
+MSG_AVAILABLE_IN_ALL
+MsgPortMain *msg_port_main_new_for_fd    (int                   fd,
+                                          GError              **error);
+MSG_AVAILABLE_IN_ALL
+MsgPortMain *msg_port_main_new_for_launcher (GSubprocessLauncher *launcher,
+                                          int                   child_fd,
+                                          GError              **error);
+MSG_AVAILABLE_IN_ALL
+MsgPortMain *msg_port_main_get_parent_port (void);
+
 MSG_AVAILABLE_IN_ALL
 gboolean  msg_port_main_post_message     (MsgPortMain   *self,
                                           GVariant      *message,

@@ -1,0 +1,48 @@
+/* msg-transport-private.h: ports over Unix sockets
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "msg-endpoint-private.h"
+
+G_BEGIN_DECLS
+
+/* The system calls of the transport, behind one small table so that a test
+ * can put faults in them (short writes, EINTR, EAGAIN, EPIPE, ...). */
+typedef struct
+{
+  ssize_t (*sendmsg)    (int                  fd,
+                         const struct msghdr *message,
+                         int                  flags);
+  ssize_t (*recvmsg)    (int                  fd,
+                         struct msghdr       *message,
+                         int                  flags);
+  int     (*socketpair) (int                  domain,
+                         int                  type,
+                         int                  protocol,
+                         int                  fds[2]);
+} MsgSyscalls;
+
+/* Replaces the system calls (NULL restores the real ones). Tests only. */
+void          msg_transport_set_syscalls      (const MsgSyscalls *syscalls);
+
+/* Checks that @fd is a connected AF_UNIX SOCK_STREAM socket. */
+gboolean      msg_transport_check_socket      (int                 fd,
+                                               GError            **error);
+/* A new endpoint whose peer is the port at the other end of @fd (taken
+ * only on success). */
+MsgEndpoint  *msg_transport_new_endpoint      (int                 fd,
+                                               GError            **error);
+/* Whether @sink writes to a socket. */
+gboolean      msg_transport_is_socket_sink    (MsgSink            *sink);
+/* Blocks until what was delivered to @sink so far has been written. */
+gboolean      msg_transport_flush             (MsgSink            *sink,
+                                               GCancellable       *cancellable,
+                                               GError            **error);
+
+G_END_DECLS

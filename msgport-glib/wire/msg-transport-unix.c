@@ -1,0 +1,1199 @@
+/* msg-transport-unix.c: ports over Unix sockets
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * A port whose peer lives in another process is an endpoint L entangled
+ * with an endpoint R that has a socket sink: a MsgConnection. What L posts
+ * is delivered to R, and so to the connection, which writes it; what the
+ * connection reads is delivered to R's peer, L. The same holds for a bridge:
+ * when a port of an in-process channel moves to another process, its
+ * endpoint E stays here, gets a connection as its sink, and relays between
+ * its peer and the socket.
+ *
+ * All reading and writing happens on one library thread with its own
+ * GMainContext, so I/O makes progress whatever the application's main
+ * contexts do. Posting only encodes and appends to the connection's output
+ * queue, and wakes that thread when the queue was empty: under load, one
+ * sendmsg() carries many messages, and one recvmsg() brings many in.
+ *
+ * A port that is itself backed by a socket moves to another process with
+ * its descriptor: the I/O thread stops reading it and sends the descriptor
+ * along with what was read from it but not delivered (re-encoded) and what
+ * was queued for it but not written; the new owner decodes the first before
+ * reading the socket and writes the second before anything of its own. No
+ * process is left relaying for a port that lives elsewhere.
+ *
+ * Lock order: endpoint locks, then connection->lock, then the GMainContext
+ * lock. The I/O thread never holds connection->lock while it takes an
+ * endpoint lock.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "msg-port-error.h"
+#include "msg-transport-private.h"
+#include "msg-wire-private.h"
+
+#define READ_SIZE             (256 * 1024)
+#define MAX_READS_PER_DISPATCH 32
+#define MAX_IOV               64
+#define MAX_WRITE_BYTES       (4 * 1024 * 1024)
+
+/* System calls ------------------------------------------------------------ */
+
+static ssize_t
+real_sendmsg (int fd, const struct msghdr *message, int flags)
+{
+  return sendmsg (fd, message, flags);
+}
+
+static ssize_t
+real_recvmsg (int fd, struct msghdr *message, int flags)
+{
+  return recvmsg (fd, message, flags);
+}
+
+static int
+real_socketpair (int domain, int type, int protocol, int fds[2])
+{
+  return socketpair (domain, type, protocol, fds);
+}
+
+static const MsgSyscalls real_syscalls = {
+  real_sendmsg,
+  real_recvmsg,
+  real_socketpair,
+};
+
+static const MsgSyscalls *syscalls = &real_syscalls;  /* (atomic) */
+
+void
+msg_transport_set_syscalls (const MsgSyscalls *replacement)
+{
+  g_atomic_pointer_set (&syscalls, replacement != NULL ? replacement : &real_syscalls);
+}
+
+static inline const MsgSyscalls *
+get_syscalls (void)
+{
+  return g_atomic_pointer_get (&syscalls);
+}
+
+/* The I/O thread ------------------------------------------------------------ */
+
+static GMutex io_lock;
+static GMainContext *io_context;   /* protected by io_lock */
+static pid_t io_pid;               /* protected by io_lock */
+
+static gpointer
+io_thread_main (gpointer data)
+{
+  GMainContext *context = data;
+
+  g_main_context_push_thread_default (context);
+  for (;;)
+    g_main_context_iteration (context, TRUE);
+
+  return NULL;
+}
+
+/* The context of the I/O thread, started on first use (and again in a
+ * child after fork(), where the parent's thread does not exist). */
+static GMainContext *
+get_io_context (void)
+{
+  GMainContext *context;
+
+  msg_mutex_lock (&io_lock);
+  if (io_context == NULL || io_pid != getpid ())
+    {
+      io_context = g_main_context_new ();
+      io_pid = getpid ();
+      g_thread_unref (g_thread_new ("msgport-io", io_thread_main, io_context));
+    }
+  context = io_context;
+  msg_mutex_unlock (&io_lock);
+
+  return context;
+}
+
+/* Connections ---------------------------------------------------------------- */
+
+typedef enum
+{
+  CONNECTION_OPEN,
+  CONNECTION_WRITE_CLOSED,   /* our close frame is written; reading until EOF */
+  CONNECTION_DEAD,           /* the descriptor is closed */
+  CONNECTION_MOVED,          /* the descriptor went to another process */
+} ConnectionState;
+
+typedef struct
+{
+  GList           link;       /* link.data == the item */
+  MsgEnvelope    *envelope;   /* (owned) (nullable): to be encoded by the I/O thread */
+  MsgWireEncoded  encoded;
+  gsize           offset;     /* bytes of head and data written */
+  guint           fds_sent;
+  gboolean        is_close;
+} OutItem;
+
+typedef struct
+{
+  GSource          source;       /* its reference count is the connection's */
+  MsgSink          sink;         /* owned by @endpoint: a reference on @source */
+  gpointer         fd_tag;       /* I/O thread */
+  int              fd;           /* I/O thread; -1 once closed or moved */
+
+  GMutex           lock;
+  GCond            written_cond;
+  /* protected by @lock */
+  MsgEndpoint     *endpoint;     /* (owned) (nullable): whose sink this is */
+  GQueue           out;          /* of OutItem */
+  guint64          n_queued;
+  guint64          n_written;
+  ConnectionState  state;
+  gboolean         close_queued;
+  gboolean         kicked;
+
+  /* I/O thread only */
+  MsgWireDecoder  *decoder;
+  gboolean         want_out;
+} MsgConnection;
+
+#define CONNECTION_FROM_SINK(s) ((MsgConnection *) ((guint8 *) (s) - G_STRUCT_OFFSET (MsgConnection, sink)))
+
+static GSourceFuncs connection_source_funcs;
+
+static gboolean connection_export (MsgEndpoint  *endpoint,
+                                   MsgWirePort  *port,
+                                   GError      **error);
+
+static void
+out_item_free (OutItem *item)
+{
+  msg_envelope_free (item->envelope);
+  msg_wire_encoded_clear (&item->encoded);
+  g_free (item);
+}
+
+static void
+out_list_free (GQueue *items)
+{
+  GList *link;
+
+  while ((link = g_queue_pop_head_link (items)) != NULL)
+    out_item_free (link->data);
+}
+
+static gsize
+out_item_size (OutItem *item)
+{
+  return g_bytes_get_size (item->encoded.head) +
+         (item->encoded.data != NULL ? g_bytes_get_size (item->encoded.data) : 0);
+}
+
+static guint
+out_item_unsent_fds (OutItem *item)
+{
+  return item->encoded.fds != NULL ? item->encoded.fds->len - item->fds_sent : 0;
+}
+
+/* Called with @self->lock held. */
+static void
+connection_kick_locked (MsgConnection *self)
+{
+  if (!self->kicked)
+    {
+      self->kicked = TRUE;
+      g_source_set_ready_time (&self->source, 0);
+    }
+}
+
+/* MsgSinkFuncs.deliver: any thread, with the endpoint's lock held. */
+static MsgEnvelope *
+connection_deliver (MsgSink     *sink,
+                    MsgEnvelope *envelope)
+{
+  MsgConnection *self = CONNECTION_FROM_SINK (sink);
+  OutItem *item;
+
+  item = g_new0 (OutItem, 1);
+  item->link.data = item;
+
+  /* A plain message is encoded here, by the thread that posts it; one
+   * that carries ports or ends the channel is left to the I/O thread,
+   * which is the only one that may stop a connection to move it. */
+  if (envelope->kind == MSG_ENVELOPE_MESSAGE && envelope->n_ports == 0 &&
+      msg_wire_check_message (envelope->data, 0, NULL))
+    {
+      MsgWireFrame frame = { MSG_WIRE_FRAME_MESSAGE, envelope->data, 0, NULL };
+
+      if (!msg_wire_encode (&frame, &item->encoded, NULL))
+        g_assert_not_reached ();
+    }
+  else
+    {
+      item->is_close = envelope->kind == MSG_ENVELOPE_CLOSE;
+      item->envelope = g_steal_pointer (&envelope);
+    }
+
+  msg_mutex_lock (&self->lock);
+  if (self->state != CONNECTION_OPEN || self->close_queued)
+    {
+      msg_mutex_unlock (&self->lock);
+      if (item->envelope != NULL)
+        envelope = g_steal_pointer (&item->envelope);
+      msg_wire_encoded_clear (&item->encoded);
+      g_free (item);
+      return envelope;
+    }
+  if (item->is_close)
+    self->close_queued = TRUE;
+  g_queue_push_tail_link (&self->out, &item->link);
+  self->n_queued++;
+  connection_kick_locked (self);
+  msg_mutex_unlock (&self->lock);
+
+  /* What was encoded is in the item now. The envelope carries no ports,
+   * so freeing it under the endpoint's lock is safe. */
+  msg_envelope_free (envelope);
+  return NULL;
+}
+
+static void
+connection_release (MsgSink *sink)
+{
+  g_source_unref (&CONNECTION_FROM_SINK (sink)->source);
+}
+
+static const MsgSinkFuncs connection_sink_funcs = {
+  connection_deliver,
+  connection_release,
+};
+
+gboolean
+msg_transport_is_socket_sink (MsgSink *sink)
+{
+  return sink != NULL && sink->funcs == &connection_sink_funcs;
+}
+
+/* Ends the connection: the descriptor is closed, what was not written is
+ * dropped, and the port at this end emits ::close with @reason (taken). */
+static void
+connection_fail (MsgConnection *self,
+                 GError        *reason)
+{
+  MsgEndpoint *endpoint;
+  GQueue dropped;
+
+  msg_mutex_lock (&self->lock);
+  if (self->state == CONNECTION_DEAD || self->state == CONNECTION_MOVED)
+    {
+      msg_mutex_unlock (&self->lock);
+      g_clear_error (&reason);
+      return;
+    }
+  self->state = CONNECTION_DEAD;
+  dropped = self->out;
+  g_queue_init (&self->out);
+  endpoint = g_steal_pointer (&self->endpoint);
+  g_cond_broadcast (&self->written_cond);
+  msg_mutex_unlock (&self->lock);
+
+  if (self->fd_tag != NULL)
+    g_source_remove_unix_fd (&self->source, g_steal_pointer (&self->fd_tag));
+  if (self->fd >= 0)
+    close (self->fd);
+  self->fd = -1;
+  g_clear_pointer (&self->decoder, msg_wire_decoder_free);
+  g_source_destroy (&self->source);
+
+  out_list_free (&dropped);
+  if (reason == NULL)
+    reason = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE,
+                                  "The connection to the peer process ended");
+  if (endpoint != NULL)
+    {
+      GError *own_reason = g_error_copy (reason);
+
+      msg_endpoint_disentangle (endpoint, own_reason, g_steal_pointer (&reason));
+      msg_endpoint_unref (endpoint);
+    }
+  g_clear_error (&reason);
+}
+
+/* Creates a connection on @fd (taken) that is the sink of @endpoint (a
+ * reference is taken): what reaches @endpoint is written to @fd, and what is
+ * read from @fd goes to @endpoint's peer. */
+static MsgConnection *
+connection_new (int          fd,
+                MsgEndpoint *endpoint)
+{
+  GSource *source;
+  MsgConnection *self;
+
+  source = g_source_new (&connection_source_funcs, sizeof (MsgConnection));
+  self = (MsgConnection *) source;
+  g_source_set_static_name (source, "MsgPortMain connection");
+  g_mutex_init (&self->lock);
+  g_cond_init (&self->written_cond);
+  g_queue_init (&self->out);
+  self->sink.funcs = &connection_sink_funcs;
+  self->fd = fd;
+  self->endpoint = msg_endpoint_ref (endpoint);
+  self->state = CONNECTION_OPEN;
+  self->decoder = msg_wire_decoder_new ();
+  self->fd_tag = g_source_add_unix_fd (source, fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
+  g_source_set_ready_time (source, -1);
+
+  return self;
+}
+
+/* Makes @self the sink of its endpoint and starts it on the I/O thread. */
+static void
+connection_start (MsgConnection *self)
+{
+  MsgEndpoint *endpoint = self->endpoint;
+
+  g_source_ref (&self->source);  /* owned by the endpoint, as its sink */
+  msg_endpoint_set_sink (endpoint, &self->sink);
+  msg_mutex_lock (&self->lock);
+  connection_kick_locked (self);
+  msg_mutex_unlock (&self->lock);
+  g_source_attach (&self->source, get_io_context ());
+  g_source_unref (&self->source);
+}
+
+static gboolean
+set_nonblocking (int      fd,
+                 GError **error)
+{
+  int flags = fcntl (fd, F_GETFL);
+
+  if (flags < 0 || fcntl (fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+      fcntl (fd, F_SETFD, FD_CLOEXEC) < 0)
+    {
+      int errsv = errno;
+
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET,
+                   "Cannot use descriptor %d: %s", fd, g_strerror (errsv));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+msg_transport_check_socket (int      fd,
+                            GError **error)
+{
+  struct stat st;
+  int value;
+  socklen_t len = sizeof value;
+  struct sockaddr_storage address;
+  socklen_t address_len = sizeof address;
+
+  if (fd < 0 || fstat (fd, &st) < 0)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET,
+                   "%d is not a valid file descriptor", fd);
+      return FALSE;
+    }
+  if (!S_ISSOCK (st.st_mode))
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET,
+                   "Descriptor %d is not a socket", fd);
+      return FALSE;
+    }
+  if (getsockopt (fd, SOL_SOCKET, SO_DOMAIN, &value, &len) < 0 || value != AF_UNIX)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET,
+                   "Descriptor %d is not an AF_UNIX socket", fd);
+      return FALSE;
+    }
+  len = sizeof value;
+  if (getsockopt (fd, SOL_SOCKET, SO_TYPE, &value, &len) < 0 || value != SOCK_STREAM)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET,
+                   "Descriptor %d is not a SOCK_STREAM socket", fd);
+      return FALSE;
+    }
+  if (getpeername (fd, (struct sockaddr *) &address, &address_len) < 0)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET,
+                   "Socket %d is not connected", fd);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+MsgEndpoint *
+msg_transport_new_endpoint (int      fd,
+                            GError **error)
+{
+  MsgEndpoint *local, *remote;
+  MsgConnection *connection;
+
+  if (!msg_transport_check_socket (fd, error) || !set_nonblocking (fd, error))
+    return NULL;
+
+  local = msg_endpoint_new ();
+  remote = msg_endpoint_new ();
+  msg_endpoint_entangle (local, remote);
+  connection = connection_new (fd, remote);
+  connection_start (connection);
+  msg_endpoint_unref (remote);
+
+  return local;
+}
+
+/* Reading ------------------------------------------------------------------ */
+
+/* A port that arrived in a frame: a new endpoint whose peer is at the
+ * other end of @port's socket, with what @port carries of its past. */
+static MsgEndpoint *
+connection_import (MsgWirePort  *port,
+                   GError      **error)
+{
+  MsgEndpoint *local, *remote;
+  MsgConnection *connection;
+
+  if (!msg_transport_check_socket (port->fd, NULL) || !set_nonblocking (port->fd, NULL))
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                   "Invalid data from the peer process: a transferred port is not "
+                   "a connected Unix stream socket");
+      return NULL;
+    }
+
+  local = msg_endpoint_new ();
+  remote = msg_endpoint_new ();
+  msg_endpoint_entangle (local, remote);
+  connection = connection_new (g_steal_fd (&port->fd), remote);
+  msg_endpoint_unref (remote);
+
+  if (port->in_prefix != NULL || (port->in_fds != NULL && port->in_fds->len > 0))
+    {
+      gsize size = 0;
+      const guint8 *data = port->in_prefix ? g_bytes_get_data (port->in_prefix, &size) : NULL;
+
+      msg_wire_decoder_push (connection->decoder, data, size,
+                             port->in_fds ? (int *) port->in_fds->data : NULL,
+                             port->in_fds ? port->in_fds->len : 0);
+      if (port->in_fds != NULL)
+        g_array_set_size (port->in_fds, 0);
+    }
+  if (port->out_prefix != NULL)
+    {
+      OutItem *item = g_new0 (OutItem, 1);
+
+      item->link.data = item;
+      item->encoded.head = g_steal_pointer (&port->out_prefix);
+      item->encoded.fds = port->out_fds ? g_steal_pointer (&port->out_fds)
+                                        : g_array_new (FALSE, FALSE, sizeof (int));
+      g_queue_push_tail_link (&connection->out, &item->link);
+      connection->n_queued++;
+    }
+
+  connection_start (connection);
+  return local;
+}
+
+/* The endpoint that what is read goes to, or NULL. */
+static MsgEndpoint *
+connection_ref_target (MsgConnection *self)
+{
+  MsgEndpoint *endpoint, *target = NULL;
+
+  msg_mutex_lock (&self->lock);
+  endpoint = self->endpoint != NULL ? msg_endpoint_ref (self->endpoint) : NULL;
+  msg_mutex_unlock (&self->lock);
+
+  if (endpoint != NULL)
+    {
+      msg_mutex_lock (&endpoint->lock);
+      if (endpoint->peer != NULL)
+        target = msg_endpoint_ref (endpoint->peer);
+      msg_mutex_unlock (&endpoint->lock);
+      msg_endpoint_unref (endpoint);
+    }
+  return target;
+}
+
+/* Takes @frame. Returns FALSE if the connection failed. */
+static gboolean
+connection_handle_frame (MsgConnection *self,
+                         MsgWireFrame  *frame)
+{
+  MsgEnvelope *envelope;
+  MsgEndpoint *target;
+  GError *error = NULL;
+
+  if (frame->kind == MSG_WIRE_FRAME_CLOSE)
+    {
+      MsgEndpoint *endpoint;
+
+      msg_wire_frame_free (frame);
+      msg_mutex_lock (&self->lock);
+      endpoint = self->endpoint != NULL ? msg_endpoint_ref (self->endpoint) : NULL;
+      msg_mutex_unlock (&self->lock);
+      /* Our end answers with its own close frame, then both sides hang
+       * up. */
+      if (endpoint != NULL)
+        {
+          msg_endpoint_disentangle (endpoint,
+                                    msg_endpoint_new_peer_closed_reason (),
+                                    msg_endpoint_new_peer_closed_reason ());
+          msg_endpoint_unref (endpoint);
+        }
+      return TRUE;
+    }
+
+  envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), frame->n_ports);
+  for (guint i = 0; i < frame->n_ports; i++)
+    {
+      envelope->ports[i] = connection_import (&frame->ports[i], &error);
+      if (envelope->ports[i] == NULL)
+        {
+          msg_wire_frame_free (frame);
+          msg_envelope_free (envelope);
+          connection_fail (self, error);
+          return FALSE;
+        }
+    }
+  msg_wire_frame_free (frame);
+
+  target = connection_ref_target (self);
+  if (target != NULL)
+    {
+      msg_endpoint_deliver (target, envelope);
+      msg_endpoint_unref (target);
+    }
+  else
+    msg_envelope_free (envelope);
+
+  return TRUE;
+}
+
+/* Delivers the frames the decoder holds. FALSE if the connection failed. */
+static gboolean
+connection_decode (MsgConnection *self)
+{
+  for (;;)
+    {
+      MsgWireFrame *frame = NULL;
+      GError *error = NULL;
+
+      if (self->decoder == NULL)
+        return FALSE;
+      if (!msg_wire_decoder_next (self->decoder, &frame, &error))
+        {
+          if (error == NULL)
+            return TRUE;
+          connection_fail (self, error);
+          return FALSE;
+        }
+      if (!connection_handle_frame (self, frame))
+        return FALSE;
+    }
+}
+
+static void
+connection_eof (MsgConnection *self)
+{
+  ConnectionState state;
+
+  msg_mutex_lock (&self->lock);
+  state = self->state;
+  msg_mutex_unlock (&self->lock);
+
+  if (state == CONNECTION_WRITE_CLOSED)
+    connection_fail (self, NULL);  /* both sides said all they had */
+  else if (!msg_wire_decoder_is_empty (self->decoder))
+    connection_fail (self, g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE,
+                                                "The peer process hung up in the middle of a message"));
+  else
+    connection_fail (self, g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE,
+                                                "The peer process exited or closed its end of the channel"));
+}
+
+static void
+connection_read (MsgConnection *self,
+                 GIOCondition   revents)
+{
+  union {
+    struct cmsghdr header;
+    char           buffer[CMSG_SPACE (sizeof (int) * MSG_WIRE_MAX_FDS_PER_SEND)];
+  } control;
+
+  /* Frames handed on with the port come first. */
+  if (!connection_decode (self))
+    return;
+  if ((revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) == 0)
+    return;
+
+  for (guint i = 0; i < MAX_READS_PER_DISPATCH; i++)
+    {
+      struct msghdr message = { 0, };
+      struct iovec iov;
+      struct cmsghdr *cmsg;
+      int fds[MSG_WIRE_MAX_FDS_PER_SEND];
+      guint n_fds = 0;
+      gboolean truncated;
+      gsize size;
+      ssize_t n;
+
+      iov.iov_base = msg_wire_decoder_reserve (self->decoder, 4096, &size);
+      iov.iov_len = MIN (size, (gsize) 16 * 1024 * 1024);
+      message.msg_iov = &iov;
+      message.msg_iovlen = 1;
+      message.msg_control = control.buffer;
+      message.msg_controllen = sizeof control.buffer;
+
+      n = get_syscalls ()->recvmsg (self->fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+      if (n < 0)
+        {
+          int errsv = errno;
+
+          if (errsv == EINTR)
+            continue;
+          if (errsv == EAGAIN || errsv == EWOULDBLOCK)
+            return;
+          connection_fail (self, g_error_new (MSG_PORT_ERROR,
+                                              errsv == ECONNRESET ? MSG_PORT_ERROR_PEER_GONE : MSG_PORT_ERROR_IO,
+                                              "Reading from the peer process failed: %s",
+                                              g_strerror (errsv)));
+          return;
+        }
+
+      for (cmsg = CMSG_FIRSTHDR (&message); cmsg != NULL; cmsg = CMSG_NXTHDR (&message, cmsg))
+        {
+          if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
+            {
+              guint count = (cmsg->cmsg_len - CMSG_LEN (0)) / sizeof (int);
+
+              for (guint j = 0; j < count && n_fds < G_N_ELEMENTS (fds); j++)
+                memcpy (&fds[n_fds++], CMSG_DATA (cmsg) + j * sizeof (int), sizeof (int));
+            }
+        }
+      truncated = (message.msg_flags & MSG_CTRUNC) != 0;
+
+      if (n == 0 || truncated)
+        {
+          for (guint j = 0; j < n_fds; j++)
+            close (fds[j]);
+          if (truncated)
+            connection_fail (self, g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                                                        "Invalid data from the peer process: "
+                                                        "more descriptors than a frame may carry"));
+          else
+            connection_eof (self);
+          return;
+        }
+
+      msg_wire_decoder_commit (self->decoder, n, fds, n_fds);
+      if (!connection_decode (self))
+        return;
+      if ((gsize) n < iov.iov_len)
+        return;
+    }
+
+  /* Fair to the other connections: come back on the next iteration. */
+  msg_mutex_lock (&self->lock);
+  connection_kick_locked (self);
+  msg_mutex_unlock (&self->lock);
+}
+
+/* Writing ------------------------------------------------------------------ */
+
+static void
+append_encoded (GByteArray     *bytes,
+                GArray         *fds,
+                MsgWireEncoded *encoded)
+{
+  msg_wire_encoded_append (encoded, bytes, fds);
+  msg_wire_encoded_clear (encoded);
+}
+
+/* Encodes @envelope (taken) as a frame, exporting the ports it carries. */
+static gboolean
+encode_envelope (MsgEnvelope     *envelope,
+                 MsgWireEncoded  *encoded,
+                 GError         **error)
+{
+  g_autoptr(MsgWireFrame) frame = NULL;
+  gboolean ok = TRUE;
+
+  if (envelope->kind == MSG_ENVELOPE_CLOSE)
+    frame = msg_wire_frame_new (MSG_WIRE_FRAME_CLOSE, NULL, 0);
+  else
+    frame = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE,
+                                g_steal_pointer (&envelope->data), envelope->n_ports);
+
+  for (guint i = 0; i < envelope->n_ports && ok; i++)
+    ok = connection_export (g_steal_pointer (&envelope->ports[i]), &frame->ports[i], error);
+  msg_envelope_free (envelope);
+
+  return ok && msg_wire_encode (frame, encoded, error);
+}
+
+typedef enum
+{
+  MOVE_DONE,
+  MOVE_IMPOSSIBLE,   /* the connection is ending: bridge instead */
+  MOVE_FAILED,
+} MoveResult;
+
+/* Moves the connection that backs @endpoint (a port in flight) into
+ * @port: its descriptor, and everything read or queued but not handed on. */
+static MoveResult
+connection_move (MsgConnection  *self,
+                 MsgEndpoint    *endpoint,
+                 MsgWirePort    *port,
+                 GError        **error)
+{
+  g_autoptr(GByteArray) in_bytes = g_byte_array_new ();
+  g_autoptr(GByteArray) out_bytes = g_byte_array_new ();
+  GArray *in_fds = g_array_new (FALSE, FALSE, sizeof (int));
+  GArray *out_fds = g_array_new (FALSE, FALSE, sizeof (int));
+  GQueue queued, unwritten;
+  MsgEndpoint *remote;
+  GList *link;
+  gboolean movable;
+  int fd;
+
+  /* Only this thread reads and writes the connection, and nobody can post
+   * on @endpoint while it is in flight: the state read here stays true. */
+  msg_mutex_lock (&self->lock);
+  movable = self->state == CONNECTION_OPEN && !self->close_queued && self->endpoint != NULL;
+  msg_mutex_unlock (&self->lock);
+  msg_mutex_lock (&endpoint->lock);
+  movable = movable && !endpoint->ended;
+  if (movable)
+    {
+      queued = endpoint->queue;
+      g_queue_init (&endpoint->queue);
+    }
+  msg_mutex_unlock (&endpoint->lock);
+  if (!movable)
+    {
+      g_array_unref (in_fds);
+      g_array_unref (out_fds);
+      return MOVE_IMPOSSIBLE;
+    }
+
+  /* Read but not delivered: re-encoded, then the bytes not decoded yet. */
+  while ((link = g_queue_pop_head_link (&queued)) != NULL)
+    {
+      MsgWireEncoded encoded;
+
+      if (!encode_envelope (link->data, &encoded, error))
+        {
+          msg_envelope_list_free (&queued);
+          msg_wire_close_fds (in_fds);
+          g_array_unref (in_fds);
+          g_array_unref (out_fds);
+          return MOVE_FAILED;
+        }
+      append_encoded (in_bytes, in_fds, &encoded);
+    }
+  msg_wire_decoder_steal (self->decoder, in_bytes, in_fds);
+
+  msg_mutex_lock (&self->lock);
+  unwritten = self->out;
+  g_queue_init (&self->out);
+  self->state = CONNECTION_MOVED;
+  self->n_written = self->n_queued;
+  remote = g_steal_pointer (&self->endpoint);
+  g_cond_broadcast (&self->written_cond);
+  msg_mutex_unlock (&self->lock);
+
+  /* Queued but not written: the rest of a partly written frame first. */
+  while ((link = g_queue_pop_head_link (&unwritten)) != NULL)
+    {
+      OutItem *item = link->data;
+      g_autoptr(GError) lost = NULL;
+
+      if (item->envelope != NULL &&
+          !encode_envelope (g_steal_pointer (&item->envelope), &item->encoded, &lost))
+        {
+          /* Too late to go back: that message is lost. */
+          g_warning ("A message was lost while its port moved: %s", lost->message);
+          out_item_free (item);
+          continue;
+        }
+      if (item->offset < g_bytes_get_size (item->encoded.head))
+        g_byte_array_append (out_bytes,
+                             (const guint8 *) g_bytes_get_data (item->encoded.head, NULL) + item->offset,
+                             g_bytes_get_size (item->encoded.head) - item->offset);
+      if (item->encoded.data != NULL)
+        {
+          gsize head_size = g_bytes_get_size (item->encoded.head);
+          gsize skip = item->offset > head_size ? item->offset - head_size : 0;
+
+          g_byte_array_append (out_bytes,
+                               (const guint8 *) g_bytes_get_data (item->encoded.data, NULL) + skip,
+                               g_bytes_get_size (item->encoded.data) - skip);
+        }
+      for (guint i = item->fds_sent; item->encoded.fds != NULL && i < item->encoded.fds->len; i++)
+        {
+          g_array_append_val (out_fds, g_array_index (item->encoded.fds, int, i));
+          g_array_index (item->encoded.fds, int, i) = -1;
+        }
+      out_item_free (item);
+    }
+
+  fd = self->fd;
+  self->fd = -1;
+  if (self->fd_tag != NULL)
+    g_source_remove_unix_fd (&self->source, g_steal_pointer (&self->fd_tag));
+  g_clear_pointer (&self->decoder, msg_wire_decoder_free);
+  g_source_destroy (&self->source);
+
+  port->fd = fd;
+  port->in_prefix = in_bytes->len > 0 ? g_byte_array_free_to_bytes (g_steal_pointer (&in_bytes)) : NULL;
+  port->in_fds = in_fds;
+  port->out_prefix = out_bytes->len > 0 ? g_byte_array_free_to_bytes (g_steal_pointer (&out_bytes)) : NULL;
+  port->out_fds = out_fds;
+
+  /* The endpoint and its remote half end here without a word: the
+   * connection is gone, so the close frame they queue goes nowhere. */
+  msg_endpoint_discard (endpoint);
+  msg_endpoint_unref (remote);
+  return MOVE_DONE;
+}
+
+/* Puts @endpoint (taken: a port in flight) into @port: moves its socket if
+ * it has one, or else makes it a bridge to a new socket pair. */
+static gboolean
+connection_export (MsgEndpoint  *endpoint,
+                   MsgWirePort  *port,
+                   GError      **error)
+{
+  MsgEndpoint *peer = NULL;
+  MsgSink *sink = NULL;
+  MsgConnection *bridge;
+  int fds[2];
+
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->peer != NULL)
+    peer = msg_endpoint_ref (endpoint->peer);
+  msg_mutex_unlock (&endpoint->lock);
+  if (peer != NULL)
+    sink = msg_endpoint_get_sink (peer);
+
+  if (msg_transport_is_socket_sink (sink))
+    {
+      MsgConnection *backing = CONNECTION_FROM_SINK (sink);
+      MoveResult result;
+
+      g_source_ref (&backing->source);
+      result = connection_move (backing, endpoint, port, error);
+      g_source_unref (&backing->source);
+      if (result != MOVE_IMPOSSIBLE)
+        {
+          msg_endpoint_unref (peer);
+          msg_endpoint_unref (endpoint);
+          return result == MOVE_DONE;
+        }
+    }
+  g_clear_pointer (&peer, msg_endpoint_unref);
+
+  if (get_syscalls ()->socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+    {
+      int errsv = errno;
+
+      msg_endpoint_discard (endpoint);
+      msg_endpoint_unref (endpoint);
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,
+                   "Cannot create a socket pair for a transferred port: %s",
+                   g_strerror (errsv));
+      return FALSE;
+    }
+  if (!set_nonblocking (fds[0], NULL))
+    g_warn_if_reached ();
+
+  bridge = connection_new (fds[0], endpoint);
+  connection_start (bridge);
+  msg_endpoint_unref (endpoint);
+  port->fd = fds[1];
+  return TRUE;
+}
+
+/* Called after @n bytes of the head item went out. */
+static void
+connection_advance_locked (MsgConnection *self,
+                           gsize          n,
+                           GQueue        *done,
+                           gboolean      *close_written)
+{
+  while (n > 0)
+    {
+      OutItem *item = g_queue_peek_head (&self->out);
+      gsize remaining = out_item_size (item) - item->offset;
+
+      if (n < remaining)
+        {
+          item->offset += n;
+          return;
+        }
+      n -= remaining;
+      g_queue_pop_head_link (&self->out);
+      g_queue_push_tail_link (done, &item->link);
+      self->n_written++;
+      *close_written |= item->is_close;
+    }
+}
+
+static void
+connection_write (MsgConnection *self)
+{
+  union {
+    struct cmsghdr header;
+    char           buffer[CMSG_SPACE (sizeof (int) * MSG_WIRE_MAX_FDS_PER_SEND)];
+  } control;
+
+  self->want_out = FALSE;
+
+  for (;;)
+    {
+      struct iovec iov[MAX_IOV];
+      struct msghdr message = { 0, };
+      OutItem *head;
+      GQueue done = G_QUEUE_INIT;
+      gboolean close_written = FALSE;
+      guint n_iov = 0, n_fds = 0;
+      gsize total = 0;
+      ssize_t n;
+
+      msg_mutex_lock (&self->lock);
+      head = self->state == CONNECTION_OPEN ? g_queue_peek_head (&self->out) : NULL;
+      if (head == NULL)
+        {
+          msg_mutex_unlock (&self->lock);
+          return;
+        }
+      if (head->envelope != NULL)
+        {
+          MsgEnvelope *envelope = g_steal_pointer (&head->envelope);
+          GError *error = NULL;
+
+          /* Posters only append behind it, so it can be encoded in place,
+           * unlocked: the ports it carries may need other locks. */
+          msg_mutex_unlock (&self->lock);
+          if (!encode_envelope (envelope, &head->encoded, &error))
+            {
+              connection_fail (self, error);
+              return;
+            }
+          continue;
+        }
+
+      n_fds = MIN (out_item_unsent_fds (head), MSG_WIRE_MAX_FDS_PER_SEND);
+      for (GList *l = self->out.head; l != NULL && n_iov < MAX_IOV - 1 && total < MAX_WRITE_BYTES; l = l->next)
+        {
+          OutItem *item = l->data;
+          gsize head_size, offset = item->offset;
+
+          if (item->envelope != NULL || (item != head && out_item_unsent_fds (item) > 0))
+            break;
+          head_size = g_bytes_get_size (item->encoded.head);
+          if (offset < head_size)
+            {
+              iov[n_iov].iov_base = (guint8 *) g_bytes_get_data (item->encoded.head, NULL) + offset;
+              iov[n_iov].iov_len = head_size - offset;
+              total += iov[n_iov++].iov_len;
+              offset = head_size;
+            }
+          if (item->encoded.data != NULL && g_bytes_get_size (item->encoded.data) > 0)
+            {
+              iov[n_iov].iov_base = (guint8 *) g_bytes_get_data (item->encoded.data, NULL) + (offset - head_size);
+              iov[n_iov].iov_len = g_bytes_get_size (item->encoded.data) - (offset - head_size);
+              total += iov[n_iov++].iov_len;
+            }
+          /* More descriptors than one sendmsg() may carry: one byte each
+           * time until the rest fit. */
+          if (out_item_unsent_fds (head) > MSG_WIRE_MAX_FDS_PER_SEND)
+            {
+              n_iov = 1;
+              iov[0].iov_len = 1;
+              break;
+            }
+        }
+      msg_mutex_unlock (&self->lock);
+
+      message.msg_iov = iov;
+      message.msg_iovlen = n_iov;
+      if (n_fds > 0)
+        {
+          struct cmsghdr *cmsg;
+
+          memset (control.buffer, 0, sizeof control.buffer);
+          message.msg_control = control.buffer;
+          message.msg_controllen = CMSG_SPACE (sizeof (int) * n_fds);
+          cmsg = CMSG_FIRSTHDR (&message);
+          cmsg->cmsg_level = SOL_SOCKET;
+          cmsg->cmsg_type = SCM_RIGHTS;
+          cmsg->cmsg_len = CMSG_LEN (sizeof (int) * n_fds);
+          memcpy (CMSG_DATA (cmsg), &g_array_index (head->encoded.fds, int, head->fds_sent),
+                  sizeof (int) * n_fds);
+        }
+
+      n = get_syscalls ()->sendmsg (self->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0)
+        {
+          int errsv = errno;
+
+          if (errsv == EINTR)
+            continue;
+          if (errsv == EAGAIN || errsv == EWOULDBLOCK)
+            {
+              self->want_out = TRUE;
+              return;
+            }
+          connection_fail (self, g_error_new (MSG_PORT_ERROR,
+                                              (errsv == EPIPE || errsv == ECONNRESET) ?
+                                                MSG_PORT_ERROR_PEER_GONE : MSG_PORT_ERROR_IO,
+                                              "Writing to the peer process failed: %s",
+                                              g_strerror (errsv)));
+          return;
+        }
+      if (n == 0)
+        {
+          self->want_out = TRUE;
+          return;
+        }
+
+      /* The descriptors are in the socket now: ours are copies. */
+      for (guint i = 0; i < n_fds; i++)
+        {
+          int *fd = &g_array_index (head->encoded.fds, int, head->fds_sent + i);
+
+          close (*fd);
+          *fd = -1;
+        }
+      head->fds_sent += n_fds;
+
+      msg_mutex_lock (&self->lock);
+      connection_advance_locked (self, n, &done, &close_written);
+      if (done.length > 0)
+        g_cond_broadcast (&self->written_cond);
+      if (close_written)
+        self->state = CONNECTION_WRITE_CLOSED;
+      msg_mutex_unlock (&self->lock);
+
+      out_list_free (&done);
+      if (close_written)
+        {
+          /* Said all we will say; read until the peer hangs up too. */
+          shutdown (self->fd, SHUT_WR);
+          return;
+        }
+    }
+}
+
+/* The GSource ---------------------------------------------------------------- */
+
+static gboolean
+connection_dispatch (GSource     *source,
+                     GSourceFunc  callback,
+                     gpointer     user_data)
+{
+  MsgConnection *self = (MsgConnection *) source;
+  GIOCondition revents = 0;
+  ConnectionState state;
+
+  msg_mutex_lock (&self->lock);
+  self->kicked = FALSE;
+  g_source_set_ready_time (source, -1);
+  state = self->state;
+  msg_mutex_unlock (&self->lock);
+
+  if (state != CONNECTION_OPEN && state != CONNECTION_WRITE_CLOSED)
+    return G_SOURCE_CONTINUE;
+
+  if (self->fd_tag != NULL)
+    revents = g_source_query_unix_fd (source, self->fd_tag);
+
+  if (state == CONNECTION_OPEN)
+    connection_write (self);
+  connection_read (self, revents);
+
+  if (self->fd_tag != NULL)
+    g_source_modify_unix_fd (source, self->fd_tag,
+                             G_IO_IN | G_IO_HUP | G_IO_ERR | (self->want_out ? G_IO_OUT : 0));
+
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+connection_finalize (GSource *source)
+{
+  MsgConnection *self = (MsgConnection *) source;
+
+  g_assert (self->endpoint == NULL);
+  if (self->fd >= 0)
+    close (self->fd);
+  out_list_free (&self->out);
+  g_clear_pointer (&self->decoder, msg_wire_decoder_free);
+  g_cond_clear (&self->written_cond);
+  g_mutex_clear (&self->lock);
+}
+
+static GSourceFuncs connection_source_funcs = {
+  .dispatch = connection_dispatch,
+  .finalize = connection_finalize,
+};
+
+/* flush() ---------------------------------------------------------------- */
+
+static void
+flush_cancelled (GCancellable *cancellable,
+                 gpointer      data)
+{
+  MsgConnection *self = data;
+
+  msg_mutex_lock (&self->lock);
+  g_cond_broadcast (&self->written_cond);
+  msg_mutex_unlock (&self->lock);
+}
+
+gboolean
+msg_transport_flush (MsgSink       *sink,
+                     GCancellable  *cancellable,
+                     GError       **error)
+{
+  MsgConnection *self = CONNECTION_FROM_SINK (sink);
+  gulong handler = 0;
+  guint64 target;
+  gboolean done;
+
+  g_source_ref (&self->source);
+  if (cancellable != NULL)
+    handler = g_cancellable_connect (cancellable, G_CALLBACK (flush_cancelled), self, NULL);
+
+  msg_mutex_lock (&self->lock);
+  target = self->n_queued;
+  while (self->n_written < target &&
+         (self->state == CONNECTION_OPEN || self->state == CONNECTION_WRITE_CLOSED) &&
+         !g_cancellable_is_cancelled (cancellable))
+    g_cond_wait (&self->written_cond, &self->lock);
+  done = self->n_written >= target;
+  msg_mutex_unlock (&self->lock);
+
+  if (handler != 0)
+    g_cancellable_disconnect (cancellable, handler);
+  g_source_unref (&self->source);
+
+  if (!done && !g_cancellable_set_error_if_cancelled (cancellable, error))
+    g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,
+                         "The connection to the peer process ended before "
+                         "everything was written");
+  return done;
+}

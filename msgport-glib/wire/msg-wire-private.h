@@ -1,0 +1,123 @@
+/* msg-wire-private.h: the msgport-glib wire format
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Pure functions between frames and bytes plus file descriptors: no I/O, no
+ * GObject, no global state, so that a fuzzer or a test can drive the decoder
+ * directly. The format is described in docs/wire-format.md.
+ */
+
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define MSG_WIRE_MAGIC            0x3147534dU  /* "MSG1", little endian */
+#define MSG_WIRE_HEADER_SIZE      32
+
+/* Limits: what a peer may send, and so what we may post. */
+#define MSG_WIRE_MAX_DATA_SIZE    (128u * 1024 * 1024)  /* one serialized message */
+#define MSG_WIRE_MAX_TYPE_SIZE    (64u * 1024)          /* its type string */
+#define MSG_WIRE_MAX_PORTS        1024                   /* ports in one message */
+#define MSG_WIRE_MAX_PORTS_SIZE   (512u * 1024 * 1024)  /* the port table, with what queued ports carry */
+#define MSG_WIRE_MAX_FDS          4096                   /* descriptors in one frame */
+#define MSG_WIRE_MAX_FDS_PER_SEND 253                    /* SCM_MAX_FD */
+
+typedef enum
+{
+  MSG_WIRE_FRAME_MESSAGE = 1,
+  MSG_WIRE_FRAME_CLOSE = 2,
+} MsgWireFrameKind;
+
+/* One port carried by a frame: a connected socket whose other end is the
+ * port's peer, and the state of the connection it continues: bytes (and
+ * their descriptors) already read from that socket or queued for the port
+ * but not delivered (@in_prefix), and bytes not yet written to it
+ * (@out_prefix). The new owner decodes @in_prefix before reading the
+ * socket, and writes @out_prefix before anything of its own. */
+typedef struct
+{
+  int     fd;           /* (owned) or -1 */
+  GBytes *in_prefix;    /* (owned) (nullable) */
+  GArray *in_fds;       /* (owned) (nullable) (element-type int): owned descriptors */
+  GBytes *out_prefix;   /* (owned) (nullable) */
+  GArray *out_fds;      /* (owned) (nullable) (element-type int) */
+} MsgWirePort;
+
+typedef struct
+{
+  MsgWireFrameKind  kind;
+  GVariant         *data;      /* (owned) (nullable): MESSAGE only */
+  guint             n_ports;
+  MsgWirePort      *ports;     /* (owned) (array length=n_ports) */
+} MsgWireFrame;
+
+void          msg_wire_port_clear        (MsgWirePort   *port);
+MsgWireFrame *msg_wire_frame_new         (MsgWireFrameKind kind,
+                                          GVariant      *data,
+                                          guint          n_ports);
+void          msg_wire_frame_free        (MsgWireFrame  *frame);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgWireFrame, msg_wire_frame_free)
+
+void          msg_wire_close_fds         (GArray        *fds);
+
+/* Encoding ---------------------------------------------------------------- */
+
+/* An encoded frame: @head (header, type string, port table), then @data;
+ * @fds are to be sent with the frame's bytes. Everything is owned. */
+typedef struct
+{
+  GBytes *head;
+  GBytes *data;    /* (nullable) */
+  GArray *fds;     /* (element-type int) */
+} MsgWireEncoded;
+
+void     msg_wire_encoded_clear  (MsgWireEncoded *encoded);
+gboolean msg_wire_check_message  (GVariant       *data,
+                                  guint           n_ports,
+                                  GError        **error);
+/* Encodes @frame, taking the descriptors and prefixes of its ports. */
+gboolean msg_wire_encode         (MsgWireFrame   *frame,
+                                  MsgWireEncoded *encoded,
+                                  GError        **error);
+/* Appends the bytes and descriptors of @encoded to @bytes and @fds. */
+void     msg_wire_encoded_append (MsgWireEncoded *encoded,
+                                  GByteArray     *bytes,
+                                  GArray         *fds);
+
+/* Decoding ---------------------------------------------------------------- */
+
+typedef struct _MsgWireDecoder MsgWireDecoder;
+
+MsgWireDecoder *msg_wire_decoder_new         (void);
+void            msg_wire_decoder_free        (MsgWireDecoder *self);
+/* Where the next bytes read may go: at least @min_size bytes. */
+guint8         *msg_wire_decoder_reserve     (MsgWireDecoder *self,
+                                              gsize           min_size,
+                                              gsize          *size);
+/* @n_bytes bytes were written at the reserved place, and @fds (taken)
+ * arrived with them. */
+void            msg_wire_decoder_commit      (MsgWireDecoder *self,
+                                              gsize           n_bytes,
+                                              const int      *fds,
+                                              guint           n_fds);
+void            msg_wire_decoder_push        (MsgWireDecoder *self,
+                                              const guint8   *data,
+                                              gsize           size,
+                                              const int      *fds,
+                                              guint           n_fds);
+/* Returns TRUE and a frame; FALSE with no error when it needs more bytes;
+ * FALSE with @error (MSG_PORT_ERROR_PROTOCOL) when what it was given is not
+ * valid, after which it must not be used any more. */
+gboolean        msg_wire_decoder_next        (MsgWireDecoder *self,
+                                              MsgWireFrame  **frame,
+                                              GError        **error);
+/* Whether the decoder holds nothing: no partial frame, no descriptors. */
+gboolean        msg_wire_decoder_is_empty    (MsgWireDecoder *self);
+/* Takes what was received but not decoded yet, to hand it on. */
+void            msg_wire_decoder_steal       (MsgWireDecoder *self,
+                                              GByteArray     *bytes,
+                                              GArray         *fds);
+
+G_END_DECLS

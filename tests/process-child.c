@@ -1,0 +1,250 @@
+/* process-child.c: the child side of the process tests
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ *   process-child MODE [ARGS]
+ *
+ * Every mode talks to its parent through msg_port_main_get_parent_port()
+ * and exits 0 when it is done, non-zero on any failure.
+ */
+
+#include <stdlib.h>
+
+#include <msgport-glib.h>
+
+static GMainLoop *loop;
+static MsgPortMain *parent;
+
+static void
+quit_on_close (MsgPortMain *port,
+               gpointer     user_data)
+{
+  g_main_loop_quit (loop);
+}
+
+/* echo: sends every message back, with the ports that came with it. */
+static void
+echo_message (MsgPortMain     *port,
+              MsgMessageEvent *event,
+              gpointer         user_data)
+{
+  guint n_ports = 0;
+  MsgPortMain **ports = msg_message_event_get_ports (event, &n_ports);
+  g_autoptr(GError) error = NULL;
+
+  if (!msg_port_main_post_message (port, msg_message_event_get_data (event),
+                                   ports, n_ports, &error))
+    g_error ("echo: %s", error->message);
+}
+
+/* reply-on-ports: answers each message on the ports it carries, then
+ * closes them. */
+static void
+reply_message (MsgPortMain     *port,
+               MsgMessageEvent *event,
+               gpointer         user_data)
+{
+  guint n_ports = 0;
+  MsgPortMain **ports = msg_message_event_get_ports (event, &n_ports);
+
+  for (guint i = 0; i < n_ports; i++)
+    {
+      msg_port_main_post (ports[i], msg_message_event_get_data (event), NULL);
+      msg_port_main_close (ports[i]);
+    }
+}
+
+/* chain-b K: counts the data port's messages; after seq K - 1, sends the
+ * data port on to C and tells the parent. */
+typedef struct
+{
+  MsgPortMain *to_c;
+  guint64      k;
+  guint64      next;
+} ChainB;
+
+static void
+chain_b_data (MsgPortMain     *data_port,
+              MsgMessageEvent *event,
+              gpointer         user_data)
+{
+  ChainB *b = user_data;
+  guint64 seq = g_variant_get_uint64 (msg_message_event_get_data (event));
+  g_autoptr(GError) error = NULL;
+
+  if (seq != b->next)
+    g_error ("chain-b: got %" G_GUINT64_FORMAT ", expected %" G_GUINT64_FORMAT, seq, b->next);
+  b->next++;
+  if (b->next == b->k)
+    {
+      if (!msg_port_main_post_message (b->to_c, g_variant_new_string ("data"), &data_port, 1, &error))
+        g_error ("chain-b: %s", error->message);
+      msg_port_main_post (parent, g_variant_new_uint64 (b->k), NULL);
+    }
+}
+
+static void
+chain_b_control (MsgPortMain     *port,
+                 MsgMessageEvent *event,
+                 gpointer         user_data)
+{
+  ChainB *b = user_data;
+  const char *what = g_variant_get_string (msg_message_event_get_data (event), NULL);
+  MsgPortMain *received = msg_message_event_get_port (event, 0);
+
+  if (g_str_equal (what, "to-c"))
+    b->to_c = g_object_ref (received);
+  else
+    {
+      g_signal_connect (received, "message", G_CALLBACK (chain_b_data), b);
+      msg_port_main_start (received);
+    }
+}
+
+/* chain-c N: receives the data port from B and checks that the messages
+ * continue where B stopped, up to N - 1; reports (first, count). */
+typedef struct
+{
+  guint64 n;
+  guint64 first;
+  guint64 next;
+  gboolean started;
+} ChainC;
+
+static void
+chain_c_data (MsgPortMain     *data_port,
+              MsgMessageEvent *event,
+              gpointer         user_data)
+{
+  ChainC *c = user_data;
+  guint64 seq = g_variant_get_uint64 (msg_message_event_get_data (event));
+
+  if (!c->started)
+    {
+      c->started = TRUE;
+      c->first = c->next = seq;
+    }
+  if (seq != c->next)
+    g_error ("chain-c: got %" G_GUINT64_FORMAT ", expected %" G_GUINT64_FORMAT, seq, c->next);
+  c->next++;
+  if (c->next == c->n)
+    msg_port_main_post (parent, g_variant_new ("(tt)", c->first, c->next - c->first), NULL);
+}
+
+static void
+chain_c_from_b (MsgPortMain     *from_b,
+                MsgMessageEvent *event,
+                gpointer         user_data)
+{
+  MsgPortMain *data_port = msg_message_event_get_port (event, 0);
+
+  g_signal_connect (data_port, "message", G_CALLBACK (chain_c_data), user_data);
+  msg_port_main_start (data_port);
+}
+
+static void
+chain_c_control (MsgPortMain     *port,
+                 MsgMessageEvent *event,
+                 gpointer         user_data)
+{
+  MsgPortMain *from_b = msg_message_event_get_port (event, 0);
+
+  g_signal_connect (from_b, "message", G_CALLBACK (chain_c_from_b), user_data);
+  msg_port_main_start (from_b);
+}
+
+/* hop M: receives a port, takes M of its messages, then sends it back to
+ * the parent, with whatever else was queued on it. */
+typedef struct
+{
+  guint64 m;
+  guint64 next;
+} Hop;
+
+static void
+hop_data (MsgPortMain     *port,
+          MsgMessageEvent *event,
+          gpointer         user_data)
+{
+  Hop *hop = user_data;
+  guint64 seq = g_variant_get_uint64 (msg_message_event_get_data (event));
+
+  if (seq != hop->next)
+    g_error ("hop: got %" G_GUINT64_FORMAT ", expected %" G_GUINT64_FORMAT, seq, hop->next);
+  if (++hop->next == hop->m)
+    msg_port_main_post_message (parent, g_variant_new_uint64 (hop->next), &port, 1, NULL);
+}
+
+static void
+hop_control (MsgPortMain     *port,
+             MsgMessageEvent *event,
+             gpointer         user_data)
+{
+  MsgPortMain *data_port = msg_message_event_get_port (event, 0);
+
+  g_signal_connect (data_port, "message", G_CALLBACK (hop_data), user_data);
+  msg_port_main_start (data_port);
+}
+
+/* stream: posts numbered messages in bursts until killed. */
+static gboolean
+stream_burst (gpointer user_data)
+{
+  guint64 *next = user_data;
+
+  for (guint i = 0; i < 100; i++)
+    msg_port_main_post (parent, g_variant_new_uint64 ((*next)++), NULL);
+  return G_SOURCE_CONTINUE;
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  const char *mode = argc > 1 ? argv[1] : "";
+  guint64 arg = argc > 2 ? g_ascii_strtoull (argv[2], NULL, 10) : 0;
+  ChainB chain_b = { NULL, arg, 0 };
+  ChainC chain_c = { arg, 0, 0, FALSE };
+  Hop hop = { arg, 0 };
+  guint64 next = 0;
+  g_autoptr(GError) error = NULL;
+
+  loop = g_main_loop_new (NULL, FALSE);
+  parent = msg_port_main_get_parent_port ();
+  if (parent == NULL)
+    g_error ("no parent port");
+  g_assert_true (msg_port_main_get_parent_port () == parent);
+  g_assert_null (g_getenv (MSG_PARENT_PORT_ENV));
+  g_signal_connect (parent, "close", G_CALLBACK (quit_on_close), NULL);
+
+  if (g_str_equal (mode, "echo"))
+    g_signal_connect (parent, "message", G_CALLBACK (echo_message), NULL);
+  else if (g_str_equal (mode, "reply-on-ports"))
+    g_signal_connect (parent, "message", G_CALLBACK (reply_message), NULL);
+  else if (g_str_equal (mode, "chain-b"))
+    g_signal_connect (parent, "message", G_CALLBACK (chain_b_control), &chain_b);
+  else if (g_str_equal (mode, "chain-c"))
+    g_signal_connect (parent, "message", G_CALLBACK (chain_c_control), &chain_c);
+  else if (g_str_equal (mode, "hop"))
+    g_signal_connect (parent, "message", G_CALLBACK (hop_control), &hop);
+  else if (g_str_equal (mode, "stream"))
+    g_idle_add (stream_burst, &next);
+  else if (g_str_equal (mode, "burst-exit"))
+    {
+      /* Posts, flushes and exits at once, without closing. */
+      for (guint64 i = 0; i < arg; i++)
+        msg_port_main_post (parent, g_variant_new_uint64 (i), NULL);
+      if (!msg_port_main_flush (parent, NULL, &error))
+        g_error ("flush: %s", error->message);
+      _exit (0);
+    }
+  else
+    g_error ("unknown mode '%s'", mode);
+
+  msg_port_main_start (parent);
+  g_main_loop_run (loop);
+
+  g_clear_object (&chain_b.to_c);
+  g_main_loop_unref (loop);
+  return 0;
+}

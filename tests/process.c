@@ -1,0 +1,786 @@
+/* process.c: ports between processes
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "msg-test-utils.h"
+
+static guint
+scaled (guint n)
+{
+  return g_getenv ("MSG_TEST_QUICK") != NULL ? MAX (n / 20, 1) : n;
+}
+
+static gboolean G_GNUC_UNUSED
+fd_is_open (int fd)
+{
+  return fcntl (fd, F_GETFD) >= 0;
+}
+
+/* Children ------------------------------------------------------------- */
+
+typedef struct
+{
+  GSubprocess *process;
+  MsgPortMain *port;
+  gboolean     exited;
+  gboolean     ok;
+} Child;
+
+static void
+child_spawn_argv (Child              *child,
+                  const char * const *argv)
+{
+  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_autoptr(GError) error = NULL;
+
+  child->port = msg_port_main_new_for_launcher (launcher, -1, &error);
+  g_assert_no_error (error);
+  child->process = g_subprocess_launcher_spawnv (launcher, argv, &error);
+  g_assert_no_error (error);
+  /* Dropping the launcher closes our copy of the child's end. */
+}
+
+static void
+child_spawn (Child      *child,
+             const char *mode,
+             guint64     arg)
+{
+  g_autofree char *path = g_test_build_filename (G_TEST_BUILT, "process-child", NULL);
+  g_autofree char *arg_s = g_strdup_printf ("%" G_GUINT64_FORMAT, arg);
+  const char *argv[] = { path, mode, arg_s, NULL };
+
+  child_spawn_argv (child, argv);
+}
+
+static void
+child_exited (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  Child *child = user_data;
+  g_autoptr(GError) error = NULL;
+
+  child->ok = g_subprocess_wait_check_finish (G_SUBPROCESS (source), result, &error);
+  if (error != NULL)
+    g_test_message ("child: %s", error->message);
+  child->exited = TRUE;
+}
+
+static void
+child_wait (Child    *child,
+            gboolean  expect_ok)
+{
+  g_subprocess_wait_check_async (child->process, NULL, child_exited, child);
+  msg_test_wait_until (NULL, child->exited);
+  if (expect_ok)
+    g_assert_true (child->ok);
+  g_clear_object (&child->process);
+  g_clear_object (&child->port);
+}
+
+/* new_for_fd() ------------------------------------------------------------ */
+
+static void
+test_new_for_fd_invalid (void)
+{
+  int fds[2];
+  int fd;
+  g_autoptr(GError) error = NULL;
+
+  g_test_summary ("new_for_fd() refuses what is not a connected AF_UNIX stream socket, "
+                  "and leaves the descriptor to the caller");
+
+  g_assert_null (msg_port_main_new_for_fd (-1, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET);
+  g_clear_error (&error);
+
+  g_assert_cmpint (pipe (fds), ==, 0);
+  g_assert_null (msg_port_main_new_for_fd (fds[0], &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET);
+  g_clear_error (&error);
+  g_assert_true (fd_is_open (fds[0]));
+  close (fds[0]);
+  close (fds[1]);
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_DGRAM, 0, fds), ==, 0);
+  g_assert_null (msg_port_main_new_for_fd (fds[0], &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET);
+  g_clear_error (&error);
+  g_assert_true (fd_is_open (fds[0]));
+  close (fds[0]);
+  close (fds[1]);
+
+  fd = socket (AF_INET, SOCK_STREAM, 0);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_null (msg_port_main_new_for_fd (fd, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET);
+  g_clear_error (&error);
+  g_assert_true (fd_is_open (fd));
+  close (fd);
+
+  fd = socket (AF_UNIX, SOCK_STREAM, 0);
+  g_assert_null (msg_port_main_new_for_fd (fd, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_SOCKET);
+  g_clear_error (&error);
+  g_assert_true (fd_is_open (fd));
+  close (fd);
+}
+
+/* One process, over a socket pair --------------------------------------- */
+
+static void
+socket_ports (MsgPortMain **a,
+              MsgPortMain **b)
+{
+  int fds[2];
+  g_autoptr(GError) error = NULL;
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+  *a = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  *b = msg_port_main_new_for_fd (fds[1], &error);
+  g_assert_no_error (error);
+}
+
+static GPtrArray *
+sample_messages (void)
+{
+  GPtrArray *messages = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  GVariantBuilder builder;
+  g_autofree guint8 *big = g_malloc (1024 * 1024);
+
+  for (gsize i = 0; i < 1024 * 1024; i++)
+    big[i] = i * 7;
+
+  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new_string ("hello")));
+  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new ("(sixdb)", "a", -5, G_GINT64_CONSTANT (1) << 40, 2.5, TRUE)));
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&builder, "{sv}", "n", g_variant_new_uint32 (7));
+  g_variant_builder_add (&builder, "{sv}", "s", g_variant_new_strv ((const char *[]) { "x", "y", NULL }, -1));
+  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_builder_end (&builder)));
+  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new ("mv", NULL)));
+  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new ("(h)", 42)));
+  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, big, 1024 * 1024, 1)));
+  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, "", 0, 1)));
+  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new ("a(sa{sv})", NULL)));
+  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new_parsed ("[<(1, 'x', [<@ay b'zz'>])>]")));
+  return messages;
+}
+
+/* Posts the samples, a NULL and @n numbered messages on @from, and checks
+ * that they come back, equal and in order, in @rec. */
+static void
+check_round_trip (MsgPortMain *from,
+                  MsgRecorder *rec,
+                  guint        n)
+{
+  g_autoptr(GPtrArray) samples = sample_messages ();
+  guint base = rec->events->len;
+
+  for (guint i = 0; i < samples->len; i++)
+    g_assert_true (msg_port_main_post (from, g_ptr_array_index (samples, i), NULL));
+  g_assert_true (msg_port_main_post (from, NULL, NULL));
+  for (guint i = 0; i < n; i++)
+    msg_port_main_post (from, g_variant_new_uint32 (i), NULL);
+
+  msg_test_wait_until (NULL, rec->events->len == base + samples->len + 1 + n);
+  for (guint i = 0; i < samples->len; i++)
+    {
+      GVariant *sent = g_ptr_array_index (samples, i);
+      GVariant *got = msg_recorder_data (rec, base + i);
+
+      g_assert_nonnull (got);
+      g_assert_cmpstr (g_variant_get_type_string (got), ==, g_variant_get_type_string (sent));
+      g_assert_true (g_variant_equal (got, sent));
+      g_assert_true (g_variant_is_normal_form (got));
+    }
+  g_assert_null (msg_recorder_data (rec, base + samples->len));
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec, base + samples->len + 1 + i)), ==, i);
+}
+
+static void
+test_socketpair_messages (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec_a = NULL;
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  g_autoptr(GError) reason_a = NULL;
+  g_autoptr(GError) reason_b = NULL;
+
+  g_test_summary ("Any GVariant or NULL crosses a socket as an equal value of the same type, "
+                  "in normal form, in order; close reaches the other end after them");
+
+  socket_ports (&a, &b);
+  rec_a = msg_recorder_new (a);
+  rec_b = msg_recorder_new (b);
+  msg_port_main_start (a);
+  msg_port_main_start (b);
+  check_round_trip (a, rec_b, scaled (5000));
+  check_round_trip (b, rec_a, 10);
+
+  g_assert_true (msg_port_main_flush (a, NULL, NULL));
+  msg_port_main_post (a, g_variant_new_string ("last"), NULL);
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_b, rec_b->events->len - 1), NULL), ==, "last");
+  reason_a = msg_port_main_get_close_reason (a);
+  reason_b = msg_port_main_get_close_reason (b);
+  g_assert_error (reason_a, MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED);
+  g_assert_error (reason_b, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_CLOSED);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
+static void
+test_socketpair_transfer (void)
+{
+  MsgPortMain *a, *b, *moving;
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  g_autoptr(MsgRecorder) rec_a = NULL;
+  g_autoptr(MsgRecorder) rec_moved = NULL;
+  g_autoptr(MsgRecorder) rec_back = NULL;
+  g_autoptr(MsgRecorder) rec_port1 = NULL;
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *moved, *back;
+  g_autoptr(GError) error = NULL;
+
+  g_test_summary ("A port of an in-process channel crosses a socket (bridged) and comes back "
+                  "(its socket moves), with every message queued or in flight, in order");
+
+  socket_ports (&a, &b);
+  rec_a = msg_recorder_new (a);
+  rec_b = msg_recorder_new (b);
+  rec_port1 = msg_recorder_new (port1);
+  msg_port_main_start (a);
+  msg_port_main_start (b);
+  msg_port_main_start (port1);
+
+  moving = msg_channel_main_get_port2 (channel);
+  for (guint i = 0; i < 100; i++)
+    msg_port_main_post (port1, g_variant_new_uint32 (i), NULL);
+  g_assert_true (msg_port_main_post_message (a, g_variant_new_string ("there"), &moving, 1, &error));
+  g_assert_no_error (error);
+  g_assert_true (msg_port_main_is_neutered (moving));
+  for (guint i = 100; i < 200; i++)
+    msg_port_main_post (port1, g_variant_new_uint32 (i), NULL);
+
+  msg_test_wait_until (NULL, rec_b->events->len == 1);
+  moved = msg_message_event_get_port (g_ptr_array_index (rec_b->events, 0), 0);
+  rec_moved = msg_recorder_new (moved);
+  msg_port_main_start (moved);
+  msg_test_wait_until (NULL, rec_moved->events->len >= 1);
+  /* Handled some of them here; the rest go on with the port. */
+  msg_port_main_post (moved, g_variant_new_string ("hi from moved"), NULL);
+  g_assert_true (msg_port_main_post_message (b, g_variant_new_string ("back"), &moved, 1, &error));
+  g_assert_no_error (error);
+  for (guint i = 200; i < 300; i++)
+    msg_port_main_post (port1, g_variant_new_uint32 (i), NULL);
+
+  msg_test_wait_until (NULL, rec_a->events->len == 1);
+  back = msg_message_event_get_port (g_ptr_array_index (rec_a->events, 0), 0);
+  rec_back = msg_recorder_new (back);
+  msg_port_main_start (back);
+  msg_test_wait_until (NULL, rec_moved->events->len + rec_back->events->len >= 300);
+  g_assert_cmpuint (rec_moved->events->len + rec_back->events->len, ==, 300);
+  for (guint i = 0; i < rec_moved->events->len; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec_moved, i)), ==, i);
+  for (guint i = 0; i < rec_back->events->len; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec_back, i)), ==, rec_moved->events->len + i);
+
+  msg_test_wait_until (NULL, rec_port1->events->len == 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_port1, 0), NULL), ==, "hi from moved");
+  msg_port_main_post (back, g_variant_new_string ("hi from back"), NULL);
+  msg_port_main_close (back);
+  msg_test_wait_until (NULL, rec_port1->n_close == 1);
+  g_assert_cmpuint (rec_port1->events->len, ==, 2);
+  g_assert_cmpuint (rec_moved->n_close, ==, 0);
+
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec_b->n_close == 1);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
+static void
+test_socketpair_limits (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *transfer[1025];
+  g_autoptr(GError) error = NULL;
+  gsize big_size = 128 * 1024 * 1024 + 1;
+  g_autofree guint8 *big = g_malloc0 (big_size);
+  GVariant *too_big;
+
+  g_test_summary ("Across processes a message over the limits fails with TOO_LARGE, sends "
+                  "nothing and neuters nothing; 128 ports and 64 MiB go through");
+
+  socket_ports (&a, &b);
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+
+  too_big = g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, big, big_size, TRUE, NULL, NULL);
+  g_assert_false (msg_port_main_post (a, too_big, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
+  g_clear_error (&error);
+
+  for (guint i = 0; i < G_N_ELEMENTS (transfer); i++)
+    transfer[i] = (i % 2) ? msg_channel_main_get_port1 (channel) : msg_channel_main_get_port2 (channel);
+  g_assert_false (msg_port_main_post_message (a, NULL, transfer, G_N_ELEMENTS (transfer), &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
+  g_clear_error (&error);
+  g_assert_false (msg_port_main_is_neutered (transfer[0]));
+
+  if (g_getenv ("MSG_TEST_QUICK") == NULL)
+    {
+      GVariant *large = g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, big, 64 * 1024 * 1024,
+                                                 TRUE, NULL, NULL);
+
+      big[12345] = 0x5a;
+      g_assert_true (msg_port_main_post (a, large, &error));
+      g_assert_no_error (error);
+      msg_test_wait_until (NULL, rec->events->len == 1);
+      g_assert_cmpuint (g_variant_get_size (msg_recorder_data (rec, 0)), ==, 64 * 1024 * 1024);
+      g_assert_cmpuint (((const guint8 *) g_variant_get_data (msg_recorder_data (rec, 0)))[12345], ==, 0x5a);
+    }
+
+  {
+    MsgChannelMain *channels[128];
+    MsgPortMain *ports[128];
+    MsgMessageEvent *event;
+
+    for (guint i = 0; i < 128; i++)
+      {
+        channels[i] = msg_channel_main_new ();
+        ports[i] = msg_channel_main_get_port2 (channels[i]);
+      }
+    g_assert_true (msg_port_main_post_message (a, g_variant_new_string ("ports"), ports, 128, &error));
+    g_assert_no_error (error);
+    msg_test_wait_until (NULL, rec->events->len > 0 &&
+                         msg_message_event_get_n_ports (g_ptr_array_index (rec->events, rec->events->len - 1)) == 128);
+    event = g_ptr_array_index (rec->events, rec->events->len - 1);
+    for (guint i = 0; i < 128; i++)
+      {
+        g_autoptr(MsgRecorder) port_rec = msg_recorder_new (msg_message_event_get_port (event, i));
+
+        msg_port_main_start (msg_message_event_get_port (event, i));
+        msg_port_main_post (msg_channel_main_get_port1 (channels[i]), g_variant_new_uint32 (i), NULL);
+        msg_test_wait_until (NULL, port_rec->events->len == 1);
+        g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (port_rec, 0)), ==, i);
+        msg_port_main_close (msg_channel_main_get_port1 (channels[i]));
+        msg_test_wait_until (NULL, port_rec->n_close == 1);
+        g_object_unref (channels[i]);
+      }
+  }
+
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
+/* Real child processes -------------------------------------------------- */
+
+static void
+test_child_echo (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(GError) reason = NULL;
+
+  g_test_summary ("A spawned child gets a parent port; messages go there and back, equal "
+                  "and in order; closing the parent's port ends the child");
+
+  child_spawn (&child, "echo", 0);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+  check_round_trip (child.port, rec, scaled (10000));
+
+  msg_port_main_close (child.port);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  reason = msg_port_main_get_close_reason (child.port);
+  g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED);
+  child_wait (&child, TRUE);
+}
+
+static void
+test_child_echo_ports (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(MsgRecorder) rec_port1 = NULL;
+  g_autoptr(MsgRecorder) rec_back = NULL;
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *moving = msg_channel_main_get_port2 (channel);
+  MsgPortMain *back;
+  guint n = scaled (2000);
+
+  g_test_summary ("A port goes to a child and comes back while its peer keeps posting: "
+                  "nothing lost, nothing duplicated, in order");
+
+  child_spawn (&child, "echo", 0);
+  rec = msg_recorder_new (child.port);
+  rec_port1 = msg_recorder_new (port1);
+  msg_port_main_start (child.port);
+  msg_port_main_start (port1);
+
+  for (guint i = 0; i < n / 2; i++)
+    msg_port_main_post (port1, g_variant_new_uint32 (i), NULL);
+  g_assert_true (msg_port_main_post_message (child.port, g_variant_new_string ("port"), &moving, 1, NULL));
+  for (guint i = n / 2; i < n; i++)
+    msg_port_main_post (port1, g_variant_new_uint32 (i), NULL);
+
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  back = msg_message_event_get_port (g_ptr_array_index (rec->events, 0), 0);
+  rec_back = msg_recorder_new (back);
+  msg_port_main_start (back);
+  msg_test_wait_until (NULL, rec_back->events->len == n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec_back, i)), ==, i);
+
+  msg_port_main_post (back, g_variant_new_string ("reply"), NULL);
+  msg_test_wait_until (NULL, rec_port1->events->len == 1);
+  msg_port_main_close (port1);
+  msg_test_wait_until (NULL, rec_back->n_close == 1);
+
+  msg_port_main_close (child.port);
+  child_wait (&child, TRUE);
+}
+
+static void
+test_child_chain (void)
+{
+  Child b = { 0, }, c = { 0, };
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  g_autoptr(MsgRecorder) rec_c = NULL;
+  g_autoptr(MsgChannelMain) b_to_c = msg_channel_main_new ();
+  g_autoptr(MsgChannelMain) data = msg_channel_main_new ();
+  MsgPortMain *port;
+  guint64 n = scaled (20000), k = n / 4, first, count;
+
+  g_test_summary ("A port carried A -> B -> C across three processes while its peer in A "
+                  "keeps posting: C gets exactly what B did not, in order");
+
+  child_spawn (&b, "chain-b", k);
+  child_spawn (&c, "chain-c", n);
+  rec_b = msg_recorder_new (b.port);
+  rec_c = msg_recorder_new (c.port);
+  msg_port_main_start (b.port);
+  msg_port_main_start (c.port);
+
+  /* B and C get the two ends of a channel: its socket ends up going
+   * straight from B to C. */
+  port = msg_channel_main_get_port1 (b_to_c);
+  msg_port_main_post_message (b.port, g_variant_new_string ("to-c"), &port, 1, NULL);
+  port = msg_channel_main_get_port2 (b_to_c);
+  msg_port_main_post_message (c.port, g_variant_new_string ("from-b"), &port, 1, NULL);
+
+  port = msg_channel_main_get_port2 (data);
+  msg_port_main_post_message (b.port, g_variant_new_string ("data"), &port, 1, NULL);
+  for (guint64 i = 0; i < n; i++)
+    {
+      msg_port_main_post (msg_channel_main_get_port1 (data), g_variant_new_uint64 (i), NULL);
+      if (i % 64 == 0)
+        msg_test_drain (NULL);
+    }
+
+  msg_test_wait_until (NULL, rec_b->events->len == 1 && rec_c->events->len == 1);
+  g_assert_cmpuint (g_variant_get_uint64 (msg_recorder_data (rec_b, 0)), ==, k);
+  g_variant_get (msg_recorder_data (rec_c, 0), "(tt)", &first, &count);
+  g_assert_cmpuint (first, ==, k);
+  g_assert_cmpuint (count, ==, n - k);
+
+  msg_port_main_close (msg_channel_main_get_port1 (data));
+  msg_port_main_close (b.port);
+  msg_port_main_close (c.port);
+  child_wait (&b, TRUE);
+  child_wait (&c, TRUE);
+}
+
+typedef struct
+{
+  MsgTestWorker *worker;
+  MsgPortMain   *port;       /* the data port, in the worker */
+  guint64        next;
+  guint64        n;
+  gint           done;       /* (atomic) */
+  gint           wrong_order;  /* (atomic) */
+} Leg;
+
+static void
+leg_message (MsgPortMain     *port,
+             MsgMessageEvent *event,
+             gpointer         user_data)
+{
+  Leg *leg = user_data;
+
+  if (g_variant_get_uint64 (msg_message_event_get_data (event)) != leg->next)
+    g_atomic_int_inc (&leg->wrong_order);
+  if (++leg->next == leg->n)
+    {
+      g_atomic_int_set (&leg->done, 1);
+      g_main_context_wakeup (NULL);  /* the test waits in the main context */
+    }
+}
+
+static gboolean
+leg_start (gpointer user_data)
+{
+  Leg *leg = user_data;
+
+  g_signal_connect (leg->port, "message", G_CALLBACK (leg_message), leg);
+  msg_port_main_start (leg->port);
+  return G_SOURCE_REMOVE;
+}
+
+typedef struct
+{
+  MsgPortMain *port;
+  guint64      n;
+} Numbers;
+
+static gpointer
+post_numbers (gpointer data)
+{
+  Numbers *numbers = data;
+
+  for (guint64 i = 0; i < numbers->n; i++)
+    msg_port_main_post (numbers->port, g_variant_new_uint64 (i), NULL);
+  return NULL;
+}
+
+static void
+test_thread_process_thread (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(MsgChannelMain) data = msg_channel_main_new ();
+  MsgPortMain *moving = msg_channel_main_get_port2 (data);
+  Leg leg = { msg_test_worker_new ("leg"), NULL, 0, 0, 0, 0 };
+  guint64 n = scaled (20000), m = n / 3, already;
+  Numbers poster;
+  GThread *thread;
+
+  g_test_summary ("A port goes from this process to a child and back to a worker thread "
+                  "while its peer keeps posting from another thread");
+
+  child_spawn (&child, "hop", m);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+  msg_port_main_post_message (child.port, NULL, &moving, 1, NULL);
+
+  poster.port = msg_channel_main_get_port1 (data);
+  poster.n = n;
+  thread = g_thread_new ("poster", post_numbers, &poster);
+
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  already = g_variant_get_uint64 (msg_recorder_data (rec, 0));
+  g_assert_cmpuint (already, ==, m);
+  leg.port = g_object_ref (msg_message_event_get_port (g_ptr_array_index (rec->events, 0), 0));
+  leg.next = already;
+  leg.n = n;
+  msg_test_worker_invoke (leg.worker, leg_start, &leg);
+  msg_test_wait_until (NULL, g_atomic_int_get (&leg.done));
+  g_assert_cmpint (g_atomic_int_get (&leg.wrong_order), ==, 0);
+  g_thread_join (thread);
+
+  msg_port_main_close (msg_channel_main_get_port1 (data));
+  msg_test_worker_free (leg.worker);
+  g_object_unref (leg.port);
+  msg_port_main_close (child.port);
+  child_wait (&child, TRUE);
+}
+
+typedef struct
+{
+  guint n_replies;
+  guint n_closes;
+  guint n_bad;
+} ManyPorts;
+
+static void
+many_reply (MsgPortMain     *port,
+            MsgMessageEvent *event,
+            gpointer         user_data)
+{
+  ManyPorts *many = user_data;
+
+  if (GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (port), "seq")) !=
+      g_variant_get_uint32 (msg_message_event_get_data (event)))
+    many->n_bad++;
+  many->n_replies++;
+}
+
+static void
+many_close (MsgPortMain *port,
+            gpointer     user_data)
+{
+  ManyPorts *many = user_data;
+
+  many->n_closes++;
+}
+
+static void
+test_child_many_ports (void)
+{
+  Child child = { 0, };
+  ManyPorts many = { 0, 0, 0 };
+  guint n = scaled (10000), window = 64;
+  struct rlimit limit;
+
+  g_test_summary ("10 000 messages carrying ports to a child, which answers on each port "
+                  "and closes it");
+
+  /* Each port in flight holds descriptors. */
+  if (getrlimit (RLIMIT_NOFILE, &limit) == 0)
+    {
+      limit.rlim_cur = limit.rlim_max;
+      setrlimit (RLIMIT_NOFILE, &limit);
+    }
+
+  child_spawn (&child, "reply-on-ports", 0);
+  msg_port_main_start (child.port);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+      MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+      MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+
+      g_object_set_data (G_OBJECT (port1), "seq", GUINT_TO_POINTER (i));
+      g_signal_connect (port1, "message", G_CALLBACK (many_reply), &many);
+      g_signal_connect (port1, "close", G_CALLBACK (many_close), &many);
+      msg_port_main_start (port1);
+      g_assert_true (msg_port_main_post_message (child.port, g_variant_new_uint32 (i), &port2, 1, NULL));
+      if (i >= window)
+        msg_test_wait_until (NULL, many.n_closes > i - window);
+    }
+  msg_test_wait_until (NULL, many.n_closes == n);
+  g_assert_cmpuint (many.n_replies, ==, n);
+  g_assert_cmpuint (many.n_bad, ==, 0);
+
+  msg_port_main_close (child.port);
+  child_wait (&child, TRUE);
+}
+
+static void
+on_stream_message (MsgPortMain     *port,
+                   MsgMessageEvent *event,
+                   gpointer         user_data)
+{
+  guint64 *next = user_data;
+
+  g_assert_cmpuint (g_variant_get_uint64 (msg_message_event_get_data (event)), ==, *next);
+  (*next)++;
+}
+
+static void
+count_close (MsgPortMain *port,
+             gpointer     user_data)
+{
+  (*(guint *) user_data)++;
+}
+
+static void
+test_child_killed (void)
+{
+  Child child = { 0, };
+  guint64 next = 0;
+  guint n_close = 0;
+  g_autoptr(GError) reason = NULL;
+
+  g_test_summary ("A child killed with SIGKILL mid-stream: the parent's port emits close "
+                  "exactly once (PEER_GONE), after the messages that had arrived");
+
+  child_spawn (&child, "stream", 0);
+  g_signal_connect (child.port, "message", G_CALLBACK (on_stream_message), &next);
+  g_signal_connect (child.port, "close", G_CALLBACK (count_close), &n_close);
+  msg_port_main_start (child.port);
+  msg_test_wait_until (NULL, next >= 1000);
+  g_subprocess_send_signal (child.process, SIGKILL);
+  msg_test_wait_until (NULL, n_close == 1);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (n_close, ==, 1);
+  reason = msg_port_main_get_close_reason (child.port);
+  g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE);
+  child_wait (&child, FALSE);
+}
+
+static void
+test_child_flush_exit (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  guint n = scaled (20000);
+
+  g_test_summary ("A child that posts, flushes and exits at once: everything arrives, "
+                  "then close");
+
+  child_spawn (&child, "burst-exit", n);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_assert_cmpuint (rec->events->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (g_variant_get_uint64 (msg_recorder_data (rec, i)), ==, i);
+  child_wait (&child, TRUE);
+}
+
+static void
+test_child_python (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autofree char *script = g_test_build_filename (G_TEST_DIST, "python", "child.py", NULL);
+  const char *argv[] = { "/usr/bin/python3", script, NULL };
+
+  g_test_summary ("A Python child (PyGObject) gets its parent port and echoes");
+
+  if (!g_file_test (argv[0], G_FILE_TEST_IS_EXECUTABLE) || g_getenv ("GI_TYPELIB_PATH") == NULL)
+    {
+      g_test_skip ("needs /usr/bin/python3 and the typelib");
+      return;
+    }
+
+  child_spawn_argv (&child, argv);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+  check_round_trip (child.port, rec, 100);
+  msg_port_main_close (child.port);
+  child_wait (&child, TRUE);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  signal (SIGPIPE, SIG_IGN);
+
+  g_test_add_func ("/process/new-for-fd/invalid", test_new_for_fd_invalid);
+  g_test_add_func ("/process/socketpair/messages", test_socketpair_messages);
+  g_test_add_func ("/process/socketpair/transfer", test_socketpair_transfer);
+  g_test_add_func ("/process/socketpair/limits", test_socketpair_limits);
+  g_test_add_func ("/process/child/echo", test_child_echo);
+  g_test_add_func ("/process/child/echo-ports", test_child_echo_ports);
+  g_test_add_func ("/process/child/chain-of-three", test_child_chain);
+  g_test_add_func ("/process/child/thread-process-thread", test_thread_process_thread);
+  g_test_add_func ("/process/child/many-ports", test_child_many_ports);
+  g_test_add_func ("/process/child/killed", test_child_killed);
+  g_test_add_func ("/process/child/flush-exit", test_child_flush_exit);
+  g_test_add_func ("/process/child/python", test_child_python);
+
+  return g_test_run ();
+}

@@ -556,6 +556,14 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
       msg_wire_close_fds (fds);
       return FALSE;
     }
+  /* Descriptors for a later frame come with bytes that start at that frame
+   * and so end after this one: any left that ended within it are strays. */
+  if (self->fds->len > 0 &&
+      g_array_index (self->fds, ReceivedFd, 0).end <= frame_start + frame_size)
+    {
+      msg_wire_close_fds (fds);
+      return protocol_error (self, error, "a frame came with more descriptors than it declares");
+    }
 
   if (type_len > 0)
     {

@@ -1,0 +1,520 @@
+/* hostile.c: what a peer process sends is untrusted
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Each case writes bytes (and descriptors) that are not valid msgport-glib
+ * wire data through the raw end of a socket whose other end is a port, and
+ * checks that the port closes cleanly with the right reason, after the
+ * valid messages that came first; that every descriptor the process
+ * received is closed again; and that another port is not disturbed.
+ */
+
+#include <dirent.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "msg-test-utils.h"
+#include "wire/msg-wire-private.h"
+
+static guint
+count_fds (void)
+{
+  DIR *dir = opendir ("/proc/self/fd");
+  struct dirent *entry;
+  guint n = 0;
+
+  g_assert_nonnull (dir);
+  while ((entry = readdir (dir)) != NULL)
+    n += entry->d_name[0] != '.';
+  closedir (dir);
+  return n - 1;  /* the directory itself */
+}
+
+static gboolean
+wake (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+/* Descriptors are closed by the library's I/O thread, which does not wake
+ * the main context: check again every few milliseconds. */
+static void
+wait_for_fd_count (guint expected)
+{
+  guint id = g_timeout_add (5, wake, NULL);
+
+  msg_test_wait_until (NULL, count_fds () == expected);
+  g_source_remove (id);
+}
+
+static void
+send_raw (int           fd,
+          const void   *data,
+          gsize         size,
+          const int    *fds,
+          guint         n_fds)
+{
+  struct iovec iov = { (void *) data, size };
+  struct msghdr message = { 0, };
+  union {
+    struct cmsghdr header;
+    char           buffer[CMSG_SPACE (sizeof (int) * 8)];
+  } control;
+
+  g_assert_cmpuint (n_fds, <=, 8);
+  memset (&control, 0, sizeof control);
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  if (n_fds > 0)
+    {
+      struct cmsghdr *cmsg;
+
+      message.msg_control = control.buffer;
+      message.msg_controllen = CMSG_SPACE (sizeof (int) * n_fds);
+      cmsg = CMSG_FIRSTHDR (&message);
+      cmsg->cmsg_level = SOL_SOCKET;
+      cmsg->cmsg_type = SCM_RIGHTS;
+      cmsg->cmsg_len = CMSG_LEN (sizeof (int) * n_fds);
+      memcpy (CMSG_DATA (cmsg), fds, sizeof (int) * n_fds);
+    }
+  g_assert_cmpint (sendmsg (fd, &message, MSG_NOSIGNAL), ==, (gssize) size);
+}
+
+/* A header with the given fields, little endian. */
+static void
+header (guint8  *h,
+        guint32  magic,
+        guint8   kind,
+        guint8   flags,
+        guint16  n_ports,
+        guint32  n_fds,
+        guint32  type_len,
+        guint32  ports_len,
+        guint64  data_len)
+{
+  memset (h, 0, MSG_WIRE_HEADER_SIZE);
+  for (guint i = 0; i < 4; i++)
+    {
+      h[i] = magic >> (8 * i);
+      h[8 + i] = n_fds >> (8 * i);
+      h[12 + i] = type_len >> (8 * i);
+      h[16 + i] = ports_len >> (8 * i);
+    }
+  for (guint i = 0; i < 8; i++)
+    h[24 + i] = data_len >> (8 * i);
+  h[4] = kind;
+  h[5] = flags;
+  h[6] = n_ports & 0xff;
+  h[7] = n_ports >> 8;
+}
+
+/* A valid frame for @data (taken), sent with @fds attached. */
+static void
+send_valid (int        raw,
+            GVariant  *data,
+            const int *fds,
+            guint      n_fds)
+{
+  MsgWireFrame frame = { MSG_WIRE_FRAME_MESSAGE, g_variant_ref_sink (data), 0, NULL };
+  MsgWireEncoded encoded;
+  g_autoptr(GByteArray) bytes = g_byte_array_new ();
+  g_autoptr(GArray) unused = g_array_new (FALSE, FALSE, sizeof (int));
+
+  g_assert_true (msg_wire_encode (&frame, &encoded, NULL));
+  msg_wire_encoded_append (&encoded, bytes, unused);
+  msg_wire_encoded_clear (&encoded);
+  g_variant_unref (frame.data);
+  send_raw (raw, bytes->data, bytes->len, fds, n_fds);
+}
+
+/* A message frame of type @type (@type_len bytes) with @data as its
+ * serialized value. */
+static void
+send_typed (int           raw,
+            const char   *type,
+            gsize         type_len,
+            const void   *data,
+            gsize         data_len)
+{
+  gsize size = MSG_WIRE_HEADER_SIZE + ((type_len + 7) & ~7) + data_len;
+  g_autofree guint8 *frame = g_malloc0 (size);
+
+  header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 1, 0, 0, type_len, 0, data_len);
+  memcpy (frame + MSG_WIRE_HEADER_SIZE, type, type_len);
+  if (data_len > 0)
+    memcpy (frame + MSG_WIRE_HEADER_SIZE + ((type_len + 7) & ~7), data, data_len);
+  send_raw (raw, frame, size, NULL, 0);
+}
+
+/* A frame carrying one port: @port_fd, and an in-prefix of @prefix. */
+static void
+send_port (int           raw,
+           int           port_fd,
+           const void   *prefix,
+           gsize         prefix_len,
+           guint16       n_ports,
+           guint32       n_fds,
+           gboolean      attach)
+{
+  gsize ports_len = 24 + ((prefix_len + 7) & ~7);
+  gsize size = MSG_WIRE_HEADER_SIZE + ports_len;
+  g_autofree guint8 *frame = g_malloc0 (size);
+  guint8 *entry = frame + MSG_WIRE_HEADER_SIZE;
+
+  header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 0, n_ports, n_fds, 0, ports_len, 0);
+  for (guint i = 0; i < 8; i++)
+    entry[8 + i] = (guint64) prefix_len >> (8 * i);
+  if (prefix_len > 0)
+    memcpy (entry + 24, prefix, prefix_len);
+  send_raw (raw, frame, size, &port_fd, attach ? 1 : 0);
+}
+
+typedef struct
+{
+  const char  *path;
+  void       (*send) (int raw);
+  gint         code;          /* the close reason */
+  guint        n_valid;       /* valid messages sent before the bad data */
+} HostileCase;
+
+static void
+send_bad_magic (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  header (h, 0xdeadbeef, MSG_WIRE_FRAME_MESSAGE, 0, 0, 0, 0, 0, 0);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+static void
+send_truncated_then_hang_up (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 1, 0, 0, 1, 0, 4);
+  send_raw (raw, h, sizeof h, NULL, 0);
+  send_raw (raw, "i\0\0\0\0\0\0\0" "\1\0", 10, NULL, 0);
+  shutdown (raw, SHUT_RDWR);
+}
+
+static void
+send_hang_up (int raw)
+{
+  shutdown (raw, SHUT_RDWR);
+}
+
+static void
+send_oversized (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  /* Declares more than the limit; nothing else follows. */
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 1, 0, 0, 2, 0,
+          (guint64) MSG_WIRE_MAX_DATA_SIZE + 1);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+static void
+send_huge_type (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 1, 0, 0, G_MAXUINT32, 0, 0);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+static void
+send_bad_type (int raw)
+{
+  send_typed (raw, "(i", 2, "\1\0\0\0", 4);
+}
+
+static void
+send_indefinite_type (int raw)
+{
+  send_typed (raw, "a*", 2, "", 0);
+}
+
+static void
+send_not_normal (int raw)
+{
+  /* A string without its terminating NUL. */
+  send_typed (raw, "s", 1, "abc", 3);
+}
+
+static void
+send_bad_array_size (int raw)
+{
+  send_typed (raw, "ai", 2, "\1\0\0\0\2", 5);
+}
+
+static void
+send_nul_in_type (int raw)
+{
+  send_typed (raw, "i\0", 2, "\1\0\0\0", 4);
+}
+
+static void
+send_missing_fds (int raw)
+{
+  send_port (raw, -1, NULL, 0, 1, 1, FALSE);
+}
+
+static void
+send_stray_fd (int raw)
+{
+  int fds[2];
+
+  g_assert_cmpint (pipe (fds), ==, 0);
+  send_valid (raw, g_variant_new_uint32 (1), fds, 2);
+  close (fds[0]);
+  close (fds[1]);
+}
+
+static void
+send_surplus_fds (int raw)
+{
+  int sockets[2], extra[2];
+  guint8 frame[MSG_WIRE_HEADER_SIZE + 24] = { 0, };
+  int fds[3];
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sockets), ==, 0);
+  g_assert_cmpint (pipe (extra), ==, 0);
+  header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 0, 1, 1, 0, 24, 0);
+  fds[0] = sockets[0];
+  fds[1] = extra[0];
+  fds[2] = extra[1];
+  send_raw (raw, frame, sizeof frame, fds, 3);
+  close (sockets[0]);
+  close (sockets[1]);
+  close (extra[0]);
+  close (extra[1]);
+}
+
+static void
+send_pipe_as_port (int raw)
+{
+  int fds[2];
+
+  g_assert_cmpint (pipe (fds), ==, 0);
+  send_port (raw, fds[0], NULL, 0, 1, 1, TRUE);
+  close (fds[0]);
+  close (fds[1]);
+}
+
+static void
+send_close_with_data (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_CLOSE, 0, 0, 0, 0, 0, 8);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+static void
+send_unknown_kind (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  header (h, MSG_WIRE_MAGIC, 9, 0, 0, 0, 0, 0, 0);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+static void
+send_reserved_bits (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 0x80, 0, 0, 0, 0, 0);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+static void
+send_port_table_mismatch (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 0, 1, 1, 0, 0, 0);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+static void
+send_prefix_overflow (int raw)
+{
+  int sockets[2];
+  guint8 frame[MSG_WIRE_HEADER_SIZE + 24] = { 0, };
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sockets), ==, 0);
+  header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 0, 1, 1, 0, 24, 0);
+  frame[MSG_WIRE_HEADER_SIZE + 8 + 7] = 0xff;  /* in_len: 2^63 and more */
+  send_raw (raw, frame, sizeof frame, &sockets[0], 1);
+  close (sockets[0]);
+  close (sockets[1]);
+}
+
+static void
+send_garbage (int raw)
+{
+  guint8 garbage[4096];
+
+  for (guint i = 0; i < sizeof garbage; i++)
+    garbage[i] = g_test_rand_int_range (0, 256);
+  send_raw (raw, garbage, sizeof garbage, NULL, 0);
+}
+
+static const HostileCase cases[] = {
+  { "/hostile/bad-magic", send_bad_magic, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/truncated-then-hang-up", send_truncated_then_hang_up, MSG_PORT_ERROR_PEER_GONE, 3 },
+  { "/hostile/hang-up", send_hang_up, MSG_PORT_ERROR_PEER_GONE, 3 },
+  { "/hostile/oversized", send_oversized, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/huge-type", send_huge_type, MSG_PORT_ERROR_PROTOCOL, 0 },
+  { "/hostile/bad-type", send_bad_type, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/indefinite-type", send_indefinite_type, MSG_PORT_ERROR_PROTOCOL, 1 },
+  { "/hostile/nul-in-type", send_nul_in_type, MSG_PORT_ERROR_PROTOCOL, 1 },
+  { "/hostile/not-normal-form", send_not_normal, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/bad-array-size", send_bad_array_size, MSG_PORT_ERROR_PROTOCOL, 2 },
+  { "/hostile/missing-fds", send_missing_fds, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/stray-fds", send_stray_fd, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/surplus-fds", send_surplus_fds, MSG_PORT_ERROR_PROTOCOL, 1 },
+  { "/hostile/pipe-as-port", send_pipe_as_port, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/close-with-data", send_close_with_data, MSG_PORT_ERROR_PROTOCOL, 0 },
+  { "/hostile/unknown-kind", send_unknown_kind, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/reserved-bits", send_reserved_bits, MSG_PORT_ERROR_PROTOCOL, 1 },
+  { "/hostile/port-table-mismatch", send_port_table_mismatch, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/prefix-overflow", send_prefix_overflow, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/garbage", send_garbage, MSG_PORT_ERROR_PROTOCOL, 3 },
+};
+
+static void
+socket_port (int          *raw,
+             MsgPortMain **port)
+{
+  int fds[2];
+  g_autoptr(GError) error = NULL;
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+  *port = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  *raw = fds[1];
+}
+
+static void
+test_hostile (gconstpointer data)
+{
+  const HostileCase *hostile = data;
+  guint baseline = count_fds ();
+  MsgPortMain *port, *healthy_a, *healthy_b;
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(MsgRecorder) rec_healthy = NULL;
+  g_autoptr(GError) reason = NULL;
+  int raw, raw_healthy;
+
+  socket_port (&raw, &port);
+  rec = msg_recorder_new (port);
+  msg_port_main_start (port);
+
+  /* Another connection, which must not notice anything. */
+  socket_port (&raw_healthy, &healthy_a);
+  healthy_b = msg_port_main_new_for_fd (raw_healthy, NULL);
+  rec_healthy = msg_recorder_new (healthy_b);
+  msg_port_main_start (healthy_b);
+
+  for (guint i = 0; i < hostile->n_valid; i++)
+    send_valid (raw, g_variant_new_uint32 (i), NULL, 0);
+  hostile->send (raw);
+
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_assert_cmpuint (rec->n_messages_at_close, ==, hostile->n_valid);
+  for (guint i = 0; i < hostile->n_valid; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec, i)), ==, i);
+  reason = msg_port_main_get_close_reason (port);
+  g_assert_nonnull (reason);
+  g_test_message ("close reason: %s", reason->message);
+  g_assert_error (reason, MSG_PORT_ERROR, hostile->code);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec->n_close, ==, 1);
+
+  msg_port_main_post (healthy_a, g_variant_new_string ("still here"), NULL);
+  msg_test_wait_until (NULL, rec_healthy->events->len == 1);
+  g_assert_cmpuint (rec_healthy->n_close, ==, 0);
+
+  close (raw);
+  g_clear_pointer (&rec, msg_recorder_free);
+  g_object_unref (port);
+  msg_port_main_close (healthy_a);
+  msg_test_wait_until (NULL, rec_healthy->n_close == 1);
+  g_clear_pointer (&rec_healthy, msg_recorder_free);
+  g_object_unref (healthy_a);
+  g_object_unref (healthy_b);
+
+  wait_for_fd_count (baseline);
+}
+
+static void
+test_hostile_port_prefix (void)
+{
+  guint baseline = count_fds ();
+  MsgPortMain *port, *received;
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(MsgRecorder) rec_received = NULL;
+  g_autoptr(GError) reason = NULL;
+  int raw, sockets[2];
+
+  g_test_summary ("A port that arrives with garbage in what it carries closes with "
+                  "PROTOCOL; the port that carried it is not disturbed");
+
+  socket_port (&raw, &port);
+  rec = msg_recorder_new (port);
+  msg_port_main_start (port);
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sockets), ==, 0);
+  send_port (raw, sockets[0], "garbage! garbage! garbage! garbage! garbage!", 40, 1, 1, TRUE);
+  close (sockets[0]);
+
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  received = msg_message_event_get_port (g_ptr_array_index (rec->events, 0), 0);
+  rec_received = msg_recorder_new (received);
+  msg_port_main_start (received);
+  msg_test_wait_until (NULL, rec_received->n_close == 1);
+  reason = msg_port_main_get_close_reason (received);
+  g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL);
+
+  send_valid (raw, g_variant_new_string ("carrier still works"), NULL, 0);
+  msg_test_wait_until (NULL, rec->events->len == 2);
+  g_assert_cmpuint (rec->n_close, ==, 0);
+
+  close (sockets[1]);
+  close (raw);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_clear_pointer (&rec_received, msg_recorder_free);
+  g_clear_pointer (&rec, msg_recorder_free);
+  g_object_unref (port);
+  wait_for_fd_count (baseline);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  MsgPortMain *warm_up;
+  guint before;
+  int raw;
+
+  g_test_init (&argc, &argv, NULL);
+
+  /* Create the default main context and start the library's I/O thread
+   * (its context has one eventfd) before the tests count descriptors. */
+  g_main_context_iteration (g_main_context_default (), FALSE);
+  before = count_fds ();
+  socket_port (&raw, &warm_up);
+  close (raw);
+  g_object_unref (warm_up);
+  wait_for_fd_count (before + 1);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    g_test_add_data_func (cases[i].path, &cases[i], test_hostile);
+  g_test_add_func ("/hostile/port-with-bad-prefix", test_hostile_port_prefix);
+
+  return g_test_run ();
+}

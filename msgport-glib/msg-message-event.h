@@ -9,7 +9,7 @@
 # error "Only <msgport-glib.h> can be included directly."
 #endif
 
-#include <glib-object.h>
+#include <gio/gio.h>
 
 #include "msgport-version-macros.h"
 
@@ -36,5 +36,7 @@ guint         msg_message_event_get_n_ports (MsgMessageEvent *self);
 MSG_AVAILABLE_IN_ALL
 MsgPortMain  *msg_message_event_get_port   (MsgMessageEvent *self,
                                             guint            index_);
+MSG_AVAILABLE_IN_ALL
+GListModel   *msg_message_event_get_port_list (MsgMessageEvent *self);
 
 G_END_DECLS

@@ -18,6 +18,15 @@ G_BEGIN_DECLS
 typedef struct _MsgPortMain MsgPortMain;
 
 /**
+ * MsgMessageEvent:
+ *
+ * What #MsgPortMain::message carries. Its fields are private; use the
+ * functions below.
+ *
+ * Since: 1.0
+ */
+
+/**
  * MSG_TYPE_MESSAGE_EVENT:
  *
  * The #GType of #MsgMessageEvent.

@@ -17,6 +17,15 @@
 G_BEGIN_DECLS
 
 /**
+ * MsgChannelMain:
+ *
+ * A pair of entangled ports. Its fields are private; use the functions
+ * below.
+ *
+ * Since: 1.0
+ */
+
+/**
  * MSG_TYPE_CHANNEL_MAIN:
  *
  * The #GType of #MsgChannelMain.

@@ -7,6 +7,7 @@
 
 #include "msg-endpoint-private.h"
 #include "msg-message-event.h"
+#include "msg-port-main.h"
 
 /**
  * SECTION:msg-message-event
@@ -21,6 +22,12 @@
  * The ports are new #MsgPortMain objects owned by the event, not started.
  * Take a reference on the ones you keep, and start each in the thread
  * that should receive its messages.
+ *
+ * From C, msg_message_event_get_ports() gives them as an array. Bindings
+ * also have #MsgMessageEvent:ports, a #GListModel, so that `event.ports`
+ * works as it does in the DOM: in JavaScript it is iterable
+ * (`const [port] = event.ports;`), and the Python override of this
+ * class makes `event.ports` a list and `event.data` the message.
  */
 
 struct _MsgMessageEvent
@@ -30,12 +37,14 @@ struct _MsgMessageEvent
   GVariant     *data;     /* (owned) (nullable) */
   MsgPortMain **ports;    /* (owned) (array length=n_ports zero-terminated=1) (nullable) */
   guint         n_ports;
+  GListModel   *port_list; /* (owned) (nullable) (atomic): made on first use */
 };
 
 enum {
   PROP_0,
   PROP_DATA,
   PROP_N_PORTS,
+  PROP_PORTS,
   N_PROPS
 };
 
@@ -52,6 +61,7 @@ msg_message_event_finalize (GObject *object)
   for (guint i = 0; i < self->n_ports; i++)
     g_object_unref (self->ports[i]);
   g_clear_pointer (&self->ports, g_free);
+  g_clear_object (&self->port_list);
 
   G_OBJECT_CLASS (msg_message_event_parent_class)->finalize (object);
 }
@@ -72,6 +82,10 @@ msg_message_event_get_property (GObject    *object,
 
     case PROP_N_PORTS:
       g_value_set_uint (value, self->n_ports);
+      break;
+
+    case PROP_PORTS:
+      g_value_set_object (value, msg_message_event_get_port_list (self));
       break;
 
     default:
@@ -110,6 +124,20 @@ msg_message_event_class_init (MsgMessageEventClass *klass)
     g_param_spec_uint ("n-ports", NULL, NULL,
                        0, G_MAXUINT, 0,
                        G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgMessageEvent:ports: (getter get_port_list)
+   *
+   * The ports transferred with the message, as a #GListModel of
+   * #MsgPortMain, in the order the sender listed them; empty if there are
+   * none. It is what `event.ports` gives in JavaScript.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_PORTS] =
+    g_param_spec_object ("ports", NULL, NULL,
+                         G_TYPE_LIST_MODEL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -215,4 +243,39 @@ msg_message_event_get_port (MsgMessageEvent *self,
   g_return_val_if_fail (index_ < self->n_ports, NULL);
 
   return self->ports[index_];
+}
+
+/**
+ * msg_message_event_get_port_list:
+ * @self: a #MsgMessageEvent
+ *
+ * Gets the ports transferred with the message as a #GListModel of
+ * #MsgPortMain, in the order the sender listed them: the same ports as
+ * msg_message_event_get_ports(). The list never changes.
+ *
+ * Returns: (transfer none): the ports, owned by @self; an empty list if
+ *   there are none
+ * Since: 1.0
+ */
+GListModel *
+msg_message_event_get_port_list (MsgMessageEvent *self)
+{
+  GListModel *list;
+  GListStore *store;
+
+  g_return_val_if_fail (MSG_IS_MESSAGE_EVENT (self), NULL);
+
+  list = g_atomic_pointer_get (&self->port_list);
+  if (list != NULL)
+    return list;
+
+  /* Made on first use, so that events nobody asks for cost nothing; an
+   * event may be read from several threads, so the first one wins. */
+  store = g_list_store_new (MSG_TYPE_PORT_MAIN);
+  if (self->n_ports > 0)
+    g_list_store_splice (store, 0, 0, (gpointer *) self->ports, self->n_ports);
+  if (!g_atomic_pointer_compare_and_exchange (&self->port_list, NULL, G_LIST_MODEL (store)))
+    g_object_unref (store);
+
+  return g_atomic_pointer_get (&self->port_list);
 }

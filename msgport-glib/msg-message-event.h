@@ -9,13 +9,22 @@
 # error "Only <msgport-glib.h> can be included directly."
 #endif
 
-#include <glib-object.h>
+#include <gio/gio.h>
 
 #include "msgport-version-macros.h"
 
 G_BEGIN_DECLS
 
 typedef struct _MsgPortMain MsgPortMain;
+
+/**
+ * MsgMessageEvent:
+ *
+ * What #MsgPortMain::message carries. Its fields are private; use the
+ * functions below.
+ *
+ * Since: 1.0
+ */
 
 /**
  * MSG_TYPE_MESSAGE_EVENT:
@@ -36,5 +45,7 @@ guint         msg_message_event_get_n_ports (MsgMessageEvent *self);
 MSG_AVAILABLE_IN_ALL
 MsgPortMain  *msg_message_event_get_port   (MsgMessageEvent *self,
                                             guint            index_);
+MSG_AVAILABLE_IN_ALL
+GListModel   *msg_message_event_get_port_list (MsgMessageEvent *self);
 
 G_END_DECLS

@@ -16,6 +16,18 @@
 G_BEGIN_DECLS
 
 /**
+ * SECTION:msg-port-error
+ * @Title: Errors
+ * @Short_description: the MSG_PORT_ERROR error domain
+ *
+ * Errors from msgport-glib are #GError values in the %MSG_PORT_ERROR
+ * domain, with a code from #MsgPortError. A failed post returns %FALSE
+ * with such an error (from Python it raises `GLib.Error`, from JavaScript
+ * it throws `Msg.PortError`); msg_port_main_get_close_reason() returns one
+ * that says why a port ended.
+ */
+
+/**
  * MSG_PORT_ERROR:
  *
  * The error domain of msgport-glib: errors in it have codes from

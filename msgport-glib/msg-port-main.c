@@ -31,10 +31,10 @@
  * message by listing them in its transfer list, and the receiver gets new
  * #MsgPortMain objects entangled with the same peers.
  *
- * Messages are queued until msg_port_main_start() is called. start() binds
+ * Messages are queued until msg_port_main_start() is called, which binds
  * the port to the thread-default #GMainContext of the calling thread: its
- * signals are emitted there and nowhere else. post_message(), close() and
- * g_object_unref() may be called from any thread.
+ * signals are emitted there and nowhere else. msg_port_main_post_message(),
+ * msg_port_main_close() and g_object_unref() may be called from any thread.
  *
  * Per direction, messages arrive exactly once and in the order they were
  * posted, between threads too, and while ports move: what was queued on a

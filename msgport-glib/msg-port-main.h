@@ -17,6 +17,15 @@
 G_BEGIN_DECLS
 
 /**
+ * MsgPortMain:
+ *
+ * One end of a message channel. Its fields are private; use the functions
+ * below.
+ *
+ * Since: 1.0
+ */
+
+/**
  * MSG_TYPE_PORT_MAIN:
  *
  * The #GType of #MsgPortMain.

@@ -167,7 +167,7 @@ typedef struct
   gboolean         want_out;
 } MsgConnection;
 
-#define CONNECTION_FROM_SINK(s) ((MsgConnection *) ((guint8 *) (s) - G_STRUCT_OFFSET (MsgConnection, sink)))
+#define CONNECTION_FROM_SINK(s) ((MsgConnection *) (void *) ((guint8 *) (s) - G_STRUCT_OFFSET (MsgConnection, sink)))
 
 static GSourceFuncs connection_source_funcs;
 
@@ -484,7 +484,7 @@ connection_import (MsgWirePort  *port,
       const guint8 *data = port->in_prefix ? g_bytes_get_data (port->in_prefix, &size) : NULL;
 
       msg_wire_decoder_push (connection->decoder, data, size,
-                             port->in_fds ? (int *) port->in_fds->data : NULL,
+                             port->in_fds ? &g_array_index (port->in_fds, int, 0) : NULL,
                              port->in_fds ? port->in_fds->len : 0);
       if (port->in_fds != NULL)
         g_array_set_size (port->in_fds, 0);

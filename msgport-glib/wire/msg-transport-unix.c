@@ -165,6 +165,7 @@ typedef struct
   /* I/O thread only */
   MsgWireDecoder  *decoder;
   gboolean         want_out;
+  gboolean         peer_closed;  /* its close frame was read */
 } MsgConnection;
 
 #define CONNECTION_FROM_SINK(s) ((MsgConnection *) (void *) ((guint8 *) (s) - G_STRUCT_OFFSET (MsgConnection, sink)))
@@ -538,11 +539,21 @@ connection_handle_frame (MsgConnection *self,
   if (frame->kind == MSG_WIRE_FRAME_CLOSE)
     {
       MsgEndpoint *endpoint;
+      ConnectionState state;
 
       msg_wire_frame_free (frame);
+      self->peer_closed = TRUE;
       msg_mutex_lock (&self->lock);
       endpoint = self->endpoint != NULL ? msg_endpoint_ref (self->endpoint) : NULL;
+      state = self->state;
       msg_mutex_unlock (&self->lock);
+      if (state == CONNECTION_WRITE_CLOSED)
+        {
+          /* Both close frames have crossed: nothing more can come. */
+          g_clear_pointer (&endpoint, msg_endpoint_unref);
+          connection_fail (self, NULL);
+          return FALSE;
+        }
       /* Our end answers with its own close frame, then both sides hang
        * up. */
       if (endpoint != NULL)
@@ -1091,8 +1102,12 @@ connection_write (MsgConnection *self)
       out_list_free (&done);
       if (close_written)
         {
-          /* Said all we will say; read until the peer hangs up too. */
-          shutdown (self->fd, SHUT_WR);
+          /* Said all we will say. If the peer said so too, we are done;
+           * else read until it answers or hangs up. */
+          if (self->peer_closed)
+            connection_fail (self, NULL);
+          else
+            shutdown (self->fd, SHUT_WR);
           return;
         }
     }

@@ -95,7 +95,7 @@ msg_channel_main_class_init (MsgChannelMainClass *klass)
   object_class->get_property = msg_channel_main_get_property;
 
   /**
-   * MsgChannelMain:port1: (getter get_port1)
+   * MsgChannelMain:port1:
    *
    * The first port, entangled with #MsgChannelMain:port2.
    *
@@ -107,7 +107,7 @@ msg_channel_main_class_init (MsgChannelMainClass *klass)
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   /**
-   * MsgChannelMain:port2: (getter get_port2)
+   * MsgChannelMain:port2:
    *
    * The second port, entangled with #MsgChannelMain:port1.
    *

@@ -102,7 +102,7 @@ msg_message_event_class_init (MsgMessageEventClass *klass)
   object_class->get_property = msg_message_event_get_property;
 
   /**
-   * MsgMessageEvent:data: (getter get_data)
+   * MsgMessageEvent:data:
    *
    * The message, as posted: a #GVariant, or %NULL.
    *
@@ -114,7 +114,7 @@ msg_message_event_class_init (MsgMessageEventClass *klass)
                           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   /**
-   * MsgMessageEvent:n-ports: (getter get_n_ports)
+   * MsgMessageEvent:n-ports:
    *
    * How many ports were transferred with the message.
    *

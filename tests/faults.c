@@ -1,0 +1,250 @@
+/* faults.c: the process transport under injected system-call faults
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * White-box: swaps the transport's system calls (msg_transport_set_syscalls)
+ * for ones that write and read a few bytes at a time and fail with EINTR and
+ * EAGAIN at random, and checks that nothing is lost, duplicated, reordered
+ * or corrupted; then for one that fails for good mid-stream, and checks that
+ * both ends close exactly once.
+ */
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "msg-test-utils.h"
+#include "wire/msg-transport-private.h"
+
+static gint fault_budget = -1;  /* (atomic): sendmsg calls before ECONNRESET */
+static GMutex rand_lock;
+static GRand *rand_state;
+
+static guint
+random_below (guint n)
+{
+  guint value;
+
+  g_mutex_lock (&rand_lock);
+  value = g_rand_int_range (rand_state, 0, n);
+  g_mutex_unlock (&rand_lock);
+  return value;
+}
+
+static ssize_t
+faulty_sendmsg (int                  fd,
+                const struct msghdr *message,
+                int                  flags)
+{
+  struct msghdr shorter = *message;
+  struct iovec iov;
+  gsize limit = 1 + random_below (64);
+  guint dice = random_below (10);
+
+  if (g_atomic_int_get (&fault_budget) >= 0 && g_atomic_int_add (&fault_budget, -1) <= 0)
+    {
+      errno = ECONNRESET;
+      return -1;
+    }
+  if (dice == 0)
+    {
+      errno = EINTR;
+      return -1;
+    }
+  if (dice == 1)
+    {
+      errno = EAGAIN;
+      return -1;
+    }
+
+  /* A short write: at most @limit bytes of the first iovec. */
+  iov = message->msg_iov[0];
+  iov.iov_len = MIN (iov.iov_len, limit);
+  shorter.msg_iov = &iov;
+  shorter.msg_iovlen = 1;
+  return sendmsg (fd, &shorter, flags);
+}
+
+static ssize_t
+faulty_recvmsg (int            fd,
+                struct msghdr *message,
+                int            flags)
+{
+  struct iovec *iov = message->msg_iov;
+  gsize saved = iov[0].iov_len;
+  guint dice = random_below (10);
+  ssize_t n;
+
+  if (dice == 0)
+    {
+      errno = EINTR;
+      return -1;
+    }
+  iov[0].iov_len = MIN (saved, 1 + random_below (100));
+  n = recvmsg (fd, message, flags);
+  iov[0].iov_len = saved;
+  return n;
+}
+
+static int
+faulty_socketpair (int domain,
+                   int type,
+                   int protocol,
+                   int fds[2])
+{
+  return socketpair (domain, type, protocol, fds);
+}
+
+static const MsgSyscalls faulty = {
+  faulty_sendmsg,
+  faulty_recvmsg,
+  faulty_socketpair,
+};
+
+static void
+socket_ports (MsgPortMain **a,
+              MsgPortMain **b)
+{
+  int fds[2];
+  g_autoptr(GError) error = NULL;
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+  *a = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  *b = msg_port_main_new_for_fd (fds[1], &error);
+  g_assert_no_error (error);
+}
+
+static void
+test_faults_short_and_interrupted (void)
+{
+  MsgPortMain *a, *b, *moving, *moved;
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(MsgRecorder) rec_moved = NULL;
+  g_autoptr(MsgRecorder) rec_port1 = NULL;
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  g_autofree guint8 *blob = g_malloc (100000);
+  GVariant *big;
+  guint n = g_getenv ("MSG_TEST_QUICK") ? 200 : 2000;
+
+  g_test_summary ("Short writes and reads, EINTR and EAGAIN everywhere: every message, "
+                  "port and descriptor still arrives intact and in order");
+
+  for (gsize i = 0; i < 100000; i++)
+    blob[i] = i % 251;
+  big = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, blob, 100000, 1));
+
+  msg_transport_set_syscalls (&faulty);
+  socket_ports (&a, &b);
+  rec = msg_recorder_new (b);
+  rec_port1 = msg_recorder_new (msg_channel_main_get_port1 (channel));
+  msg_port_main_start (b);
+  msg_port_main_start (msg_channel_main_get_port1 (channel));
+
+  for (guint i = 0; i < n; i++)
+    {
+      if (i == n / 2)
+        {
+          moving = msg_channel_main_get_port2 (channel);
+          g_assert_true (msg_port_main_post_message (a, g_variant_new_uint32 (i), &moving, 1, NULL));
+        }
+      else if (i % 100 == 7)
+        g_assert_true (msg_port_main_post (a, big, NULL));
+      else
+        g_assert_true (msg_port_main_post (a, g_variant_new ("(us)", i, "some text"), NULL));
+    }
+
+  msg_test_wait_until (NULL, rec->events->len == n);
+  for (guint i = 0; i < n; i++)
+    {
+      GVariant *data = msg_recorder_data (rec, i);
+
+      if (i == n / 2)
+        g_assert_cmpuint (g_variant_get_uint32 (data), ==, i);
+      else if (i % 100 == 7)
+        g_assert_true (g_variant_equal (data, big));
+      else
+        {
+          guint32 seq;
+          const char *text;
+
+          g_variant_get (data, "(u&s)", &seq, &text);
+          g_assert_cmpuint (seq, ==, i);
+          g_assert_cmpstr (text, ==, "some text");
+        }
+    }
+
+  /* The port that crossed works both ways. */
+  moved = msg_message_event_get_port (g_ptr_array_index (rec->events, n / 2), 0);
+  rec_moved = msg_recorder_new (moved);
+  msg_port_main_start (moved);
+  msg_port_main_post (msg_channel_main_get_port1 (channel), g_variant_new_string ("ping"), NULL);
+  msg_port_main_post (moved, g_variant_new_string ("pong"), NULL);
+  msg_test_wait_until (NULL, rec_moved->events->len == 1 && rec_port1->events->len == 1);
+
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  msg_port_main_close (moved);
+  msg_test_wait_until (NULL, rec_port1->n_close == 1);
+
+  msg_transport_set_syscalls (NULL);
+  g_variant_unref (big);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
+static void
+test_faults_reset_mid_stream (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec_a = NULL;
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  g_autoptr(GError) reason = NULL;
+
+  g_test_summary ("sendmsg() failing for good mid-stream: both ends close exactly once, "
+                  "the receiver after a prefix of the messages, in order");
+
+  socket_ports (&a, &b);
+  rec_a = msg_recorder_new (a);
+  rec_b = msg_recorder_new (b);
+  msg_port_main_start (a);
+  msg_port_main_start (b);
+
+  g_atomic_int_set (&fault_budget, 40);
+  msg_transport_set_syscalls (&faulty);
+  for (guint i = 0; i < 500; i++)
+    msg_port_main_post (a, g_variant_new_uint32 (i), NULL);
+
+  msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
+  msg_transport_set_syscalls (NULL);
+  g_atomic_int_set (&fault_budget, -1);
+
+  reason = msg_port_main_get_close_reason (a);
+  g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE);
+  g_assert_cmpuint (rec_b->events->len, <, 500);
+  for (guint i = 0; i < rec_b->events->len; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec_b, i)), ==, i);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec_a->n_close, ==, 1);
+  g_assert_cmpuint (rec_b->n_close, ==, 1);
+
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  int result;
+
+  g_test_init (&argc, &argv, NULL);
+  rand_state = g_rand_new_with_seed (g_test_rand_int ());
+
+  g_test_add_func ("/faults/short-and-interrupted", test_faults_short_and_interrupted);
+  g_test_add_func ("/faults/reset-mid-stream", test_faults_reset_mid_stream);
+
+  result = g_test_run ();
+  g_rand_free (rand_state);
+  return result;
+}

@@ -391,6 +391,64 @@ test_socketpair_limits (void)
   g_object_unref (b);
 }
 
+static gpointer
+cancel_later (gpointer data)
+{
+  GCancellable *cancellable = data;
+  gint64 deadline = g_get_monotonic_time () + MSG_TEST_TIMEOUT_SECONDS * G_TIME_SPAN_SECOND;
+  static GMutex mutex;
+  static GCond never;
+
+  /* The test's timeout: cancels the flush if it has not returned by then. */
+  g_mutex_lock (&mutex);
+  while (!g_cancellable_is_cancelled (cancellable) &&
+         g_cond_wait_until (&never, &mutex, deadline))
+    ;
+  g_mutex_unlock (&mutex);
+  g_cancellable_cancel (cancellable);
+  return NULL;
+}
+
+static void
+test_socketpair_io_without_main_loop (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree guint8 *chunk = g_malloc0 (64 * 1024);
+  guint n = 160;  /* 10 MiB: far more than a socket buffer holds */
+  GThread *timer;
+
+  g_test_summary ("Socket I/O goes on with no main context running: 10 MiB to a port "
+                  "that is not started flush while nobody iterates any context");
+
+  socket_ports (&a, &b);
+  for (guint i = 0; i < n; i++)
+    {
+      chunk[0] = i;
+      g_assert_true (msg_port_main_post (a, g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, chunk,
+                                                                       64 * 1024, 1), NULL));
+    }
+
+  timer = g_thread_new ("timeout", cancel_later, cancellable);
+  g_assert_true (msg_port_main_flush (a, cancellable, &error));
+  g_assert_no_error (error);
+  g_cancellable_cancel (cancellable);
+  g_thread_join (timer);
+
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+  msg_test_wait_until (NULL, rec->events->len == n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (((const guint8 *) g_variant_get_data (msg_recorder_data (rec, i)))[0], ==, i & 0xff);
+
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
 /* Real child processes -------------------------------------------------- */
 
 static void
@@ -773,6 +831,7 @@ main (int    argc,
   g_test_add_func ("/process/socketpair/messages", test_socketpair_messages);
   g_test_add_func ("/process/socketpair/transfer", test_socketpair_transfer);
   g_test_add_func ("/process/socketpair/limits", test_socketpair_limits);
+  g_test_add_func ("/process/socketpair/io-without-main-loop", test_socketpair_io_without_main_loop);
   g_test_add_func ("/process/child/echo", test_child_echo);
   g_test_add_func ("/process/child/echo-ports", test_child_echo_ports);
   g_test_add_func ("/process/child/chain-of-three", test_child_chain);

@@ -30,6 +30,8 @@ struct _MsgDispatcher
                             * holding a reference */
   guint         n_bound;   /* protected by dispatchers_lock */
   GArray       *batch;     /* of MsgBatchItem; only used by dispatch() */
+  MsgMessageEvent *spare;  /* (owned) (nullable): a reusable event; only
+                            * used by dispatch() */
 };
 
 static GMutex dispatchers_lock;
@@ -118,7 +120,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
         }
       msg_mutex_unlock (&endpoint->lock);
 
-      msg_port_main_dispatch (port, envelope);
+      msg_port_main_dispatch (port, envelope, &self->spare);
 
       if (unbound)
         {
@@ -191,6 +193,7 @@ msg_dispatcher_finalize (GSource *source)
 
   g_assert (self->ready.length == 0);
   g_clear_pointer (&self->batch, g_array_unref);
+  g_clear_object (&self->spare);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_mutex_clear (&self->lock);
 }

@@ -132,12 +132,18 @@ void           msg_dispatcher_unready    (MsgDispatcher *self,
 /* msg-port-main.c */
 MsgPortMain *msg_port_main_new_for_endpoint (MsgEndpoint  *endpoint);
 MsgEndpoint *msg_port_main_get_endpoint     (MsgPortMain  *self);
-void         msg_port_main_dispatch         (MsgPortMain  *self,
-                                             MsgEnvelope  *envelope);
+void         msg_port_main_dispatch         (MsgPortMain      *self,
+                                             MsgEnvelope      *envelope,
+                                             MsgMessageEvent **spare);
 
 /* msg-message-event.c */
-MsgMessageEvent *msg_message_event_new_take (GVariant     *data,
-                                             MsgPortMain **ports,
-                                             guint         n_ports);
+MsgMessageEvent *msg_message_event_new_take   (GVariant         *data,
+                                               MsgPortMain     **ports,
+                                               guint             n_ports);
+void             msg_message_event_reset_take (MsgMessageEvent  *self,
+                                               GVariant         *data,
+                                               MsgPortMain     **ports,
+                                               guint             n_ports);
+gboolean         msg_message_event_recycle    (MsgMessageEvent  *self);
 
 G_END_DECLS

@@ -53,15 +53,22 @@ static GParamSpec *properties[N_PROPS];
 G_DEFINE_FINAL_TYPE (MsgMessageEvent, msg_message_event, G_TYPE_OBJECT)
 
 static void
+msg_message_event_clear (MsgMessageEvent *self)
+{
+  g_clear_pointer (&self->data, g_variant_unref);
+  for (guint i = 0; i < self->n_ports; i++)
+    g_object_unref (self->ports[i]);
+  self->n_ports = 0;
+  g_clear_pointer (&self->ports, g_free);
+  g_clear_object (&self->port_list);
+}
+
+static void
 msg_message_event_finalize (GObject *object)
 {
   MsgMessageEvent *self = MSG_MESSAGE_EVENT (object);
 
-  g_clear_pointer (&self->data, g_variant_unref);
-  for (guint i = 0; i < self->n_ports; i++)
-    g_object_unref (self->ports[i]);
-  g_clear_pointer (&self->ports, g_free);
-  g_clear_object (&self->port_list);
+  msg_message_event_clear (self);
 
   G_OBJECT_CLASS (msg_message_event_parent_class)->finalize (object);
 }
@@ -156,11 +163,40 @@ msg_message_event_new_take (GVariant     *data,
 {
   MsgMessageEvent *self = g_object_new (MSG_TYPE_MESSAGE_EVENT, NULL);
 
+  msg_message_event_reset_take (self, data, ports, n_ports);
+  return self;
+}
+
+/* Fills an empty event (new, or given back by msg_message_event_recycle()). */
+void
+msg_message_event_reset_take (MsgMessageEvent  *self,
+                              GVariant         *data,
+                              MsgPortMain     **ports,
+                              guint             n_ports)
+{
+  g_assert (self->data == NULL && self->ports == NULL && self->port_list == NULL);
+
   self->data = data;
   self->ports = ports;
   self->n_ports = n_ports;
+}
 
-  return self;
+/* Called by the dispatcher after emission, holding the only reference it
+ * knows of. If nobody else holds one (no handler kept the event, no binding
+ * wraps it), empties @self and returns TRUE: the dispatcher uses it again for
+ * the next message, saving an object's construction and finalization per
+ * message. Otherwise drops that reference and returns FALSE. */
+gboolean
+msg_message_event_recycle (MsgMessageEvent *self)
+{
+  if (g_atomic_int_get (&G_OBJECT (self)->ref_count) != 1)
+    {
+      g_object_unref (self);
+      return FALSE;
+    }
+
+  msg_message_event_clear (self);
+  return TRUE;
 }
 
 /**

@@ -204,10 +204,13 @@ msg_port_main_get_endpoint (MsgPortMain *self)
   return self->endpoint;
 }
 
-/* Emits what @envelope carries on @self, in its context, and frees it. */
+/* Emits what @envelope carries on @self, in its context, and frees it.
+ * @spare is the dispatcher's reusable event (see
+ * msg_message_event_recycle()), owned by the dispatching thread. */
 void
-msg_port_main_dispatch (MsgPortMain *self,
-                        MsgEnvelope *envelope)
+msg_port_main_dispatch (MsgPortMain      *self,
+                        MsgEnvelope      *envelope,
+                        MsgMessageEvent **spare)
 {
   if (envelope->kind == MSG_ENVELOPE_CLOSE)
     {
@@ -217,6 +220,7 @@ msg_port_main_dispatch (MsgPortMain *self,
     {
       MsgMessageEvent *event;
       MsgPortMain **ports = NULL;
+      GVariant *data = g_steal_pointer (&envelope->data);
 
       if (envelope->n_ports > 0)
         {
@@ -225,10 +229,17 @@ msg_port_main_dispatch (MsgPortMain *self,
             ports[i] = msg_port_main_new_for_endpoint (g_steal_pointer (&envelope->ports[i]));
           ports[envelope->n_ports] = NULL;
         }
-      event = msg_message_event_new_take (g_steal_pointer (&envelope->data),
-                                          ports, envelope->n_ports);
+
+      event = g_steal_pointer (spare);
+      if (event != NULL)
+        msg_message_event_reset_take (event, data, ports, envelope->n_ports);
+      else
+        event = msg_message_event_new_take (data, ports, envelope->n_ports);
+
       g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, event);
-      g_object_unref (event);
+
+      if (msg_message_event_recycle (event))
+        *spare = event;
     }
 
   msg_envelope_free (envelope);

@@ -102,20 +102,6 @@ static const MsgSyscalls faulty = {
 };
 
 static void
-socket_ports (MsgPortMain **a,
-              MsgPortMain **b)
-{
-  int fds[2];
-  g_autoptr(GError) error = NULL;
-
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
-  *a = msg_port_main_new_for_fd (fds[0], &error);
-  g_assert_no_error (error);
-  *b = msg_port_main_new_for_fd (fds[1], &error);
-  g_assert_no_error (error);
-}
-
-static void
 test_faults_short_and_interrupted (void)
 {
   MsgPortMain *a, *b, *moving, *moved;
@@ -135,7 +121,7 @@ test_faults_short_and_interrupted (void)
   big = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, blob, 100000, 1));
 
   msg_transport_set_syscalls (&faulty);
-  socket_ports (&a, &b);
+  msg_test_socket_ports (&a, &b);
   rec = msg_recorder_new (b);
   rec_port1 = msg_recorder_new (msg_channel_main_get_port1 (channel));
   msg_port_main_start (b);
@@ -204,7 +190,7 @@ test_faults_reset_mid_stream (void)
   g_test_summary ("sendmsg() failing for good mid-stream: both ends close exactly once, "
                   "the receiver after a prefix of the messages, in order");
 
-  socket_ports (&a, &b);
+  msg_test_socket_ports (&a, &b);
   rec_a = msg_recorder_new (a);
   rec_b = msg_recorder_new (b);
   msg_port_main_start (a);

@@ -387,19 +387,6 @@ static const HostileCase cases[] = {
 };
 
 static void
-socket_port (int          *raw,
-             MsgPortMain **port)
-{
-  int fds[2];
-  g_autoptr(GError) error = NULL;
-
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
-  *port = msg_port_main_new_for_fd (fds[0], &error);
-  g_assert_no_error (error);
-  *raw = fds[1];
-}
-
-static void
 test_hostile (gconstpointer data)
 {
   const HostileCase *hostile = data;
@@ -410,12 +397,12 @@ test_hostile (gconstpointer data)
   g_autoptr(GError) reason = NULL;
   int raw, raw_healthy;
 
-  socket_port (&raw, &port);
+  msg_test_socket_port (&raw, &port);
   rec = msg_recorder_new (port);
   msg_port_main_start (port);
 
   /* Another connection, which must not notice anything. */
-  socket_port (&raw_healthy, &healthy_a);
+  msg_test_socket_port (&raw_healthy, &healthy_a);
   healthy_b = msg_port_main_new_for_fd (raw_healthy, NULL);
   rec_healthy = msg_recorder_new (healthy_b);
   msg_port_main_start (healthy_b);
@@ -464,7 +451,7 @@ test_hostile_port_prefix (void)
   g_test_summary ("A port that arrives with garbage in what it carries closes with "
                   "PROTOCOL; the port that carried it is not disturbed");
 
-  socket_port (&raw, &port);
+  msg_test_socket_port (&raw, &port);
   rec = msg_recorder_new (port);
   msg_port_main_start (port);
 
@@ -507,7 +494,7 @@ main (int    argc,
    * (its context has one eventfd) before the tests count descriptors. */
   g_main_context_iteration (g_main_context_default (), FALSE);
   before = count_fds ();
-  socket_port (&raw, &warm_up);
+  msg_test_socket_port (&raw, &warm_up);
   close (raw);
   g_object_unref (warm_up);
   wait_for_fd_count (before + 1);

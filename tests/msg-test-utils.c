@@ -3,6 +3,8 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <sys/socket.h>
+
 #include "msg-test-utils.h"
 
 static gboolean
@@ -84,6 +86,31 @@ msg_recorder_data (MsgRecorder *self,
 {
   g_assert_cmpuint (i, <, self->events->len);
   return msg_message_event_get_data (g_ptr_array_index (self->events, i));
+}
+
+void
+msg_test_socket_port (int          *raw,
+                      MsgPortMain **port)
+{
+  int fds[2];
+  g_autoptr(GError) error = NULL;
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+  *port = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  *raw = fds[1];
+}
+
+void
+msg_test_socket_ports (MsgPortMain **a,
+                       MsgPortMain **b)
+{
+  int raw;
+  g_autoptr(GError) error = NULL;
+
+  msg_test_socket_port (&raw, a);
+  *b = msg_port_main_new_for_fd (raw, &error);
+  g_assert_no_error (error);
 }
 
 struct _MsgTestWorker

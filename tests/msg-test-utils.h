@@ -51,6 +51,13 @@ GVariant    *msg_recorder_data       (MsgRecorder *self,
                                       guint        i);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgRecorder, msg_recorder_free)
 
+/* A connected socket pair made into two ports (@a, @b), or one port and
+ * the raw other end (@raw), for tests of the process transport. */
+void         msg_test_socket_ports   (MsgPortMain **a,
+                                      MsgPortMain **b);
+void         msg_test_socket_port    (int          *raw,
+                                      MsgPortMain **port);
+
 /* A thread running its own thread-default GMainContext, to which work is
  * sent with msg_test_worker_invoke(). */
 typedef struct _MsgTestWorker MsgTestWorker;

@@ -137,20 +137,6 @@ test_new_for_fd_invalid (void)
 
 /* One process, over a socket pair --------------------------------------- */
 
-static void
-socket_ports (MsgPortMain **a,
-              MsgPortMain **b)
-{
-  int fds[2];
-  g_autoptr(GError) error = NULL;
-
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
-  *a = msg_port_main_new_for_fd (fds[0], &error);
-  g_assert_no_error (error);
-  *b = msg_port_main_new_for_fd (fds[1], &error);
-  g_assert_no_error (error);
-}
-
 static GPtrArray *
 sample_messages (void)
 {
@@ -220,7 +206,7 @@ test_socketpair_messages (void)
   g_test_summary ("Any GVariant or NULL crosses a socket as an equal value of the same type, "
                   "in normal form, in order; close reaches the other end after them");
 
-  socket_ports (&a, &b);
+  msg_test_socket_ports (&a, &b);
   rec_a = msg_recorder_new (a);
   rec_b = msg_recorder_new (b);
   msg_port_main_start (a);
@@ -258,7 +244,7 @@ test_socketpair_transfer (void)
   g_test_summary ("A port of an in-process channel crosses a socket (bridged) and comes back "
                   "(its socket moves), with every message queued or in flight, in order");
 
-  socket_ports (&a, &b);
+  msg_test_socket_ports (&a, &b);
   rec_a = msg_recorder_new (a);
   rec_b = msg_recorder_new (b);
   rec_port1 = msg_recorder_new (port1);
@@ -327,7 +313,7 @@ test_socketpair_limits (void)
   g_test_summary ("Across processes a message over the limits fails with TOO_LARGE, sends "
                   "nothing and neuters nothing; 128 ports and 64 MiB go through");
 
-  socket_ports (&a, &b);
+  msg_test_socket_ports (&a, &b);
   rec = msg_recorder_new (b);
   msg_port_main_start (b);
 
@@ -423,7 +409,7 @@ test_socketpair_io_without_main_loop (void)
   g_test_summary ("Socket I/O goes on with no main context running: 10 MiB to a port "
                   "that is not started flush while nobody iterates any context");
 
-  socket_ports (&a, &b);
+  msg_test_socket_ports (&a, &b);
   for (guint i = 0; i < n; i++)
     {
       chunk[0] = i;

@@ -25,8 +25,8 @@ def frame(kind=1, type_=b'', data=b'', ports=b'', n_ports=0, n_fds=0, flags=None
     return header + pad8(type_) + ports + data
 
 
-def port_entry(in_prefix=b'', out_prefix=b'', n_in=0, n_out=0):
-    return (struct.pack('<IIQQ', n_in, n_out, len(in_prefix), len(out_prefix))
+def port_entry(in_prefix=b'', out_prefix=b'', n_in=0, n_out=0, out_partial=0):
+    return (struct.pack('<IIQQQ', n_in, n_out, len(in_prefix), len(out_prefix), out_partial)
             + pad8(in_prefix) + pad8(out_prefix))
 
 

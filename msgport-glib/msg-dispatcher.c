@@ -100,7 +100,9 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
       GList *link;
 
       msg_mutex_lock (&endpoint->lock);
-      if (endpoint->dispatcher != self ||
+      /* Transferred, or even transferred and started again here under a
+       * new handle: either way this handle emits no more. */
+      if (endpoint->dispatcher != self || endpoint->port != port ||
           (link = g_queue_pop_head_link (&endpoint->queue)) == NULL)
         {
           msg_mutex_unlock (&endpoint->lock);

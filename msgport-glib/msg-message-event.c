@@ -182,14 +182,20 @@ msg_message_event_reset_take (MsgMessageEvent  *self,
 }
 
 /* Called by the dispatcher after emission, holding the only reference it
- * knows of. If nobody else holds one (no handler kept the event, no binding
- * wraps it), empties @self and returns TRUE: the dispatcher uses it again for
+ * knows of. If nobody else holds one and nothing is attached to it (no
+ * handler kept the event, no binding wraps it, no weak reference), empties
+ * @self and returns TRUE: the dispatcher uses it again for
  * the next message, saving an object's construction and finalization per
  * message. Otherwise drops that reference and returns FALSE. */
 gboolean
 msg_message_event_recycle (MsgMessageEvent *self)
 {
-  if (g_atomic_int_get (&G_OBJECT (self)->ref_count) != 1)
+  GObject *object = G_OBJECT (self);
+
+  /* Weak references, toggle references (bindings) and data attached to the
+   * event all live in its qdata: such an event keeps its identity. */
+  if (g_atomic_int_get (&object->ref_count) != 1 ||
+      ((guintptr) g_atomic_pointer_get (&object->qdata) & ~(guintptr) G_DATALIST_FLAGS_MASK) != 0)
     {
       g_object_unref (self);
       return FALSE;

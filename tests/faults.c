@@ -218,6 +218,218 @@ test_faults_reset_mid_stream (void)
   g_object_unref (b);
 }
 
+/* One socket that takes the first few bytes, then is "full" for good. */
+static gint stuck_fd = -1;   /* (atomic) */
+static gint stuck_budget;    /* (atomic): bytes it still takes */
+
+static ssize_t
+stuck_sendmsg (int                  fd,
+               const struct msghdr *message,
+               int                  flags)
+{
+  struct msghdr shorter = *message;
+  struct iovec iov;
+  gint budget;
+
+  if (fd != g_atomic_int_get (&stuck_fd))
+    return sendmsg (fd, message, flags);
+  budget = g_atomic_int_get (&stuck_budget);
+  if (budget <= 0)
+    {
+      errno = EAGAIN;
+      return -1;
+    }
+  iov = message->msg_iov[0];
+  iov.iov_len = MIN (iov.iov_len, (gsize) budget);
+  shorter.msg_iov = &iov;
+  shorter.msg_iovlen = 1;
+  g_atomic_int_set (&stuck_budget, 0);
+  return sendmsg (fd, &shorter, flags);
+}
+
+static ssize_t
+plain_recvmsg (int            fd,
+               struct msghdr *message,
+               int            flags)
+{
+  return recvmsg (fd, message, flags);
+}
+
+static gint fail_socketpair;  /* (atomic): socketpair() calls that fail */
+
+static int
+maybe_socketpair (int domain,
+                  int type,
+                  int protocol,
+                  int fds[2])
+{
+  if (g_atomic_int_get (&fail_socketpair) > 0 && g_atomic_int_add (&fail_socketpair, -1) > 0)
+    {
+      errno = EMFILE;
+      return -1;
+    }
+  return socketpair (domain, type, protocol, fds);
+}
+
+static const MsgSyscalls stuck = {
+  stuck_sendmsg,
+  plain_recvmsg,
+  maybe_socketpair,
+};
+
+static void
+test_faults_move_unwritten (void)
+{
+  MsgPortMain *p, *x, *y, *z, *moved;
+  g_autoptr(MsgRecorder) rec_y = NULL;
+  g_autoptr(MsgRecorder) rec_z = NULL;
+  g_autoptr(MsgChannelMain) c1 = msg_channel_main_new ();
+  g_autoptr(MsgChannelMain) c2 = msg_channel_main_new ();
+  g_autofree guint8 *big = g_malloc0 (300 * 1024);
+  MsgPortMain *t1 = msg_channel_main_get_port2 (c1);
+  MsgPortMain *t2 = msg_channel_main_get_port2 (c2);
+  g_autoptr(GError) error = NULL;
+  int fds[2];
+
+  g_test_summary ("A socket-backed port moves while frames carrying ports are queued on "
+                  "it unwritten, one partly written: each frame's descriptors still go "
+                  "out with that frame, and everything arrives");
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+  p = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  msg_test_socket_ports (&x, &y);
+  rec_y = msg_recorder_new (y);
+  msg_port_main_start (y);
+
+  g_atomic_int_set (&stuck_budget, 10);
+  g_atomic_int_set (&stuck_fd, fds[0]);
+  msg_transport_set_syscalls (&stuck);
+  for (guint i = 0; i < 5; i++)
+    msg_port_main_post (p, g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, big, 64 * 1024, 1), NULL);
+  g_assert_true (msg_port_main_post_message (p, g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, big,
+                                                                           300 * 1024, 1), &t1, 1, NULL));
+  g_assert_true (msg_port_main_post_message (p, g_variant_new_string ("C"), &t2, 1, NULL));
+  g_assert_true (msg_port_main_post_message (x, NULL, &p, 1, NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 1);
+  g_atomic_int_set (&stuck_fd, -1);
+  msg_transport_set_syscalls (NULL);
+
+  /* The moved port writes what was left; read it at the old raw end. */
+  moved = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
+  msg_port_main_start (moved);
+  z = msg_port_main_new_for_fd (fds[1], &error);
+  g_assert_no_error (error);
+  rec_z = msg_recorder_new (z);
+  msg_port_main_start (z);
+  msg_test_wait_until (NULL, rec_z->events->len == 7 || rec_z->n_close > 0);
+  g_assert_cmpuint (rec_z->n_close, ==, 0);
+  g_assert_cmpuint (rec_z->events->len, ==, 7);
+  g_assert_cmpuint (msg_message_event_get_n_ports (g_ptr_array_index (rec_z->events, 5)), ==, 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 6), NULL), ==, "C");
+
+  /* And the ports in them work. */
+  {
+    MsgPortMain *got = msg_message_event_get_port (g_ptr_array_index (rec_z->events, 6), 0);
+    g_autoptr(MsgRecorder) rec_got = msg_recorder_new (got);
+
+    msg_port_main_start (got);
+    msg_port_main_post (msg_channel_main_get_port1 (c2), g_variant_new_string ("through"), NULL);
+    msg_test_wait_until (NULL, rec_got->events->len == 1);
+    msg_port_main_close (got);
+    msg_test_wait_until (NULL, rec_got->n_close == 1);
+  }
+
+  msg_port_main_close (z);
+  msg_port_main_close (x);
+  msg_test_wait_until (NULL, rec_y->n_close == 1);
+  g_object_unref (p);
+  g_object_unref (x);
+  g_object_unref (y);
+  g_object_unref (z);
+}
+
+static gboolean
+wake (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+static guint
+queue_length (MsgPortMain *port)
+{
+  MsgEndpoint *endpoint = msg_port_main_get_endpoint (port);
+  guint length;
+
+  g_mutex_lock (&endpoint->lock);
+  length = endpoint->queue.length;
+  g_mutex_unlock (&endpoint->lock);
+  return length;
+}
+
+static void
+test_faults_move_failed (void)
+{
+  MsgPortMain *p, *x, *y, *q_port, *received;
+  g_autoptr(MsgRecorder) rec_y = NULL;
+  g_autoptr(MsgRecorder) rec_received = NULL;
+  g_autoptr(GError) error = NULL;
+  int raw, q[2];
+  guint wake_id;
+
+  g_test_summary ("A port that cannot move (its queue holds a port that must be bridged, "
+                  "and no socket pair can be made) closes on both sides; the port that "
+                  "carried it is not disturbed");
+
+  msg_test_socket_port (&raw, &p);
+  /* Queued on p, unread: a port whose own channel has already ended. */
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, q), ==, 0);
+  q_port = msg_port_main_new_for_fd (q[0], &error);
+  g_assert_no_error (error);
+  close (q[1]);
+  wake_id = g_timeout_add (5, wake, NULL);
+  {
+    /* The raw end becomes a port, to send q_port to p. */
+    MsgPortMain *sender = msg_port_main_new_for_fd (raw, &error);
+
+    g_assert_no_error (error);
+    g_assert_true (msg_port_main_post_message (sender, NULL, &q_port, 1, NULL));
+    g_assert_true (msg_port_main_flush (sender, NULL, NULL));
+    msg_test_wait_until (NULL, queue_length (p) == 1);
+    msg_port_main_close (sender);
+    g_object_unref (sender);
+  }
+  g_source_remove (wake_id);
+
+  msg_test_socket_ports (&x, &y);
+  rec_y = msg_recorder_new (y);
+  msg_port_main_start (y);
+  g_test_expect_message ("Msg", G_LOG_LEVEL_WARNING, "*could not move*");
+  msg_transport_set_syscalls (&stuck);
+  g_atomic_int_set (&fail_socketpair, 1);
+  g_assert_true (msg_port_main_post_message (x, NULL, &p, 1, NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 1);
+  g_atomic_int_set (&fail_socketpair, 0);
+  msg_transport_set_syscalls (NULL);
+  g_test_assert_expected_messages ();
+
+  /* It arrives, ended; the carrier is fine. */
+  received = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
+  rec_received = msg_recorder_new (received);
+  msg_port_main_start (received);
+  msg_test_wait_until (NULL, rec_received->n_close == 1);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+  msg_port_main_post (x, g_variant_new_string ("still fine"), NULL);
+  msg_test_wait_until (NULL, rec_y->events->len == 2);
+
+  msg_port_main_close (x);
+  msg_test_wait_until (NULL, rec_y->n_close == 1);
+  g_object_unref (p);
+  g_object_unref (q_port);
+  g_object_unref (x);
+  g_object_unref (y);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -229,6 +441,8 @@ main (int    argc,
 
   g_test_add_func ("/faults/short-and-interrupted", test_faults_short_and_interrupted);
   g_test_add_func ("/faults/reset-mid-stream", test_faults_reset_mid_stream);
+  g_test_add_func ("/faults/move-unwritten", test_faults_move_unwritten);
+  g_test_add_func ("/faults/move-failed", test_faults_move_failed);
 
   result = g_test_run ();
   g_rand_free (rand_state);

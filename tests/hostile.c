@@ -48,12 +48,12 @@ wait_for_fd_count (guint expected)
   g_source_remove (id);
 }
 
-static void
-send_raw (int           fd,
-          const void   *data,
-          gsize         size,
-          const int    *fds,
-          guint         n_fds)
+static gssize
+try_send_raw (int           fd,
+              const void   *data,
+              gsize         size,
+              const int    *fds,
+              guint         n_fds)
 {
   struct iovec iov = { (void *) data, size };
   struct msghdr message = { 0, };
@@ -78,7 +78,17 @@ send_raw (int           fd,
       cmsg->cmsg_len = CMSG_LEN (sizeof (int) * n_fds);
       memcpy (CMSG_DATA (cmsg), fds, sizeof (int) * n_fds);
     }
-  g_assert_cmpint (sendmsg (fd, &message, MSG_NOSIGNAL), ==, (gssize) size);
+  return sendmsg (fd, &message, MSG_NOSIGNAL);
+}
+
+static void
+send_raw (int           fd,
+          const void   *data,
+          gsize         size,
+          const int    *fds,
+          guint         n_fds)
+{
+  g_assert_cmpint (try_send_raw (fd, data, size, fds, n_fds), ==, (gssize) size);
 }
 
 /* A header with the given fields, little endian. */
@@ -157,7 +167,7 @@ send_port (int           raw,
            guint32       n_fds,
            gboolean      attach)
 {
-  gsize ports_len = 24 + ((prefix_len + 7) & ~7);
+  gsize ports_len = 32 + ((prefix_len + 7) & ~7);
   gsize size = MSG_WIRE_HEADER_SIZE + ports_len;
   g_autofree guint8 *frame = g_malloc0 (size);
   guint8 *entry = frame + MSG_WIRE_HEADER_SIZE;
@@ -166,7 +176,7 @@ send_port (int           raw,
   for (guint i = 0; i < 8; i++)
     entry[8 + i] = (guint64) prefix_len >> (8 * i);
   if (prefix_len > 0)
-    memcpy (entry + 24, prefix, prefix_len);
+    memcpy (entry + 32, prefix, prefix_len);
   send_raw (raw, frame, size, &port_fd, attach ? 1 : 0);
 }
 
@@ -276,12 +286,12 @@ static void
 send_surplus_fds (int raw)
 {
   int sockets[2], extra[2];
-  guint8 frame[MSG_WIRE_HEADER_SIZE + 24] = { 0, };
+  guint8 frame[MSG_WIRE_HEADER_SIZE + 32] = { 0, };
   int fds[3];
 
   g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sockets), ==, 0);
   g_assert_cmpint (pipe (extra), ==, 0);
-  header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 0, 1, 1, 0, 24, 0);
+  header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 0, 1, 1, 0, 32, 0);
   fds[0] = sockets[0];
   fds[1] = extra[0];
   fds[2] = extra[1];
@@ -343,14 +353,36 @@ static void
 send_prefix_overflow (int raw)
 {
   int sockets[2];
-  guint8 frame[MSG_WIRE_HEADER_SIZE + 24] = { 0, };
+  guint8 frame[MSG_WIRE_HEADER_SIZE + 32] = { 0, };
 
   g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sockets), ==, 0);
-  header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 0, 1, 1, 0, 24, 0);
+  header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 0, 1, 1, 0, 32, 0);
   frame[MSG_WIRE_HEADER_SIZE + 8 + 7] = 0xff;  /* in_len: 2^63 and more */
   send_raw (raw, frame, sizeof frame, &sockets[0], 1);
   close (sockets[0]);
   close (sockets[1]);
+}
+
+static void
+send_fd_flood (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+  int fds[2];
+  int flood[8];
+
+  /* An incomplete frame that declares no descriptors, then a byte at a
+   * time with descriptors attached: refused at once, not hoarded. */
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 1, 0, 0, 2, 0, 1024 * 1024);
+  send_raw (raw, h, sizeof h, NULL, 0);
+  send_raw (raw, "ay\0\0\0\0\0\0", 8, NULL, 0);
+  g_assert_cmpint (pipe (fds), ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (flood); i++)
+    flood[i] = fds[i % 2];
+  /* The port may hang up after the first batch already. */
+  for (guint i = 0; i < 4; i++)
+    try_send_raw (raw, "x", 1, flood, G_N_ELEMENTS (flood));
+  close (fds[0]);
+  close (fds[1]);
 }
 
 static void
@@ -383,6 +415,7 @@ static const HostileCase cases[] = {
   { "/hostile/reserved-bits", send_reserved_bits, MSG_PORT_ERROR_PROTOCOL, 1 },
   { "/hostile/port-table-mismatch", send_port_table_mismatch, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/prefix-overflow", send_prefix_overflow, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/fd-flood", send_fd_flood, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/garbage", send_garbage, MSG_PORT_ERROR_PROTOCOL, 3 },
 };
 

@@ -456,6 +456,72 @@ msg_transport_new_endpoint (int      fd,
 
 /* Reading ------------------------------------------------------------------ */
 
+static void
+connection_queue_raw (MsgConnection *self,
+                      GBytes        *prefix,
+                      gsize          offset,
+                      gsize          size,
+                      GArray        *fds,
+                      guint          first_fd,
+                      guint          n_fds)
+{
+  OutItem *item = g_new0 (OutItem, 1);
+
+  item->link.data = item;
+  item->encoded.head = g_bytes_new_from_bytes (prefix, offset, size);
+  item->encoded.fds = g_array_new (FALSE, FALSE, sizeof (int));
+  for (guint i = 0; i < n_fds; i++)
+    {
+      g_array_append_val (item->encoded.fds, g_array_index (fds, int, first_fd + i));
+      g_array_index (fds, int, first_fd + i) = -1;
+    }
+  g_queue_push_tail_link (&self->out, &item->link);
+  self->n_queued++;
+}
+
+/* Queues what @port's previous owner had not written: the rest of a frame,
+ * then whole frames, each with its own descriptors, so that every frame's
+ * descriptors are sent with its own first byte. */
+static gboolean
+connection_queue_prefix (MsgConnection  *self,
+                         MsgWirePort    *port,
+                         GError        **error)
+{
+  gsize size;
+  const guint8 *data = g_bytes_get_data (port->out_prefix, &size);
+  guint n_out_fds = port->out_fds != NULL ? port->out_fds->len : 0;
+  gsize offset = port->out_partial;
+  guint fd_index = 0;
+
+  if (offset > 0)
+    connection_queue_raw (self, port->out_prefix, 0, offset, port->out_fds, 0, 0);
+  while (offset < size)
+    {
+      gsize frame_size;
+      guint n_fds;
+
+      if (!msg_wire_frame_extent (data + offset, size - offset, &frame_size, &n_fds) ||
+          n_fds > n_out_fds - fd_index)
+        {
+          g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                               "Invalid data from the peer process: what a transferred "
+                               "port had not written is not whole frames");
+          return FALSE;
+        }
+      connection_queue_raw (self, port->out_prefix, offset, frame_size, port->out_fds, fd_index, n_fds);
+      offset += frame_size;
+      fd_index += n_fds;
+    }
+  if (fd_index != n_out_fds)
+    {
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                           "Invalid data from the peer process: a transferred port "
+                           "carries descriptors that belong to no frame");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* A port that arrived in a frame: a new endpoint whose peer is at the
  * other end of @port's socket, with what @port carries of its past. */
 static MsgEndpoint *
@@ -490,16 +556,15 @@ connection_import (MsgWirePort  *port,
       if (port->in_fds != NULL)
         g_array_set_size (port->in_fds, 0);
     }
-  if (port->out_prefix != NULL)
+  if (port->out_prefix != NULL && !connection_queue_prefix (connection, port, error))
     {
-      OutItem *item = g_new0 (OutItem, 1);
-
-      item->link.data = item;
-      item->encoded.head = g_steal_pointer (&port->out_prefix);
-      item->encoded.fds = port->out_fds ? g_steal_pointer (&port->out_fds)
-                                        : g_array_new (FALSE, FALSE, sizeof (int));
-      g_queue_push_tail_link (&connection->out, &item->link);
-      connection->n_queued++;
+      /* Not started: nothing reads or writes it yet; failing it ends the
+       * port we just made, which nobody has seen. */
+      connection_start (connection);
+      connection_fail (connection, g_error_copy (*error));
+      msg_endpoint_discard (local);
+      msg_endpoint_unref (local);
+      return NULL;
     }
 
   connection_start (connection);
@@ -775,14 +840,22 @@ connection_move (MsgConnection  *self,
   GArray *out_fds = g_array_new (FALSE, FALSE, sizeof (int));
   GQueue queued, unwritten;
   MsgEndpoint *remote;
+  OutItem *head;
   GList *link;
   gboolean movable;
+  gsize out_partial = 0;
   int fd;
 
   /* Only this thread reads and writes the connection, and nobody can post
    * on @endpoint while it is in flight: the state read here stays true. */
   msg_mutex_lock (&self->lock);
   movable = self->state == CONNECTION_OPEN && !self->close_queued && self->endpoint != NULL;
+  head = g_queue_peek_head (&self->out);
+  /* The rest of a partly written frame travels without descriptors: one
+   * whose descriptors are not all sent yet (more than one sendmsg() takes)
+   * cannot move; the port is bridged instead. */
+  if (head != NULL && head->offset > 0 && out_item_unsent_fds (head) > 0)
+    movable = FALSE;
   msg_mutex_unlock (&self->lock);
   msg_mutex_lock (&endpoint->lock);
   movable = movable && !endpoint->ended;
@@ -839,6 +912,8 @@ connection_move (MsgConnection  *self,
           out_item_free (item);
           continue;
         }
+      if (item->offset > 0)
+        out_partial = out_item_size (item) - item->offset;
       if (item->offset < g_bytes_get_size (item->encoded.head))
         g_byte_array_append (out_bytes,
                              (const guint8 *) g_bytes_get_data (item->encoded.head, NULL) + item->offset,
@@ -872,6 +947,7 @@ connection_move (MsgConnection  *self,
   port->in_fds = in_fds;
   port->out_prefix = out_bytes->len > 0 ? g_byte_array_free_to_bytes (g_steal_pointer (&out_bytes)) : NULL;
   port->out_fds = out_fds;
+  port->out_partial = out_partial;
 
   /* The endpoint and its remote half end here without a word: the
    * connection is gone, so the close frame they queue goes nowhere. */
@@ -903,15 +979,24 @@ connection_export (MsgEndpoint  *endpoint,
     {
       MsgConnection *backing = CONNECTION_FROM_SINK (sink);
       MoveResult result;
+      GError *move_error = NULL;
 
       g_source_ref (&backing->source);
-      result = connection_move (backing, endpoint, port, error);
+      result = connection_move (backing, endpoint, port, &move_error);
+      if (result == MOVE_FAILED)
+        {
+          /* What it carried is lost: end its channel (the remote end sees
+           * the socket close) and send the port on, ended, below, so that
+           * only this port closes, not the one carrying it. */
+          g_warning ("A port could not move to another process: %s", move_error->message);
+          connection_fail (backing, g_steal_pointer (&move_error));
+        }
       g_source_unref (&backing->source);
-      if (result != MOVE_IMPOSSIBLE)
+      if (result == MOVE_DONE)
         {
           msg_endpoint_unref (peer);
           msg_endpoint_unref (endpoint);
-          return result == MOVE_DONE;
+          return TRUE;
         }
     }
   g_clear_pointer (&peer, msg_endpoint_unref);

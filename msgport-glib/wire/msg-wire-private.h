@@ -43,6 +43,9 @@ typedef struct
   GArray *in_fds;       /* (owned) (nullable) (element-type int): owned descriptors */
   GBytes *out_prefix;   /* (owned) (nullable) */
   GArray *out_fds;      /* (owned) (nullable) (element-type int) */
+  gsize   out_partial;  /* bytes at the start of @out_prefix that finish a
+                         * partly written frame (they carry no descriptors);
+                         * whole frames follow */
 } MsgWirePort;
 
 typedef struct
@@ -85,6 +88,13 @@ gboolean msg_wire_encode         (MsgWireFrame   *frame,
 void     msg_wire_encoded_append (MsgWireEncoded *encoded,
                                   GByteArray     *bytes,
                                   GArray         *fds);
+
+/* The size and descriptor count of the frame at the start of @data, if
+ * @size bytes hold a whole frame with a plausible header. */
+gboolean msg_wire_frame_extent   (const guint8   *data,
+                                  gsize           size,
+                                  gsize          *frame_size,
+                                  guint          *n_fds);
 
 /* Decoding ---------------------------------------------------------------- */
 

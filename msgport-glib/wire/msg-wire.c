@@ -15,7 +15,7 @@
  *   6  u16 n_ports
  *
  * Port table entry: u32 n_in_fds, u32 n_out_fds, u64 in_len, u64 out_len,
- * in_len bytes, padding to 8, out_len bytes, padding to 8. A port takes
+ * u64 out_partial, in_len bytes, padding to 8, out_len bytes, padding to 8. A port takes
  * 1 + n_in_fds + n_out_fds descriptors, in that order, and the frame's
  * n_fds is their sum over its ports.
  */
@@ -29,7 +29,8 @@
 #include "msg-wire-private.h"
 
 #define ALIGN8(n) (((n) + 7) & ~(gsize) 7)
-#define PORT_ENTRY_SIZE 24
+#define MAX_RESERVE_AHEAD (16 * 1024 * 1024)
+#define PORT_ENTRY_SIZE 32
 
 static inline guint16
 read_u16 (const guint8 *p)
@@ -252,6 +253,7 @@ msg_wire_encode (MsgWireFrame   *frame,
       write_u32 (head + offset + 4, port->out_fds ? port->out_fds->len : 0);
       write_u64 (head + offset + 8, in_len);
       write_u64 (head + offset + 16, out_len);
+      write_u64 (head + offset + 24, port->out_partial);
       offset += PORT_ENTRY_SIZE;
       if (in_len > 0)
         memcpy (head + offset, g_bytes_get_data (port->in_prefix, NULL), in_len);
@@ -287,6 +289,28 @@ msg_wire_encoded_append (MsgWireEncoded *encoded,
       g_byte_array_append (bytes, data, size);
     }
   append_fds (fds, encoded->fds);
+}
+
+gboolean
+msg_wire_frame_extent (const guint8 *data,
+                       gsize         size,
+                       gsize        *frame_size,
+                       guint        *n_fds)
+{
+  guint64 total;
+
+  if (size < MSG_WIRE_HEADER_SIZE || read_u32 (data) != MSG_WIRE_MAGIC)
+    return FALSE;
+  if (read_u32 (data + 12) > MSG_WIRE_MAX_TYPE_SIZE || read_u32 (data + 16) > MSG_WIRE_MAX_PORTS_SIZE ||
+      read_u64 (data + 24) > MSG_WIRE_MAX_DATA_SIZE || read_u32 (data + 8) > MSG_WIRE_MAX_FDS)
+    return FALSE;
+  total = MSG_WIRE_HEADER_SIZE + ALIGN8 ((guint64) read_u32 (data + 12)) +
+          read_u32 (data + 16) + read_u64 (data + 24);
+  if (total > size)
+    return FALSE;
+  *frame_size = total;
+  *n_fds = read_u32 (data + 8);
+  return TRUE;
 }
 
 /* Decoding ------------------------------------------------------------- */
@@ -507,7 +531,11 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
     return protocol_error (self, error, "descriptors came that no frame declared");
 
   if (available < MSG_WIRE_HEADER_SIZE)
-    return FALSE;
+    {
+      if (self->fds->len > MSG_WIRE_MAX_FDS)
+        return protocol_error (self, error, "more descriptors than a frame may carry");
+      return FALSE;
+    }
 
   h = self->buffer + self->start;
   kind = h[4];
@@ -543,8 +571,14 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
     {
       gsize room;
 
-      /* Make room for the whole frame now, so that reads go straight in. */
-      msg_wire_decoder_reserve (self, frame_size - available, &room);
+      /* A later frame's descriptors come with its first bytes, which come
+       * after all of this frame's: any more than it declares are strays,
+       * and a peer must not make us hold descriptors without bound. */
+      if (self->fds->len > n_fds)
+        return protocol_error (self, error, "a frame came with more descriptors than it declares");
+      /* Make room for more of the frame, so that reads go straight in; grow
+       * as bytes arrive, not by what a header claims. */
+      msg_wire_decoder_reserve (self, MIN (frame_size - available, MAX_RESERVE_AHEAD), &room);
       return FALSE;
     }
 
@@ -611,7 +645,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
     {
       MsgWirePort *port = &frame->ports[i];
       guint32 n_in_fds, n_out_fds;
-      guint64 in_len, out_len;
+      guint64 in_len, out_len, out_partial;
 
       if ((gsize) (table_end - p) < PORT_ENTRY_SIZE)
         break;
@@ -619,11 +653,12 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
       n_out_fds = read_u32 (p + 4);
       in_len = read_u64 (p + 8);
       out_len = read_u64 (p + 16);
+      out_partial = read_u64 (p + 24);
       p += PORT_ENTRY_SIZE;
       if (in_len > (guint64) (table_end - p) || ALIGN8 (in_len) > (guint64) (table_end - p) ||
           out_len > (guint64) (table_end - p) - ALIGN8 (in_len) ||
           ALIGN8 (out_len) > (guint64) (table_end - p) - ALIGN8 (in_len) ||
-          n_in_fds > MSG_WIRE_MAX_FDS || n_out_fds > MSG_WIRE_MAX_FDS ||
+          n_in_fds > MSG_WIRE_MAX_FDS || n_out_fds > MSG_WIRE_MAX_FDS || out_partial > out_len ||
           fds_needed + 1 + n_in_fds + n_out_fds > n_fds)
         {
           msg_wire_close_fds (fds);
@@ -638,6 +673,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
       p += ALIGN8 (in_len);
       if (out_len > 0)
         port->out_prefix = g_bytes_new (p, out_len);
+      port->out_partial = out_partial;
       p += ALIGN8 (out_len);
       port->in_fds = g_array_new (FALSE, FALSE, sizeof (int));
       port->out_fds = g_array_new (FALSE, FALSE, sizeof (int));

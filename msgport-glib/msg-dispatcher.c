@@ -5,10 +5,12 @@
  * Every port started on a context shares that context's dispatcher (the
  * model is GLib's gio/gcontextspecificgroup.c). The dispatcher keeps a list
  * of ready endpoints; an endpoint joins it when its queue goes from empty to
- * non-empty, and the source is armed (ready time 0) only when the list was
- * empty, so a burst of posts from another thread costs one wake-up. The
- * source has no prepare() or check(): an idle port costs nothing on any
- * main-loop iteration, however many there are.
+ * non-empty, and the source is armed (an atomic flag) and its context woken
+ * only when the list was empty, so a burst of posts from another thread
+ * costs one wake-up. The wake-up (an eventfd write) happens after the
+ * dispatcher's lock is released, and no context lock is taken: a woken
+ * thread finds nothing locked. prepare() and check() read the flag: one
+ * load per context per main-loop iteration, whatever the number of ports.
  */
 
 #include "config.h"
@@ -29,6 +31,8 @@ struct _MsgDispatcher
   GQueue        ready;     /* protected by @lock: MsgEndpoint.ready_link, each
                             * holding a reference */
   guint         n_bound;   /* protected by dispatchers_lock */
+  gint          armed;     /* (atomic): set when @ready becomes non-empty,
+                            * cleared when dispatch() takes it */
   GArray       *batch;     /* of MsgBatchItem; only used by dispatch() */
   MsgMessageEvent *spare;  /* (owned) (nullable): a reusable event; only
                             * used by dispatch() */
@@ -37,10 +41,17 @@ struct _MsgDispatcher
 static GMutex dispatchers_lock;
 static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatcher */
 
+/* Puts @endpoint on the ready list. When that arms the source, the
+ * context must be woken: at once, or, if @wake_later is not %NULL, by the
+ * caller once it has released its endpoint lock (so that the woken thread
+ * does not find it locked), through the context returned there. */
 void
-msg_dispatcher_mark_ready (MsgDispatcher *self,
-                           MsgEndpoint   *endpoint)
+msg_dispatcher_mark_ready (MsgDispatcher  *self,
+                           MsgEndpoint    *endpoint,
+                           GMainContext  **wake_later)
 {
+  gboolean wake = FALSE;
+
   msg_mutex_lock (&self->lock);
   if (!endpoint->ready)
     {
@@ -48,9 +59,18 @@ msg_dispatcher_mark_ready (MsgDispatcher *self,
       msg_endpoint_ref (endpoint);
       g_queue_push_tail_link (&self->ready, &endpoint->ready_link);
       if (self->ready.length == 1)
-        g_source_set_ready_time (&self->source, 0);
+        {
+          g_atomic_int_set (&self->armed, 1);
+          wake = TRUE;
+        }
     }
   msg_mutex_unlock (&self->lock);
+
+  /* The caller holds a reference that keeps us bound, so alive. */
+  if (wake && wake_later != NULL)
+    *wake_later = g_main_context_ref (self->context);
+  else if (wake)
+    g_main_context_wakeup (self->context);
 }
 
 /* Called with @endpoint->lock held; the caller holds a reference on
@@ -135,7 +155,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
     {
       msg_mutex_lock (&endpoint->lock);
       if (endpoint->dispatcher == self && endpoint->queue.length > 0)
-        msg_endpoint_mark_ready_locked (endpoint);
+        msg_endpoint_mark_ready_locked (endpoint, NULL);
       msg_mutex_unlock (&endpoint->lock);
     }
 
@@ -162,7 +182,7 @@ msg_dispatcher_dispatch (GSource     *source,
       item.endpoint->ready = FALSE;
       g_array_append_val (batch, item);
     }
-  g_source_set_ready_time (source, -1);
+  g_atomic_int_set (&self->armed, 0);
   msg_mutex_unlock (&self->lock);
 
   for (guint i = 0; i < batch->len; i++)
@@ -200,7 +220,23 @@ msg_dispatcher_finalize (GSource *source)
   g_mutex_clear (&self->lock);
 }
 
+static gboolean
+msg_dispatcher_prepare (GSource *source,
+                        gint    *timeout)
+{
+  *timeout = -1;
+  return g_atomic_int_get (&((MsgDispatcher *) source)->armed);
+}
+
+static gboolean
+msg_dispatcher_check (GSource *source)
+{
+  return g_atomic_int_get (&((MsgDispatcher *) source)->armed);
+}
+
 static GSourceFuncs msg_dispatcher_funcs = {
+  .prepare = msg_dispatcher_prepare,
+  .check = msg_dispatcher_check,
   .dispatch = msg_dispatcher_dispatch,
   .finalize = msg_dispatcher_finalize,
 };
@@ -228,7 +264,6 @@ msg_dispatcher_acquire (GMainContext *context)
       self->batch = g_array_new (FALSE, FALSE, sizeof (MsgBatchItem));
       g_source_set_static_name (source, "MsgPortMain dispatcher");
       g_source_set_priority (source, G_PRIORITY_DEFAULT);
-      g_source_set_ready_time (source, -1);
       g_source_attach (source, context);
       g_hash_table_insert (dispatchers, context, self);
     }
@@ -252,7 +287,13 @@ msg_dispatcher_release (MsgDispatcher *self)
 
   if (last)
     {
+      /* Finalizing the source drops its reference on the context, which
+       * GLib still locks after finalize() returns: keep the context alive
+       * until it is done. */
+      GMainContext *context = g_main_context_ref (self->context);
+
       g_source_destroy (&self->source);
       g_source_unref (&self->source);
+      g_main_context_unref (context);
     }
 }

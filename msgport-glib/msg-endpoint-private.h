@@ -87,6 +87,9 @@ struct _MsgEndpoint
   /* protected by @lock */
   GQueue           queue;          /* of MsgEnvelope: what arrived for this end */
   MsgEndpoint     *peer;           /* (owned) (nullable): where posts go */
+  MsgEndpoint     *flush_peer;     /* (owned) (nullable): the peer this end
+                                    * closed, if it writes to a sink: what
+                                    * flush() waits on after close() */
   MsgPortMain     *port;           /* (nullable): the handle that owns this end;
                                     * a strong reference while @dispatcher is set */
   MsgDispatcher   *dispatcher;     /* (nullable): bound by start() */
@@ -117,15 +120,17 @@ void         msg_endpoint_set_sink     (MsgEndpoint  *self,
 MsgSink     *msg_endpoint_get_sink     (MsgEndpoint  *self);
 GError      *msg_endpoint_new_peer_closed_reason (void);
 void         msg_endpoint_discard      (MsgEndpoint  *self);
-void         msg_endpoint_mark_ready_locked (MsgEndpoint *self);
+void         msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
+                                             GMainContext **wake_later);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgEndpoint, msg_endpoint_unref)
 
 /* msg-dispatcher.c */
 MsgDispatcher *msg_dispatcher_acquire    (GMainContext  *context);
 void           msg_dispatcher_release    (MsgDispatcher *self);
-void           msg_dispatcher_mark_ready (MsgDispatcher *self,
-                                          MsgEndpoint   *endpoint);
+void           msg_dispatcher_mark_ready (MsgDispatcher  *self,
+                                          MsgEndpoint    *endpoint,
+                                          GMainContext  **wake_later);
 void           msg_dispatcher_unready    (MsgDispatcher *self,
                                           MsgEndpoint   *endpoint);
 

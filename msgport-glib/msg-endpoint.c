@@ -106,6 +106,7 @@ msg_endpoint_unref (MsgEndpoint *self)
    * dispatchers hold references). */
   g_assert (self->peer == NULL);
   g_assert (self->dispatcher == NULL);
+  g_clear_pointer (&self->flush_peer, msg_endpoint_unref);
   g_assert (!self->ready);
 
   queue = self->queue;
@@ -130,39 +131,50 @@ msg_endpoint_entangle (MsgEndpoint *a,
 }
 
 /* Called with @self->lock held when an envelope was appended to an empty
- * queue (or a dispatch left some behind). */
+ * queue (or a dispatch left some behind). See msg_dispatcher_mark_ready()
+ * for @wake_later. */
 void
-msg_endpoint_mark_ready_locked (MsgEndpoint *self)
+msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
+                                GMainContext **wake_later)
 {
   if (self->dispatcher != NULL)
-    msg_dispatcher_mark_ready (self->dispatcher, self);
+    msg_dispatcher_mark_ready (self->dispatcher, self, wake_later);
 }
 
 /* Returns what the sink refused, to be freed once the lock is released. */
 static MsgEnvelope *
-msg_endpoint_push_locked (MsgEndpoint *self,
-                          MsgEnvelope *envelope)
+msg_endpoint_push_locked (MsgEndpoint   *self,
+                          MsgEnvelope   *envelope,
+                          GMainContext **wake_later)
 {
   if (self->sink != NULL)
     return self->sink->funcs->deliver (self->sink, envelope);
 
   g_queue_push_tail_link (&self->queue, &envelope->link);
   if (self->queue.length == 1)
-    msg_endpoint_mark_ready_locked (self);
+    msg_endpoint_mark_ready_locked (self, wake_later);
   return NULL;
 }
 
 /* Takes ownership of @envelope and queues it for @self's handlers (or its
- * sink); drops it if @self has ended. Any thread. */
+ * sink); drops it if @self has ended. Any thread. The receiving context is
+ * woken, if it must be, after the lock is released. */
 void
 msg_endpoint_deliver (MsgEndpoint *self,
                       MsgEnvelope *envelope)
 {
+  GMainContext *wake = NULL;
+
   msg_mutex_lock (&self->lock);
   if (!self->ended)
-    envelope = msg_endpoint_push_locked (self, envelope);
+    envelope = msg_endpoint_push_locked (self, envelope, &wake);
   msg_mutex_unlock (&self->lock);
 
+  if (wake != NULL)
+    {
+      g_main_context_wakeup (wake);
+      g_main_context_unref (wake);
+    }
   msg_envelope_free (envelope);
 }
 
@@ -180,7 +192,7 @@ msg_endpoint_set_sink (MsgEndpoint *self,
   g_atomic_pointer_set (&self->sink, sink);
   while ((link = g_queue_pop_head_link (&self->queue)) != NULL)
     {
-      MsgEnvelope *envelope = msg_endpoint_push_locked (self, link->data);
+      MsgEnvelope *envelope = msg_endpoint_push_locked (self, link->data, NULL);
 
       if (envelope != NULL)
         g_queue_push_tail_link (&refused, &envelope->link);
@@ -217,7 +229,7 @@ msg_endpoint_end_locked (MsgEndpoint *self,
     }
 
   self->ended = TRUE;
-  return msg_endpoint_push_locked (self, msg_envelope_new_close (reason));
+  return msg_endpoint_push_locked (self, msg_envelope_new_close (reason), NULL);
 }
 
 /* The peer of @self went away: @self delivers what it has, then emits
@@ -244,6 +256,27 @@ msg_endpoint_peer_gone (MsgEndpoint *self,
   g_clear_pointer (&old_peer, msg_endpoint_unref);
 }
 
+/* Drops the reference on the peer @self just told it is gone, unless the
+ * peer writes to a sink: its close frame and what was posted before are
+ * still to be written, and flush() waits for that. */
+static void
+msg_endpoint_forget_peer (MsgEndpoint *self,
+                          MsgEndpoint *peer)
+{
+  MsgEndpoint *old = NULL;
+
+  if (msg_endpoint_get_sink (peer) == NULL)
+    {
+      msg_endpoint_unref (peer);
+      return;
+    }
+  msg_mutex_lock (&self->lock);
+  old = g_steal_pointer (&self->flush_peer);
+  self->flush_peer = peer;
+  msg_mutex_unlock (&self->lock);
+  g_clear_pointer (&old, msg_endpoint_unref);
+}
+
 /* Ends the entanglement of @self from its own side: @self ends with
  * @reason and its peer with @peer_reason (both taken). Every way a channel
  * ends goes through here or msg_endpoint_discard(). */
@@ -264,7 +297,7 @@ msg_endpoint_disentangle (MsgEndpoint *self,
   if (peer != NULL)
     {
       msg_endpoint_peer_gone (peer, self, g_steal_pointer (&peer_reason));
-      msg_endpoint_unref (peer);
+      msg_endpoint_forget_peer (self, peer);
     }
   g_clear_error (&peer_reason);
 }
@@ -291,6 +324,6 @@ msg_endpoint_discard (MsgEndpoint *self)
   if (peer != NULL)
     {
       msg_endpoint_peer_gone (peer, self, msg_endpoint_new_peer_closed_reason ());
-      msg_endpoint_unref (peer);
+      msg_endpoint_forget_peer (self, peer);
     }
 }

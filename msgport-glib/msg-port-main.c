@@ -563,7 +563,7 @@ msg_port_main_start (MsgPortMain *self)
       endpoint->dispatcher = dispatcher;
       g_object_ref (self);
       if (endpoint->queue.length > 0)
-        msg_endpoint_mark_ready_locked (endpoint);
+        msg_endpoint_mark_ready_locked (endpoint, NULL);
     }
   msg_mutex_unlock (&endpoint->lock);
 
@@ -728,7 +728,9 @@ msg_port_main_get_close_reason (MsgPortMain *self)
  * @error: return location for a #GError, or %NULL
  *
  * Blocks until everything posted on @self so far has been written to its
- * socket, so that the process may exit right after. Messages between ports
+ * socket, so that the process may exit right after; after
+ * msg_port_main_close(), also the close itself, so that the other end
+ * sees the port closed rather than its process gone. Messages between ports
  * of one process are delivered to the receiver's queue when they are
  * posted, so for them this returns at once. Do not call it from a thread
  * that the peer needs in order to read (it does not: the library reads on
@@ -759,6 +761,8 @@ msg_port_main_flush (MsgPortMain   *self,
   msg_mutex_lock (&endpoint->lock);
   if (endpoint->port == self && endpoint->peer != NULL)
     peer = msg_endpoint_ref (endpoint->peer);
+  else if (endpoint->port == self && endpoint->flush_peer != NULL)
+    peer = msg_endpoint_ref (endpoint->flush_peer);  /* closed: its close too */
   msg_mutex_unlock (&endpoint->lock);
 
   if (peer != NULL)

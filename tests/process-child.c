@@ -238,6 +238,16 @@ main (int    argc,
         g_error ("flush: %s", error->message);
       _exit (0);
     }
+  else if (g_str_equal (mode, "close-flush-exit"))
+    {
+      /* Posts, closes, flushes (the close too) and exits at once. */
+      msg_port_main_start (parent);
+      msg_port_main_post (parent, g_variant_new_string ("bye"), NULL);
+      msg_port_main_close (parent);
+      if (!msg_port_main_flush (parent, NULL, &error))
+        g_error ("flush: %s", error->message);
+      _exit (0);
+    }
   else
     g_error ("unknown mode '%s'", mode);
 

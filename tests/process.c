@@ -783,6 +783,33 @@ test_child_flush_exit (void)
 }
 
 static void
+test_child_close_flush_exit (void)
+{
+  guint rounds = g_getenv ("MSG_TEST_QUICK") ? 3 : 30;
+
+  g_test_summary ("A child that posts, closes, flushes and exits at once: the message "
+                  "arrives, then close with PEER_CLOSED, not PEER_GONE");
+
+  for (guint i = 0; i < rounds; i++)
+    {
+      Child child = { 0, };
+      g_autoptr(MsgRecorder) rec = NULL;
+      g_autoptr(GError) reason = NULL;
+
+      child_spawn (&child, "close-flush-exit", 0);
+      rec = msg_recorder_new (child.port);
+      msg_port_main_start (child.port);
+      msg_test_wait_until (NULL, rec->n_close == 1);
+      g_assert_cmpuint (rec->events->len, ==, 1);
+      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, 0), NULL), ==, "bye");
+      reason = msg_port_main_get_close_reason (child.port);
+      g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_CLOSED);
+      g_clear_pointer (&rec, msg_recorder_free);
+      child_wait (&child, TRUE);
+    }
+}
+
+static void
 test_child_python (void)
 {
   Child child = { 0, };
@@ -825,6 +852,7 @@ main (int    argc,
   g_test_add_func ("/process/child/many-ports", test_child_many_ports);
   g_test_add_func ("/process/child/killed", test_child_killed);
   g_test_add_func ("/process/child/flush-exit", test_child_flush_exit);
+  g_test_add_func ("/process/child/close-flush-exit", test_child_close_flush_exit);
   g_test_add_func ("/process/child/python", test_child_python);
 
   return g_test_run ();

@@ -21,7 +21,7 @@ def iterate_until(cond, context=None, timeout=TIMEOUT_SECONDS):
     ctx = context if context is not None else GLib.MainContext.default()
     timed_out = []
 
-    def on_timeout():
+    def on_timeout(*user_data):  # PyGObject passes the (None) user data
         timed_out.append(True)
         return GLib.SOURCE_REMOVE
 
@@ -33,7 +33,7 @@ def iterate_until(cond, context=None, timeout=TIMEOUT_SECONDS):
             ctx.iteration(True)
     finally:
         source.destroy()
-    assert cond(), 'timed out waiting for %s' % getattr(cond, '__doc__', cond)
+    assert cond(), 'timed out waiting for %s' % (cond.__doc__ or cond)
 
 
 def drain(context=None):

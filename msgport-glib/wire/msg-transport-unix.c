@@ -725,7 +725,7 @@ connection_read (MsgConnection *self,
       gsize size;
       ssize_t n;
 
-      iov.iov_base = msg_wire_decoder_reserve (self->decoder, 4096, &size);
+      iov.iov_base = msg_wire_decoder_reserve (self->decoder, READ_SIZE, &size);
       iov.iov_len = MIN (size, (gsize) 16 * 1024 * 1024);
       message.msg_iov = &iov;
       message.msg_iovlen = 1;

@@ -1,0 +1,482 @@
+/* msgport-bench.c: msgport-glib on the anchor benchmarks' workloads
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ *   msgport-bench TOPOLOGY WORKLOAD METRIC [N]
+ *   msgport-bench memory unstarted|started [CHANNELS]
+ *   msgport-bench idle-ports same-thread|cross-thread IDLE_PORTS [N]
+ *
+ * The first form plugs into the anchor runner (`run --with`): the workloads,
+ * the bursts, the protocol and the JSON line are those of
+ * ../../shared/bench/anchors/README.md, built with its common/bench.c.
+ *
+ *   same-thread    a MsgChannelMain with both ports started on the main
+ *                  thread's GMainContext.
+ *   cross-thread   port2 started on a second thread, in that thread's own
+ *                  thread-default GMainContext.
+ *   cross-process  port2 in a forked child, the two ends made with
+ *                  msg_port_main_new_for_fd() on a socketpair; exits 77
+ *                  until the library has it.
+ *
+ * End A (port1, main thread) sends or pings; end B (port2) receives or
+ * echoes. B posts a "ready" message, (), first; after the last message of a
+ * throughput run it posts its receipt time, a "t".
+ *
+ * memory: RSS (and malloc heap) per channel for CHANNELS channels that
+ * were never started (default 1,000,000), or whose two ports were both
+ * started on the main context (default 10,000).
+ *
+ * idle-ports: W-small throughput of one channel while IDLE_PORTS other
+ * ports, started and idle, share the receiving end's GMainContext; run it
+ * with 0 for the figure alone.
+ */
+
+#include <msgport-glib.h>
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#ifdef MSG_BENCH_HAVE_FD_PORTS
+# include <sys/socket.h>
+# include <sys/wait.h>
+#endif
+
+#define ANCHOR                   "msgport-glib"
+#define EXIT_UNSUPPORTED         77
+#define DEFAULT_UNSTARTED        1000000
+#define DEFAULT_STARTED          10000
+
+static const char *usage =
+  "msgport-bench same-thread|cross-thread|cross-process WORKLOAD METRIC [N]\n"
+  "       msgport-bench memory unstarted|started [CHANNELS]\n"
+  "       msgport-bench idle-ports same-thread|cross-thread IDLE_PORTS [N]";
+
+static const char *topology;
+static const char *metric_name;  /* what the JSON line says; NULL: as configured */
+static BenchConfig config;
+static guint       n_idle;       /* idle started ports beside end B */
+
+/* End A: the main thread. */
+static MsgPortMain *port_a;
+static gboolean     finished;    /* the result was printed */
+static gboolean     a_closed;
+static gint64       t_start;     /* first post (throughput) or last ping */
+static gint64      *rtt;         /* measured round trips */
+
+/* End B: the main thread, a second thread or a child process. */
+static MsgPortMain *port_b;
+static GMainLoop   *loop_b;      /* (nullable): runs B's own context */
+static gboolean     b_closed;
+static guint64      count;       /* messages received */
+static GPtrArray   *idle_channels;
+
+/* Connects @port's handlers for the configured metric and starts it in the
+ * thread-default context. */
+static void
+start_end (MsgPortMain *port,
+           GCallback    on_throughput,
+           GCallback    on_latency,
+           GCallback    on_close)
+{
+  g_signal_connect (port, "message",
+                    config.metric == BENCH_THROUGHPUT ? on_throughput : on_latency,
+                    NULL);
+  g_signal_connect (port, "close", on_close, NULL);
+  msg_port_main_start (port);
+}
+
+/* --- end B ---------------------------------------------------------------- */
+
+static void
+b_on_receive (MsgPortMain     *port,
+              MsgMessageEvent *event,
+              gpointer         user_data)
+{
+  if (bench_message_seq (msg_message_event_get_data (event)) != count)
+    g_error ("message %" G_GUINT64_FORMAT " out of order", count);
+  if (++count == config.n)
+    msg_port_main_post (port, g_variant_new_uint64 (bench_now_ns ()), NULL);
+}
+
+static void
+b_on_echo (MsgPortMain     *port,
+           MsgMessageEvent *event,
+           gpointer         user_data)
+{
+  msg_port_main_post (port, msg_message_event_get_data (event), NULL);
+}
+
+static void
+b_on_close (MsgPortMain *port,
+            gpointer     user_data)
+{
+  b_closed = TRUE;
+  if (loop_b != NULL)
+    g_main_loop_quit (loop_b);
+}
+
+/* Starts @n idle ports (n / 2 channels, both ends) in the thread-default
+ * context. They stay until the process exits. */
+static void
+start_idle_ports (guint n)
+{
+  idle_channels = g_ptr_array_new_with_free_func (g_object_unref);
+  for (guint i = 0; i < n / 2; i++)
+    {
+      MsgChannelMain *channel = msg_channel_main_new ();
+
+      msg_port_main_start (msg_channel_main_get_port1 (channel));
+      msg_port_main_start (msg_channel_main_get_port2 (channel));
+      g_ptr_array_add (idle_channels, channel);
+    }
+}
+
+/* Sets up end B in the calling thread's thread-default context and says
+ * it is ready. */
+static void
+serve_b (void)
+{
+  start_idle_ports (n_idle);
+  start_end (port_b, G_CALLBACK (b_on_receive), G_CALLBACK (b_on_echo),
+             G_CALLBACK (b_on_close));
+  msg_port_main_post (port_b, g_variant_new ("()"), NULL);
+}
+
+/* Serves end B in its own context until port_b closes. */
+static void
+run_b_loop (void)
+{
+  GMainContext *context = g_main_context_new ();
+
+  g_main_context_push_thread_default (context);
+  loop_b = g_main_loop_new (context, FALSE);
+  serve_b ();
+  g_main_loop_run (loop_b);
+  g_main_loop_unref (loop_b);
+  g_main_context_pop_thread_default (context);
+  g_main_context_unref (context);
+}
+
+static gpointer
+b_thread (gpointer data)
+{
+  run_b_loop ();
+  return NULL;
+}
+
+/* --- end A ---------------------------------------------------------------- */
+
+static void
+report_throughput (gint64 elapsed_ns)
+{
+  double seconds = elapsed_ns / 1e9;
+  double msgs_per_s = config.n / seconds;
+
+  if (metric_name == NULL)
+    {
+      bench_report_throughput (ANCHOR, topology, &config, elapsed_ns);
+      return;
+    }
+
+  printf ("{\"anchor\":\"%s\",\"topology\":\"%s\",\"workload\":\"%s\",\"metric\":\"%s\","
+          "\"idle_ports\":%u,\"n\":%" G_GUINT64_FORMAT ",\"seconds\":%.4f,"
+          "\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,\"ns_per_msg\":%.0f}\n",
+          ANCHOR, topology, config.workload->name, metric_name, n_idle, config.n,
+          seconds, msgs_per_s, msgs_per_s * config.workload->payload_bytes / 1e6,
+          elapsed_ns / (double) config.n);
+  fflush (stdout);
+}
+
+static void
+post_to_b (GVariant *message,
+           gpointer  user_data)
+{
+  msg_port_main_post (port_a, message, NULL);
+}
+
+static void
+a_on_throughput (MsgPortMain     *port,
+                 MsgMessageEvent *event,
+                 gpointer         user_data)
+{
+  GVariant *message = msg_message_event_get_data (event);
+
+  if (g_variant_is_of_type (message, G_VARIANT_TYPE_UNIT))
+    {
+      t_start = bench_now_ns ();
+      bench_send_bursts (&config, post_to_b, NULL);
+    }
+  else
+    {
+      report_throughput (g_variant_get_uint64 (message) - t_start);
+      finished = TRUE;
+    }
+}
+
+static void
+a_on_ping (MsgPortMain     *port,
+           MsgMessageEvent *event,
+           gpointer         user_data)
+{
+  GVariant *message = msg_message_event_get_data (event);
+  guint64 next = 0;
+
+  if (!g_variant_is_of_type (message, G_VARIANT_TYPE_UNIT))
+    {
+      gint64 now = bench_now_ns ();
+      guint64 seq = bench_message_seq (message);
+
+      if (seq >= config.warmup)
+        rtt[seq - config.warmup] = now - t_start;
+      next = seq + 1;
+    }
+
+  if (next == config.warmup + config.n)
+    {
+      bench_report_latency (ANCHOR, topology, &config, rtt);
+      finished = TRUE;
+      return;
+    }
+  t_start = bench_now_ns ();
+  msg_port_main_post (port, bench_message_new (config.workload, next), NULL);
+}
+
+static void
+a_on_close (MsgPortMain *port,
+            gpointer     user_data)
+{
+  a_closed = TRUE;
+}
+
+static void
+iterate_until (const gboolean *done)
+{
+  while (!*done)
+    g_main_context_iteration (NULL, TRUE);
+}
+
+/* Sets up end A on the main context; end B must be set up, or be set up
+ * elsewhere, for the run to start. */
+static void
+start_a (void)
+{
+  if (config.metric == BENCH_LATENCY)
+    rtt = g_new (gint64, config.n);
+  start_end (port_a, G_CALLBACK (a_on_throughput), G_CALLBACK (a_on_ping),
+             G_CALLBACK (a_on_close));
+}
+
+/* Runs end A until it has reported, then closes the channel and waits for
+ * its own ::close. */
+static void
+run_a (void)
+{
+  iterate_until (&finished);
+  msg_port_main_close (port_a);
+  iterate_until (&a_closed);
+  g_clear_pointer (&rtt, g_free);
+}
+
+static int
+run_in_process (gboolean cross_thread)
+{
+  MsgChannelMain *channel = msg_channel_main_new ();
+  GThread *thread = NULL;
+
+  port_a = msg_channel_main_get_port1 (channel);
+  port_b = msg_channel_main_get_port2 (channel);
+  start_a ();
+  if (cross_thread)
+    thread = g_thread_new ("end-b", b_thread, NULL);
+  else
+    serve_b ();
+
+  run_a ();
+  if (thread != NULL)
+    g_thread_join (thread);
+  else
+    iterate_until (&b_closed);
+
+  g_object_unref (channel);
+  return 0;
+}
+
+#ifdef MSG_BENCH_HAVE_FD_PORTS
+/* End B in a forked child, over a socketpair. Each side makes its port
+ * after fork(), so that whatever the transport runs in the background
+ * belongs to the process that uses it. */
+static int
+run_cross_process (void)
+{
+  g_autoptr(GError) error = NULL;
+  int fds[2];
+  int status;
+  pid_t pid;
+
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    g_error ("socketpair: %s", g_strerror (errno));
+
+  fflush (stdout);
+  pid = fork ();
+  if (pid < 0)
+    g_error ("fork: %s", g_strerror (errno));
+  if (pid == 0)
+    {
+      close (fds[0]);
+      port_b = msg_port_main_new_for_fd (fds[1], &error);
+      if (port_b == NULL)
+        g_error ("child: msg_port_main_new_for_fd: %s", error->message);
+      run_b_loop ();
+      g_object_unref (port_b);
+      _exit (0);
+    }
+
+  close (fds[1]);
+  port_a = msg_port_main_new_for_fd (fds[0], &error);
+  if (port_a == NULL)
+    g_error ("msg_port_main_new_for_fd: %s", error->message);
+  start_a ();
+  run_a ();
+  g_object_unref (port_a);
+
+  if (waitpid (pid, &status, 0) != pid || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    g_error ("end B (pid %d) failed: status %d", (int) pid, status);
+  return 0;
+}
+#else
+/* The process transport is not in the library yet. When
+ * msg_port_main_new_for_fd() appears in msgport-glib/msg-port-main.h,
+ * bench/meson.build defines MSG_BENCH_HAVE_FD_PORTS and the version above
+ * is built: a socketpair, fork(), and a port on each end. */
+static int
+run_cross_process (void)
+{
+  g_printerr ("msgport-bench: cross-process needs msg_port_main_new_for_fd()\n");
+  return EXIT_UNSUPPORTED;
+}
+#endif
+
+/* --- memory ---------------------------------------------------------------- */
+
+static gsize
+resident_bytes (void)
+{
+  unsigned long size = 0, resident = 0;
+  FILE *statm = fopen ("/proc/self/statm", "r");
+
+  if (statm == NULL || fscanf (statm, "%lu %lu", &size, &resident) != 2)
+    g_error ("cannot read /proc/self/statm");
+  fclose (statm);
+
+  return (gsize) resident * (gsize) sysconf (_SC_PAGESIZE);
+}
+
+static gsize
+heap_bytes (void)
+{
+  struct mallinfo2 info = mallinfo2 ();
+
+  /* In use from the heap proper and from mmap()ed chunks. */
+  return info.uordblks + info.hblkhd;
+}
+
+/* Makes @n channels, starts both ports of each if @started, and reports
+ * what they cost. Nothing is freed: the process exits. */
+static int
+run_memory (gboolean started,
+            guint    n)
+{
+  MsgChannelMain **channels = g_new (MsgChannelMain *, n);
+  gsize rss_before, heap_before, rss_after, heap_after;
+  MsgChannelMain *warm;
+
+  /* Type registration, class structures, the dispatcher of the main
+   * context and the pointer array itself are not the channels' cost. */
+  memset (channels, 0, n * sizeof *channels);
+  warm = msg_channel_main_new ();
+  msg_port_main_start (msg_channel_main_get_port1 (warm));
+
+  rss_before = resident_bytes ();
+  heap_before = heap_bytes ();
+  for (guint i = 0; i < n; i++)
+    {
+      channels[i] = msg_channel_main_new ();
+      if (started)
+        {
+          msg_port_main_start (msg_channel_main_get_port1 (channels[i]));
+          msg_port_main_start (msg_channel_main_get_port2 (channels[i]));
+        }
+    }
+  rss_after = resident_bytes ();
+  heap_after = heap_bytes ();
+
+  printf ("{\"anchor\":\"%s\",\"topology\":\"same-thread\",\"metric\":\"memory\","
+          "\"state\":\"%s\",\"channels\":%u,\"rss_delta_bytes\":%" G_GSIZE_FORMAT ","
+          "\"rss_bytes_per_channel\":%.1f,\"heap_bytes_per_channel\":%.1f}\n",
+          ANCHOR, started ? "started" : "unstarted", n, rss_after - rss_before,
+          (double) (rss_after - rss_before) / n,
+          (double) (heap_after - heap_before) / n);
+  fflush (stdout);
+  return 0;
+}
+
+/* --- main ------------------------------------------------------------------ */
+
+static guint
+parse_count (const char *text)
+{
+  guint64 value;
+
+  if (!g_ascii_string_to_unsigned (text, 10, 1, G_MAXUINT, &value, NULL))
+    bench_usage_exit (usage);
+  return (guint) value;
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  gboolean cross_thread;
+
+  if (argc >= 3 && strcmp (argv[1], "memory") == 0)
+    {
+      gboolean started = strcmp (argv[2], "started") == 0;
+
+      if (argc > 4 || (!started && strcmp (argv[2], "unstarted") != 0))
+        bench_usage_exit (usage);
+      return run_memory (started, argc == 4 ? parse_count (argv[3])
+                                            : started ? DEFAULT_STARTED : DEFAULT_UNSTARTED);
+    }
+
+  if (argc >= 4 && strcmp (argv[1], "idle-ports") == 0)
+    {
+      char *throughput_argv[] = { (char *) "W-small", (char *) "throughput",
+                                  argc == 5 ? argv[4] : NULL };
+
+      if (argc > 5)
+        bench_usage_exit (usage);
+      topology = argv[2];
+      n_idle = strcmp (argv[3], "0") == 0 ? 0 : parse_count (argv[3]);
+      metric_name = "idle-ports";
+      bench_parse_args (argc - 2, throughput_argv, usage, &config);
+    }
+  else
+    {
+      if (argc < 2)
+        bench_usage_exit (usage);
+      topology = argv[1];
+      bench_parse_args (argc - 2, argv + 2, usage, &config);
+    }
+
+  cross_thread = strcmp (topology, "cross-thread") == 0;
+  if (strcmp (topology, "cross-process") == 0 && metric_name == NULL)
+    return run_cross_process ();
+  if (!cross_thread && strcmp (topology, "same-thread") != 0)
+    bench_usage_exit (usage);
+
+  return run_in_process (cross_thread);
+}

@@ -377,21 +377,27 @@ test_socketpair_limits (void)
   g_object_unref (b);
 }
 
+typedef struct
+{
+  GMutex        mutex;
+  GCond         cond;
+  gboolean      done;         /* protected by @mutex */
+  GCancellable *cancellable;
+} Deadline;
+
+/* The test's timeout: cancels the flush unless it returned by then. */
 static gpointer
 cancel_later (gpointer data)
 {
-  GCancellable *cancellable = data;
-  gint64 deadline = g_get_monotonic_time () + MSG_TEST_TIMEOUT_SECONDS * G_TIME_SPAN_SECOND;
-  static GMutex mutex;
-  static GCond never;
+  Deadline *deadline = data;
+  gint64 end = g_get_monotonic_time () + MSG_TEST_TIMEOUT_SECONDS * G_TIME_SPAN_SECOND;
 
-  /* The test's timeout: cancels the flush if it has not returned by then. */
-  g_mutex_lock (&mutex);
-  while (!g_cancellable_is_cancelled (cancellable) &&
-         g_cond_wait_until (&never, &mutex, deadline))
+  g_mutex_lock (&deadline->mutex);
+  while (!deadline->done && g_cond_wait_until (&deadline->cond, &deadline->mutex, end))
     ;
-  g_mutex_unlock (&mutex);
-  g_cancellable_cancel (cancellable);
+  if (!deadline->done)
+    g_cancellable_cancel (deadline->cancellable);
+  g_mutex_unlock (&deadline->mutex);
   return NULL;
 }
 
@@ -404,6 +410,7 @@ test_socketpair_io_without_main_loop (void)
   g_autoptr(GError) error = NULL;
   g_autofree guint8 *chunk = g_malloc0 (64 * 1024);
   guint n = 160;  /* 10 MiB: far more than a socket buffer holds */
+  Deadline deadline = { 0, };
   GThread *timer;
 
   g_test_summary ("Socket I/O goes on with no main context running: 10 MiB to a port "
@@ -417,10 +424,14 @@ test_socketpair_io_without_main_loop (void)
                                                                        64 * 1024, 1), NULL));
     }
 
-  timer = g_thread_new ("timeout", cancel_later, cancellable);
+  deadline.cancellable = cancellable;
+  timer = g_thread_new ("timeout", cancel_later, &deadline);
   g_assert_true (msg_port_main_flush (a, cancellable, &error));
   g_assert_no_error (error);
-  g_cancellable_cancel (cancellable);
+  g_mutex_lock (&deadline.mutex);
+  deadline.done = TRUE;
+  g_cond_signal (&deadline.cond);
+  g_mutex_unlock (&deadline.mutex);
   g_thread_join (timer);
 
   rec = msg_recorder_new (b);

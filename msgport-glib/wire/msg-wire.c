@@ -370,7 +370,9 @@ msg_wire_decoder_reserve (MsgWireDecoder *self,
                           gsize           min_size,
                           gsize          *size)
 {
-  if (self->start > 0 && (self->start == self->end || self->start >= self->allocated / 2))
+  /* Reclaim what was decoded before growing: the buffer never holds more
+   * than a frame in progress and what is asked for. */
+  if (self->start > 0 && (self->start == self->end || self->allocated - self->end < min_size))
     {
       memmove (self->buffer, self->buffer + self->start, self->end - self->start);
       self->end -= self->start;

@@ -218,6 +218,54 @@ test_faults_reset_mid_stream (void)
   g_object_unref (b);
 }
 
+#define N_POSTERS 4
+
+static void
+test_faults_concurrent_posters (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec = NULL;
+  MsgTestPosters *posters;
+  guint64 next[N_POSTERS] = { 0, };
+  guint n = g_getenv ("MSG_TEST_QUICK") ? 300 : 3000;
+
+  g_test_summary ("Threads posting on one socket-backed port at once, each writing "
+                  "directly when the queue is empty while the I/O thread writes what "
+                  "short writes and EAGAIN left: each thread's messages arrive once, "
+                  "whole and in its order");
+
+  msg_transport_set_syscalls (&faulty);
+  msg_test_socket_ports (&a, &b);
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+
+  posters = msg_test_posters_new (a, N_POSTERS, n);
+  msg_test_posters_join (posters);
+
+  msg_test_wait_until (NULL, rec->events->len == N_POSTERS * n);
+  for (guint i = 0; i < rec->events->len; i++)
+    {
+      guint32 index;
+      guint64 seq;
+
+      g_variant_get (msg_recorder_data (rec, i), "(ut)", &index, &seq);
+      g_assert_cmpuint (index, <, N_POSTERS);
+      g_assert_cmpuint (seq, ==, next[index]);
+      next[index]++;
+    }
+
+  /* flush() accounts for what was written directly too. */
+  g_assert_true (msg_port_main_post (a, g_variant_new ("(ut)", 0, (guint64) n), NULL));
+  g_assert_true (msg_port_main_flush (a, NULL, NULL));
+  msg_test_wait_until (NULL, rec->events->len == N_POSTERS * n + 1);
+
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  msg_transport_set_syscalls (NULL);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
 /* One socket that takes the first few bytes, then is "full" for good. */
 static gint stuck_fd = -1;   /* (atomic) */
 static gint stuck_budget;    /* (atomic): bytes it still takes */
@@ -457,6 +505,7 @@ main (int    argc,
 
   g_test_add_func ("/faults/short-and-interrupted", test_faults_short_and_interrupted);
   g_test_add_func ("/faults/reset-mid-stream", test_faults_reset_mid_stream);
+  g_test_add_func ("/faults/concurrent-posters", test_faults_concurrent_posters);
   g_test_add_func ("/faults/move-unwritten", test_faults_move_unwritten);
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);
 

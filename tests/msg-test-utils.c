@@ -181,3 +181,91 @@ msg_test_worker_free (MsgTestWorker *self)
   g_main_context_unref (self->context);
   g_free (self);
 }
+
+/* Posters --------------------------------------------------------------------- */
+
+typedef struct
+{
+  MsgPortMain *port;       /* (owned) */
+  guint        index;
+  guint        n;
+  GThread     *thread;
+} Poster;
+
+struct _MsgTestPosters
+{
+  guint   n_threads;
+  Poster *posters;
+};
+
+static gpointer
+poster_thread (gpointer data)
+{
+  Poster *poster = data;
+
+  for (guint i = 0; i < poster->n; i++)
+    g_assert_true (msg_port_main_post (poster->port,
+                                       g_variant_new ("(ut)", poster->index, (guint64) i),
+                                       NULL));
+  return NULL;
+}
+
+MsgTestPosters *
+msg_test_posters_new (MsgPortMain *port,
+                      guint        n_threads,
+                      guint        n)
+{
+  MsgTestPosters *self = g_new0 (MsgTestPosters, 1);
+
+  self->n_threads = n_threads;
+  self->posters = g_new0 (Poster, n_threads);
+  for (guint t = 0; t < n_threads; t++)
+    {
+      self->posters[t].port = g_object_ref (port);
+      self->posters[t].index = t;
+      self->posters[t].n = n;
+      self->posters[t].thread = g_thread_new ("poster", poster_thread, &self->posters[t]);
+    }
+  return self;
+}
+
+void
+msg_test_posters_join (MsgTestPosters *self)
+{
+  for (guint t = 0; t < self->n_threads; t++)
+    {
+      g_thread_join (self->posters[t].thread);
+      g_object_unref (self->posters[t].port);
+    }
+  g_free (self->posters);
+  g_free (self);
+}
+
+typedef struct
+{
+  MsgPortMain *port;       /* (owned) */
+  guint64      n;
+} Counter;
+
+static gpointer
+counter_thread (gpointer data)
+{
+  Counter *counter = data;
+
+  for (guint64 i = 0; i < counter->n; i++)
+    msg_port_main_post (counter->port, g_variant_new_uint64 (i), NULL);
+  g_object_unref (counter->port);
+  g_free (counter);
+  return NULL;
+}
+
+GThread *
+msg_test_count_in_thread (MsgPortMain *port,
+                          guint64      n)
+{
+  Counter *counter = g_new0 (Counter, 1);
+
+  counter->port = g_object_ref (port);
+  counter->n = n;
+  return g_thread_new ("counter", counter_thread, counter);
+}

@@ -69,4 +69,18 @@ void           msg_test_worker_invoke (MsgTestWorker *self,
                                        gpointer       data);
 void           msg_test_worker_free   (MsgTestWorker *self);
 
+/* Threads that each post @n messages "(ut)" (the thread's index, a
+ * sequence number from 0) on one port at once. */
+typedef struct _MsgTestPosters MsgTestPosters;
+
+MsgTestPosters *msg_test_posters_new  (MsgPortMain    *port,
+                                       guint           n_threads,
+                                       guint           n);
+/* Joins the threads and frees @self. */
+void            msg_test_posters_join (MsgTestPosters *self);
+
+/* A thread that posts the numbers 0 to @n - 1 ("t") on @port; join it. */
+GThread        *msg_test_count_in_thread (MsgPortMain *port,
+                                          guint64      n);
+
 G_END_DECLS

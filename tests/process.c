@@ -601,22 +601,6 @@ leg_start (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-typedef struct
-{
-  MsgPortMain *port;
-  guint64      n;
-} Numbers;
-
-static gpointer
-post_numbers (gpointer data)
-{
-  Numbers *numbers = data;
-
-  for (guint64 i = 0; i < numbers->n; i++)
-    msg_port_main_post (numbers->port, g_variant_new_uint64 (i), NULL);
-  return NULL;
-}
-
 static void
 test_thread_process_thread (void)
 {
@@ -626,7 +610,6 @@ test_thread_process_thread (void)
   MsgPortMain *moving = msg_channel_main_get_port2 (data);
   Leg leg = { msg_test_worker_new ("leg"), NULL, 0, 0, 0, 0 };
   guint64 n = scaled (20000), m = n / 3, already;
-  Numbers poster;
   GThread *thread;
 
   g_test_summary ("A port goes from this process to a child and back to a worker thread "
@@ -637,9 +620,7 @@ test_thread_process_thread (void)
   msg_port_main_start (child.port);
   msg_port_main_post_message (child.port, NULL, &moving, 1, NULL);
 
-  poster.port = msg_channel_main_get_port1 (data);
-  poster.n = n;
-  thread = g_thread_new ("poster", post_numbers, &poster);
+  thread = msg_test_count_in_thread (msg_channel_main_get_port1 (data), n);
 
   msg_test_wait_until (NULL, rec->events->len == 1);
   already = g_variant_get_uint64 (msg_recorder_data (rec, 0));

@@ -14,25 +14,6 @@ scaled (guint n)
 
 typedef struct
 {
-  MsgPortMain *port;       /* (owned) */
-  guint        thread_id;
-  guint        n;
-} Poster;
-
-static gpointer
-poster_thread (gpointer data)
-{
-  Poster *poster = data;
-
-  for (guint i = 0; i < poster->n; i++)
-    g_assert_true (msg_port_main_post (poster->port,
-                                       g_variant_new ("(ut)", poster->thread_id, (guint64) i),
-                                       NULL));
-  return NULL;
-}
-
-typedef struct
-{
   guint     n_threads;
   guint64  *next;          /* per sending thread */
   guint64   total;
@@ -73,8 +54,7 @@ test_threads_senders (gconstpointer data)
   g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
   MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
   OrderCheck check = { n_threads, g_new0 (guint64, n_threads), 0, FALSE };
-  Poster *posters = g_new0 (Poster, n_threads);
-  GThread **threads = g_new0 (GThread *, n_threads);
+  MsgTestPosters *posters;
 
   g_test_summary ("Messages posted from worker threads arrive exactly once and in each "
                   "thread's order");
@@ -83,28 +63,16 @@ test_threads_senders (gconstpointer data)
   g_signal_connect (port2, "close", G_CALLBACK (order_check_close), &check);
   msg_port_main_start (port2);
 
-  for (guint t = 0; t < n_threads; t++)
-    {
-      posters[t].port = g_object_ref (msg_channel_main_get_port1 (channel));
-      posters[t].thread_id = t;
-      posters[t].n = n;
-      threads[t] = g_thread_new ("poster", poster_thread, &posters[t]);
-    }
-
+  posters = msg_test_posters_new (msg_channel_main_get_port1 (channel), n_threads, n);
   msg_test_wait_until (NULL, check.total == (guint64) n * n_threads);
+  msg_test_posters_join (posters);
   for (guint t = 0; t < n_threads; t++)
-    {
-      g_thread_join (threads[t]);
-      g_object_unref (posters[t].port);
-      g_assert_cmpuint (check.next[t], ==, n);
-    }
+    g_assert_cmpuint (check.next[t], ==, n);
 
   msg_port_main_close (msg_channel_main_get_port1 (channel));
   msg_test_wait_until (NULL, check.closed);
   g_assert_cmpuint (check.total, ==, (guint64) n * n_threads);
 
-  g_free (threads);
-  g_free (posters);
   g_free (check.next);
 }
 
@@ -242,23 +210,12 @@ hop_start (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-static gpointer
-carry_poster_thread (gpointer data)
-{
-  Poster *poster = data;
-
-  for (guint64 i = 0; i < poster->n; i++)
-    msg_port_main_post (poster->port, g_variant_new_uint64 (i), NULL);
-  return NULL;
-}
-
 static void
 test_threads_carry (void)
 {
   g_autoptr(MsgChannelMain) data = msg_channel_main_new ();
   Carry carry = { 0, };
   g_autoptr(MsgRecorder) done = NULL;
-  Poster poster;
   GThread *thread;
   MsgPortMain *moving = msg_channel_main_get_port2 (data);
 
@@ -283,10 +240,7 @@ test_threads_carry (void)
 
   g_assert_true (msg_port_main_post_message (msg_channel_main_get_port1 (carry.hops[0].control),
                                              NULL, &moving, 1, NULL));
-  poster.port = g_object_ref (msg_channel_main_get_port1 (data));
-  poster.thread_id = 0;
-  poster.n = carry.total;
-  thread = g_thread_new ("poster", carry_poster_thread, &poster);
+  thread = msg_test_count_in_thread (msg_channel_main_get_port1 (data), carry.total);
 
   msg_test_wait_until (NULL, done->events->len == 1);
   g_assert_cmpuint (g_variant_get_uint64 (msg_recorder_data (done, 0)), ==, carry.total);
@@ -294,7 +248,6 @@ test_threads_carry (void)
 
   g_thread_join (thread);
   msg_port_main_close (msg_channel_main_get_port1 (data));
-  g_object_unref (poster.port);
   for (guint i = 0; i < N_HOPS; i++)
     {
       msg_port_main_close (msg_channel_main_get_port1 (carry.hops[i].control));

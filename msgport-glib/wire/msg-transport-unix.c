@@ -10,11 +10,13 @@
  * endpoint E stays here, gets a connection as its sink, and relays between
  * its peer and the socket.
  *
- * All reading and writing happens on one library thread with its own
- * GMainContext, so I/O makes progress whatever the application's main
- * contexts do. Posting only encodes and appends to the connection's output
- * queue, and wakes that thread when the queue was empty: under load, one
- * sendmsg() carries many messages, and one recvmsg() brings many in.
+ * Reading, and whatever writing has to wait, happens on one library thread
+ * with its own GMainContext, so I/O makes progress whatever the
+ * application's main contexts do. A plain message posted while nothing is
+ * queued is written at once by the posting thread; otherwise posting
+ * encodes and appends to the connection's output queue, and wakes that
+ * thread when the queue was empty: under load, one sendmsg() carries many
+ * messages, and one recvmsg() brings many in.
  *
  * A port that is itself backed by a socket moves to another process with
  * its descriptor: the I/O thread stops reading it and sends the descriptor
@@ -161,6 +163,8 @@ typedef struct
   ConnectionState  state;
   gboolean         close_queued;
   gboolean         kicked;
+  gboolean         writing;      /* a poster writes to @fd, unlocked */
+  int              write_errno;  /* what failed a poster's write, for the I/O thread */
 
   /* I/O thread only */
   MsgWireDecoder  *decoder;
@@ -206,6 +210,33 @@ out_item_unsent_fds (OutItem *item)
   return item->encoded.fds != NULL ? item->encoded.fds->len - item->fds_sent : 0;
 }
 
+/* Points at most two entries of @iov at what is left to write of @item,
+ * adds their length to @total and returns how many it used. */
+static guint
+out_item_add_iov (OutItem      *item,
+                  struct iovec *iov,
+                  gsize        *total)
+{
+  gsize head_size = g_bytes_get_size (item->encoded.head);
+  gsize offset = item->offset;
+  guint n_iov = 0;
+
+  if (offset < head_size)
+    {
+      iov[n_iov].iov_base = (guint8 *) g_bytes_get_data (item->encoded.head, NULL) + offset;
+      iov[n_iov].iov_len = head_size - offset;
+      *total += iov[n_iov++].iov_len;
+      offset = head_size;
+    }
+  if (item->encoded.data != NULL && g_bytes_get_size (item->encoded.data) > 0)
+    {
+      iov[n_iov].iov_base = (guint8 *) g_bytes_get_data (item->encoded.data, NULL) + (offset - head_size);
+      iov[n_iov].iov_len = g_bytes_get_size (item->encoded.data) - (offset - head_size);
+      *total += iov[n_iov++].iov_len;
+    }
+  return n_iov;
+}
+
 /* Called with @self->lock held. */
 static void
 connection_kick_locked (MsgConnection *self)
@@ -215,6 +246,55 @@ connection_kick_locked (MsgConnection *self)
       self->kicked = TRUE;
       g_source_set_ready_time (&self->source, 0);
     }
+}
+
+/* Writes @item (a plain message, no descriptors) at once, from the posting
+ * thread, when nothing is queued ahead of it: a message that finds the
+ * connection idle costs one sendmsg() and no wake-up of the I/O thread,
+ * which only writes what the socket would not take at once.
+ *
+ * Called with @self->lock held and the endpoint's. The latter serializes
+ * posters to this connection, so the queue stays empty while @self->lock
+ * is dropped around the system call, and the I/O thread finds nothing to
+ * write; @writing makes it wait before it closes or moves the descriptor
+ * (connection_fail(), connection_move()). Returns NULL if all of @item went
+ * out (it is freed), else @item, its offset advanced, for the queue. */
+static OutItem *
+connection_write_direct_locked (MsgConnection *self,
+                                OutItem       *item)
+{
+  struct iovec iov[2];
+  struct msghdr message = { 0, };
+  gsize total = 0;
+  ssize_t n;
+  int errsv;
+
+  message.msg_iov = iov;
+  message.msg_iovlen = out_item_add_iov (item, iov, &total);
+  self->writing = TRUE;
+  msg_mutex_unlock (&self->lock);
+
+  n = get_syscalls ()->sendmsg (self->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+  errsv = errno;
+
+  msg_mutex_lock (&self->lock);
+  self->writing = FALSE;
+  /* This thread holds an endpoint lock, so it cannot end the connection:
+   * the I/O thread does, with this error. */
+  if (n < 0 && errsv != EINTR && errsv != EAGAIN && errsv != EWOULDBLOCK)
+    self->write_errno = errsv;
+  if (n > 0 && (gsize) n == total)
+    {
+      self->n_written++;
+      g_cond_broadcast (&self->written_cond);
+      msg_wire_encoded_clear (&item->encoded);
+      g_free (item);
+      return NULL;
+    }
+  g_cond_broadcast (&self->written_cond);
+  if (n > 0)
+    item->offset += n;
+  return item;
 }
 
 /* MsgSinkFuncs.deliver: any thread, with the endpoint's lock held. */
@@ -257,9 +337,16 @@ connection_deliver (MsgSink     *sink,
     }
   if (item->is_close)
     self->close_queued = TRUE;
-  g_queue_push_tail_link (&self->out, &item->link);
   self->n_queued++;
-  connection_kick_locked (self);
+  if (item->envelope == NULL && self->out.length == 0)
+    item = connection_write_direct_locked (self, item);
+  /* Else, or if the socket did not take all of it, the I/O thread writes
+   * the rest. */
+  if (item != NULL)
+    {
+      g_queue_push_tail_link (&self->out, &item->link);
+      connection_kick_locked (self);
+    }
   msg_mutex_unlock (&self->lock);
 
   /* What was encoded is in the item now. The envelope carries no ports,
@@ -295,6 +382,8 @@ connection_fail (MsgConnection *self,
   GQueue dropped;
 
   msg_mutex_lock (&self->lock);
+  while (self->writing)
+    g_cond_wait (&self->written_cond, &self->lock);
   if (self->state == CONNECTION_DEAD || self->state == CONNECTION_MOVED)
     {
       msg_mutex_unlock (&self->lock);
@@ -890,6 +979,8 @@ connection_move (MsgConnection  *self,
   msg_wire_decoder_steal (self->decoder, in_bytes, in_fds);
 
   msg_mutex_lock (&self->lock);
+  while (self->writing)
+    g_cond_wait (&self->written_cond, &self->lock);
   unwritten = self->out;
   g_queue_init (&self->out);
   self->state = CONNECTION_MOVED;
@@ -1048,6 +1139,17 @@ connection_advance_locked (MsgConnection *self,
 }
 
 static void
+connection_fail_write (MsgConnection *self,
+                       int            errsv)
+{
+  connection_fail (self, g_error_new (MSG_PORT_ERROR,
+                                      (errsv == EPIPE || errsv == ECONNRESET) ?
+                                        MSG_PORT_ERROR_PEER_GONE : MSG_PORT_ERROR_IO,
+                                      "Writing to the peer process failed: %s",
+                                      g_strerror (errsv)));
+}
+
+static void
 connection_write (MsgConnection *self)
 {
   union {
@@ -1067,12 +1169,16 @@ connection_write (MsgConnection *self)
       guint n_iov = 0, n_fds = 0;
       gsize total = 0;
       ssize_t n;
+      int errsv;
 
       msg_mutex_lock (&self->lock);
       head = self->state == CONNECTION_OPEN ? g_queue_peek_head (&self->out) : NULL;
-      if (head == NULL)
+      errsv = self->write_errno;
+      if (head == NULL || errsv != 0)
         {
           msg_mutex_unlock (&self->lock);
+          if (errsv != 0)
+            connection_fail_write (self, errsv);
           return;
         }
       if (head->envelope != NULL)
@@ -1095,24 +1201,10 @@ connection_write (MsgConnection *self)
       for (GList *l = self->out.head; l != NULL && n_iov < MAX_IOV - 1 && total < MAX_WRITE_BYTES; l = l->next)
         {
           OutItem *item = l->data;
-          gsize head_size, offset = item->offset;
 
           if (item->envelope != NULL || (item != head && out_item_unsent_fds (item) > 0))
             break;
-          head_size = g_bytes_get_size (item->encoded.head);
-          if (offset < head_size)
-            {
-              iov[n_iov].iov_base = (guint8 *) g_bytes_get_data (item->encoded.head, NULL) + offset;
-              iov[n_iov].iov_len = head_size - offset;
-              total += iov[n_iov++].iov_len;
-              offset = head_size;
-            }
-          if (item->encoded.data != NULL && g_bytes_get_size (item->encoded.data) > 0)
-            {
-              iov[n_iov].iov_base = (guint8 *) g_bytes_get_data (item->encoded.data, NULL) + (offset - head_size);
-              iov[n_iov].iov_len = g_bytes_get_size (item->encoded.data) - (offset - head_size);
-              total += iov[n_iov++].iov_len;
-            }
+          n_iov += out_item_add_iov (item, iov + n_iov, &total);
           /* More descriptors than one sendmsg() may carry: one byte each
            * time until the rest fit. */
           if (out_item_unsent_fds (head) > MSG_WIRE_MAX_FDS_PER_SEND)
@@ -1144,8 +1236,7 @@ connection_write (MsgConnection *self)
       n = get_syscalls ()->sendmsg (self->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0)
         {
-          int errsv = errno;
-
+          errsv = errno;
           if (errsv == EINTR)
             continue;
           if (errsv == EAGAIN || errsv == EWOULDBLOCK)
@@ -1153,11 +1244,7 @@ connection_write (MsgConnection *self)
               self->want_out = TRUE;
               return;
             }
-          connection_fail (self, g_error_new (MSG_PORT_ERROR,
-                                              (errsv == EPIPE || errsv == ECONNRESET) ?
-                                                MSG_PORT_ERROR_PEER_GONE : MSG_PORT_ERROR_IO,
-                                              "Writing to the peer process failed: %s",
-                                              g_strerror (errsv)));
+          connection_fail_write (self, errsv);
           return;
         }
       if (n == 0)

@@ -31,6 +31,18 @@ random_below (guint n)
   return value;
 }
 
+/* Whether the fault budget ran out with this call: ECONNRESET, once. */
+static gboolean
+budget_spent (void)
+{
+  if (g_atomic_int_get (&fault_budget) >= 0 && g_atomic_int_add (&fault_budget, -1) <= 0)
+    {
+      errno = ECONNRESET;
+      return TRUE;
+    }
+  return FALSE;
+}
+
 static ssize_t
 faulty_sendmsg (int                  fd,
                 const struct msghdr *message,
@@ -41,11 +53,8 @@ faulty_sendmsg (int                  fd,
   gsize limit = 1 + random_below (64);
   guint dice = random_below (10);
 
-  if (g_atomic_int_get (&fault_budget) >= 0 && g_atomic_int_add (&fault_budget, -1) <= 0)
-    {
-      errno = ECONNRESET;
-      return -1;
-    }
+  if (budget_spent ())
+    return -1;
   if (dice == 0)
     {
       errno = EINTR;
@@ -98,6 +107,21 @@ faulty_socketpair (int domain,
 static const MsgSyscalls faulty = {
   faulty_sendmsg,
   faulty_recvmsg,
+  faulty_socketpair,
+};
+
+/* Whole writes until the budget runs out. */
+static ssize_t
+budget_sendmsg (int                  fd,
+                const struct msghdr *message,
+                int                  flags)
+{
+  return budget_spent () ? -1 : sendmsg (fd, message, flags);
+}
+
+static const MsgSyscalls budgeted = {
+  budget_sendmsg,
+  recvmsg,
   faulty_socketpair,
 };
 
@@ -180,8 +204,9 @@ test_faults_short_and_interrupted (void)
 }
 
 static void
-test_faults_reset_mid_stream (void)
+test_faults_reset_mid_stream (gconstpointer data)
 {
+  gboolean direct = GPOINTER_TO_INT (data);
   MsgPortMain *a, *b;
   g_autoptr(MsgRecorder) rec_a = NULL;
   g_autoptr(MsgRecorder) rec_b = NULL;
@@ -196,13 +221,18 @@ test_faults_reset_mid_stream (void)
   msg_port_main_start (a);
   msg_port_main_start (b);
 
+  /* Direct: whole writes, and every post written directly, so that the
+   * failing sendmsg() is the posting thread's, which must still end the
+   * connection. */
+  msg_transport_set_burst_gap (direct ? 0 : -1);
   g_atomic_int_set (&fault_budget, 40);
-  msg_transport_set_syscalls (&faulty);
+  msg_transport_set_syscalls (direct ? &budgeted : &faulty);
   for (guint i = 0; i < 500; i++)
     msg_port_main_post (a, g_variant_new_uint32 (i), NULL);
 
   msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
   msg_transport_set_syscalls (NULL);
+  msg_transport_set_burst_gap (-1);
   g_atomic_int_set (&fault_budget, -1);
 
   reason = msg_port_main_get_close_reason (a);
@@ -234,6 +264,8 @@ test_faults_concurrent_posters (void)
                   "short writes and EAGAIN left: each thread's messages arrive once, "
                   "whole and in its order");
 
+  /* Every post that finds the queue empty is written directly. */
+  msg_transport_set_burst_gap (0);
   msg_transport_set_syscalls (&faulty);
   msg_test_socket_ports (&a, &b);
   rec = msg_recorder_new (b);
@@ -262,6 +294,7 @@ test_faults_concurrent_posters (void)
   msg_port_main_close (a);
   msg_test_wait_until (NULL, rec->n_close == 1);
   msg_transport_set_syscalls (NULL);
+  msg_transport_set_burst_gap (-1);
   g_object_unref (a);
   g_object_unref (b);
 }
@@ -504,7 +537,10 @@ main (int    argc,
   rand_state = g_rand_new_with_seed (g_test_rand_int ());
 
   g_test_add_func ("/faults/short-and-interrupted", test_faults_short_and_interrupted);
-  g_test_add_func ("/faults/reset-mid-stream", test_faults_reset_mid_stream);
+  g_test_add_data_func ("/faults/reset-mid-stream", GINT_TO_POINTER (FALSE),
+                        test_faults_reset_mid_stream);
+  g_test_add_data_func ("/faults/reset-mid-stream/direct", GINT_TO_POINTER (TRUE),
+                        test_faults_reset_mid_stream);
   g_test_add_func ("/faults/concurrent-posters", test_faults_concurrent_posters);
   g_test_add_func ("/faults/move-unwritten", test_faults_move_unwritten);
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);

@@ -31,6 +31,11 @@ typedef struct
 /* Replaces the system calls (NULL restores the real ones). Tests only. */
 void          msg_transport_set_syscalls      (const MsgSyscalls *syscalls);
 
+/* Sets how close together posts must be to count as a burst, which the I/O
+ * thread writes, rather than be written by the posting thread (-1 restores
+ * the default; 0 writes directly whenever nothing is queued). Tests only. */
+void          msg_transport_set_burst_gap     (gint               usec);
+
 /* Checks that @fd is a connected AF_UNIX SOCK_STREAM socket. */
 gboolean      msg_transport_check_socket      (int                 fd,
                                                GError            **error);

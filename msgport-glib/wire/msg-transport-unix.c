@@ -13,10 +13,11 @@
  * Reading, and whatever writing has to wait, happens on one library thread
  * with its own GMainContext, so I/O makes progress whatever the
  * application's main contexts do. A plain message posted while nothing is
- * queued is written at once by the posting thread; otherwise posting
- * encodes and appends to the connection's output queue, and wakes that
- * thread when the queue was empty: under load, one sendmsg() carries many
- * messages, and one recvmsg() brings many in.
+ * queued, and not right after another one, is written at once by the
+ * posting thread: a lone message costs one sendmsg() and no thread switch.
+ * Otherwise posting encodes and appends to the connection's output queue,
+ * and wakes that thread when the queue was empty: in a burst, one sendmsg()
+ * carries many messages, and one recvmsg() brings many in.
  *
  * A port that is itself backed by a socket moves to another process with
  * its descriptor: the I/O thread stops reading it and sends the descriptor
@@ -47,6 +48,10 @@
 #define MAX_READS_PER_DISPATCH 32
 #define MAX_IOV               64
 #define MAX_WRITE_BYTES       (4 * 1024 * 1024)
+/* Posts closer together than this are a burst: they are queued for the I/O
+ * thread, which writes many with one sendmsg(), rather than written one by
+ * one by the posting thread. */
+#define BURST_GAP_USEC        10
 
 /* System calls ------------------------------------------------------------ */
 
@@ -86,6 +91,14 @@ static inline const MsgSyscalls *
 get_syscalls (void)
 {
   return g_atomic_pointer_get (&syscalls);
+}
+
+static gint burst_gap = BURST_GAP_USEC;  /* (atomic) */
+
+void
+msg_transport_set_burst_gap (gint usec)
+{
+  g_atomic_int_set (&burst_gap, usec >= 0 ? usec : BURST_GAP_USEC);
 }
 
 /* The I/O thread ------------------------------------------------------------ */
@@ -164,6 +177,7 @@ typedef struct
   gboolean         close_queued;
   gboolean         kicked;
   gboolean         writing;      /* a poster writes to @fd, unlocked */
+  gint64           last_post;    /* monotonic time of the last post */
   int              write_errno;  /* what failed a poster's write, for the I/O thread */
 
   /* I/O thread only */
@@ -304,6 +318,7 @@ connection_deliver (MsgSink     *sink,
 {
   MsgConnection *self = CONNECTION_FROM_SINK (sink);
   OutItem *item;
+  gint64 now;
 
   item = g_new0 (OutItem, 1);
   item->link.data = item;
@@ -338,8 +353,11 @@ connection_deliver (MsgSink     *sink,
   if (item->is_close)
     self->close_queued = TRUE;
   self->n_queued++;
-  if (item->envelope == NULL && self->out.length == 0)
+  now = g_get_monotonic_time ();
+  if (item->envelope == NULL && self->out.length == 0 &&
+      now - self->last_post >= g_atomic_int_get (&burst_gap))
     item = connection_write_direct_locked (self, item);
+  self->last_post = now;
   /* Else, or if the socket did not take all of it, the I/O thread writes
    * the rest. */
   if (item != NULL)
@@ -681,13 +699,15 @@ connection_ref_target (MsgConnection *self)
   return target;
 }
 
-/* Takes @frame. Returns FALSE if the connection failed. */
+/* Takes @frame. Messages go to *@target, looked up on first use and kept
+ * for the rest of the batch: if the channel ends meanwhile, the target has
+ * ended too and drops them. Returns FALSE if the connection failed. */
 static gboolean
-connection_handle_frame (MsgConnection *self,
-                         MsgWireFrame  *frame)
+connection_handle_frame (MsgConnection  *self,
+                         MsgWireFrame   *frame,
+                         MsgEndpoint   **target)
 {
   MsgEnvelope *envelope;
-  MsgEndpoint *target;
   GError *error = NULL;
 
   if (frame->kind == MSG_WIRE_FRAME_CLOSE)
@@ -734,12 +754,10 @@ connection_handle_frame (MsgConnection *self,
     }
   msg_wire_frame_free (frame);
 
-  target = connection_ref_target (self);
-  if (target != NULL)
-    {
-      msg_endpoint_deliver (target, envelope);
-      msg_endpoint_unref (target);
-    }
+  if (*target == NULL)
+    *target = connection_ref_target (self);
+  if (*target != NULL)
+    msg_endpoint_deliver (*target, envelope);
   else
     msg_envelope_free (envelope);
 
@@ -750,23 +768,28 @@ connection_handle_frame (MsgConnection *self,
 static gboolean
 connection_decode (MsgConnection *self)
 {
-  for (;;)
+  MsgEndpoint *target = NULL;
+  gboolean ok = TRUE;
+
+  while (ok)
     {
       MsgWireFrame *frame = NULL;
       GError *error = NULL;
 
       if (self->decoder == NULL)
-        return FALSE;
-      if (!msg_wire_decoder_next (self->decoder, &frame, &error))
+        ok = FALSE;
+      else if (!msg_wire_decoder_next (self->decoder, &frame, &error))
         {
           if (error == NULL)
-            return TRUE;
+            break;
           connection_fail (self, error);
-          return FALSE;
+          ok = FALSE;
         }
-      if (!connection_handle_frame (self, frame))
-        return FALSE;
+      else
+        ok = connection_handle_frame (self, frame, &target);
     }
+  g_clear_pointer (&target, msg_endpoint_unref);
+  return ok;
 }
 
 static void

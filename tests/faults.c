@@ -81,6 +81,7 @@ faulty_recvmsg (int            fd,
 {
   struct iovec *iov = message->msg_iov;
   gsize saved = iov[0].iov_len;
+  gsize limit = 1 + random_below (100);
   guint dice = random_below (10);
   ssize_t n;
 
@@ -89,7 +90,7 @@ faulty_recvmsg (int            fd,
       errno = EINTR;
       return -1;
     }
-  iov[0].iov_len = MIN (saved, 1 + random_below (100));
+  iov[0].iov_len = MIN (saved, limit);
   n = recvmsg (fd, message, flags);
   iov[0].iov_len = saved;
   return n;

@@ -30,6 +30,9 @@
 
 #define ALIGN8(n) (((n) + 7) & ~(gsize) 7)
 #define MAX_RESERVE_AHEAD (16 * 1024 * 1024)
+/* The data of a frame this large or larger is read into a buffer of its
+ * own, which becomes the message's GBytes: no copy. */
+#define MIN_TAIL_SIZE     (64 * 1024)
 #define PORT_ENTRY_SIZE 32
 
 static inline guint16
@@ -326,14 +329,23 @@ typedef struct
   guint64 end;
 } ReceivedFd;
 
+/* The stream from @offset on is buffer[start, start + tail_at), then, if
+ * @tail is set, tail[0, tail_filled), then buffer[start + tail_at, end).
+ * @tail holds the data of the large frame at @start; buffer[start,
+ * start + tail_at) is that frame's header, type and port table, and
+ * nothing follows them in @buffer until @tail is full. */
 struct _MsgWireDecoder
 {
   guint8  *buffer;
   gsize    allocated;
-  gsize    start;      /* first byte not decoded yet */
-  gsize    end;        /* first free byte */
-  guint64  offset;     /* stream offset of buffer[start] */
-  GArray  *fds;        /* of ReceivedFd, in arrival order */
+  gsize    start;        /* first byte not decoded yet */
+  gsize    end;          /* first free byte */
+  guint64  offset;       /* stream offset of buffer[start] */
+  guint8  *tail;         /* (nullable) */
+  gsize    tail_size;
+  gsize    tail_filled;
+  gsize    tail_at;
+  GArray  *fds;          /* of ReceivedFd, in arrival order */
   gboolean failed;
 };
 
@@ -362,6 +374,7 @@ msg_wire_decoder_free (MsgWireDecoder *self)
   close_received_fds (self);
   g_array_unref (self->fds);
   g_free (self->buffer);
+  g_free (self->tail);
   g_free (self);
 }
 
@@ -370,6 +383,14 @@ msg_wire_decoder_reserve (MsgWireDecoder *self,
                           gsize           min_size,
                           gsize          *size)
 {
+  /* The rest of a large frame's data goes straight into its own buffer;
+   * what comes after it, into the main one. */
+  if (self->tail != NULL && self->tail_filled < self->tail_size)
+    {
+      *size = self->tail_size - self->tail_filled;
+      return self->tail + self->tail_filled;
+    }
+
   /* Reclaim what was decoded before growing: the buffer never holds more
    * than a frame in progress and what is asked for. */
   if (self->start > 0 && (self->start == self->end || self->allocated - self->end < min_size))
@@ -393,10 +414,18 @@ msg_wire_decoder_commit (MsgWireDecoder *self,
                          const int      *fds,
                          guint           n_fds)
 {
-  guint64 batch_start = self->offset + (self->end - self->start);
+  guint64 batch_start = self->offset + (self->end - self->start) + self->tail_filled;
 
-  g_assert (self->end + n_bytes <= self->allocated);
-  self->end += n_bytes;
+  if (self->tail != NULL && self->tail_filled < self->tail_size)
+    {
+      g_assert (n_bytes <= self->tail_size - self->tail_filled);
+      self->tail_filled += n_bytes;
+    }
+  else
+    {
+      g_assert (self->end + n_bytes <= self->allocated);
+      self->end += n_bytes;
+    }
   for (guint i = 0; i < n_fds; i++)
     {
       ReceivedFd received = { fds[i], batch_start, batch_start + n_bytes };
@@ -412,18 +441,26 @@ msg_wire_decoder_push (MsgWireDecoder *self,
                        const int      *fds,
                        guint           n_fds)
 {
-  gsize available;
-  guint8 *to = msg_wire_decoder_reserve (self, size, &available);
+  do
+    {
+      gsize room;
+      guint8 *to = msg_wire_decoder_reserve (self, size, &room);
 
-  if (size > 0)
-    memcpy (to, data, size);
-  msg_wire_decoder_commit (self, size, fds, n_fds);
+      room = MIN (room, size);
+      if (room > 0)
+        memcpy (to, data, room);
+      msg_wire_decoder_commit (self, room, fds, n_fds);
+      data += room;
+      size -= room;
+      n_fds = 0;
+    }
+  while (size > 0);
 }
 
 gboolean
 msg_wire_decoder_is_empty (MsgWireDecoder *self)
 {
-  return self->start == self->end && self->fds->len == 0;
+  return self->start == self->end && self->tail == NULL && self->fds->len == 0;
 }
 
 void
@@ -431,6 +468,15 @@ msg_wire_decoder_steal (MsgWireDecoder *self,
                         GByteArray     *bytes,
                         GArray         *fds)
 {
+  if (self->tail != NULL)
+    {
+      g_byte_array_append (bytes, self->buffer + self->start, self->tail_at);
+      g_byte_array_append (bytes, self->tail, self->tail_filled);
+      self->start += self->tail_at;
+      self->offset += self->tail_at + self->tail_filled;
+      g_clear_pointer (&self->tail, g_free);
+      self->tail_filled = 0;
+    }
   g_byte_array_append (bytes, self->buffer + self->start, self->end - self->start);
   self->offset += self->end - self->start;
   self->start = self->end = 0;
@@ -520,13 +566,14 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   const guint8 *h;
   guint kind, flags, n_ports;
   guint32 n_fds, type_len, ports_len;
-  guint64 data_len, frame_size, frame_start;
-  gsize available = self->end - self->start;
+  guint64 data_len, frame_size, frame_start, head_size;
+  gsize available = self->end - self->start + self->tail_filled;
   g_autoptr(MsgWireFrame) frame = NULL;
   g_autoptr(GArray) fds = NULL;
   g_autoptr(GVariant) data = NULL;
   const guint8 *p, *table_end;
   guint fd_index = 0, fds_needed = 0;
+  gboolean from_tail;
 
   g_return_val_if_fail (!self->failed, FALSE);
   *frame_out = NULL;
@@ -572,7 +619,8 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   if (ports_len % 8 != 0 || (guint64) n_ports * PORT_ENTRY_SIZE > ports_len)
     return protocol_error (self, error, "a frame's port table has a bad size");
 
-  frame_size = MSG_WIRE_HEADER_SIZE + ALIGN8 (type_len) + ports_len + data_len;
+  head_size = MSG_WIRE_HEADER_SIZE + ALIGN8 (type_len) + ports_len;
+  frame_size = head_size + data_len;
   if (available < frame_size)
     {
       gsize room;
@@ -582,12 +630,27 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
        * and a peer must not make us hold descriptors without bound. */
       if (self->fds->len > n_fds)
         return protocol_error (self, error, "a frame came with more descriptors than it declares");
+      if (self->tail != NULL)
+        return FALSE;
+      if (data_len >= MIN_TAIL_SIZE && data_len <= MAX_RESERVE_AHEAD && available >= head_size)
+        {
+          /* Large data: the rest is read into its own buffer, with what
+           * of it came already. */
+          self->tail_at = head_size;
+          self->tail_size = data_len;
+          self->tail_filled = available - head_size;
+          self->tail = g_malloc (data_len);
+          memcpy (self->tail, self->buffer + self->start + head_size, self->tail_filled);
+          self->end = self->start + head_size;
+          return FALSE;
+        }
       /* Make room for more of the frame, so that reads go straight in; grow
        * as bytes arrive, not by what a header claims. */
       msg_wire_decoder_reserve (self, MIN (frame_size - available, MAX_RESERVE_AHEAD), &room);
       return FALSE;
     }
 
+  from_tail = self->tail != NULL;
   frame_start = self->offset;
   frame = msg_wire_frame_new (kind, NULL, n_ports);
   fds = g_array_new (FALSE, FALSE, sizeof (int));
@@ -619,7 +682,13 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
           return protocol_error (self, error, "a message has an invalid type");
         }
 
-      bytes = g_bytes_new (data_start, data_len);
+      if (self->tail != NULL)
+        {
+          self->tail_filled = 0;
+          bytes = g_bytes_new_take (g_steal_pointer (&self->tail), data_len);
+        }
+      else
+        bytes = g_bytes_new (data_start, data_len);
       element_size = fixed_array_element_size (type);
       if (element_size > 0)
         {
@@ -700,7 +769,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
       return protocol_error (self, error, "a frame's port table and descriptors disagree");
     }
 
-  self->start += frame_size;
+  self->start += from_tail ? head_size : frame_size;
   self->offset += frame_size;
   *frame_out = g_steal_pointer (&frame);
   return TRUE;

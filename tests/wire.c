@@ -1,0 +1,248 @@
+/* wire.c: the wire decoder, white-box
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Feeds a stream of frames to the decoder in pieces of many sizes, the way
+ * a socket hands them over, and checks that every frame comes out whole:
+ * small ones out of the shared read buffer, large ones (read straight into
+ * a buffer of their own), a large one with a port whose descriptor comes
+ * with a byte in the middle of its data, and a decoder stolen from in the
+ * middle of a large frame, as when a socket-backed port moves to another
+ * process.
+ */
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "wire/msg-wire-private.h"
+
+typedef struct
+{
+  GByteArray *bytes;
+  int         fd;           /* the port frame's descriptor (owned) */
+  gsize       fd_offset;    /* the byte the port frame's descriptor comes with */
+  guint       port_index;   /* which frame carries the port */
+  gsize       large_offset; /* where the first large frame starts */
+  GPtrArray  *expected;     /* (element-type GVariant) */
+} Stream;
+
+static GVariant *
+blob (gsize size,
+      guint seed)
+{
+  guint8 *data = g_malloc (size);
+
+  for (gsize i = 0; i < size; i++)
+    data[i] = (i * 31 + seed) & 0xff;
+  return g_variant_ref_sink (g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, data, size,
+                                                      TRUE, g_free, data));
+}
+
+static void
+append_frame (Stream       *stream,
+              MsgWireFrame *frame)
+{
+  MsgWireEncoded encoded;
+  g_autoptr(GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
+
+  g_assert_true (msg_wire_encode (frame, &encoded, NULL));
+  msg_wire_encoded_append (&encoded, stream->bytes, fds);
+  msg_wire_encoded_clear (&encoded);
+  if (fds->len > 0)
+    {
+      g_assert_cmpuint (fds->len, ==, 1);
+      stream->fd = g_array_index (fds, int, 0);
+    }
+}
+
+static void
+append_message (Stream   *stream,
+                GVariant *data)
+{
+  MsgWireFrame frame = { MSG_WIRE_FRAME_MESSAGE, data, 0, NULL };
+
+  append_frame (stream, &frame);
+  g_ptr_array_add (stream->expected, g_variant_ref (data));
+}
+
+/* Small and large messages, a large one with a port whose descriptor comes
+ * with a byte in the middle of its data, a close. */
+static void
+stream_init (Stream *stream)
+{
+  g_autoptr(MsgWireFrame) port_frame = NULL;
+  g_autoptr(MsgWireFrame) close_frame = msg_wire_frame_new (MSG_WIRE_FRAME_CLOSE, NULL, 0);
+  g_autoptr(GVariant) small = g_variant_ref_sink (g_variant_new ("(us)", 7, "small"));
+  g_autoptr(GVariant) large = blob (200000, 1);
+  g_autoptr(GVariant) larger = blob (70001, 2);
+  int pipe_fds[2];
+
+  stream->bytes = g_byte_array_new ();
+  stream->fd = -1;
+  stream->expected = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+
+  append_message (stream, small);
+  stream->large_offset = stream->bytes->len;
+  append_message (stream, large);
+
+  g_assert_no_errno (pipe (pipe_fds));
+  close (pipe_fds[1]);
+  port_frame = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE, g_variant_ref (large), 1);
+  port_frame->ports[0].fd = pipe_fds[0];
+  stream->fd_offset = stream->bytes->len + 150000;
+  stream->port_index = stream->expected->len;
+  append_frame (stream, port_frame);
+  g_ptr_array_add (stream->expected, g_variant_ref (large));
+
+  append_message (stream, larger);
+  append_message (stream, small);
+  append_frame (stream, close_frame);
+}
+
+static void
+stream_clear (Stream *stream)
+{
+  g_byte_array_unref (stream->bytes);
+  g_ptr_array_unref (stream->expected);
+  if (stream->fd >= 0)
+    close (stream->fd);
+}
+
+/* Feeds stream bytes [@from, @to) in pieces of @piece bytes (0: random
+ * sizes), the port frame's descriptor (a duplicate) with the piece that
+ * holds its first byte, and collects what comes out. */
+static void
+feed (MsgWireDecoder *decoder,
+      Stream         *stream,
+      gsize           from,
+      gsize           to,
+      gsize           piece,
+      GPtrArray      *frames)
+{
+  gsize offset = from;
+
+  while (offset < to)
+    {
+      MsgWireFrame *frame;
+      GError *error = NULL;
+      gsize room, n = piece > 0 ? piece : (gsize) g_test_rand_int_range (1, 100000);
+      guint8 *where = msg_wire_decoder_reserve (decoder, 1, &room);
+      int fd = -1;
+
+      n = MIN (n, MIN (room, to - offset));
+      memcpy (where, stream->bytes->data + offset, n);
+      if (offset <= stream->fd_offset && stream->fd_offset < offset + n)
+        fd = fcntl (stream->fd, F_DUPFD_CLOEXEC, 0);
+      msg_wire_decoder_commit (decoder, n, &fd, fd >= 0 ? 1 : 0);
+      offset += n;
+
+      while (msg_wire_decoder_next (decoder, &frame, &error))
+        g_ptr_array_add (frames, frame);
+      g_assert_no_error (error);
+    }
+}
+
+static void
+check_frames (Stream    *stream,
+              GPtrArray *frames,
+              guint      first)
+{
+  struct stat expected_st, st;
+
+  g_assert_no_errno (fstat (stream->fd, &expected_st));
+  g_assert_cmpuint (frames->len, ==, stream->expected->len + 1 - first);
+  for (guint i = 0; i < stream->expected->len - first; i++)
+    {
+      MsgWireFrame *frame = g_ptr_array_index (frames, i);
+      GVariant *expected = g_ptr_array_index (stream->expected, first + i);
+
+      g_assert_cmpint (frame->kind, ==, MSG_WIRE_FRAME_MESSAGE);
+      g_assert_true (g_variant_equal (frame->data, expected));
+      if (first + i == stream->port_index)
+        {
+          /* Its descriptor is the pipe's. */
+          g_assert_cmpuint (frame->n_ports, ==, 1);
+          g_assert_no_errno (fstat (frame->ports[0].fd, &st));
+          g_assert_cmpuint (st.st_ino, ==, expected_st.st_ino);
+        }
+      else
+        g_assert_cmpuint (frame->n_ports, ==, 0);
+    }
+  g_assert_cmpint (((MsgWireFrame *) g_ptr_array_index (frames, frames->len - 1))->kind,
+                   ==, MSG_WIRE_FRAME_CLOSE);
+}
+
+static void
+test_wire_decoder_pieces (void)
+{
+  const gsize pieces[] = { 1, 7, 4096, 65539, 1 << 20, 0, 0, 0 };
+
+  g_test_summary ("A stream of small and large frames fed in pieces of any size decodes "
+                  "to the same frames, descriptors included");
+
+  for (guint i = 0; i < G_N_ELEMENTS (pieces); i++)
+    {
+      Stream stream;
+      MsgWireDecoder *decoder = msg_wire_decoder_new ();
+      g_autoptr(GPtrArray) frames = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_wire_frame_free);
+
+      stream_init (&stream);
+      feed (decoder, &stream, 0, stream.bytes->len, pieces[i], frames);
+      check_frames (&stream, frames, 0);
+      g_assert_true (msg_wire_decoder_is_empty (decoder));
+      msg_wire_decoder_free (decoder);
+      stream_clear (&stream);
+    }
+}
+
+static void
+test_wire_decoder_steal (void)
+{
+  g_test_summary ("Stealing what a decoder holds in the middle of a large frame, and "
+                  "pushing it into a new decoder, loses and reorders nothing");
+
+  /* Cut in the first large frame, in its data, at points read into its
+   * own buffer and not. */
+  for (gsize cut = 100; cut < 200000; cut += 39999)
+    {
+      Stream stream;
+      MsgWireDecoder *decoder = msg_wire_decoder_new ();
+      MsgWireDecoder *next = msg_wire_decoder_new ();
+      g_autoptr(GPtrArray) frames = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_wire_frame_free);
+      g_autoptr(GByteArray) stolen = g_byte_array_new ();
+      g_autoptr(GArray) stolen_fds = g_array_new (FALSE, FALSE, sizeof (int));
+      gsize at;
+
+      stream_init (&stream);
+      at = stream.large_offset + cut;
+      feed (decoder, &stream, 0, at, 5000, frames);
+      g_assert_cmpuint (frames->len, ==, 1);
+      g_assert_false (msg_wire_decoder_is_empty (decoder));
+
+      msg_wire_decoder_steal (decoder, stolen, stolen_fds);
+      g_assert_true (msg_wire_decoder_is_empty (decoder));
+      g_assert_cmpuint (stolen_fds->len, ==, 0);
+      msg_wire_decoder_push (next, stolen->data, stolen->len, NULL, 0);
+      g_ptr_array_set_size (frames, 0);
+      feed (next, &stream, at, stream.bytes->len, 0, frames);
+      check_frames (&stream, frames, 1);
+
+      msg_wire_decoder_free (decoder);
+      msg_wire_decoder_free (next);
+      stream_clear (&stream);
+    }
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/wire/decoder/pieces", test_wire_decoder_pieces);
+  g_test_add_func ("/wire/decoder/steal", test_wire_decoder_steal);
+
+  return g_test_run ();
+}

@@ -167,7 +167,7 @@ typedef struct
   int              fd;           /* I/O thread; -1 once closed or moved */
 
   GMutex           lock;
-  GCond            written_cond;
+  GCond            written_cond;  /* see connection_wait_locked() */
   /* protected by @lock */
   MsgEndpoint     *endpoint;     /* (owned) (nullable): whose sink this is */
   GQueue           out;          /* of OutItem */
@@ -177,12 +177,14 @@ typedef struct
   gboolean         close_queued;
   gboolean         kicked;
   gboolean         writing;      /* a poster writes to @fd, unlocked */
+  guint            n_waiters;    /* threads in connection_wait_locked() */
   gint64           last_post;    /* monotonic time of the last post */
   int              write_errno;  /* what failed a poster's write, for the I/O thread */
 
   /* I/O thread only */
   MsgWireDecoder  *decoder;
   gboolean         want_out;
+  GIOCondition     polled;       /* what @fd_tag asks for */
   gboolean         peer_closed;  /* its close frame was read */
 } MsgConnection;
 
@@ -251,6 +253,26 @@ out_item_add_iov (OutItem      *item,
   return n_iov;
 }
 
+/* Waits, with @self->lock held, until connection_signal_locked(): written
+ * frames, a poster's direct write ending, the connection ending or a
+ * cancellation. */
+static void
+connection_wait_locked (MsgConnection *self)
+{
+  self->n_waiters++;
+  g_cond_wait (&self->written_cond, &self->lock);
+  self->n_waiters--;
+}
+
+/* Called with @self->lock held. A broadcast is a system call even with
+ * nobody waiting: most of the time there is nobody. */
+static void
+connection_signal_locked (MsgConnection *self)
+{
+  if (self->n_waiters > 0)
+    g_cond_broadcast (&self->written_cond);
+}
+
 /* Called with @self->lock held. */
 static void
 connection_kick_locked (MsgConnection *self)
@@ -300,12 +322,12 @@ connection_write_direct_locked (MsgConnection *self,
   if (n > 0 && (gsize) n == total)
     {
       self->n_written++;
-      g_cond_broadcast (&self->written_cond);
+      connection_signal_locked (self);
       msg_wire_encoded_clear (&item->encoded);
       g_free (item);
       return NULL;
     }
-  g_cond_broadcast (&self->written_cond);
+  connection_signal_locked (self);
   if (n > 0)
     item->offset += n;
   return item;
@@ -401,7 +423,7 @@ connection_fail (MsgConnection *self,
 
   msg_mutex_lock (&self->lock);
   while (self->writing)
-    g_cond_wait (&self->written_cond, &self->lock);
+    connection_wait_locked (self);
   if (self->state == CONNECTION_DEAD || self->state == CONNECTION_MOVED)
     {
       msg_mutex_unlock (&self->lock);
@@ -412,7 +434,7 @@ connection_fail (MsgConnection *self,
   dropped = self->out;
   g_queue_init (&self->out);
   endpoint = g_steal_pointer (&self->endpoint);
-  g_cond_broadcast (&self->written_cond);
+  connection_signal_locked (self);
   msg_mutex_unlock (&self->lock);
 
   if (self->fd_tag != NULL)
@@ -450,6 +472,11 @@ connection_new (int          fd,
   source = g_source_new (&connection_source_funcs, sizeof (MsgConnection));
   self = (MsgConnection *) source;
   g_source_set_static_name (source, "MsgPortMain connection");
+  /* GLib blocks a source that may not recurse while it dispatches, which
+   * takes its descriptor out of the poll set and puts it back: a wake-up
+   * of the I/O thread, and an empty main-loop iteration, after every read.
+   * The dispatch never iterates the I/O context, so it cannot recurse. */
+  g_source_set_can_recurse (source, TRUE);
   g_mutex_init (&self->lock);
   g_cond_init (&self->written_cond);
   g_queue_init (&self->out);
@@ -458,7 +485,8 @@ connection_new (int          fd,
   self->endpoint = msg_endpoint_ref (endpoint);
   self->state = CONNECTION_OPEN;
   self->decoder = msg_wire_decoder_new ();
-  self->fd_tag = g_source_add_unix_fd (source, fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
+  self->polled = G_IO_IN | G_IO_HUP | G_IO_ERR;
+  self->fd_tag = g_source_add_unix_fd (source, fd, self->polled);
   g_source_set_ready_time (source, -1);
 
   return self;
@@ -1003,13 +1031,13 @@ connection_move (MsgConnection  *self,
 
   msg_mutex_lock (&self->lock);
   while (self->writing)
-    g_cond_wait (&self->written_cond, &self->lock);
+    connection_wait_locked (self);
   unwritten = self->out;
   g_queue_init (&self->out);
   self->state = CONNECTION_MOVED;
   self->n_written = self->n_queued;
   remote = g_steal_pointer (&self->endpoint);
-  g_cond_broadcast (&self->written_cond);
+  connection_signal_locked (self);
   msg_mutex_unlock (&self->lock);
 
   /* Queued but not written: the rest of a partly written frame first. */
@@ -1289,7 +1317,7 @@ connection_write (MsgConnection *self)
       msg_mutex_lock (&self->lock);
       connection_advance_locked (self, n, &done, &close_written);
       if (done.length > 0)
-        g_cond_broadcast (&self->written_cond);
+        connection_signal_locked (self);
       if (close_written)
         self->state = CONNECTION_WRITE_CLOSED;
       msg_mutex_unlock (&self->lock);
@@ -1316,12 +1344,17 @@ connection_dispatch (GSource     *source,
                      gpointer     user_data)
 {
   MsgConnection *self = (MsgConnection *) source;
-  GIOCondition revents = 0;
+  GIOCondition revents = 0, wanted;
   ConnectionState state;
 
+  /* Both calls below wake this thread's context again when they change
+   * anything: only make them when something did change. */
   msg_mutex_lock (&self->lock);
-  self->kicked = FALSE;
-  g_source_set_ready_time (source, -1);
+  if (self->kicked)
+    {
+      self->kicked = FALSE;
+      g_source_set_ready_time (source, -1);
+    }
   state = self->state;
   msg_mutex_unlock (&self->lock);
 
@@ -1335,9 +1368,12 @@ connection_dispatch (GSource     *source,
     connection_write (self);
   connection_read (self, revents);
 
-  if (self->fd_tag != NULL)
-    g_source_modify_unix_fd (source, self->fd_tag,
-                             G_IO_IN | G_IO_HUP | G_IO_ERR | (self->want_out ? G_IO_OUT : 0));
+  wanted = G_IO_IN | G_IO_HUP | G_IO_ERR | (self->want_out ? G_IO_OUT : 0);
+  if (self->fd_tag != NULL && wanted != self->polled)
+    {
+      g_source_modify_unix_fd (source, self->fd_tag, wanted);
+      self->polled = wanted;
+    }
 
   return G_SOURCE_CONTINUE;
 }
@@ -1370,7 +1406,7 @@ flush_cancelled (GCancellable *cancellable,
   MsgConnection *self = data;
 
   msg_mutex_lock (&self->lock);
-  g_cond_broadcast (&self->written_cond);
+  connection_signal_locked (self);
   msg_mutex_unlock (&self->lock);
 }
 
@@ -1393,7 +1429,7 @@ msg_transport_flush (MsgSink       *sink,
   while (self->n_written < target &&
          (self->state == CONNECTION_OPEN || self->state == CONNECTION_WRITE_CLOSED) &&
          !g_cancellable_is_cancelled (cancellable))
-    g_cond_wait (&self->written_cond, &self->lock);
+    connection_wait_locked (self);
   done = self->n_written >= target;
   msg_mutex_unlock (&self->lock);
 

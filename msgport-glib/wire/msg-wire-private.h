@@ -73,7 +73,7 @@ typedef struct
 {
   GBytes *head;
   GBytes *data;    /* (nullable) */
-  GArray *fds;     /* (element-type int) */
+  GArray *fds;     /* (nullable) (element-type int): NULL when there are none */
 } MsgWireEncoded;
 
 void     msg_wire_encoded_clear  (MsgWireEncoded *encoded);

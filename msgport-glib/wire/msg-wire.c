@@ -248,7 +248,8 @@ msg_wire_encode (MsgWireFrame   *frame,
   if (type_len > 0)
     memcpy (head + MSG_WIRE_HEADER_SIZE, type, type_len);
 
-  encoded->fds = g_array_new (FALSE, FALSE, sizeof (int));
+  if (n_fds > 0)
+    encoded->fds = g_array_sized_new (FALSE, FALSE, sizeof (int), n_fds);
   offset = MSG_WIRE_HEADER_SIZE + ALIGN8 (type_len);
   for (guint i = 0; i < frame->n_ports; i++)
     {
@@ -653,7 +654,8 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   from_tail = self->tail != NULL;
   frame_start = self->offset;
   frame = msg_wire_frame_new (kind, NULL, n_ports);
-  fds = g_array_new (FALSE, FALSE, sizeof (int));
+  if (n_fds > 0)
+    fds = g_array_sized_new (FALSE, FALSE, sizeof (int), n_fds);
   if (!take_fds (self, n_fds, frame_start, frame_start + frame_size, fds, error))
     {
       msg_wire_close_fds (fds);

@@ -4,7 +4,7 @@
  *
  *   msgport-bench TOPOLOGY WORKLOAD METRIC [N]
  *   msgport-bench memory unstarted|started [CHANNELS]
- *   msgport-bench idle-ports same-thread|cross-thread IDLE_PORTS [N]
+ *   msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]
  *
  * The first form plugs into the anchor runner (`run --with`): the workloads,
  * the bursts, the protocol and the JSON line are those of
@@ -28,7 +28,12 @@
  *
  * idle-ports: W-small throughput of one channel while IDLE_PORTS other
  * ports, started and idle, share the receiving end's GMainContext; run it
- * with 0 for the figure alone.
+ * with 0 for the figure alone. Across processes the idle ports are
+ * connected: IDLE_PORTS more socketpairs, made before fork(), each process
+ * starting its ends as ports in the context of its end of the busy channel
+ * (A's in the parent, B's in the child), so that each process has
+ * IDLE_PORTS idle socket ports on the library's I/O thread beside the busy
+ * one.
  */
 
 #include <msgport-glib.h>
@@ -53,12 +58,18 @@
 static const char *usage =
   "msgport-bench same-thread|cross-thread|cross-process WORKLOAD METRIC [N]\n"
   "       msgport-bench memory unstarted|started [CHANNELS]\n"
-  "       msgport-bench idle-ports same-thread|cross-thread IDLE_PORTS [N]";
+  "       msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]";
 
 static const char *topology;
 static const char *metric_name;  /* what the JSON line says; NULL: as configured */
 static BenchConfig config;
-static guint       n_idle;       /* idle started ports beside end B */
+static guint       n_idle;       /* idle started ports beside end B (and,
+                                  * across processes, beside end A too) */
+static GPtrArray  *idle_objects; /* (owned): the idle channels, or ports */
+#ifdef MSG_BENCH_HAVE_FD_PORTS
+static int        *idle_fds;     /* (nullable): across processes, this
+                                  * process's ends of the idle sockets */
+#endif
 
 /* End A: the main thread. */
 static MsgPortMain *port_a;
@@ -72,7 +83,6 @@ static MsgPortMain *port_b;
 static GMainLoop   *loop_b;      /* (nullable): runs B's own context */
 static gboolean     b_closed;
 static guint64      count;       /* messages received */
-static GPtrArray   *idle_channels;
 
 /* Connects @port's handlers for the configured metric and starts it in the
  * thread-default context. */
@@ -119,19 +129,37 @@ b_on_close (MsgPortMain *port,
     g_main_loop_quit (loop_b);
 }
 
-/* Starts @n idle ports (n / 2 channels, both ends) in the thread-default
- * context. They stay until the process exits. */
+/* Starts @n idle ports in the thread-default context: n / 2 channels, both
+ * ends, or across processes a port for each of this process's ends of the
+ * idle sockets (idle_fds). They stay until the process exits. */
 static void
 start_idle_ports (guint n)
 {
-  idle_channels = g_ptr_array_new_with_free_func (g_object_unref);
+  idle_objects = g_ptr_array_new_with_free_func (g_object_unref);
+#ifdef MSG_BENCH_HAVE_FD_PORTS
+  if (idle_fds != NULL)
+    {
+      for (guint i = 0; i < n; i++)
+        {
+          g_autoptr(GError) error = NULL;
+          MsgPortMain *port = msg_port_main_new_for_fd (idle_fds[i], &error);
+
+          if (port == NULL)
+            g_error ("idle port %u: msg_port_main_new_for_fd: %s", i, error->message);
+          msg_port_main_start (port);
+          g_ptr_array_add (idle_objects, port);
+        }
+      g_clear_pointer (&idle_fds, g_free);
+      return;
+    }
+#endif
   for (guint i = 0; i < n / 2; i++)
     {
       MsgChannelMain *channel = msg_channel_main_new ();
 
       msg_port_main_start (msg_channel_main_get_port1 (channel));
       msg_port_main_start (msg_channel_main_get_port2 (channel));
-      g_ptr_array_add (idle_channels, channel);
+      g_ptr_array_add (idle_objects, channel);
     }
 }
 
@@ -306,19 +334,53 @@ run_in_process (gboolean cross_thread)
 }
 
 #ifdef MSG_BENCH_HAVE_FD_PORTS
+/* Before fork(): the sockets of the n_idle idle connected ports, one end
+ * of each for the parent and one for the child. */
+static void
+make_idle_sockets (int **parent_ends,
+                   int **child_ends)
+{
+  *parent_ends = g_new (int, n_idle);
+  *child_ends = g_new (int, n_idle);
+  for (guint i = 0; i < n_idle; i++)
+    {
+      int fds[2];
+
+      if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+        g_error ("socketpair (idle port %u of %u): %s", i, n_idle, g_strerror (errno));
+      (*parent_ends)[i] = fds[0];
+      (*child_ends)[i] = fds[1];
+    }
+}
+
+/* After fork(): closes the other process's ends of the idle sockets and
+ * keeps @ours for start_idle_ports(). */
+static void
+keep_idle_ends (int *ours,
+                int *theirs)
+{
+  for (guint i = 0; i < n_idle; i++)
+    close (theirs[i]);
+  g_free (theirs);
+  idle_fds = ours;
+}
+
 /* End B in a forked child, over a socketpair. Each side makes its port
  * after fork(), so that whatever the transport runs in the background
- * belongs to the process that uses it. */
+ * belongs to the process that uses it. So do the idle ports of idle-ports
+ * mode: the parent starts its ends beside end A, the child beside end B. */
 static int
 run_cross_process (void)
 {
   g_autoptr(GError) error = NULL;
+  int *parent_idle_ends, *child_idle_ends;
   int fds[2];
   int status;
   pid_t pid;
 
   if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
     g_error ("socketpair: %s", g_strerror (errno));
+  make_idle_sockets (&parent_idle_ends, &child_idle_ends);
 
   fflush (stdout);
   pid = fork ();
@@ -327,6 +389,7 @@ run_cross_process (void)
   if (pid == 0)
     {
       close (fds[0]);
+      keep_idle_ends (child_idle_ends, parent_idle_ends);
       port_b = msg_port_main_new_for_fd (fds[1], &error);
       if (port_b == NULL)
         g_error ("child: msg_port_main_new_for_fd: %s", error->message);
@@ -336,9 +399,11 @@ run_cross_process (void)
     }
 
   close (fds[1]);
+  keep_idle_ends (parent_idle_ends, child_idle_ends);
   port_a = msg_port_main_new_for_fd (fds[0], &error);
   if (port_a == NULL)
     g_error ("msg_port_main_new_for_fd: %s", error->message);
+  start_idle_ports (n_idle);
   start_a ();
   run_a ();
   g_object_unref (port_a);
@@ -473,7 +538,7 @@ main (int    argc,
     }
 
   cross_thread = strcmp (topology, "cross-thread") == 0;
-  if (strcmp (topology, "cross-process") == 0 && metric_name == NULL)
+  if (strcmp (topology, "cross-process") == 0)
     return run_cross_process ();
   if (!cross_thread && strcmp (topology, "same-thread") != 0)
     bench_usage_exit (usage);

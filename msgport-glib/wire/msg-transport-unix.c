@@ -319,15 +319,15 @@ connection_write_direct_locked (MsgConnection *self,
    * the I/O thread does, with this error. */
   if (n < 0 && errsv != EINTR && errsv != EAGAIN && errsv != EWOULDBLOCK)
     self->write_errno = errsv;
+  /* Waiters re-check under the lock, which this thread still holds. */
+  connection_signal_locked (self);
   if (n > 0 && (gsize) n == total)
     {
       self->n_written++;
-      connection_signal_locked (self);
       msg_wire_encoded_clear (&item->encoded);
       g_free (item);
       return NULL;
     }
-  connection_signal_locked (self);
   if (n > 0)
     item->offset += n;
   return item;

@@ -15,6 +15,7 @@
 
 #include "msg-test-utils.h"
 #include "wire/msg-transport-private.h"
+#include "wire/msg-wire-private.h"
 
 static gint fault_budget = -1;  /* (atomic): sendmsg calls before ECONNRESET */
 static GMutex rand_lock;
@@ -127,8 +128,9 @@ static const MsgSyscalls budgeted = {
 };
 
 static void
-test_faults_short_and_interrupted (void)
+test_faults_short_and_interrupted (gconstpointer param)
 {
+  gboolean memfd = GPOINTER_TO_INT (param);
   MsgPortMain *a, *b, *moving, *moved;
   g_autoptr(MsgRecorder) rec = NULL;
   g_autoptr(MsgRecorder) rec_moved = NULL;
@@ -145,6 +147,9 @@ test_faults_short_and_interrupted (void)
     blob[i] = i % 251;
   big = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, blob, 100000, 1));
 
+  /* With @memfd, the large messages travel in memfds: descriptors in
+   * frames that are written in pieces. */
+  msg_wire_set_memfd_threshold (memfd ? 32 * 1024 : -1);
   msg_transport_set_syscalls (&faulty);
   msg_test_socket_ports (&a, &b);
   rec = msg_recorder_new (b);
@@ -199,6 +204,7 @@ test_faults_short_and_interrupted (void)
   msg_test_wait_until (NULL, rec_port1->n_close == 1);
 
   msg_transport_set_syscalls (NULL);
+  msg_wire_set_memfd_threshold (-1);
   g_variant_unref (big);
   g_object_unref (a);
   g_object_unref (b);
@@ -360,8 +366,9 @@ static const MsgSyscalls stuck = {
 };
 
 static void
-test_faults_move_unwritten (void)
+test_faults_move_unwritten (gconstpointer param)
 {
+  gboolean memfd = GPOINTER_TO_INT (param);
   MsgPortMain *p, *x, *y, *z, *moved;
   g_autoptr(MsgRecorder) rec_y = NULL;
   g_autoptr(MsgRecorder) rec_z = NULL;
@@ -384,6 +391,8 @@ test_faults_move_unwritten (void)
   rec_y = msg_recorder_new (y);
   msg_port_main_start (y);
 
+  /* With @memfd, the large messages' frames carry descriptors too. */
+  msg_wire_set_memfd_threshold (memfd ? 32 * 1024 : -1);
   g_atomic_int_set (&stuck_budget, 10);
   g_atomic_int_set (&stuck_fd, fds[0]);
   msg_transport_set_syscalls (&stuck);
@@ -396,6 +405,7 @@ test_faults_move_unwritten (void)
   msg_test_wait_until (NULL, rec_y->events->len == 1);
   g_atomic_int_set (&stuck_fd, -1);
   msg_transport_set_syscalls (NULL);
+  msg_wire_set_memfd_threshold (-1);
 
   /* The moved port writes what was left; read it at the old raw end. */
   moved = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
@@ -537,13 +547,17 @@ main (int    argc,
   g_test_init (&argc, &argv, NULL);
   rand_state = g_rand_new_with_seed (g_test_rand_int ());
 
-  g_test_add_func ("/faults/short-and-interrupted", test_faults_short_and_interrupted);
+  g_test_add_data_func ("/faults/short-and-interrupted", GINT_TO_POINTER (FALSE),
+                        test_faults_short_and_interrupted);
+  g_test_add_data_func ("/faults/short-and-interrupted/memfd", GINT_TO_POINTER (TRUE),
+                        test_faults_short_and_interrupted);
   g_test_add_data_func ("/faults/reset-mid-stream", GINT_TO_POINTER (FALSE),
                         test_faults_reset_mid_stream);
   g_test_add_data_func ("/faults/reset-mid-stream/direct", GINT_TO_POINTER (TRUE),
                         test_faults_reset_mid_stream);
   g_test_add_func ("/faults/concurrent-posters", test_faults_concurrent_posters);
-  g_test_add_func ("/faults/move-unwritten", test_faults_move_unwritten);
+  g_test_add_data_func ("/faults/move-unwritten", GINT_TO_POINTER (FALSE), test_faults_move_unwritten);
+  g_test_add_data_func ("/faults/move-unwritten/memfd", GINT_TO_POINTER (TRUE), test_faults_move_unwritten);
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);
 
   result = g_test_run ();

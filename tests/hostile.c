@@ -10,7 +10,9 @@
  */
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -126,7 +128,7 @@ send_valid (int        raw,
             const int *fds,
             guint      n_fds)
 {
-  MsgWireFrame frame = { MSG_WIRE_FRAME_MESSAGE, g_variant_ref_sink (data), 0, NULL };
+  MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data = g_variant_ref_sink (data), .data_fd = -1 };
   MsgWireEncoded encoded;
   g_autoptr(GByteArray) bytes = g_byte_array_new ();
   g_autoptr(GArray) unused = g_array_new (FALSE, FALSE, sizeof (int));
@@ -395,6 +397,69 @@ send_garbage (int raw)
   send_raw (raw, garbage, sizeof garbage, NULL, 0);
 }
 
+/* A message of @type whose data is declared to be @size bytes in a
+ * descriptor, @data_fd, which is sent with it and closed. */
+static void
+send_in_descriptor (int         raw,
+                    const char *type,
+                    int         data_fd,
+                    guint64     size)
+{
+  guint8 frame[MSG_WIRE_HEADER_SIZE + 8 + 8] = { 0, };
+
+  g_assert_cmpuint (strlen (type), <=, 8);
+  header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD,
+          0, 1, strlen (type), 0, 8);
+  memcpy (frame + MSG_WIRE_HEADER_SIZE, type, strlen (type));
+  for (guint i = 0; i < 8; i++)
+    frame[MSG_WIRE_HEADER_SIZE + 8 + i] = size >> (8 * i);
+  send_raw (raw, frame, sizeof frame, &data_fd, 1);
+  close (data_fd);
+}
+
+static int
+new_memfd (const char *data,
+           guint       seals)
+{
+  int fd = memfd_create ("hostile", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (write (fd, data, strlen (data)), ==, (gssize) strlen (data));
+  if (seals != 0)
+    g_assert_no_errno (fcntl (fd, F_ADD_SEALS, seals));
+  return fd;
+}
+
+static void
+send_unsealed_memfd (int raw)
+{
+  /* The sender could still change it under the receiver's mapping. */
+  send_in_descriptor (raw, "ay", new_memfd ("abcdefgh", F_SEAL_SHRINK | F_SEAL_GROW), 8);
+}
+
+static void
+send_pipe_as_data (int raw)
+{
+  int fds[2];
+
+  g_assert_cmpint (pipe (fds), ==, 0);
+  close (fds[1]);
+  send_in_descriptor (raw, "ay", fds[0], 8);
+}
+
+static void
+send_memfd_too_small (int raw)
+{
+  /* Mapping past its end would be a SIGBUS. */
+  send_in_descriptor (raw, "ay", new_memfd ("abcdefgh", F_SEAL_WRITE | F_SEAL_SHRINK), 1 << 20);
+}
+
+static void
+send_memfd_not_normal (int raw)
+{
+  send_in_descriptor (raw, "s", new_memfd ("abc", F_SEAL_WRITE | F_SEAL_SHRINK), 3);
+}
+
 static const HostileCase cases[] = {
   { "/hostile/bad-magic", send_bad_magic, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/truncated-then-hang-up", send_truncated_then_hang_up, MSG_PORT_ERROR_PEER_GONE, 3 },
@@ -417,6 +482,10 @@ static const HostileCase cases[] = {
   { "/hostile/prefix-overflow", send_prefix_overflow, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/fd-flood", send_fd_flood, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/garbage", send_garbage, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/memfd/unsealed", send_unsealed_memfd, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/memfd/pipe", send_pipe_as_data, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/memfd/too-small", send_memfd_too_small, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/memfd/not-normal-form", send_memfd_not_normal, MSG_PORT_ERROR_PROTOCOL, 3 },
 };
 
 static void

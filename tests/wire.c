@@ -8,13 +8,17 @@
  * a buffer of their own), a large one with a port whose descriptor comes
  * with a byte in the middle of its data, and a decoder stolen from in the
  * middle of a large frame, as when a socket-backed port moves to another
- * process.
+ * process; then messages whose data travels in a sealed memfd, and the
+ * descriptors a receiver must refuse in its place.
  */
 
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "msg-port-error.h"
 
 #include "wire/msg-wire-private.h"
 
@@ -61,7 +65,7 @@ static void
 append_message (Stream   *stream,
                 GVariant *data)
 {
-  MsgWireFrame frame = { MSG_WIRE_FRAME_MESSAGE, data, 0, NULL };
+  MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data = data, .data_fd = -1 };
 
   append_frame (stream, &frame);
   g_ptr_array_add (stream->expected, g_variant_ref (data));
@@ -235,6 +239,233 @@ test_wire_decoder_steal (void)
     }
 }
 
+/* Memfds ------------------------------------------------------------------ */
+
+/* Encodes @frame and decodes it again, its descriptors coming with its
+ * first byte. */
+static MsgWireFrame *
+reencode (MsgWireFrame *frame,
+          guint         expected_fds)
+{
+  MsgWireEncoded encoded;
+  g_autoptr(GByteArray) bytes = g_byte_array_new ();
+  g_autoptr(GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
+  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  MsgWireFrame *decoded = NULL;
+  GError *error = NULL;
+
+  g_assert_true (msg_wire_encode (frame, &encoded, NULL));
+  msg_wire_encoded_append (&encoded, bytes, fds);
+  msg_wire_encoded_clear (&encoded);
+  g_assert_cmpuint (fds->len, ==, expected_fds);
+
+  msg_wire_decoder_push (decoder, bytes->data, bytes->len, (const int *) fds->data, fds->len);
+  g_assert_true (msg_wire_decoder_next (decoder, &decoded, &error));
+  g_assert_no_error (error);
+  g_assert_true (msg_wire_decoder_is_empty (decoder));
+  msg_wire_decoder_free (decoder);
+  return decoded;
+}
+
+static void
+test_wire_memfd_round_trip (void)
+{
+  g_autoptr(GVariant) large = blob (100000, 3);
+  g_autoptr(GVariant) small = g_variant_ref_sink (g_variant_new ("(us)", 7, "small"));
+  g_autoptr(GVariant) structured = NULL;
+  g_autoptr(MsgWireFrame) with_port = NULL;
+  g_autoptr(MsgWireFrame) decoded = NULL;
+  GVariantBuilder builder;
+  GVariant *cases[3];
+  int pipe_fds[2];
+  struct stat expected_st, st;
+
+  g_test_summary ("A message over the memfd threshold travels in a sealed memfd, after the "
+                  "descriptors of its ports, and maps back to an equal value; smaller ones "
+                  "stay inline");
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(ts)"));
+  for (guint i = 0; i < 5000; i++)
+    g_variant_builder_add (&builder, "(ts)", (guint64) i, "abcdefghijklmnopqrstuvwxyz012345");
+  structured = g_variant_ref_sink (g_variant_builder_end (&builder));
+
+  msg_wire_set_memfd_threshold (4096);
+  cases[0] = large;
+  cases[1] = structured;
+  cases[2] = small;
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data = cases[i], .data_fd = -1 };
+      gboolean in_memfd = cases[i] != small;
+      g_autoptr(MsgWireFrame) got = reencode (&frame, in_memfd ? 1 : 0);
+      GError *error = NULL;
+
+      if (in_memfd)
+        {
+          g_assert_null (got->data);
+          g_assert_cmpint (got->data_fd, >=, 0);
+          g_assert_cmpint (fcntl (got->data_fd, F_GET_SEALS) & (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW),
+                           ==, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW);
+          g_assert_cmpuint (got->data_size, ==, g_variant_get_size (cases[i]));
+        }
+      g_assert_true (msg_wire_frame_map_data (got, &error));
+      g_assert_no_error (error);
+      g_assert_cmpint (got->data_fd, ==, -1);
+      g_assert_true (g_variant_equal (got->data, cases[i]));
+    }
+
+  /* The port's descriptor first, the data's last. */
+  g_assert_no_errno (pipe (pipe_fds));
+  close (pipe_fds[1]);
+  g_assert_no_errno (fstat (pipe_fds[0], &expected_st));
+  with_port = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE, g_variant_ref (large), 1);
+  with_port->ports[0].fd = pipe_fds[0];
+  decoded = reencode (with_port, 2);
+  g_assert_no_errno (fstat (decoded->ports[0].fd, &st));
+  g_assert_cmpuint (st.st_ino, ==, expected_st.st_ino);
+  g_assert_true (msg_wire_frame_map_data (decoded, NULL));
+  g_assert_true (g_variant_equal (decoded->data, large));
+
+  msg_wire_set_memfd_threshold (-1);
+}
+
+static int
+new_memfd (const void *data,
+           gsize       size,
+           guint       seals)
+{
+  int fd = memfd_create ("wire-test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (write (fd, data, size), ==, (gssize) size);
+  if (seals != 0)
+    g_assert_no_errno (fcntl (fd, F_ADD_SEALS, seals));
+  return fd;
+}
+
+static void
+test_wire_memfd_refused (void)
+{
+  const guint all = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+  struct {
+    const char *type;
+    int         fd;
+    gsize       size;
+  } cases[5];
+  int pipe_fds[2];
+
+  g_test_summary ("A data descriptor that is not a memfd sealed against writing and "
+                  "shrinking, or not of the declared size, or not a valid message, is a "
+                  "protocol error, and its descriptor is closed with the frame");
+
+  g_assert_no_errno (pipe (pipe_fds));
+  close (pipe_fds[1]);
+  cases[0].fd = new_memfd ("abcdefgh", 8, 0);
+  cases[1].fd = new_memfd ("abcdefgh", 8, F_SEAL_SHRINK | F_SEAL_GROW);
+  cases[2].fd = pipe_fds[0];
+  cases[3].fd = new_memfd ("abcdefgh", 8, all);
+  cases[4].fd = new_memfd ("abc", 3, all);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      cases[i].type = i == 4 ? "s" : "ay";
+      cases[i].size = i == 3 ? 4096 : i == 4 ? 3 : 8;
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(MsgWireFrame) frame = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE, NULL, 0);
+      g_autoptr(GError) error = NULL;
+      int fd = cases[i].fd;
+
+      frame->data_type = g_strdup (cases[i].type);
+      frame->data_fd = fd;
+      frame->data_size = cases[i].size;
+      g_assert_false (msg_wire_frame_map_data (frame, &error));
+      g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL);
+      g_test_message ("%s", error->message);
+      g_assert_null (frame->data);
+      g_clear_pointer (&frame, msg_wire_frame_free);
+      g_assert_cmpint (fcntl (fd, F_GETFD), ==, -1);
+    }
+}
+
+/* A message frame of type "ay" declared to be in a descriptor of @size
+ * bytes, with @flags, @data_len and @n_fds as given. */
+static void
+push_fd_frame (MsgWireDecoder *decoder,
+               guint8          flags,
+               guint64         data_len,
+               guint32         n_fds,
+               guint64         size)
+{
+  guint8 frame[MSG_WIRE_HEADER_SIZE + 8 + 8] = { 0, };
+  int fd = n_fds > 0 ? new_memfd ("abcdefgh", 8, F_SEAL_WRITE | F_SEAL_SHRINK) : -1;
+
+  for (guint i = 0; i < 4; i++)
+    {
+      frame[i] = MSG_WIRE_MAGIC >> (8 * i);
+      frame[8 + i] = n_fds >> (8 * i);
+    }
+  frame[4] = MSG_WIRE_FRAME_MESSAGE;
+  frame[5] = flags;
+  frame[12] = 2;  /* type_len */
+  for (guint i = 0; i < 8; i++)
+    {
+      frame[24 + i] = data_len >> (8 * i);
+      frame[MSG_WIRE_HEADER_SIZE + 8 + i] = size >> (8 * i);
+    }
+  memcpy (frame + MSG_WIRE_HEADER_SIZE, "ay", 2);
+  msg_wire_decoder_push (decoder, frame, MSG_WIRE_HEADER_SIZE + 8 + data_len, &fd, fd >= 0 ? 1 : 0);
+}
+
+static void
+test_wire_memfd_bad_header (void)
+{
+  const struct {
+    guint8  flags;
+    guint64 data_len;
+    guint32 n_fds;
+    guint64 size;
+  } cases[] = {
+    { MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD, 8, 1, 8 },   /* valid */
+    { MSG_WIRE_FLAG_DATA_FD, 8, 1, 8 },                        /* no data flag */
+    { MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD, 0, 1, 8 },   /* no size */
+    { MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD, 8, 0, 8 },   /* no descriptor */
+    { MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD, 8, 1, 0 },   /* empty */
+    { MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD, 8, 1, MSG_WIRE_MAX_DATA_SIZE + 1 },
+    { MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD, 8, 2, 8 },   /* declares one that did not come */
+  };
+
+  g_test_summary ("The decoder refuses a data descriptor that the header does not declare "
+                  "right, and closes what came with it");
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      MsgWireDecoder *decoder = msg_wire_decoder_new ();
+      g_autoptr(MsgWireFrame) frame = NULL;
+      g_autoptr(GError) error = NULL;
+      gboolean ok;
+
+      push_fd_frame (decoder, cases[i].flags, cases[i].data_len, cases[i].n_fds, cases[i].size);
+      ok = msg_wire_decoder_next (decoder, &frame, &error);
+      if (i == 0)
+        {
+          g_assert_true (ok);
+          g_assert_cmpint (frame->data_fd, >=, 0);
+          g_assert_cmpuint (frame->data_size, ==, 8);
+          g_assert_true (msg_wire_frame_map_data (frame, NULL));
+          g_assert_cmpuint (g_variant_get_size (frame->data), ==, 8);
+        }
+      else
+        {
+          g_assert_false (ok);
+          g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL);
+          g_test_message ("%s", error->message);
+        }
+      msg_wire_decoder_free (decoder);
+    }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -243,6 +474,9 @@ main (int    argc,
 
   g_test_add_func ("/wire/decoder/pieces", test_wire_decoder_pieces);
   g_test_add_func ("/wire/decoder/steal", test_wire_decoder_steal);
+  g_test_add_func ("/wire/memfd/round-trip", test_wire_memfd_round_trip);
+  g_test_add_func ("/wire/memfd/refused", test_wire_memfd_refused);
+  g_test_add_func ("/wire/memfd/bad-header", test_wire_memfd_bad_header);
 
   return g_test_run ();
 }

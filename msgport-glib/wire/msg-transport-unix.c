@@ -351,7 +351,7 @@ connection_deliver (MsgSink     *sink,
   if (envelope->kind == MSG_ENVELOPE_MESSAGE && envelope->n_ports == 0 &&
       msg_wire_check_message (envelope->data, 0, NULL))
     {
-      MsgWireFrame frame = { MSG_WIRE_FRAME_MESSAGE, envelope->data, 0, NULL };
+      MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data = envelope->data, .data_fd = -1 };
 
       if (!msg_wire_encode (&frame, &item->encoded, NULL))
         g_assert_not_reached ();
@@ -376,7 +376,7 @@ connection_deliver (MsgSink     *sink,
     self->close_queued = TRUE;
   self->n_queued++;
   now = g_get_monotonic_time ();
-  if (item->envelope == NULL && self->out.length == 0 &&
+  if (item->envelope == NULL && item->encoded.fds == NULL && self->out.length == 0 &&
       now - self->last_post >= g_atomic_int_get (&burst_gap))
     item = connection_write_direct_locked (self, item);
   self->last_post = now;
@@ -768,6 +768,12 @@ connection_handle_frame (MsgConnection  *self,
       return TRUE;
     }
 
+  if (!msg_wire_frame_map_data (frame, &error))
+    {
+      msg_wire_frame_free (frame);
+      connection_fail (self, error);
+      return FALSE;
+    }
   envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), frame->n_ports);
   for (guint i = 0; i < frame->n_ports; i++)
     {

@@ -24,6 +24,16 @@ G_BEGIN_DECLS
 #define MSG_WIRE_MAX_FDS          4096                   /* descriptors in one frame */
 #define MSG_WIRE_MAX_FDS_PER_SEND 253                    /* SCM_MAX_FD */
 
+/* Header flags. */
+#define MSG_WIRE_FLAG_DATA        0x01  /* the message is not NULL */
+#define MSG_WIRE_FLAG_DATA_FD     0x02  /* its data is in a sealed memfd */
+
+/* A serialized message this large or larger goes in a sealed memfd: the
+ * receiver maps the sender's pages, and neither holds a second copy. Below
+ * it, the socket is faster: a memfd's pages cost more to add to and take
+ * from the page cache than to copy (docs/performance.md). */
+#define MSG_WIRE_MEMFD_THRESHOLD  (16u * 1024 * 1024)
+
 typedef enum
 {
   MSG_WIRE_FRAME_MESSAGE = 1,
@@ -48,12 +58,18 @@ typedef struct
                          * whole frames follow */
 } MsgWirePort;
 
+/* A decoded message whose data came in a sealed memfd has @data_fd, its
+ * @data_type and @data_size instead of @data, until
+ * msg_wire_frame_map_data() maps it: the decoder does no I/O. */
 typedef struct
 {
   MsgWireFrameKind  kind;
   GVariant         *data;      /* (owned) (nullable): MESSAGE only */
   guint             n_ports;
   MsgWirePort      *ports;     /* (owned) (array length=n_ports) */
+  int               data_fd;   /* (owned) or -1 */
+  char             *data_type; /* (owned) (nullable) */
+  gsize             data_size;
 } MsgWireFrame;
 
 void          msg_wire_port_clear        (MsgWirePort   *port);
@@ -64,6 +80,16 @@ void          msg_wire_frame_free        (MsgWireFrame  *frame);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgWireFrame, msg_wire_frame_free)
 
 void          msg_wire_close_fds         (GArray        *fds);
+
+/* Turns a frame's data descriptor into its @data: checks that it is a
+ * memfd sealed against writing and shrinking, of the declared size, and
+ * maps it. This one does I/O. A descriptor that fails the checks is a
+ * protocol error. */
+gboolean      msg_wire_frame_map_data    (MsgWireFrame  *frame,
+                                          GError       **error);
+/* For tests and benchmarks: the size from which messages go in a memfd;
+ * 0 for never, -1 for the default. */
+void          msg_wire_set_memfd_threshold (gssize       size);
 
 /* Encoding ---------------------------------------------------------------- */
 

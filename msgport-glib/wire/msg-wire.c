@@ -11,8 +11,11 @@
  *
  *   0  u32 magic "MSG1"      8  u32 n_fds       16 u32 ports_len
  *   4  u8  kind              12 u32 type_len    20 u32 reserved (0)
- *   5  u8  flags (1: data)                      24 u64 data_len
+ *   5  u8  flags (1: data, 2: in a memfd)        24 u64 data_len
  *   6  u16 n_ports
+ *
+ * A message whose data is in a sealed memfd has 8 bytes of data: u64, the
+ * size of the memfd, which is the frame's last descriptor.
  *
  * Port table entry: u32 n_in_fds, u32 n_out_fds, u64 in_len, u64 out_len,
  * u64 out_partial, in_len bytes, padding to 8, out_len bytes, padding to 8. A port takes
@@ -22,7 +25,11 @@
 
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "msg-port-error.h"
@@ -116,6 +123,7 @@ msg_wire_frame_new (MsgWireFrameKind  kind,
   frame->ports = g_new0 (MsgWirePort, n_ports);
   for (guint i = 0; i < n_ports; i++)
     frame->ports[i].fd = -1;
+  frame->data_fd = -1;
 
   return frame;
 }
@@ -128,6 +136,9 @@ msg_wire_frame_free (MsgWireFrame *frame)
   g_clear_pointer (&frame->data, g_variant_unref);
   for (guint i = 0; i < frame->n_ports; i++)
     msg_wire_port_clear (&frame->ports[i]);
+  if (frame->data_fd >= 0)
+    close (frame->data_fd);
+  g_free (frame->data_type);
   g_free (frame->ports);
   g_free (frame);
 }
@@ -175,6 +186,52 @@ msg_wire_check_message (GVariant  *data,
   return TRUE;
 }
 
+static gint memfd_threshold = MSG_WIRE_MEMFD_THRESHOLD;  /* (atomic) */
+
+void
+msg_wire_set_memfd_threshold (gssize size)
+{
+  if (size < 0)
+    size = MSG_WIRE_MEMFD_THRESHOLD;
+  else if (size == 0 || size > G_MAXINT)
+    size = G_MAXINT;
+  g_atomic_int_set (&memfd_threshold, (gint) size);
+}
+
+/* A memfd holding @data, sealed so that its receiver may map it and trust
+ * that it does not change or shrink under the mapping; -1 if that cannot
+ * be done (the data then goes inline). */
+static int
+new_sealed_memfd (GBytes *data)
+{
+  gsize size, done = 0;
+  const guint8 *bytes = g_bytes_get_data (data, &size);
+  int fd;
+
+  fd = memfd_create ("msgport-message", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0)
+    return -1;
+  while (done < size)
+    {
+      ssize_t n = write (fd, bytes + done, size - done);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          close (fd);
+          return -1;
+        }
+      done += n;
+    }
+  if (fcntl (fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+    {
+      close (fd);
+      return -1;
+    }
+  return fd;
+}
+
 static void
 append_fds (GArray *to,
             GArray *from)
@@ -195,6 +252,7 @@ msg_wire_encode (MsgWireFrame   *frame,
   gsize type_len = 0, ports_len = 0, data_len = 0, n_fds = 0, offset;
   guint8 *head;
   gsize head_size;
+  int data_fd = -1;
 
   memset (encoded, 0, sizeof *encoded);
 
@@ -214,6 +272,20 @@ msg_wire_encode (MsgWireFrame   *frame,
       type_len = strlen (type);
       encoded->data = g_variant_get_data_as_bytes (normal);
       data_len = g_bytes_get_size (encoded->data);
+      /* A large message goes in a sealed memfd, which the receiver maps:
+       * one copy instead of two through the socket, and no buffer to
+       * allocate on the way in. */
+      if (data_len >= (gsize) g_atomic_int_get (&memfd_threshold) &&
+          (data_fd = new_sealed_memfd (encoded->data)) >= 0)
+        {
+          guint8 *size_field = g_malloc (8);
+
+          write_u64 (size_field, data_len);
+          g_bytes_unref (encoded->data);
+          encoded->data = g_bytes_new_take (size_field, 8);
+          data_len = 8;
+          n_fds++;
+        }
     }
   else if (!msg_wire_check_message (NULL, frame->n_ports, error))
     return FALSE;
@@ -229,6 +301,8 @@ msg_wire_encode (MsgWireFrame   *frame,
     }
   if (ports_len > MSG_WIRE_MAX_PORTS_SIZE || n_fds > MSG_WIRE_MAX_FDS)
     {
+      if (data_fd >= 0)
+        close (data_fd);
       g_clear_pointer (&encoded->data, g_bytes_unref);
       g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE,
                    "The ports in the message carry too much to send to another process");
@@ -239,7 +313,8 @@ msg_wire_encode (MsgWireFrame   *frame,
   head = g_malloc0 (head_size);
   write_u32 (head, MSG_WIRE_MAGIC);
   head[4] = frame->kind;
-  head[5] = frame->data != NULL ? 1 : 0;
+  head[5] = (frame->data != NULL ? MSG_WIRE_FLAG_DATA : 0) |
+            (data_fd >= 0 ? MSG_WIRE_FLAG_DATA_FD : 0);
   write_u16 (head + 6, frame->n_ports);
   write_u32 (head + 8, n_fds);
   write_u32 (head + 12, type_len);
@@ -275,6 +350,8 @@ msg_wire_encode (MsgWireFrame   *frame,
       append_fds (encoded->fds, port->in_fds);
       append_fds (encoded->fds, port->out_fds);
     }
+  if (data_fd >= 0)
+    g_array_append_val (encoded->fds, data_fd);
   g_assert (offset == head_size);
 
   encoded->head = g_bytes_new_take (head, head_size);
@@ -535,6 +612,34 @@ fixed_array_element_size (const char *type)
     }
 }
 
+/* The message of @type in @bytes, or NULL and what is wrong with it. */
+static GVariant *
+message_from_bytes (const char  *type,
+                    GBytes      *bytes,
+                    const char **problem)
+{
+  gsize element_size = fixed_array_element_size (type);
+  GVariant *data;
+
+  if (element_size > 0)
+    {
+      if (g_bytes_get_size (bytes) % element_size != 0)
+        {
+          *problem = "has a bad size";
+          return NULL;
+        }
+      return g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE (type), bytes, TRUE));
+    }
+  data = g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE (type), bytes, FALSE));
+  if (!g_variant_is_normal_form (data))
+    {
+      g_variant_unref (data);
+      *problem = "is not in normal form";
+      return NULL;
+    }
+  return data;
+}
+
 /* Takes @n descriptors for a frame at stream range [@start, @end). */
 static gboolean
 take_fds (MsgWireDecoder  *self,
@@ -573,7 +678,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   g_autoptr(GArray) fds = NULL;
   g_autoptr(GVariant) data = NULL;
   const guint8 *p, *table_end;
-  guint fd_index = 0, fds_needed = 0;
+  guint fd_index = 0, fds_needed = 0, n_data_fds;
   gboolean from_tail;
 
   g_return_val_if_fail (!self->failed, FALSE);
@@ -600,9 +705,11 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   ports_len = read_u32 (h + 16);
   data_len = read_u64 (h + 24);
 
+  n_data_fds = (flags & MSG_WIRE_FLAG_DATA_FD) ? 1 : 0;
+
   if (read_u32 (h) != MSG_WIRE_MAGIC)
     return protocol_error (self, error, "bad frame magic %08x", read_u32 (h));
-  if (read_u32 (h + 20) != 0 || (flags & ~1u) != 0)
+  if (read_u32 (h + 20) != 0 || (flags & ~(guint) (MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD)) != 0)
     return protocol_error (self, error, "reserved header bits are set");
   if (kind == MSG_WIRE_FRAME_CLOSE)
     {
@@ -615,8 +722,11 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
       type_len > MSG_WIRE_MAX_TYPE_SIZE || ports_len > MSG_WIRE_MAX_PORTS_SIZE ||
       data_len > MSG_WIRE_MAX_DATA_SIZE)
     return protocol_error (self, error, "a frame is over the size limits");
-  if ((flags & 1) != (type_len > 0) || (!(flags & 1) && data_len != 0))
+  if (((flags & MSG_WIRE_FLAG_DATA) != 0) != (type_len > 0) ||
+      (!(flags & MSG_WIRE_FLAG_DATA) && data_len != 0))
     return protocol_error (self, error, "a frame's data and type disagree");
+  if (n_data_fds > 0 && (!(flags & MSG_WIRE_FLAG_DATA) || data_len != 8 || n_fds == 0))
+    return protocol_error (self, error, "a frame's data descriptor is not declared right");
   if (ports_len % 8 != 0 || (guint64) n_ports * PORT_ENTRY_SIZE > ports_len)
     return protocol_error (self, error, "a frame's port table has a bad size");
 
@@ -674,7 +784,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
     {
       g_autofree char *type = g_strndup ((const char *) h + MSG_WIRE_HEADER_SIZE, type_len);
       const guint8 *data_start = h + MSG_WIRE_HEADER_SIZE + ALIGN8 (type_len) + ports_len;
-      gsize element_size;
+      const char *problem = NULL;
       GBytes *bytes;
 
       if (strlen (type) != type_len || !g_variant_type_string_is_valid (type) ||
@@ -684,35 +794,41 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
           return protocol_error (self, error, "a message has an invalid type");
         }
 
-      if (self->tail != NULL)
+      if (n_data_fds > 0)
         {
-          self->tail_filled = 0;
-          bytes = g_bytes_new_take (g_steal_pointer (&self->tail), data_len);
+          /* The data is in the frame's last descriptor, which
+           * msg_wire_frame_map_data() checks and maps. */
+          guint64 size = read_u64 (data_start);
+          gsize element_size = fixed_array_element_size (type);
+
+          if (size == 0 || size > MSG_WIRE_MAX_DATA_SIZE ||
+              (element_size > 0 && size % element_size != 0))
+            {
+              msg_wire_close_fds (fds);
+              return protocol_error (self, error, "a message of type %s in a descriptor has a bad size", type);
+            }
+          frame->data_fd = g_array_index (fds, int, n_fds - 1);
+          g_array_index (fds, int, n_fds - 1) = -1;
+          frame->data_size = size;
+          frame->data_type = g_steal_pointer (&type);
         }
       else
-        bytes = g_bytes_new (data_start, data_len);
-      element_size = fixed_array_element_size (type);
-      if (element_size > 0)
         {
-          if (data_len % element_size != 0)
+          if (self->tail != NULL)
             {
-              g_bytes_unref (bytes);
-              msg_wire_close_fds (fds);
-              return protocol_error (self, error, "a message of type %s has a bad size", type);
+              self->tail_filled = 0;
+              bytes = g_bytes_new_take (g_steal_pointer (&self->tail), data_len);
             }
-          data = g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE (type), bytes, TRUE));
-        }
-      else
-        {
-          data = g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE (type), bytes, FALSE));
-          if (!g_variant_is_normal_form (data))
+          else
+            bytes = g_bytes_new (data_start, data_len);
+          data = message_from_bytes (type, bytes, &problem);
+          g_bytes_unref (bytes);
+          if (data == NULL)
             {
-              g_bytes_unref (bytes);
               msg_wire_close_fds (fds);
-              return protocol_error (self, error, "a message of type %s is not in normal form", type);
+              return protocol_error (self, error, "a message of type %s %s", type, problem);
             }
         }
-      g_bytes_unref (bytes);
     }
   frame->data = g_steal_pointer (&data);
 
@@ -736,7 +852,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
           out_len > (guint64) (table_end - p) - ALIGN8 (in_len) ||
           ALIGN8 (out_len) > (guint64) (table_end - p) - ALIGN8 (in_len) ||
           n_in_fds > MSG_WIRE_MAX_FDS || n_out_fds > MSG_WIRE_MAX_FDS || out_partial > out_len ||
-          fds_needed + 1 + n_in_fds + n_out_fds > n_fds)
+          fds_needed + 1 + n_in_fds + n_out_fds > n_fds - n_data_fds)
         {
           msg_wire_close_fds (fds);
           return protocol_error (self, error, "a port entry does not fit the frame");
@@ -765,7 +881,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
           g_array_index (fds, int, fd_index) = -1;
         }
     }
-  if (fds_needed != n_fds || p != table_end)
+  if (fds_needed + n_data_fds != n_fds || p != table_end)
     {
       msg_wire_close_fds (fds);
       return protocol_error (self, error, "a frame's port table and descriptors disagree");
@@ -774,5 +890,84 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   self->start += from_tail ? head_size : frame_size;
   self->offset += frame_size;
   *frame_out = g_steal_pointer (&frame);
+  return TRUE;
+}
+
+/* Payload descriptors ---------------------------------------------------- */
+
+typedef struct
+{
+  gpointer address;
+  gsize    size;
+} Mapping;
+
+static void
+mapping_free (gpointer data)
+{
+  Mapping *mapping = data;
+
+  munmap (mapping->address, mapping->size);
+  g_free (mapping);
+}
+
+gboolean
+msg_wire_frame_map_data (MsgWireFrame  *frame,
+                         GError       **error)
+{
+  const int required = F_SEAL_SHRINK | F_SEAL_WRITE;
+  const char *problem = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  Mapping *mapping;
+  struct stat st;
+  int seals;
+
+  if (frame->data_fd < 0)
+    return TRUE;
+
+  /* Sealed against writing and shrinking, the memory cannot change or go
+   * away under the mapping; anything else could be a trap. */
+  seals = fcntl (frame->data_fd, F_GET_SEALS);
+  if (seals < 0 || (seals & required) != required)
+    {
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                           "Invalid data from the peer process: a message came in a "
+                           "descriptor that is not a sealed memfd");
+      return FALSE;
+    }
+  if (fstat (frame->data_fd, &st) < 0 || st.st_size < 0 || (guint64) st.st_size != frame->data_size)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                   "Invalid data from the peer process: a message declared as %" G_GSIZE_FORMAT
+                   " bytes came in a memfd of another size", frame->data_size);
+      return FALSE;
+    }
+
+  mapping = g_new (Mapping, 1);
+  mapping->size = frame->data_size;
+  mapping->address = mmap (NULL, mapping->size, PROT_READ, MAP_SHARED | MAP_POPULATE,
+                           frame->data_fd, 0);
+  if (mapping->address == MAP_FAILED)
+    {
+      int errsv = errno;
+
+      g_free (mapping);
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,
+                   "Cannot map a message of %" G_GSIZE_FORMAT " bytes from the peer process: %s",
+                   frame->data_size, g_strerror (errsv));
+      return FALSE;
+    }
+  close (frame->data_fd);
+  frame->data_fd = -1;
+
+  bytes = g_bytes_new_with_free_func (mapping->address, mapping->size, mapping_free, mapping);
+  frame->data = message_from_bytes (frame->data_type, bytes, &problem);
+  if (frame->data == NULL)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                   "Invalid data from the peer process: a message of type %s %s",
+                   frame->data_type, problem);
+      return FALSE;
+    }
+  g_clear_pointer (&frame->data_type, g_free);
   return TRUE;
 }

@@ -11,17 +11,36 @@
  * dispatcher's lock is released, and no context lock is taken: a woken
  * thread finds nothing locked. prepare() and check() read the flag: one
  * load per context per main-loop iteration, whatever the number of ports.
+ *
+ * Context reads: the process transport may lease a socket to the
+ * dispatcher of the context its messages go to, while that context waits
+ * in poll(). The dispatcher then polls the socket itself and reads it at
+ * the start of its dispatch, and the messages are emitted in the same
+ * dispatch: a message from another process costs one wake-up, of the
+ * thread that handles it, as with a plain blocking read. The I/O thread
+ * stops polling a leased socket, and takes it back when the context stays
+ * busy (msg-transport-unix.c, "Context reads"), which is why prepare() and
+ * check() record when the context polls.
  */
 
 #include "config.h"
 
 #include "msg-endpoint-private.h"
+#include "wire/msg-transport-private.h"
 
 typedef struct
 {
   MsgEndpoint *endpoint;  /* (owned) */
   guint        budget;
 } MsgBatchItem;
+
+typedef struct
+{
+  MsgLease *lease;    /* (owned) */
+  int       fd;
+  GPollFD  *poll;     /* (owned) (nullable): added by prepare(), on the context's thread */
+  gboolean  dropped;  /* to be removed by prepare() */
+} MsgLeaseEntry;
 
 struct _MsgDispatcher
 {
@@ -36,10 +55,30 @@ struct _MsgDispatcher
   GArray       *batch;     /* of MsgBatchItem; only used by dispatch() */
   MsgMessageEvent *spare;  /* (owned) (nullable): a reusable event; only
                             * used by dispatch() */
+
+  /* Context reads. The leased descriptors are polled by @reader, not by
+   * this source: GLib takes the descriptors of a source out of the poll
+   * set while it dispatches (and wakes the context to put them back), but
+   * this one's check() reads their results all the same. They are added
+   * with g_source_add_poll(), so that @reader is only ready when its check()
+   * says so (a descriptor of g_source_add_unix_fd() makes it ready). */
+  GSource      *reader;    /* (owned) */
+  gboolean      in_dispatch;  /* the context's thread only */
+  GArray       *leases;    /* of MsgLeaseEntry, protected by @lock */
+  gint          n_leases;  /* (atomic): @leases->len, read without the lock */
+  gint          n_dropped; /* (atomic): entries prepare() must remove */
+  gboolean      going_away;   /* protected by @lock */
+  gint          polling;   /* (atomic): between prepare() and check() */
+  gint          iterations;   /* (atomic): check() calls */
+  GArray       *readable;  /* of MsgLease *; only used by dispatch() */
 };
 
 static GMutex dispatchers_lock;
 static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatcher */
+
+/* The dispatcher whose dispatch() runs in this thread, if any: what it
+ * marks ready needs no wake-up, it is dispatched next. */
+static GPrivate dispatching;
 
 /* Puts @endpoint on the ready list. When that arms the source, the
  * context must be woken: at once, or, if @wake_later is not %NULL, by the
@@ -65,6 +104,9 @@ msg_dispatcher_mark_ready (MsgDispatcher  *self,
         }
     }
   msg_mutex_unlock (&self->lock);
+
+  if (wake && g_private_get (&dispatching) == self)
+    wake = FALSE;
 
   /* The caller holds a reference that keeps us bound, so alive. */
   if (wake && wake_later != NULL)
@@ -162,14 +204,247 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
   g_object_unref (port);
 }
 
+/* Context reads ------------------------------------------------------------ */
+
+gboolean
+msg_dispatcher_is_polling (MsgDispatcher *self,
+                           guint         *iterations)
+{
+  *iterations = (guint) g_atomic_int_get (&self->iterations);
+  return g_atomic_int_get (&self->polling);
+}
+
+gboolean
+msg_dispatcher_add_lease (MsgDispatcher *self,
+                          MsgLease      *lease,
+                          int            fd)
+{
+  MsgLeaseEntry entry = { NULL, fd, NULL, FALSE };
+
+  msg_mutex_lock (&self->lock);
+  if (self->going_away)
+    {
+      msg_mutex_unlock (&self->lock);
+      return FALSE;
+    }
+  entry.lease = msg_transport_lease_ref (lease);
+  g_array_append_val (self->leases, entry);
+  g_atomic_int_set (&self->n_leases, self->leases->len);
+  msg_mutex_unlock (&self->lock);
+
+  /* prepare() adds the descriptor to the poll set. */
+  g_main_context_wakeup (self->context);
+  return TRUE;
+}
+
+/* Called with @self->lock held. */
+static void
+mark_dropped_locked (MsgDispatcher *self,
+                     MsgLease      *lease)
+{
+  for (guint i = 0; i < self->leases->len; i++)
+    {
+      MsgLeaseEntry *entry = &g_array_index (self->leases, MsgLeaseEntry, i);
+
+      if (entry->lease == lease && !entry->dropped)
+        {
+          entry->dropped = TRUE;
+          g_atomic_int_inc (&self->n_dropped);
+        }
+    }
+}
+
+void
+msg_dispatcher_drop_lease (MsgDispatcher *self,
+                           MsgLease      *lease)
+{
+  msg_mutex_lock (&self->lock);
+  mark_dropped_locked (self, lease);
+  msg_mutex_unlock (&self->lock);
+  g_main_context_wakeup (self->context);
+}
+
+/* On the context's thread: puts new leases' descriptors into the poll set
+ * and takes dropped ones out. The descriptor of a dropped lease may be
+ * closed already; its tag only goes. */
+static void
+update_leases (MsgDispatcher *self)
+{
+  g_autoptr(GPtrArray) unref = NULL;
+
+  msg_mutex_lock (&self->lock);
+  for (guint i = self->leases->len; i-- > 0;)
+    {
+      MsgLeaseEntry *entry = &g_array_index (self->leases, MsgLeaseEntry, i);
+
+      if (entry->dropped)
+        {
+          if (entry->poll != NULL)
+            {
+              g_source_remove_poll (self->reader, entry->poll);
+              g_free (entry->poll);
+            }
+          if (unref == NULL)
+            unref = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_transport_lease_unref);
+          g_ptr_array_add (unref, entry->lease);
+          g_array_remove_index (self->leases, i);
+          g_atomic_int_add (&self->n_dropped, -1);
+        }
+      else if (entry->poll == NULL)
+        {
+          entry->poll = g_new0 (GPollFD, 1);
+          entry->poll->fd = entry->fd;
+          entry->poll->events = G_IO_IN;
+          g_source_add_poll (self->reader, entry->poll);
+        }
+    }
+  g_atomic_int_set (&self->n_leases, self->leases->len);
+  msg_mutex_unlock (&self->lock);
+}
+
+/* Whether a leased socket is readable (or hung up, or gone). */
+static gboolean
+leases_readable (MsgDispatcher *self)
+{
+  gboolean readable = FALSE;
+
+  msg_mutex_lock (&self->lock);
+  for (guint i = 0; i < self->leases->len && !readable; i++)
+    {
+      MsgLeaseEntry *entry = &g_array_index (self->leases, MsgLeaseEntry, i);
+
+      readable = entry->poll != NULL && !entry->dropped && entry->poll->revents != 0;
+    }
+  msg_mutex_unlock (&self->lock);
+  return readable;
+}
+
+/* Reads the leased sockets that are readable; what they hold is delivered
+ * to its ports, most on this context, before they are dispatched. */
+static void
+read_leases (MsgDispatcher *self)
+{
+  GArray *readable = self->readable;
+
+  msg_mutex_lock (&self->lock);
+  for (guint i = 0; i < self->leases->len; i++)
+    {
+      MsgLeaseEntry *entry = &g_array_index (self->leases, MsgLeaseEntry, i);
+
+      if (entry->poll != NULL && !entry->dropped && entry->poll->revents != 0)
+        {
+          MsgLease *lease = msg_transport_lease_ref (entry->lease);
+
+          g_array_append_val (readable, lease);
+        }
+    }
+  msg_mutex_unlock (&self->lock);
+
+  for (guint i = 0; i < readable->len; i++)
+    {
+      MsgLease *lease = g_array_index (readable, MsgLease *, i);
+
+      if (!msg_transport_lease_read (lease, self))
+        {
+          msg_mutex_lock (&self->lock);
+          mark_dropped_locked (self, lease);
+          msg_mutex_unlock (&self->lock);
+        }
+      msg_transport_lease_unref (lease);
+    }
+  g_array_set_size (readable, 0);
+}
+
+/* The I/O thread reads the leased sockets again: the last port left
+ * (@going_away, any thread), or a handler runs a main loop of this
+ * context, in which this dispatcher cannot dispatch (on the context's
+ * thread, which takes the descriptors out of the poll set). */
+static void
+give_back_leases (MsgDispatcher *self,
+                  gboolean       going_away)
+{
+  GArray *leases;
+
+  msg_mutex_lock (&self->lock);
+  self->going_away = self->going_away || going_away;
+  leases = g_steal_pointer (&self->leases);
+  self->leases = g_array_new (FALSE, FALSE, sizeof (MsgLeaseEntry));
+  g_atomic_int_set (&self->n_leases, 0);
+  g_atomic_int_set (&self->n_dropped, 0);
+  msg_mutex_unlock (&self->lock);
+
+  for (guint i = 0; i < leases->len; i++)
+    {
+      MsgLeaseEntry *entry = &g_array_index (leases, MsgLeaseEntry, i);
+
+      if (entry->poll != NULL)
+        {
+          g_source_remove_poll (self->reader, entry->poll);
+          g_free (entry->poll);
+        }
+      if (!entry->dropped)
+        msg_transport_lease_give_back (entry->lease, self);
+      msg_transport_lease_unref (entry->lease);
+    }
+  g_array_unref (leases);
+}
+
+/* The reader source only holds the leased descriptors in the poll set;
+ * the dispatcher reads them. It dispatches only when a handler runs a
+ * main loop of this context and a leased socket is readable, which would
+ * otherwise wake that loop again and again. */
+typedef struct
+{
+  GSource        source;
+  MsgDispatcher *dispatcher;  /* (owned): so that a check() that runs while
+                               * another thread releases it finds it */
+} MsgReader;
+
+static void
+msg_reader_finalize (GSource *source)
+{
+  msg_dispatcher_unref (((MsgReader *) source)->dispatcher);
+}
+
+static gboolean
+msg_reader_check (GSource *source)
+{
+  MsgDispatcher *dispatcher = ((MsgReader *) source)->dispatcher;
+
+  return dispatcher->in_dispatch && leases_readable (dispatcher);
+}
+
+static gboolean
+msg_reader_dispatch (GSource     *source,
+                     GSourceFunc  callback,
+                     gpointer     user_data)
+{
+  give_back_leases (((MsgReader *) source)->dispatcher, FALSE);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs msg_reader_funcs = {
+  .check = msg_reader_check,
+  .dispatch = msg_reader_dispatch,
+  .finalize = msg_reader_finalize,
+};
+
+/* The GSource ---------------------------------------------------------------- */
+
 static gboolean
 msg_dispatcher_dispatch (GSource     *source,
                          GSourceFunc  callback,
                          gpointer     user_data)
 {
   MsgDispatcher *self = (MsgDispatcher *) source;
+  gpointer outer = g_private_get (&dispatching);
   GArray *batch = self->batch;
   GList *link;
+
+  g_private_set (&dispatching, self);
+  self->in_dispatch = TRUE;
+  if (g_atomic_int_get (&self->n_leases) > 0)
+    read_leases (self);
 
   /* What is ready now is this dispatch's work; what becomes ready while it
    * runs (handlers posting to ports on this context, say) is the next
@@ -204,6 +479,8 @@ msg_dispatcher_dispatch (GSource     *source,
   for (guint i = 0; i < batch->len; i++)
     msg_endpoint_unref (g_array_index (batch, MsgBatchItem, i).endpoint);
   g_array_set_size (batch, 0);
+  self->in_dispatch = FALSE;
+  g_private_set (&dispatching, outer);
 
   return G_SOURCE_CONTINUE;
 }
@@ -214,6 +491,9 @@ msg_dispatcher_finalize (GSource *source)
   MsgDispatcher *self = (MsgDispatcher *) source;
 
   g_assert (self->ready.length == 0);
+  g_assert (self->leases->len == 0);
+  g_clear_pointer (&self->leases, g_array_unref);
+  g_clear_pointer (&self->readable, g_array_unref);
   g_clear_pointer (&self->batch, g_array_unref);
   g_clear_object (&self->spare);
   g_clear_pointer (&self->context, g_main_context_unref);
@@ -224,14 +504,31 @@ static gboolean
 msg_dispatcher_prepare (GSource *source,
                         gint    *timeout)
 {
+  MsgDispatcher *self = (MsgDispatcher *) source;
+
+  if (g_atomic_int_get (&self->n_leases) > 0 || g_atomic_int_get (&self->n_dropped) > 0)
+    update_leases (self);
+  g_atomic_int_set (&self->polling, 1);
   *timeout = -1;
-  return g_atomic_int_get (&((MsgDispatcher *) source)->armed);
+  return g_atomic_int_get (&self->armed);
 }
 
 static gboolean
 msg_dispatcher_check (GSource *source)
 {
-  return g_atomic_int_get (&((MsgDispatcher *) source)->armed);
+  MsgDispatcher *self = (MsgDispatcher *) source;
+
+  g_atomic_int_set (&self->polling, 0);
+  g_atomic_int_inc (&self->iterations);
+  if (g_atomic_int_get (&self->n_leases) > 0)
+    {
+      /* Busy from now on: the I/O thread must come and see whether this
+       * context polls again. */
+      msg_transport_watchdog_poke ();
+      if (leases_readable (self))
+        return TRUE;
+    }
+  return g_atomic_int_get (&self->armed);
 }
 
 static GSourceFuncs msg_dispatcher_funcs = {
@@ -262,8 +559,16 @@ msg_dispatcher_acquire (GMainContext *context)
       g_mutex_init (&self->lock);
       g_queue_init (&self->ready);
       self->batch = g_array_new (FALSE, FALSE, sizeof (MsgBatchItem));
+      self->leases = g_array_new (FALSE, FALSE, sizeof (MsgLeaseEntry));
+      self->readable = g_array_new (FALSE, FALSE, sizeof (MsgLease *));
       g_source_set_static_name (source, "MsgPortMain dispatcher");
       g_source_set_priority (source, G_PRIORITY_DEFAULT);
+      self->reader = g_source_new (&msg_reader_funcs, sizeof (MsgReader));
+      ((MsgReader *) self->reader)->dispatcher = msg_dispatcher_ref (self);
+      g_source_set_static_name (self->reader, "MsgPortMain socket reader");
+      g_source_set_priority (self->reader, G_PRIORITY_DEFAULT);
+      g_source_set_can_recurse (self->reader, TRUE);
+      g_source_attach (self->reader, context);
       g_source_attach (source, context);
       g_hash_table_insert (dispatchers, context, self);
     }
@@ -271,6 +576,19 @@ msg_dispatcher_acquire (GMainContext *context)
   msg_mutex_unlock (&dispatchers_lock);
 
   return self;
+}
+
+MsgDispatcher *
+msg_dispatcher_ref (MsgDispatcher *self)
+{
+  g_source_ref (&self->source);
+  return self;
+}
+
+void
+msg_dispatcher_unref (MsgDispatcher *self)
+{
+  g_source_unref (&self->source);
 }
 
 void
@@ -292,6 +610,11 @@ msg_dispatcher_release (MsgDispatcher *self)
        * until it is done. */
       GMainContext *context = g_main_context_ref (self->context);
 
+      give_back_leases (self, TRUE);
+      /* Nothing uses @reader once the leases are given back; its own
+       * reference keeps this dispatcher alive as long as it is. */
+      g_source_destroy (self->reader);
+      g_source_unref (self->reader);
       g_source_destroy (&self->source);
       g_source_unref (&self->source);
       g_main_context_unref (context);

@@ -36,6 +36,28 @@ void          msg_transport_set_syscalls      (const MsgSyscalls *syscalls);
  * the default; 0 writes directly whenever nothing is queued). Tests only. */
 void          msg_transport_set_burst_gap     (gint               usec);
 
+/* Turns context reads (msg-dispatcher.c) off and on. Tests and benchmarks
+ * only. */
+void          msg_transport_set_context_reads (gboolean           enabled);
+/* How many sockets are read by a port's context now. Tests only. */
+guint         msg_transport_count_leases      (void);
+
+/* Called by a dispatcher: reads what @lease's socket holds and delivers it;
+ * FALSE once the lease is gone (taken back, or given back because
+ * something only the I/O thread handles came), after which @dispatcher
+ * stops polling it. */
+gboolean      msg_transport_lease_read        (MsgLease          *lease,
+                                               MsgDispatcher     *dispatcher);
+/* @dispatcher goes away: the I/O thread reads @lease's socket again. */
+void          msg_transport_lease_give_back   (MsgLease          *lease,
+                                               MsgDispatcher     *dispatcher);
+MsgLease     *msg_transport_lease_ref         (MsgLease          *lease);
+void          msg_transport_lease_unref       (MsgLease          *lease);
+/* A dispatcher holding leases left poll(): makes sure the I/O thread
+ * checks, within the watchdog period, that it comes back. Cheap when the
+ * watchdog is armed already. */
+void          msg_transport_watchdog_poke     (void);
+
 /* Checks that @fd is a connected AF_UNIX SOCK_STREAM socket. */
 gboolean      msg_transport_check_socket      (int                 fd,
                                                GError            **error);

@@ -26,14 +26,29 @@
  * reading the socket and writes the second before anything of its own. No
  * process is left relaying for a port that lives elsewhere.
  *
+ * Context reads: when the I/O thread has read all there was for a port
+ * whose context is waiting in poll(), it leases the socket to that
+ * context's dispatcher (msg-dispatcher.c), which polls and reads it from
+ * then on, and emits what it read in the same dispatch: a message costs one
+ * wake-up, of the thread that handles it. The I/O thread stops polling the
+ * socket for input and keeps writing it. What only the I/O thread may do
+ * (ports in a message, which may have to be moved; close frames; memfds;
+ * errors and end of file) the context hands back with the lease. A
+ * watchdog on the I/O thread takes the lease back from a context that
+ * stays busy (or stops running) for a watchdog period, so that reading
+ * still never waits for an application's main loop; it runs only while a
+ * leaseholder is busy. A reader (context or I/O thread) holds
+ * connection->context_reading or is the I/O thread with no lease out.
+ *
  * Lock order: endpoint locks, then connection->lock, then the GMainContext
- * lock. The I/O thread never holds connection->lock while it takes an
- * endpoint lock.
+ * lock; a dispatcher's lock is never held with a connection's. The I/O
+ * thread never holds connection->lock while it takes an endpoint lock.
  */
 
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -52,6 +67,9 @@
  * thread, which writes many with one sendmsg(), rather than written one by
  * one by the posting thread. */
 #define BURST_GAP_USEC        10
+/* A context that holds a lease and neither polls nor iterates for this
+ * long loses it. */
+#define WATCHDOG_USEC         (50 * 1000)
 
 /* System calls ------------------------------------------------------------ */
 
@@ -101,11 +119,40 @@ msg_transport_set_burst_gap (gint usec)
   g_atomic_int_set (&burst_gap, usec >= 0 ? usec : BURST_GAP_USEC);
 }
 
+static gint context_reads = TRUE;  /* (atomic) */
+
+void
+msg_transport_set_context_reads (gboolean enabled)
+{
+  g_atomic_int_set (&context_reads, enabled);
+}
+
+static gint n_leases;  /* (atomic) */
+
+guint
+msg_transport_count_leases (void)
+{
+  return g_atomic_int_get (&n_leases);
+}
+
 /* The I/O thread ------------------------------------------------------------ */
 
 static GMutex io_lock;
 static GMainContext *io_context;   /* protected by io_lock */
 static pid_t io_pid;               /* protected by io_lock */
+static GSource *watchdog;          /* (atomic): on io_context */
+
+static GSource *watchdog_new (void);
+
+/* A child forked with connections of its parent must not read them (the
+ * parent does); its contexts may still hold leases. */
+static guint fork_count;  /* (atomic) */
+
+static void
+count_fork (void)
+{
+  g_atomic_int_inc (&fork_count);
+}
 
 static gpointer
 io_thread_main (gpointer data)
@@ -124,13 +171,24 @@ io_thread_main (gpointer data)
 static GMainContext *
 get_io_context (void)
 {
+  static gsize at_fork = 0;
   GMainContext *context;
+
+  if (g_once_init_enter (&at_fork))
+    {
+      pthread_atfork (NULL, NULL, count_fork);
+      g_once_init_leave (&at_fork, 1);
+    }
 
   msg_mutex_lock (&io_lock);
   if (io_context == NULL || io_pid != getpid ())
     {
+      GSource *source = watchdog_new ();
+
       io_context = g_main_context_new ();
       io_pid = getpid ();
+      g_source_attach (source, io_context);
+      g_atomic_pointer_set (&watchdog, source);
       g_thread_unref (g_thread_new ("msgport-io", io_thread_main, io_context));
     }
   context = io_context;
@@ -180,9 +238,17 @@ typedef struct
   guint            n_waiters;    /* threads in connection_wait_locked() */
   gint64           last_post;    /* monotonic time of the last post */
   int              write_errno;  /* what failed a poster's write, for the I/O thread */
+  MsgDispatcher   *lease;        /* (owned) (nullable): the context that reads @fd */
+  gboolean         context_reading;  /* that context reads, unlocked */
+  MsgWireFrame    *handed_frame; /* (owned) (nullable): read by the context, for the I/O thread */
+  GError          *handed_error; /* (owned) (nullable): what ended its reading */
+  guint            forks;        /* fork_count when it was made */
+
+  /* I/O thread only, or the context that reads (see above) */
+  MsgWireDecoder  *decoder;
 
   /* I/O thread only */
-  MsgWireDecoder  *decoder;
+  guint            seen_iterations;  /* the leaseholder's, at the last watchdog run */
   gboolean         want_out;
   GIOCondition     polled;       /* what @fd_tag asks for */
   gboolean         peer_closed;  /* its close frame was read */
@@ -191,6 +257,7 @@ typedef struct
 #define CONNECTION_FROM_SINK(s) ((MsgConnection *) (void *) ((guint8 *) (s) - G_STRUCT_OFFSET (MsgConnection, sink)))
 
 static GSourceFuncs connection_source_funcs;
+static void connection_revoke_lease (MsgConnection *self);
 
 static gboolean connection_export (MsgEndpoint  *endpoint,
                                    MsgWirePort  *port,
@@ -421,9 +488,14 @@ connection_fail (MsgConnection *self,
   MsgEndpoint *endpoint;
   GQueue dropped;
 
+  /* Nobody else reads it from now on. */
+  connection_revoke_lease (self);
+
   msg_mutex_lock (&self->lock);
   while (self->writing)
     connection_wait_locked (self);
+  g_clear_pointer (&self->handed_frame, msg_wire_frame_free);
+  g_clear_error (&self->handed_error);
   if (self->state == CONNECTION_DEAD || self->state == CONNECTION_MOVED)
     {
       msg_mutex_unlock (&self->lock);
@@ -485,6 +557,7 @@ connection_new (int          fd,
   self->endpoint = msg_endpoint_ref (endpoint);
   self->state = CONNECTION_OPEN;
   self->decoder = msg_wire_decoder_new ();
+  self->forks = g_atomic_int_get (&fork_count);
   self->polled = G_IO_IN | G_IO_HUP | G_IO_ERR;
   self->fd_tag = g_source_add_unix_fd (source, fd, self->polled);
   g_source_set_ready_time (source, -1);
@@ -727,9 +800,24 @@ connection_ref_target (MsgConnection *self)
   return target;
 }
 
-/* Takes @frame. Messages go to *@target, looked up on first use and kept
- * for the rest of the batch: if the channel ends meanwhile, the target has
- * ended too and drops them. Returns FALSE if the connection failed. */
+/* Delivers @envelope (taken), read from the socket, to *@target, looked up
+ * on first use and kept for the rest of the batch: if the channel ends
+ * meanwhile, the target has ended too and drops them. */
+static void
+connection_deliver_read (MsgConnection  *self,
+                         MsgEnvelope    *envelope,
+                         MsgEndpoint   **target)
+{
+  if (*target == NULL)
+    *target = connection_ref_target (self);
+  if (*target != NULL)
+    msg_endpoint_deliver (*target, envelope);
+  else
+    msg_envelope_free (envelope);
+}
+
+/* Takes @frame; a message goes to *@target (connection_deliver_read()).
+ * Returns FALSE if the connection failed. */
 static gboolean
 connection_handle_frame (MsgConnection  *self,
                          MsgWireFrame   *frame,
@@ -787,13 +875,7 @@ connection_handle_frame (MsgConnection  *self,
         }
     }
   msg_wire_frame_free (frame);
-
-  if (*target == NULL)
-    *target = connection_ref_target (self);
-  if (*target != NULL)
-    msg_endpoint_deliver (*target, envelope);
-  else
-    msg_envelope_free (envelope);
+  connection_deliver_read (self, envelope, target);
 
   return TRUE;
 }
@@ -845,16 +927,93 @@ connection_eof (MsgConnection *self)
                                                 "The peer process exited or closed its end of the channel"));
 }
 
-static void
-connection_read (MsgConnection *self,
-                 GIOCondition   revents)
+typedef enum
+{
+  RECV_DATA,      /* bytes went into the decoder */
+  RECV_DRAINED,   /* the same, and the socket is empty for now */
+  RECV_AGAIN,     /* nothing to read */
+  RECV_EOF,       /* the peer hung up; nothing was taken */
+  RECV_FAILED,    /* @error */
+} RecvResult;
+
+/* One recvmsg() into the decoder, by the reader of the moment. */
+static RecvResult
+connection_recv (MsgConnection  *self,
+                 GError        **error)
 {
   union {
     struct cmsghdr header;
     char           buffer[CMSG_SPACE (sizeof (int) * MSG_WIRE_MAX_FDS_PER_SEND)];
   } control;
+  struct msghdr message = { 0, };
+  struct iovec iov;
+  struct cmsghdr *cmsg;
+  int fds[MSG_WIRE_MAX_FDS_PER_SEND];
+  guint n_fds = 0;
+  gsize size;
+  ssize_t n;
 
-  /* Frames handed on with the port come first. */
+  iov.iov_base = msg_wire_decoder_reserve (self->decoder, READ_SIZE, &size);
+  iov.iov_len = MIN (size, (gsize) 16 * 1024 * 1024);
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control.buffer;
+  message.msg_controllen = sizeof control.buffer;
+
+  do
+    n = get_syscalls ()->recvmsg (self->fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    {
+      int errsv = errno;
+
+      if (errsv == EAGAIN || errsv == EWOULDBLOCK)
+        return RECV_AGAIN;
+      g_set_error (error, MSG_PORT_ERROR,
+                   errsv == ECONNRESET ? MSG_PORT_ERROR_PEER_GONE : MSG_PORT_ERROR_IO,
+                   "Reading from the peer process failed: %s", g_strerror (errsv));
+      return RECV_FAILED;
+    }
+
+  for (cmsg = CMSG_FIRSTHDR (&message); cmsg != NULL; cmsg = CMSG_NXTHDR (&message, cmsg))
+    {
+      if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
+        {
+          guint count = (cmsg->cmsg_len - CMSG_LEN (0)) / sizeof (int);
+
+          for (guint j = 0; j < count && n_fds < G_N_ELEMENTS (fds); j++)
+            memcpy (&fds[n_fds++], CMSG_DATA (cmsg) + j * sizeof (int), sizeof (int));
+        }
+    }
+
+  if ((message.msg_flags & MSG_CTRUNC) != 0)
+    {
+      for (guint j = 0; j < n_fds; j++)
+        close (fds[j]);
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                           "Invalid data from the peer process: "
+                           "more descriptors than a frame may carry");
+      return RECV_FAILED;
+    }
+  if (n == 0)
+    {
+      for (guint j = 0; j < n_fds; j++)
+        close (fds[j]);
+      return RECV_EOF;
+    }
+
+  msg_wire_decoder_commit (self->decoder, n, fds, n_fds);
+  return (gsize) n < iov.iov_len ? RECV_DRAINED : RECV_DATA;
+}
+
+static void connection_maybe_lease (MsgConnection *self);
+
+static void
+connection_read (MsgConnection *self,
+                 GIOCondition   revents)
+{
+  /* Frames handed on with the port, or left by a context that read, come
+   * first. */
   if (!connection_decode (self))
     return;
   if ((revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) == 0)
@@ -862,74 +1021,365 @@ connection_read (MsgConnection *self,
 
   for (guint i = 0; i < MAX_READS_PER_DISPATCH; i++)
     {
-      struct msghdr message = { 0, };
-      struct iovec iov;
-      struct cmsghdr *cmsg;
-      int fds[MSG_WIRE_MAX_FDS_PER_SEND];
-      guint n_fds = 0;
-      gboolean truncated;
-      gsize size;
-      ssize_t n;
+      GError *error = NULL;
 
-      iov.iov_base = msg_wire_decoder_reserve (self->decoder, READ_SIZE, &size);
-      iov.iov_len = MIN (size, (gsize) 16 * 1024 * 1024);
-      message.msg_iov = &iov;
-      message.msg_iovlen = 1;
-      message.msg_control = control.buffer;
-      message.msg_controllen = sizeof control.buffer;
-
-      n = get_syscalls ()->recvmsg (self->fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-      if (n < 0)
+      switch (connection_recv (self, &error))
         {
-          int errsv = errno;
-
-          if (errsv == EINTR)
-            continue;
-          if (errsv == EAGAIN || errsv == EWOULDBLOCK)
+        case RECV_AGAIN:
+          connection_maybe_lease (self);
+          return;
+        case RECV_EOF:
+          connection_eof (self);
+          return;
+        case RECV_FAILED:
+          connection_fail (self, error);
+          return;
+        case RECV_DRAINED:
+          if (connection_decode (self))
+            connection_maybe_lease (self);
+          return;
+        case RECV_DATA:
+          if (!connection_decode (self))
             return;
-          connection_fail (self, g_error_new (MSG_PORT_ERROR,
-                                              errsv == ECONNRESET ? MSG_PORT_ERROR_PEER_GONE : MSG_PORT_ERROR_IO,
-                                              "Reading from the peer process failed: %s",
-                                              g_strerror (errsv)));
-          return;
+          break;
+        default:
+          g_assert_not_reached ();
         }
-
-      for (cmsg = CMSG_FIRSTHDR (&message); cmsg != NULL; cmsg = CMSG_NXTHDR (&message, cmsg))
-        {
-          if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
-            {
-              guint count = (cmsg->cmsg_len - CMSG_LEN (0)) / sizeof (int);
-
-              for (guint j = 0; j < count && n_fds < G_N_ELEMENTS (fds); j++)
-                memcpy (&fds[n_fds++], CMSG_DATA (cmsg) + j * sizeof (int), sizeof (int));
-            }
-        }
-      truncated = (message.msg_flags & MSG_CTRUNC) != 0;
-
-      if (n == 0 || truncated)
-        {
-          for (guint j = 0; j < n_fds; j++)
-            close (fds[j]);
-          if (truncated)
-            connection_fail (self, g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
-                                                        "Invalid data from the peer process: "
-                                                        "more descriptors than a frame may carry"));
-          else
-            connection_eof (self);
-          return;
-        }
-
-      msg_wire_decoder_commit (self->decoder, n, fds, n_fds);
-      if (!connection_decode (self))
-        return;
-      if ((gsize) n < iov.iov_len)
-        return;
     }
 
   /* Fair to the other connections: come back on the next iteration. */
   msg_mutex_lock (&self->lock);
   connection_kick_locked (self);
   msg_mutex_unlock (&self->lock);
+}
+
+/* Context reads --------------------------------------------------------------- */
+
+/* The I/O thread's watchdog: a GSource that keeps the connections whose
+ * sockets it leased, and runs a watchdog period after a leaseholder left
+ * poll(). */
+typedef struct
+{
+  GSource    source;
+  GPtrArray *leased;   /* of MsgConnection, each holding a reference; I/O thread only */
+  gint       armed;    /* (atomic) */
+} Watchdog;
+
+MsgLease *
+msg_transport_lease_ref (MsgLease *lease)
+{
+  g_source_ref ((GSource *) lease);
+  return lease;
+}
+
+void
+msg_transport_lease_unref (MsgLease *lease)
+{
+  g_source_unref ((GSource *) lease);
+}
+
+static void
+watchdog_arm (Watchdog *self)
+{
+  if (g_atomic_int_compare_and_exchange (&self->armed, 0, 1))
+    g_source_set_ready_time (&self->source, g_get_monotonic_time () + WATCHDOG_USEC);
+}
+
+void
+msg_transport_watchdog_poke (void)
+{
+  Watchdog *self = (Watchdog *) g_atomic_pointer_get (&watchdog);
+
+  if (self != NULL && g_atomic_int_get (&self->armed) == 0)
+    watchdog_arm (self);
+}
+
+/* Called with @self->lock held: ends the lease, returning the reference
+ * it held on the leaseholder, for the caller to drop once unlocked. */
+static MsgDispatcher *
+connection_end_lease_locked (MsgConnection *self)
+{
+  MsgDispatcher *holder = g_steal_pointer (&self->lease);
+
+  if (holder != NULL)
+    {
+      g_atomic_int_add (&n_leases, -1);
+      /* The I/O thread polls for input again. */
+      connection_kick_locked (self);
+    }
+  return holder;
+}
+
+/* I/O thread: takes the socket back, once the context that reads it has
+ * finished what it was reading. */
+static void
+connection_revoke_lease (MsgConnection *self)
+{
+  MsgDispatcher *holder;
+
+  msg_mutex_lock (&self->lock);
+  while (self->context_reading)
+    connection_wait_locked (self);
+  holder = connection_end_lease_locked (self);
+  msg_mutex_unlock (&self->lock);
+
+  if (holder != NULL)
+    {
+      msg_dispatcher_drop_lease (holder, (MsgLease *) self);
+      msg_dispatcher_unref (holder);
+    }
+}
+
+void
+msg_transport_lease_give_back (MsgLease      *lease,
+                               MsgDispatcher *dispatcher)
+{
+  MsgConnection *self = (MsgConnection *) lease;
+  MsgDispatcher *holder = NULL;
+
+  msg_mutex_lock (&self->lock);
+  while (self->context_reading)
+    connection_wait_locked (self);
+  if (self->lease == dispatcher)
+    holder = connection_end_lease_locked (self);
+  msg_mutex_unlock (&self->lock);
+
+  if (holder != NULL)
+    msg_dispatcher_unref (holder);
+}
+
+/* I/O thread, after reading all there was: leases the socket to the
+ * context the messages go to, if it is waiting in poll(). */
+static void
+connection_maybe_lease (MsgConnection *self)
+{
+  Watchdog *dog = (Watchdog *) g_atomic_pointer_get (&watchdog);
+  MsgEndpoint *target;
+  MsgDispatcher *dispatcher = NULL;
+  guint iterations;
+  gboolean ok;
+
+  if (!g_atomic_int_get (&context_reads) || self->decoder == NULL)
+    return;
+
+  msg_mutex_lock (&self->lock);
+  ok = self->state == CONNECTION_OPEN && self->lease == NULL && self->handed_frame == NULL &&
+       self->handed_error == NULL;
+  msg_mutex_unlock (&self->lock);
+  if (!ok || (target = connection_ref_target (self)) == NULL)
+    return;
+
+  msg_mutex_lock (&target->lock);
+  if (target->dispatcher != NULL)
+    dispatcher = msg_dispatcher_ref (target->dispatcher);
+  msg_mutex_unlock (&target->lock);
+  msg_endpoint_unref (target);
+  if (dispatcher == NULL)
+    return;
+  if (!msg_dispatcher_is_polling (dispatcher, &iterations))
+    {
+      msg_dispatcher_unref (dispatcher);
+      return;
+    }
+
+  msg_mutex_lock (&self->lock);
+  self->lease = msg_dispatcher_ref (dispatcher);
+  g_atomic_int_inc (&n_leases);
+  msg_mutex_unlock (&self->lock);
+
+  if (!msg_dispatcher_add_lease (dispatcher, (MsgLease *) self, self->fd))
+    {
+      msg_transport_lease_give_back ((MsgLease *) self, dispatcher);
+      msg_dispatcher_unref (dispatcher);
+      return;
+    }
+  msg_dispatcher_unref (dispatcher);
+
+  self->seen_iterations = iterations;
+  g_ptr_array_add (dog->leased, g_source_ref (&self->source));
+  watchdog_arm (dog);
+}
+
+/* Delivers the plain messages the decoder holds; stops at a frame that
+ * only the I/O thread may handle (@handed), or an error. FALSE if reading
+ * must go back to the I/O thread. */
+static gboolean
+context_decode (MsgConnection  *self,
+                MsgEndpoint   **target,
+                MsgWireFrame  **handed,
+                GError        **error)
+{
+  for (;;)
+    {
+      MsgWireFrame *frame = NULL;
+      MsgEnvelope *envelope;
+
+      if (!msg_wire_decoder_next (self->decoder, &frame, error))
+        return *error == NULL;
+      if (frame->kind != MSG_WIRE_FRAME_MESSAGE || frame->n_ports > 0 || frame->data_fd >= 0)
+        {
+          *handed = frame;
+          return FALSE;
+        }
+      envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), 0);
+      msg_wire_frame_free (frame);
+      connection_deliver_read (self, envelope, target);
+    }
+}
+
+gboolean
+msg_transport_lease_read (MsgLease      *lease,
+                          MsgDispatcher *dispatcher)
+{
+  MsgConnection *self = (MsgConnection *) lease;
+  MsgEndpoint *target = NULL;
+  MsgWireFrame *handed = NULL;
+  MsgDispatcher *holder = NULL;
+  GError *error = NULL;
+  gboolean keep = TRUE;
+
+  msg_mutex_lock (&self->lock);
+  if (self->lease != dispatcher || self->forks != (guint) g_atomic_int_get (&fork_count))
+    {
+      msg_mutex_unlock (&self->lock);
+      return FALSE;
+    }
+  self->context_reading = TRUE;
+  msg_mutex_unlock (&self->lock);
+
+  /* As much as the I/O thread would read in one go; if there is more, the
+   * socket is still readable on the next iteration. */
+  for (guint i = 0; i < MAX_READS_PER_DISPATCH; i++)
+    {
+      RecvResult result = connection_recv (self, &error);
+
+      if (result == RECV_AGAIN)
+        break;
+      /* End of file is left in the socket for the I/O thread. */
+      if (result == RECV_EOF || result == RECV_FAILED ||
+          !context_decode (self, &target, &handed, &error))
+        {
+          keep = FALSE;
+          break;
+        }
+      if (result == RECV_DRAINED)
+        break;
+    }
+
+  msg_mutex_lock (&self->lock);
+  self->context_reading = FALSE;
+  if (!keep)
+    {
+      self->handed_frame = handed;
+      self->handed_error = error;
+      holder = connection_end_lease_locked (self);
+    }
+  connection_signal_locked (self);
+  msg_mutex_unlock (&self->lock);
+
+  g_clear_pointer (&target, msg_endpoint_unref);
+  if (holder != NULL)
+    msg_dispatcher_unref (holder);
+  return keep;
+}
+
+/* I/O thread: what a context that read handed back. FALSE if the
+ * connection failed. */
+static gboolean
+connection_take_handed (MsgConnection *self)
+{
+  MsgWireFrame *frame;
+  GError *error;
+  MsgEndpoint *target = NULL;
+  gboolean ok = TRUE;
+
+  msg_mutex_lock (&self->lock);
+  frame = g_steal_pointer (&self->handed_frame);
+  error = g_steal_pointer (&self->handed_error);
+  msg_mutex_unlock (&self->lock);
+
+  if (frame != NULL)
+    ok = connection_handle_frame (self, frame, &target);
+  g_clear_pointer (&target, msg_endpoint_unref);
+  if (ok && error != NULL)
+    {
+      connection_fail (self, g_steal_pointer (&error));
+      ok = FALSE;
+    }
+  g_clear_error (&error);
+  return ok;
+}
+
+static gboolean
+watchdog_dispatch (GSource     *source,
+                   GSourceFunc  callback,
+                   gpointer     user_data)
+{
+  Watchdog *self = (Watchdog *) source;
+  gboolean busy = FALSE;
+
+  /* Disarmed first: a leaseholder that leaves poll() from now on arms it
+   * again (msg_transport_watchdog_poke()). */
+  g_source_set_ready_time (source, -1);
+  g_atomic_int_set (&self->armed, 0);
+
+  for (guint i = self->leased->len; i-- > 0;)
+    {
+      MsgConnection *connection = g_ptr_array_index (self->leased, i);
+      MsgDispatcher *holder = NULL;
+      guint iterations;
+
+      msg_mutex_lock (&connection->lock);
+      if (connection->lease != NULL)
+        holder = msg_dispatcher_ref (connection->lease);
+      msg_mutex_unlock (&connection->lock);
+
+      if (holder == NULL)
+        {
+          g_ptr_array_remove_index_fast (self->leased, i);
+          continue;
+        }
+      if (!msg_dispatcher_is_polling (holder, &iterations))
+        {
+          if (iterations == connection->seen_iterations)
+            {
+              /* Busy, or not running, for a whole period. */
+              msg_dispatcher_unref (holder);
+              connection_revoke_lease (connection);
+              g_ptr_array_remove_index_fast (self->leased, i);
+              continue;
+            }
+          busy = TRUE;
+        }
+      connection->seen_iterations = iterations;
+      msg_dispatcher_unref (holder);
+    }
+
+  if (busy)
+    watchdog_arm (self);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+watchdog_finalize (GSource *source)
+{
+  g_ptr_array_unref (((Watchdog *) source)->leased);
+}
+
+static GSourceFuncs watchdog_funcs = {
+  .dispatch = watchdog_dispatch,
+  .finalize = watchdog_finalize,
+};
+
+static GSource *
+watchdog_new (void)
+{
+  GSource *source = g_source_new (&watchdog_funcs, sizeof (Watchdog));
+  Watchdog *self = (Watchdog *) source;
+
+  g_source_set_static_name (source, "MsgPortMain lease watchdog");
+  self->leased = g_ptr_array_new_with_free_func ((GDestroyNotify) g_source_unref);
+  return source;
 }
 
 /* Writing ------------------------------------------------------------------ */
@@ -992,8 +1442,17 @@ connection_move (MsgConnection  *self,
   gsize out_partial = 0;
   int fd;
 
-  /* Only this thread reads and writes the connection, and nobody can post
-   * on @endpoint while it is in flight: the state read here stays true. */
+  /* Only this thread reads the connection from now on (what a context
+   * that read it handed back goes to @endpoint first), and writes it, and
+   * nobody can post on @endpoint while it is in flight: the state read
+   * here stays true. */
+  connection_revoke_lease (self);
+  if (!connection_take_handed (self))
+    {
+      g_array_unref (in_fds);
+      g_array_unref (out_fds);
+      return MOVE_IMPOSSIBLE;
+    }
   msg_mutex_lock (&self->lock);
   movable = self->state == CONNECTION_OPEN && !self->close_queued && self->endpoint != NULL;
   head = g_queue_peek_head (&self->out);
@@ -1352,6 +1811,7 @@ connection_dispatch (GSource     *source,
   MsgConnection *self = (MsgConnection *) source;
   GIOCondition revents = 0, wanted;
   ConnectionState state;
+  gboolean leased;
 
   /* Both calls below wake this thread's context again when they change
    * anything: only make them when something did change. */
@@ -1370,11 +1830,33 @@ connection_dispatch (GSource     *source,
   if (self->fd_tag != NULL)
     revents = g_source_query_unix_fd (source, self->fd_tag);
 
+  /* What a context that read gave back comes before anything read after
+   * it. */
+  if (!connection_take_handed (self))
+    return G_SOURCE_CONTINUE;
+
   if (state == CONNECTION_OPEN)
     connection_write (self);
-  connection_read (self, revents);
+  if (self->fd_tag == NULL)
+    return G_SOURCE_CONTINUE;
 
-  wanted = G_IO_IN | G_IO_HUP | G_IO_ERR | (self->want_out ? G_IO_OUT : 0);
+  /* The I/O thread does not poll a leased socket for input, but hears of
+   * a hang-up or an error, which it handles itself. */
+  msg_mutex_lock (&self->lock);
+  leased = self->lease != NULL;
+  msg_mutex_unlock (&self->lock);
+  if (leased && (revents & (G_IO_HUP | G_IO_ERR)) != 0)
+    {
+      connection_revoke_lease (self);
+      leased = FALSE;
+    }
+  if (!leased)
+    connection_read (self, revents);
+
+  msg_mutex_lock (&self->lock);
+  leased = self->lease != NULL;
+  msg_mutex_unlock (&self->lock);
+  wanted = (leased ? 0 : G_IO_IN) | G_IO_HUP | G_IO_ERR | (self->want_out ? G_IO_OUT : 0);
   if (self->fd_tag != NULL && wanted != self->polled)
     {
       g_source_modify_unix_fd (source, self->fd_tag, wanted);
@@ -1390,6 +1872,9 @@ connection_finalize (GSource *source)
   MsgConnection *self = (MsgConnection *) source;
 
   g_assert (self->endpoint == NULL);
+  g_assert (self->lease == NULL);
+  g_clear_pointer (&self->handed_frame, msg_wire_frame_free);
+  g_clear_error (&self->handed_error);
   if (self->fd >= 0)
     close (self->fd);
   out_list_free (&self->out);

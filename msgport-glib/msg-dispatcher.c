@@ -77,8 +77,9 @@ static GMutex dispatchers_lock;
 static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatcher */
 
 /* The dispatcher whose dispatch() runs in this thread, if any: what it
- * marks ready needs no wake-up, it is dispatched next. */
-static GPrivate dispatching;
+ * marks ready needs no wake-up, it is dispatched next. (Compiler TLS: a
+ * GPrivate costs two calls per dispatch and one per post.) */
+static _Thread_local MsgDispatcher *dispatching;
 
 /* Puts @endpoint on the ready list. When that arms the source, the
  * context must be woken: at once, or, if @wake_later is not %NULL, by the
@@ -105,7 +106,7 @@ msg_dispatcher_mark_ready (MsgDispatcher  *self,
     }
   msg_mutex_unlock (&self->lock);
 
-  if (wake && g_private_get (&dispatching) == self)
+  if (wake && dispatching == self)
     wake = FALSE;
 
   /* The caller holds a reference that keeps us bound, so alive. */
@@ -437,11 +438,11 @@ msg_dispatcher_dispatch (GSource     *source,
                          gpointer     user_data)
 {
   MsgDispatcher *self = (MsgDispatcher *) source;
-  gpointer outer = g_private_get (&dispatching);
+  MsgDispatcher *outer = dispatching;
   GArray *batch = self->batch;
   GList *link;
 
-  g_private_set (&dispatching, self);
+  dispatching = self;
   self->in_dispatch = TRUE;
   if (g_atomic_int_get (&self->n_leases) > 0)
     read_leases (self);
@@ -480,7 +481,7 @@ msg_dispatcher_dispatch (GSource     *source,
     msg_endpoint_unref (g_array_index (batch, MsgBatchItem, i).endpoint);
   g_array_set_size (batch, 0);
   self->in_dispatch = FALSE;
-  g_private_set (&dispatching, outer);
+  dispatching = outer;
 
   return G_SOURCE_CONTINUE;
 }

@@ -31,8 +31,7 @@ NODE = {'same-thread': 'node-messagechannel', 'cross-thread': 'node-messagechann
 # processes connected, that many in each process.
 IDLE_PORTS = {'same-thread': 10000, 'cross-thread': 10000, 'cross-process': 100}
 
-# The issue's targets for the in-process topologies: (topology, workload,
-# metric, anchor, bound, what). For throughput the bound is the least
+# The issue's targets: (topology, workload, metric, anchor, bound, what). For throughput the bound is the least
 # msgs/s ratio msgport-glib / anchor; for latency the greatest p50 ratio.
 TARGETS = [
     ('same-thread', 'W-small', 'throughput', 'glib-queue', 0.9, '>= 90% of the glib-queue floor'),
@@ -44,6 +43,11 @@ TARGETS = [
     ('cross-thread', 'W-1m', 'throughput', 'node-messagechannel', 5, '>= 5x Node'),
     ('cross-thread', 'W-small', 'latency', 'glib-queue', 1.2, 'p50 <= 1.2x the glib-queue floor'),
     ('cross-thread', 'W-small', 'latency', 'node-messagechannel', 0.5, "p50 <= half of Node's"),
+    ('cross-process', 'W-small', 'throughput', 'gdbus-p2p', 10, '>= 10x GDBus peer-to-peer'),
+    ('cross-process', 'W-small', 'throughput', 'node-ipc-advanced', 3, '>= 3x Node IPC (advanced)'),
+    ('cross-process', 'W-small', 'throughput', 'socket-gvariant', 1, '>= 100% of the socket-gvariant floor'),
+    ('cross-process', 'W-small', 'latency', 'socket-gvariant', 1.3, 'p50 <= 1.3x the socket-gvariant floor'),
+    ('cross-process', 'W-1m', 'throughput', 'socket-gvariant', 1, '>= 100% of the socket-gvariant floor (MB/s)'),
 ]
 MEMORY_TARGETS = {'unstarted': 1024, 'started': 2048}
 KEPT_TARGET = 90
@@ -216,7 +220,7 @@ def evaluate_targets(lines, medians, summaries):
 
 def print_targets(results):
     print()
-    print("The issue's targets (in-process, and scale across processes):")
+    print("The issue's targets:")
     print()
     print('| target | measured | met |')
     print('| --- | --- | --- |')

@@ -42,6 +42,12 @@ seeds = {
                                                  frame(kind=2))),
     'vardict': frame(type_=b'a{sv}', data=b'k\0' + b'\0' * 6 + b'\1\0\0\0\0u' + b'\x0e\x10'),
     'not-normal': frame(type_=b's', data=b'abc'),
+    # The last byte of an input is how many descriptors (0-3) come with its
+    # first piece: a sealed memfd of 64 bytes, then /dev/null, alternately.
+    'data-in-memfd': frame(type_=b'ay', data=struct.pack('<Q', 64), n_fds=1, flags=3) + b'\1',
+    'data-in-memfd-wrong-size': frame(type_=b'ay', data=struct.pack('<Q', 65), n_fds=1, flags=3) + b'\1',
+    'data-in-dev-null': frame(n_ports=1, n_fds=2, ports=port_entry(), type_=b'ay',
+                              data=struct.pack('<Q', 64), flags=3) + b'\2',
     'bad-magic': b'\0' * 32,
     'truncated': frame(type_=b's', data=b'hello\0')[:40],
 }

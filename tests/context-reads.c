@@ -10,14 +10,18 @@
  * blocked in a handler does not stop the socket from being read (a flush()
  * on the other end completes), that a handler running a main loop of the
  * same context gives the lease back instead of waking that loop again and
- * again, and that closing the port ends the lease.
+ * again, that closing the port ends the lease, and that a close frame the
+ * context hands back is handled before the end of file that follows it.
  */
 
 #include <errno.h>
 #include <sys/socket.h>
 
+#include <unistd.h>
+
 #include "msg-test-utils.h"
 #include "wire/msg-transport-private.h"
+#include "wire/msg-wire-private.h"
 
 static GThread *main_thread;
 static gint main_thread_reads;  /* (atomic) */
@@ -319,6 +323,66 @@ test_context_reads_close (void)
   g_object_unref (b);
 }
 
+/* Appends the frame of @data (taken; NULL: a close frame) to @bytes. */
+static void
+append_frame (GByteArray *bytes,
+              GVariant   *data)
+{
+  g_autoptr(MsgWireFrame) frame = msg_wire_frame_new (data != NULL ? MSG_WIRE_FRAME_MESSAGE
+                                                                   : MSG_WIRE_FRAME_CLOSE,
+                                                      data != NULL ? g_variant_ref_sink (data) : NULL, 0);
+  g_autoptr(GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
+  MsgWireEncoded encoded;
+
+  g_assert_true (msg_wire_encode (frame, &encoded, NULL));
+  msg_wire_encoded_append (&encoded, bytes, fds);
+  msg_wire_encoded_clear (&encoded);
+}
+
+static void
+test_context_reads_close_then_hang_up (void)
+{
+  g_test_summary ("A peer that sends a message and its close frame and hangs up at once: "
+                  "the port gets the message, then close with PEER_CLOSED, not PEER_GONE, "
+                  "although the context hands the close frame back to the I/O thread while "
+                  "that thread hears the hang-up");
+
+  for (guint round = 0; round < 100; round++)
+    {
+      g_autoptr(MsgRecorder) rec = NULL;
+      g_autoptr(GByteArray) bytes = g_byte_array_new ();
+      g_autoptr(GError) reason = NULL;
+      MsgPortMain *port;
+      int raw;
+
+      msg_test_socket_port (&raw, &port);
+      rec = msg_recorder_new (port);
+      msg_port_main_start (port);
+      for (guint i = 0; msg_transport_count_leases () == 0; i++)
+        {
+          g_autoptr(GByteArray) one = g_byte_array_new ();
+
+          g_assert_cmpuint (i, <, 1000);
+          append_frame (one, g_variant_new_uint32 (i));
+          g_assert_cmpint (write (raw, one->data, one->len), ==, (gssize) one->len);
+          msg_test_wait_until (NULL, rec->events->len == i + 1);
+        }
+
+      append_frame (bytes, g_variant_new_string ("last"));
+      append_frame (bytes, NULL);
+      g_assert_cmpint (write (raw, bytes->data, bytes->len), ==, (gssize) bytes->len);
+      close (raw);
+
+      msg_test_wait_until (NULL, rec->n_close == 1);
+      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, rec->events->len - 1), NULL), ==, "last");
+      reason = msg_port_main_get_close_reason (port);
+      g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_CLOSED);
+      g_clear_pointer (&rec, msg_recorder_free);
+      g_object_unref (port);
+      wait_polling (msg_transport_count_leases () == 0);
+    }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -329,6 +393,7 @@ main (int    argc,
   g_test_add_func ("/context-reads/watchdog", test_context_reads_watchdog);
   g_test_add_func ("/context-reads/nested-loop", test_context_reads_nested_loop);
   g_test_add_func ("/context-reads/close", test_context_reads_close);
+  g_test_add_func ("/context-reads/close-then-hang-up", test_context_reads_close_then_hang_up);
 
   return g_test_run ();
 }

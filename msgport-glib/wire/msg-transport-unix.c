@@ -1830,11 +1830,11 @@ connection_dispatch (GSource     *source,
   if (self->fd_tag != NULL)
     revents = g_source_query_unix_fd (source, self->fd_tag);
 
-  /* What a context that read gave back comes before anything read after
-   * it. */
+  /* What a context that read gave back with its lease comes before
+   * anything else: a close frame read before a write fails with EPIPE
+   * still ends the port with PEER_CLOSED. */
   if (!connection_take_handed (self))
     return G_SOURCE_CONTINUE;
-
   if (state == CONNECTION_OPEN)
     connection_write (self);
   if (self->fd_tag == NULL)
@@ -1850,8 +1850,15 @@ connection_dispatch (GSource     *source,
       connection_revoke_lease (self);
       leased = FALSE;
     }
+  /* With no lease out, only this thread reads; what a context gave back
+   * meanwhile (a close frame, say, before the end of file) comes before
+   * anything read after it. */
   if (!leased)
-    connection_read (self, revents);
+    {
+      if (!connection_take_handed (self))
+        return G_SOURCE_CONTINUE;
+      connection_read (self, revents);
+    }
 
   msg_mutex_lock (&self->lock);
   leased = self->lease != NULL;

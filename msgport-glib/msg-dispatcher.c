@@ -66,7 +66,8 @@ struct _MsgDispatcher
   gboolean      in_dispatch;  /* the context's thread only */
   GArray       *leases;    /* of MsgLeaseEntry, protected by @lock */
   gint          n_leases;  /* (atomic): @leases->len, read without the lock */
-  gint          n_dropped; /* (atomic): entries prepare() must remove */
+  gint          changed;   /* (atomic): entries were added or dropped since
+                            * prepare() last updated the poll set */
   gboolean      going_away;   /* protected by @lock */
   gint          polling;   /* (atomic): between prepare() and check() */
   gint          iterations;   /* (atomic): check() calls */
@@ -231,6 +232,7 @@ msg_dispatcher_add_lease (MsgDispatcher *self,
   entry.lease = msg_transport_lease_ref (lease);
   g_array_append_val (self->leases, entry);
   g_atomic_int_set (&self->n_leases, self->leases->len);
+  g_atomic_int_set (&self->changed, 1);
   msg_mutex_unlock (&self->lock);
 
   /* prepare() adds the descriptor to the poll set. */
@@ -250,7 +252,7 @@ mark_dropped_locked (MsgDispatcher *self,
       if (entry->lease == lease && !entry->dropped)
         {
           entry->dropped = TRUE;
-          g_atomic_int_inc (&self->n_dropped);
+          g_atomic_int_set (&self->changed, 1);
         }
     }
 }
@@ -289,7 +291,6 @@ update_leases (MsgDispatcher *self)
             unref = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_transport_lease_unref);
           g_ptr_array_add (unref, entry->lease);
           g_array_remove_index (self->leases, i);
-          g_atomic_int_add (&self->n_dropped, -1);
         }
       else if (entry->poll == NULL)
         {
@@ -303,7 +304,15 @@ update_leases (MsgDispatcher *self)
   msg_mutex_unlock (&self->lock);
 }
 
-/* Whether a leased socket is readable (or hung up, or gone). */
+/* Whether the socket of @entry is readable (or hung up, or gone), as the
+ * last poll() found it. */
+static inline gboolean
+entry_readable (const MsgLeaseEntry *entry)
+{
+  return entry->poll != NULL && !entry->dropped && entry->poll->revents != 0;
+}
+
+/* Whether a leased socket is readable. */
 static gboolean
 leases_readable (MsgDispatcher *self)
 {
@@ -312,9 +321,7 @@ leases_readable (MsgDispatcher *self)
   msg_mutex_lock (&self->lock);
   for (guint i = 0; i < self->leases->len && !readable; i++)
     {
-      MsgLeaseEntry *entry = &g_array_index (self->leases, MsgLeaseEntry, i);
-
-      readable = entry->poll != NULL && !entry->dropped && entry->poll->revents != 0;
+      readable = entry_readable (&g_array_index (self->leases, MsgLeaseEntry, i));
     }
   msg_mutex_unlock (&self->lock);
   return readable;
@@ -332,7 +339,7 @@ read_leases (MsgDispatcher *self)
     {
       MsgLeaseEntry *entry = &g_array_index (self->leases, MsgLeaseEntry, i);
 
-      if (entry->poll != NULL && !entry->dropped && entry->poll->revents != 0)
+      if (entry_readable (entry))
         {
           MsgLease *lease = msg_transport_lease_ref (entry->lease);
 
@@ -371,7 +378,7 @@ give_back_leases (MsgDispatcher *self,
   leases = g_steal_pointer (&self->leases);
   self->leases = g_array_new (FALSE, FALSE, sizeof (MsgLeaseEntry));
   g_atomic_int_set (&self->n_leases, 0);
-  g_atomic_int_set (&self->n_dropped, 0);
+  g_atomic_int_set (&self->changed, 0);
   msg_mutex_unlock (&self->lock);
 
   for (guint i = 0; i < leases->len; i++)
@@ -507,7 +514,9 @@ msg_dispatcher_prepare (GSource *source,
 {
   MsgDispatcher *self = (MsgDispatcher *) source;
 
-  if (g_atomic_int_get (&self->n_leases) > 0 || g_atomic_int_get (&self->n_dropped) > 0)
+  /* Clearing the flag first: a change made during the update is done by
+   * it, or sets the flag again. */
+  if (g_atomic_int_get (&self->changed) && g_atomic_int_compare_and_exchange (&self->changed, 1, 0))
     update_leases (self);
   g_atomic_int_set (&self->polling, 1);
   *timeout = -1;

@@ -93,6 +93,21 @@ wait_for_lease (MsgPortMain *a,
     }
 }
 
+/* Two socket-backed ports, @b started on the default context and
+ * recorded, its socket leased. */
+static MsgRecorder *
+leased_ports (MsgPortMain **a,
+              MsgPortMain **b)
+{
+  MsgRecorder *rec;
+
+  msg_test_socket_ports (a, b);
+  rec = msg_recorder_new (*b);
+  msg_port_main_start (*b);
+  wait_for_lease (*a, rec);
+  return rec;
+}
+
 static void
 test_context_reads_used (void)
 {
@@ -206,10 +221,7 @@ test_context_reads_watchdog (void)
   g_test_summary ("A context that holds a lease and blocks (here in a handler that waits "
                   "for its own 10 MiB to be read) loses it: the I/O thread reads again");
 
-  msg_test_socket_ports (&a, &b);
-  rec = msg_recorder_new (b);
-  msg_port_main_start (b);
-  wait_for_lease (a, rec);
+  rec = leased_ports (&a, &b);
 
   blocker.a = a;
   g_signal_connect (b, "message", G_CALLBACK (block_on_flush), &blocker);
@@ -274,10 +286,7 @@ test_context_reads_nested_loop (void)
                   "gives the lease back: that loop is not woken again and again, and the "
                   "messages come after the handler returns, in order");
 
-  msg_test_socket_ports (&a, &b);
-  rec = msg_recorder_new (b);
-  msg_port_main_start (b);
-  wait_for_lease (a, rec);
+  rec = leased_ports (&a, &b);
 
   nester.a = a;
   g_signal_connect (b, "message", G_CALLBACK (nest), &nester);

@@ -36,9 +36,6 @@ void          msg_transport_set_syscalls      (const MsgSyscalls *syscalls);
  * the default; 0 writes directly whenever nothing is queued). Tests only. */
 void          msg_transport_set_burst_gap     (gint               usec);
 
-/* Turns context reads (msg-dispatcher.c) off and on. Tests and benchmarks
- * only. */
-void          msg_transport_set_context_reads (gboolean           enabled);
 /* How many sockets are read by a port's context now. Tests only. */
 guint         msg_transport_count_leases      (void);
 

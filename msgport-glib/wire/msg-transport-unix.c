@@ -119,14 +119,6 @@ msg_transport_set_burst_gap (gint usec)
   g_atomic_int_set (&burst_gap, usec >= 0 ? usec : BURST_GAP_USEC);
 }
 
-static gint context_reads = TRUE;  /* (atomic) */
-
-void
-msg_transport_set_context_reads (gboolean enabled)
-{
-  g_atomic_int_set (&context_reads, enabled);
-}
-
 static gint n_leases;  /* (atomic) */
 
 guint
@@ -1110,18 +1102,29 @@ connection_end_lease_locked (MsgConnection *self)
   return holder;
 }
 
-/* I/O thread: takes the socket back, once the context that reads it has
- * finished what it was reading. */
-static void
-connection_revoke_lease (MsgConnection *self)
+/* Ends the lease once the context that reads has finished what it was
+ * reading; if @from is not %NULL, only a lease @from holds. Returns the
+ * reference the lease held on its holder, or %NULL. */
+static MsgDispatcher *
+connection_take_lease_back (MsgConnection *self,
+                            MsgDispatcher *from)
 {
-  MsgDispatcher *holder;
+  MsgDispatcher *holder = NULL;
 
   msg_mutex_lock (&self->lock);
   while (self->context_reading)
     connection_wait_locked (self);
-  holder = connection_end_lease_locked (self);
+  if (from == NULL || self->lease == from)
+    holder = connection_end_lease_locked (self);
   msg_mutex_unlock (&self->lock);
+  return holder;
+}
+
+/* I/O thread: takes the socket back, and tells its holder. */
+static void
+connection_revoke_lease (MsgConnection *self)
+{
+  MsgDispatcher *holder = connection_take_lease_back (self, NULL);
 
   if (holder != NULL)
     {
@@ -1134,15 +1137,7 @@ void
 msg_transport_lease_give_back (MsgLease      *lease,
                                MsgDispatcher *dispatcher)
 {
-  MsgConnection *self = (MsgConnection *) lease;
-  MsgDispatcher *holder = NULL;
-
-  msg_mutex_lock (&self->lock);
-  while (self->context_reading)
-    connection_wait_locked (self);
-  if (self->lease == dispatcher)
-    holder = connection_end_lease_locked (self);
-  msg_mutex_unlock (&self->lock);
+  MsgDispatcher *holder = connection_take_lease_back ((MsgConnection *) lease, dispatcher);
 
   if (holder != NULL)
     msg_dispatcher_unref (holder);
@@ -1159,7 +1154,7 @@ connection_maybe_lease (MsgConnection *self)
   guint iterations;
   gboolean ok;
 
-  if (!g_atomic_int_get (&context_reads) || self->decoder == NULL)
+  if (self->decoder == NULL)
     return;
 
   msg_mutex_lock (&self->lock);

@@ -129,6 +129,49 @@ msg_port_main_finalize (GObject *object)
   G_OBJECT_CLASS (msg_port_main_parent_class)->finalize (object);
 }
 
+/* The va_list marshaller of ::message for C handlers. GLib's own
+ * (g_cclosure_marshal_VOID__OBJECTv()) takes a reference on the event for
+ * the call, in case a handler drops the last one; the dispatcher holds a
+ * reference on every event it emits for the whole emission, so that pair
+ * of atomic operations is saved on every message. Handlers in other
+ * languages go through the #GValue marshaller as before. */
+static void
+msg_port_main_marshal_message_v (GClosure *closure,
+                                 GValue   *return_value,
+                                 gpointer  instance,
+                                 va_list   args,
+                                 gpointer  marshal_data,
+                                 int       n_params,
+                                 GType    *param_types)
+{
+  typedef void (*MessageFunc) (gpointer instance,
+                               gpointer event,
+                               gpointer user_data);
+  GCClosure *cc = (GCClosure *) closure;
+  MessageFunc callback;
+  gpointer data1, data2;
+  gpointer event;
+  va_list args_copy;
+
+  G_VA_COPY (args_copy, args);
+  event = va_arg (args_copy, gpointer);
+  va_end (args_copy);
+
+  if (G_CCLOSURE_SWAP_DATA (closure))
+    {
+      data1 = closure->data;
+      data2 = instance;
+    }
+  else
+    {
+      data1 = instance;
+      data2 = closure->data;
+    }
+  callback = (MessageFunc) (marshal_data != NULL ? marshal_data : cc->callback);
+
+  callback (data1, event, data2);
+}
+
 static void
 msg_port_main_class_init (MsgPortMainClass *klass)
 {
@@ -155,8 +198,11 @@ msg_port_main_class_init (MsgPortMainClass *klass)
     g_signal_new ("message",
                   G_TYPE_FROM_CLASS (klass),
                   G_SIGNAL_RUN_LAST,
-                  0, NULL, NULL, NULL,
+                  0, NULL, NULL,
+                  g_cclosure_marshal_VOID__OBJECT,
                   G_TYPE_NONE, 1, MSG_TYPE_MESSAGE_EVENT);
+  g_signal_set_va_marshaller (signals[SIGNAL_MESSAGE], G_TYPE_FROM_CLASS (klass),
+                              msg_port_main_marshal_message_v);
 
   /**
    * MsgPortMain::close:
@@ -436,9 +482,12 @@ msg_port_main_post_message (MsgPortMain   *self,
   g_return_val_if_fail (transfer != NULL || n_transfer == 0, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  /* Sink once, where the message enters. */
-  if (message != NULL)
-    g_variant_ref_sink (message);
+  /* Sink once, where the message enters. A floating reference is the
+   * caller's to give, so it is taken without g_variant_ref_sink()'s lock. */
+  if (message != NULL && g_variant_is_floating (message))
+    g_variant_take_ref (message);
+  else if (message != NULL)
+    g_variant_ref (message);
 
   endpoint = self->endpoint;
   msg_mutex_lock (&endpoint->lock);

@@ -138,7 +138,7 @@ msg_dispatcher_unready (MsgDispatcher *self,
     msg_endpoint_unref (endpoint);
 }
 
-/* Delivers at most @budget envelopes of @endpoint, one at a time so that a
+/* Delivers at most @budget items of @endpoint, one at a time so that a
  * handler that transfers or closes the port stops the delivery at once. */
 static void
 msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
@@ -160,22 +160,22 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
 
   while (budget-- > 0 && !unbound)
     {
-      MsgEnvelope *envelope;
-      GList *link;
+      MsgItem *item;
 
       msg_mutex_lock (&endpoint->lock);
       /* Transferred, or even transferred and started again here under a
        * new handle: either way this handle emits no more. */
       if (endpoint->dispatcher != self || endpoint->port != port ||
-          (link = g_queue_pop_head_link (&endpoint->queue)) == NULL)
+          (item = msg_queue_pop (&endpoint->queue)) == NULL)
         {
           msg_mutex_unlock (&endpoint->lock);
           break;
         }
-      envelope = link->data;
-      if (envelope->kind == MSG_ENVELOPE_CLOSE)
+      if (msg_item_is_close (item))
         {
-          /* The last envelope this end will ever see: unbind, and let go
+          MsgEnvelope *envelope = msg_item_peek_envelope (item);
+
+          /* The last item this end will ever see: unbind, and let go
            * of the reference the started port held on itself. */
           unbound = TRUE;
           endpoint->dispatcher = NULL;
@@ -186,7 +186,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
         }
       msg_mutex_unlock (&endpoint->lock);
 
-      msg_port_main_dispatch (port, envelope, &self->spare);
+      msg_port_main_dispatch (port, item, &self->spare);
 
       if (unbound)
         {

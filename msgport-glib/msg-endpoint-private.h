@@ -3,7 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * A #MsgPortMain is a thin handle on a MsgEndpoint. The endpoint is what is
- * entangled: it owns the queue of envelopes that arrived for its end and a
+ * entangled: it owns the queue of messages that arrived for its end and a
  * reference to the endpoint its own posts go to. Transferring a port moves
  * the endpoint (not the GObject) inside an envelope; the receiver wraps it in
  * a new #MsgPortMain. Because the queue travels with the endpoint, messages
@@ -45,11 +45,10 @@ typedef enum
   MSG_ENVELOPE_CLOSE,
 } MsgEnvelopeKind;
 
-/* One allocation per message: the queue link and the transferred endpoints
- * live in the envelope itself. */
+/* What a message with ports, a NULL message or the end of a channel
+ * travels in: one allocation, the transferred endpoints inside it. */
 struct _MsgEnvelope
 {
-  GList            link;       /* link.data == the envelope */
   MsgEnvelopeKind  kind;
   GVariant        *data;       /* (owned) (nullable) */
   GError          *reason;     /* (owned) (nullable): MSG_ENVELOPE_CLOSE only */
@@ -61,17 +60,71 @@ MsgEnvelope *msg_envelope_new_message (GVariant     *data,
                                        guint         n_ports);
 MsgEnvelope *msg_envelope_new_close   (GError       *reason);
 void         msg_envelope_free        (MsgEnvelope  *envelope);
-void         msg_envelope_list_free   (GQueue       *envelopes);
+
+/* An item is what is queued for an endpoint: a plain message (a non-NULL
+ * GVariant and no ports, the everyday case) is the GVariant itself, so
+ * queuing it allocates nothing; anything else is an envelope, told apart
+ * by the low bit of the pointer (GVariants and envelopes are at least
+ * 8-byte aligned). An item owns what it points to. */
+typedef struct _MsgItem MsgItem;
+
+static inline gboolean
+msg_item_is_envelope (const MsgItem *item)
+{
+  return ((guintptr) item & 1) != 0;
+}
+
+static inline MsgEnvelope *
+msg_item_peek_envelope (MsgItem *item)
+{
+  return (MsgEnvelope *) ((guintptr) item & ~(guintptr) 1);
+}
+
+static inline MsgItem *
+msg_item_from_envelope (MsgEnvelope *envelope)
+{
+  return (MsgItem *) ((guintptr) envelope | 1);
+}
+
+static inline gboolean
+msg_item_is_close (MsgItem *item)
+{
+  return msg_item_is_envelope (item) &&
+         msg_item_peek_envelope (item)->kind == MSG_ENVELOPE_CLOSE;
+}
+
+MsgItem     *msg_item_new_message     (GVariant     *data);
+MsgEnvelope *msg_item_steal_envelope  (MsgItem      *item);
+void         msg_item_free            (MsgItem      *item);
+
+/* A FIFO of items: a ring, allocated on the first push, that doubles when
+ * full. Once empty it is kept for the next burst up to 1024 items (8 KiB)
+ * and freed beyond, so a backlog does not pin its memory. */
+typedef struct
+{
+  MsgItem **items;     /* (owned) (nullable) */
+  guint     head;
+  guint     length;
+  guint     capacity;  /* 0 or a power of two */
+} MsgQueue;
+
+#define MSG_QUEUE_INIT { NULL, 0, 0, 0 }
+
+void     msg_queue_push  (MsgQueue  *queue,
+                          MsgItem   *item);
+MsgItem *msg_queue_pop   (MsgQueue  *queue);
+MsgQueue msg_queue_steal (MsgQueue  *queue);
+void     msg_queue_clear (MsgQueue  *queue);
 
 /* Where an endpoint's arrivals go instead of its queue. deliver() is
  * called with the endpoint's lock held, so it must not take any endpoint
- * lock, emit, free an envelope, or block: it takes @envelope, or returns it
+ * lock, emit, free an envelope, or block: it takes @item, or returns it
  * for the caller to free once the lock is released. */
 typedef struct
 {
-  MsgEnvelope *(*deliver) (MsgSink     *sink,
-                           MsgEnvelope *envelope);
-  void         (*release) (MsgSink     *sink);
+  MsgItem *(*deliver) (MsgSink *sink,
+                       MsgItem *item);
+  void     (*release) (MsgSink *sink);
 } MsgSinkFuncs;
 
 struct _MsgSink
@@ -85,7 +138,7 @@ struct _MsgEndpoint
   GMutex           lock;
 
   /* protected by @lock */
-  GQueue           queue;          /* of MsgEnvelope: what arrived for this end */
+  MsgQueue         queue;          /* what arrived for this end */
   MsgEndpoint     *peer;           /* (owned) (nullable): where posts go */
   MsgEndpoint     *flush_peer;     /* (owned) (nullable): the peer this end
                                     * closed, if it writes to a sink: what
@@ -111,7 +164,7 @@ void         msg_endpoint_unref        (MsgEndpoint  *self);
 void         msg_endpoint_entangle     (MsgEndpoint  *a,
                                         MsgEndpoint  *b);
 void         msg_endpoint_deliver      (MsgEndpoint  *self,
-                                        MsgEnvelope  *envelope);
+                                        MsgItem      *item);
 void         msg_endpoint_disentangle  (MsgEndpoint  *self,
                                         GError       *reason,
                                         GError       *peer_reason);
@@ -160,7 +213,7 @@ void           msg_dispatcher_drop_lease (MsgDispatcher *self,
 MsgPortMain *msg_port_main_new_for_endpoint (MsgEndpoint  *endpoint);
 MsgEndpoint *msg_port_main_get_endpoint     (MsgPortMain  *self);
 void         msg_port_main_dispatch         (MsgPortMain      *self,
-                                             MsgEnvelope      *envelope,
+                                             MsgItem          *item,
                                              MsgMessageEvent **spare);
 
 /* msg-message-event.c */

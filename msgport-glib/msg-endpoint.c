@@ -5,6 +5,8 @@
 
 #include "config.h"
 
+#include <string.h>
+
 #include "msg-endpoint-private.h"
 #include "msg-port-error.h"
 
@@ -17,8 +19,6 @@ msg_envelope_new_message (GVariant *data,
   MsgEnvelope *envelope;
 
   envelope = g_malloc (sizeof (MsgEnvelope) + n_ports * sizeof (MsgEndpoint *));
-  envelope->link.data = envelope;
-  envelope->link.prev = envelope->link.next = NULL;
   envelope->kind = MSG_ENVELOPE_MESSAGE;
   envelope->data = data;
   envelope->reason = NULL;
@@ -62,13 +62,115 @@ msg_envelope_free (MsgEnvelope *envelope)
   g_free (envelope);
 }
 
-void
-msg_envelope_list_free (GQueue *envelopes)
-{
-  GList *link;
+/* Items ------------------------------------------------------------------ */
 
-  while ((link = g_queue_pop_head_link (envelopes)) != NULL)
-    msg_envelope_free (link->data);
+/* Takes @data: a plain message needs no envelope, a NULL one does. */
+MsgItem *
+msg_item_new_message (GVariant *data)
+{
+  if (data != NULL)
+    return (MsgItem *) data;
+  return msg_item_from_envelope (msg_envelope_new_message (NULL, 0));
+}
+
+/* Takes @item and returns it as an envelope, wrapping a plain message in
+ * one: for the code that has to look inside (the process transport). */
+MsgEnvelope *
+msg_item_steal_envelope (MsgItem *item)
+{
+  if (msg_item_is_envelope (item))
+    return msg_item_peek_envelope (item);
+  return msg_envelope_new_message ((GVariant *) item, 0);
+}
+
+/* Same rule as msg_envelope_free(). */
+void
+msg_item_free (MsgItem *item)
+{
+  if (item == NULL)
+    return;
+  if (msg_item_is_envelope (item))
+    msg_envelope_free (msg_item_peek_envelope (item));
+  else
+    g_variant_unref ((GVariant *) item);
+}
+
+/* Queues ----------------------------------------------------------------- */
+
+#define MSG_QUEUE_MIN_CAPACITY  8     /* what a queue starts with */
+#define MSG_QUEUE_MAX_KEPT      1024  /* the most it keeps once empty: 8 KiB */
+
+void
+msg_queue_push (MsgQueue *queue,
+                MsgItem  *item)
+{
+  g_assert (item != NULL);
+
+  if (queue->length == queue->capacity)
+    {
+      guint capacity = MAX (queue->capacity * 2, MSG_QUEUE_MIN_CAPACITY);
+
+      queue->items = g_renew (MsgItem *, queue->items, capacity);
+      /* The items that wrapped around go after the old end. */
+      if (queue->head + queue->length > queue->capacity)
+        {
+          guint wrapped = queue->head + queue->length - queue->capacity;
+
+          memcpy (queue->items + queue->capacity, queue->items, wrapped * sizeof (MsgItem *));
+        }
+      queue->capacity = capacity;
+    }
+  queue->items[(queue->head + queue->length) & (queue->capacity - 1)] = item;
+  queue->length++;
+}
+
+/* The first item, or NULL if @queue is empty. A queue that empties keeps
+ * its ring for the next burst (growing it again costs more than the
+ * messages: the allocator consolidates), unless a backlog made it large. */
+MsgItem *
+msg_queue_pop (MsgQueue *queue)
+{
+  MsgItem *item;
+
+  if (queue->length == 0)
+    return NULL;
+
+  item = queue->items[queue->head];
+  queue->head = (queue->head + 1) & (queue->capacity - 1);
+  queue->length--;
+  if (queue->length == 0)
+    {
+      queue->head = 0;
+      if (queue->capacity > MSG_QUEUE_MAX_KEPT)
+        {
+          g_clear_pointer (&queue->items, g_free);
+          queue->capacity = 0;
+        }
+    }
+
+  return item;
+}
+
+/* Returns what @queue holds, leaving it empty: for freeing outside a lock. */
+MsgQueue
+msg_queue_steal (MsgQueue *queue)
+{
+  MsgQueue stolen = *queue;
+
+  *queue = (MsgQueue) MSG_QUEUE_INIT;
+  return stolen;
+}
+
+/* Frees every item of @queue, in order, and its memory. */
+void
+msg_queue_clear (MsgQueue *queue)
+{
+  MsgItem *item;
+
+  while ((item = msg_queue_pop (queue)) != NULL)
+    msg_item_free (item);
+  g_clear_pointer (&queue->items, g_free);
+  *queue = (MsgQueue) MSG_QUEUE_INIT;
 }
 
 /* Endpoints ------------------------------------------------------------- */
@@ -80,7 +182,6 @@ msg_endpoint_new (void)
 
   g_atomic_ref_count_init (&self->ref_count);
   g_mutex_init (&self->lock);
-  g_queue_init (&self->queue);
   self->ready_link.data = self;
 
   return self;
@@ -96,7 +197,7 @@ msg_endpoint_ref (MsgEndpoint *self)
 void
 msg_endpoint_unref (MsgEndpoint *self)
 {
-  GQueue queue;
+  MsgQueue queue;
 
   if (!g_atomic_ref_count_dec (&self->ref_count))
     return;
@@ -109,9 +210,8 @@ msg_endpoint_unref (MsgEndpoint *self)
   g_clear_pointer (&self->flush_peer, msg_endpoint_unref);
   g_assert (!self->ready);
 
-  queue = self->queue;
-  g_queue_init (&self->queue);
-  msg_envelope_list_free (&queue);
+  queue = msg_queue_steal (&self->queue);
+  msg_queue_clear (&queue);
 
   if (self->sink != NULL)
     self->sink->funcs->release (self->sink);
@@ -142,32 +242,32 @@ msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
 }
 
 /* Returns what the sink refused, to be freed once the lock is released. */
-static MsgEnvelope *
+static MsgItem *
 msg_endpoint_push_locked (MsgEndpoint   *self,
-                          MsgEnvelope   *envelope,
+                          MsgItem       *item,
                           GMainContext **wake_later)
 {
   if (self->sink != NULL)
-    return self->sink->funcs->deliver (self->sink, envelope);
+    return self->sink->funcs->deliver (self->sink, item);
 
-  g_queue_push_tail_link (&self->queue, &envelope->link);
+  msg_queue_push (&self->queue, item);
   if (self->queue.length == 1)
     msg_endpoint_mark_ready_locked (self, wake_later);
   return NULL;
 }
 
-/* Takes ownership of @envelope and queues it for @self's handlers (or its
+/* Takes ownership of @item and queues it for @self's handlers (or its
  * sink); drops it if @self has ended. Any thread. The receiving context is
  * woken, if it must be, after the lock is released. */
 void
 msg_endpoint_deliver (MsgEndpoint *self,
-                      MsgEnvelope *envelope)
+                      MsgItem     *item)
 {
   GMainContext *wake = NULL;
 
   msg_mutex_lock (&self->lock);
   if (!self->ended)
-    envelope = msg_endpoint_push_locked (self, envelope, &wake);
+    item = msg_endpoint_push_locked (self, item, &wake);
   msg_mutex_unlock (&self->lock);
 
   if (wake != NULL)
@@ -175,7 +275,7 @@ msg_endpoint_deliver (MsgEndpoint *self,
       g_main_context_wakeup (wake);
       g_main_context_unref (wake);
     }
-  msg_envelope_free (envelope);
+  msg_item_free (item);
 }
 
 /* Makes @sink (taken) receive everything that arrives for @self from now
@@ -184,22 +284,23 @@ void
 msg_endpoint_set_sink (MsgEndpoint *self,
                        MsgSink     *sink)
 {
-  GQueue refused = G_QUEUE_INIT;
-  GList *link;
+  MsgQueue queued, refused = MSG_QUEUE_INIT;
+  MsgItem *item;
 
   msg_mutex_lock (&self->lock);
   g_assert (self->sink == NULL && self->dispatcher == NULL);
   g_atomic_pointer_set (&self->sink, sink);
-  while ((link = g_queue_pop_head_link (&self->queue)) != NULL)
+  queued = msg_queue_steal (&self->queue);
+  while ((item = msg_queue_pop (&queued)) != NULL)
     {
-      MsgEnvelope *envelope = msg_endpoint_push_locked (self, link->data, NULL);
-
-      if (envelope != NULL)
-        g_queue_push_tail_link (&refused, &envelope->link);
+      item = msg_endpoint_push_locked (self, item, NULL);
+      if (item != NULL)
+        msg_queue_push (&refused, item);
     }
   msg_mutex_unlock (&self->lock);
 
-  msg_envelope_list_free (&refused);
+  msg_queue_clear (&queued);
+  msg_queue_clear (&refused);
 }
 
 /* Lock-free: a sink is set once and stays for the endpoint's life. */
@@ -218,7 +319,7 @@ msg_endpoint_new_peer_closed_reason (void)
 
 /* Queues the close envelope: nothing arrives after it. Takes @reason;
  * returns what a sink refused, to be freed once the lock is released. */
-static MsgEnvelope *
+static MsgItem *
 msg_endpoint_end_locked (MsgEndpoint *self,
                          GError      *reason)
 {
@@ -229,7 +330,8 @@ msg_endpoint_end_locked (MsgEndpoint *self,
     }
 
   self->ended = TRUE;
-  return msg_endpoint_push_locked (self, msg_envelope_new_close (reason), NULL);
+  return msg_endpoint_push_locked (self, msg_item_from_envelope (msg_envelope_new_close (reason)),
+                                   NULL);
 }
 
 /* The peer of @self went away: @self delivers what it has, then emits
@@ -241,7 +343,7 @@ msg_endpoint_peer_gone (MsgEndpoint *self,
                         GError      *reason)
 {
   MsgEndpoint *old_peer = NULL;
-  MsgEnvelope *refused = NULL;
+  MsgItem *refused = NULL;
 
   msg_mutex_lock (&self->lock);
   if (self->peer == from)
@@ -251,7 +353,7 @@ msg_endpoint_peer_gone (MsgEndpoint *self,
     }
   msg_mutex_unlock (&self->lock);
 
-  msg_envelope_free (refused);
+  msg_item_free (refused);
   g_clear_error (&reason);
   g_clear_pointer (&old_peer, msg_endpoint_unref);
 }
@@ -286,14 +388,14 @@ msg_endpoint_disentangle (MsgEndpoint *self,
                           GError      *peer_reason)
 {
   MsgEndpoint *peer;
-  MsgEnvelope *refused;
+  MsgItem *refused;
 
   msg_mutex_lock (&self->lock);
   peer = g_steal_pointer (&self->peer);
   refused = msg_endpoint_end_locked (self, g_steal_pointer (&reason));
   msg_mutex_unlock (&self->lock);
 
-  msg_envelope_free (refused);
+  msg_item_free (refused);
   if (peer != NULL)
     {
       msg_endpoint_peer_gone (peer, self, g_steal_pointer (&peer_reason));
@@ -310,17 +412,16 @@ void
 msg_endpoint_discard (MsgEndpoint *self)
 {
   MsgEndpoint *peer;
-  GQueue dropped;
+  MsgQueue dropped;
 
   msg_mutex_lock (&self->lock);
   peer = g_steal_pointer (&self->peer);
   self->ended = TRUE;
   self->closed = TRUE;
-  dropped = self->queue;
-  g_queue_init (&self->queue);
+  dropped = msg_queue_steal (&self->queue);
   msg_mutex_unlock (&self->lock);
 
-  msg_envelope_list_free (&dropped);
+  msg_queue_clear (&dropped);
   if (peer != NULL)
     {
       msg_endpoint_peer_gone (peer, self, msg_endpoint_new_peer_closed_reason ());

@@ -250,43 +250,55 @@ msg_port_main_get_endpoint (MsgPortMain *self)
   return self->endpoint;
 }
 
-/* Emits what @envelope carries on @self, in its context, and frees it.
+/* Emits what @item carries on @self, in its context, and frees it.
  * @spare is the dispatcher's reusable event (see
  * msg_message_event_recycle()), owned by the dispatching thread. */
 void
 msg_port_main_dispatch (MsgPortMain      *self,
-                        MsgEnvelope      *envelope,
+                        MsgItem          *item,
                         MsgMessageEvent **spare)
 {
-  if (envelope->kind == MSG_ENVELOPE_CLOSE)
+  MsgEnvelope *envelope = NULL;
+  MsgMessageEvent *event;
+  MsgPortMain **ports = NULL;
+  guint n_ports = 0;
+  GVariant *data;
+
+  if (msg_item_is_close (item))
     {
       g_signal_emit (self, signals[SIGNAL_CLOSE], 0);
+      msg_item_free (item);
+      return;
+    }
+
+  if (msg_item_is_envelope (item))
+    {
+      envelope = msg_item_peek_envelope (item);
+      data = g_steal_pointer (&envelope->data);
+      n_ports = envelope->n_ports;
+      if (n_ports > 0)
+        {
+          ports = g_new (MsgPortMain *, n_ports + 1);
+          for (guint i = 0; i < n_ports; i++)
+            ports[i] = msg_port_main_new_for_endpoint (g_steal_pointer (&envelope->ports[i]));
+          ports[n_ports] = NULL;
+        }
     }
   else
     {
-      MsgMessageEvent *event;
-      MsgPortMain **ports = NULL;
-      GVariant *data = g_steal_pointer (&envelope->data);
-
-      if (envelope->n_ports > 0)
-        {
-          ports = g_new (MsgPortMain *, envelope->n_ports + 1);
-          for (guint i = 0; i < envelope->n_ports; i++)
-            ports[i] = msg_port_main_new_for_endpoint (g_steal_pointer (&envelope->ports[i]));
-          ports[envelope->n_ports] = NULL;
-        }
-
-      event = g_steal_pointer (spare);
-      if (event != NULL)
-        msg_message_event_reset_take (event, data, ports, envelope->n_ports);
-      else
-        event = msg_message_event_new_take (data, ports, envelope->n_ports);
-
-      g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, event);
-
-      if (msg_message_event_recycle (event))
-        *spare = event;
+      data = (GVariant *) item;
     }
+
+  event = g_steal_pointer (spare);
+  if (event != NULL)
+    msg_message_event_reset_take (event, data, ports, n_ports);
+  else
+    event = msg_message_event_new_take (data, ports, n_ports);
+
+  g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, event);
+
+  if (msg_message_event_recycle (event))
+    *spare = event;
 
   msg_envelope_free (envelope);
 }
@@ -402,8 +414,8 @@ msg_port_main_take_transfer (MsgPortMain   *self,
             {
               /* It had ended here: it ends again at its new home. */
               endpoint->close_emitted = FALSE;
-              g_queue_push_tail_link (&endpoint->queue,
-                                      &msg_envelope_new_close (g_steal_pointer (&endpoint->close_reason))->link);
+              msg_queue_push (&endpoint->queue,
+                              msg_item_from_envelope (msg_envelope_new_close (g_steal_pointer (&endpoint->close_reason))));
             }
           endpoints[i] = msg_endpoint_ref (endpoint);
         }
@@ -476,7 +488,7 @@ msg_port_main_post_message (MsgPortMain   *self,
 {
   MsgEndpoint *endpoint;
   MsgEndpoint *peer;
-  MsgEnvelope *envelope;
+  MsgItem *item;
 
   g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
   g_return_val_if_fail (transfer != NULL || n_transfer == 0, FALSE);
@@ -511,12 +523,17 @@ msg_port_main_post_message (MsgPortMain   *self,
       return FALSE;
     }
 
-  envelope = msg_envelope_new_message (g_steal_pointer (&message), n_transfer);
-
-  if (n_transfer > 0)
+  if (n_transfer == 0)
     {
+      /* The everyday case: the message is queued as it is. */
+      item = msg_item_new_message (g_steal_pointer (&message));
+    }
+  else
+    {
+      MsgEnvelope *envelope;
       gboolean doomed = FALSE;
 
+      envelope = msg_envelope_new_message (g_steal_pointer (&message), n_transfer);
       if (!msg_port_main_take_transfer (self, transfer, n_transfer,
                                         envelope->ports, error))
         {
@@ -535,17 +552,18 @@ msg_port_main_post_message (MsgPortMain   *self,
           msg_port_main_close (self);
           g_clear_pointer (&peer, msg_endpoint_unref);
         }
+      item = msg_item_from_envelope (envelope);
     }
 
   if (peer == NULL)
     {
-      /* Closed, disconnected or doomed: dropping the envelope discards
+      /* Closed, disconnected or doomed: dropping the message discards
        * the transferred endpoints, so their peers close. */
-      msg_envelope_free (envelope);
+      msg_item_free (item);
       return TRUE;
     }
 
-  msg_endpoint_deliver (peer, envelope);
+  msg_endpoint_deliver (peer, item);
   msg_endpoint_unref (peer);
 
   return TRUE;

@@ -457,9 +457,10 @@ queued_port_ended (MsgPortMain *port)
   gboolean ended = FALSE;
 
   g_mutex_lock (&endpoint->lock);
-  if (endpoint->queue.length == 1)
+  if (endpoint->queue.length == 1 &&
+      msg_item_is_envelope (endpoint->queue.items[endpoint->queue.head]))
     {
-      MsgEnvelope *envelope = endpoint->queue.head->data;
+      MsgEnvelope *envelope = msg_item_peek_envelope (endpoint->queue.items[endpoint->queue.head]);
 
       if (envelope->n_ports == 1)
         queued = msg_endpoint_ref (envelope->ports[0]);

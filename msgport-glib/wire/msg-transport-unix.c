@@ -393,11 +393,12 @@ connection_write_direct_locked (MsgConnection *self,
 }
 
 /* MsgSinkFuncs.deliver: any thread, with the endpoint's lock held. */
-static MsgEnvelope *
-connection_deliver (MsgSink     *sink,
-                    MsgEnvelope *envelope)
+static MsgItem *
+connection_deliver (MsgSink *sink,
+                    MsgItem *queued)
 {
   MsgConnection *self = CONNECTION_FROM_SINK (sink);
+  GVariant *data = msg_item_is_envelope (queued) ? NULL : (GVariant *) queued;
   OutItem *item;
   gint64 now;
 
@@ -405,20 +406,19 @@ connection_deliver (MsgSink     *sink,
   item->link.data = item;
 
   /* A plain message is encoded here, by the thread that posts it; one
-   * that carries ports or ends the channel is left to the I/O thread,
-   * which is the only one that may stop a connection to move it. */
-  if (envelope->kind == MSG_ENVELOPE_MESSAGE && envelope->n_ports == 0 &&
-      msg_wire_check_message (envelope->data, 0, NULL))
+   * that carries ports or ends the channel (or is NULL) is left to the I/O
+   * thread, which is the only one that may stop a connection to move it. */
+  if (data != NULL && msg_wire_check_message (data, 0, NULL))
     {
-      MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data = envelope->data, .data_fd = -1 };
+      MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data = data, .data_fd = -1 };
 
       if (!msg_wire_encode (&frame, &item->encoded, NULL))
         g_assert_not_reached ();
     }
   else
     {
-      item->is_close = envelope->kind == MSG_ENVELOPE_CLOSE;
-      item->envelope = g_steal_pointer (&envelope);
+      item->envelope = msg_item_steal_envelope (g_steal_pointer (&queued));
+      item->is_close = item->envelope->kind == MSG_ENVELOPE_CLOSE;
     }
 
   msg_mutex_lock (&self->lock);
@@ -426,10 +426,10 @@ connection_deliver (MsgSink     *sink,
     {
       msg_mutex_unlock (&self->lock);
       if (item->envelope != NULL)
-        envelope = g_steal_pointer (&item->envelope);
+        queued = msg_item_from_envelope (g_steal_pointer (&item->envelope));
       msg_wire_encoded_clear (&item->encoded);
       g_free (item);
-      return envelope;
+      return queued;
     }
   if (item->is_close)
     self->close_queued = TRUE;
@@ -448,9 +448,9 @@ connection_deliver (MsgSink     *sink,
     }
   msg_mutex_unlock (&self->lock);
 
-  /* What was encoded is in the item now. The envelope carries no ports,
-   * so freeing it under the endpoint's lock is safe. */
-  msg_envelope_free (envelope);
+  /* What was encoded holds its own reference on the data. A plain message
+   * carries no ports, so freeing it under the endpoint's lock is safe. */
+  msg_item_free (queued);
   return NULL;
 }
 
@@ -792,20 +792,20 @@ connection_ref_target (MsgConnection *self)
   return target;
 }
 
-/* Delivers @envelope (taken), read from the socket, to *@target, looked up
+/* Delivers @item (taken), read from the socket, to *@target, looked up
  * on first use and kept for the rest of the batch: if the channel ends
  * meanwhile, the target has ended too and drops them. */
 static void
 connection_deliver_read (MsgConnection  *self,
-                         MsgEnvelope    *envelope,
+                         MsgItem        *item,
                          MsgEndpoint   **target)
 {
   if (*target == NULL)
     *target = connection_ref_target (self);
   if (*target != NULL)
-    msg_endpoint_deliver (*target, envelope);
+    msg_endpoint_deliver (*target, item);
   else
-    msg_envelope_free (envelope);
+    msg_item_free (item);
 }
 
 /* Takes @frame; a message goes to *@target (connection_deliver_read()).
@@ -854,6 +854,13 @@ connection_handle_frame (MsgConnection  *self,
       connection_fail (self, error);
       return FALSE;
     }
+  if (frame->n_ports == 0)
+    {
+      connection_deliver_read (self, msg_item_new_message (g_steal_pointer (&frame->data)),
+                               target);
+      msg_wire_frame_free (frame);
+      return TRUE;
+    }
   envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), frame->n_ports);
   for (guint i = 0; i < frame->n_ports; i++)
     {
@@ -867,7 +874,7 @@ connection_handle_frame (MsgConnection  *self,
         }
     }
   msg_wire_frame_free (frame);
-  connection_deliver_read (self, envelope, target);
+  connection_deliver_read (self, msg_item_from_envelope (envelope), target);
 
   return TRUE;
 }
@@ -1207,7 +1214,7 @@ context_decode (MsgConnection  *self,
   for (;;)
     {
       MsgWireFrame *frame = NULL;
-      MsgEnvelope *envelope;
+      MsgItem *item;
 
       if (!msg_wire_decoder_next (self->decoder, &frame, error))
         return *error == NULL;
@@ -1216,9 +1223,9 @@ context_decode (MsgConnection  *self,
           *handed = frame;
           return FALSE;
         }
-      envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), 0);
+      item = msg_item_new_message (g_steal_pointer (&frame->data));
       msg_wire_frame_free (frame);
-      connection_deliver_read (self, envelope, target);
+      connection_deliver_read (self, item, target);
     }
 }
 
@@ -1429,9 +1436,11 @@ connection_move (MsgConnection  *self,
   g_autoptr(GByteArray) out_bytes = g_byte_array_new ();
   GArray *in_fds = g_array_new (FALSE, FALSE, sizeof (int));
   GArray *out_fds = g_array_new (FALSE, FALSE, sizeof (int));
-  GQueue queued, unwritten;
+  MsgQueue queued = MSG_QUEUE_INIT;
+  GQueue unwritten;
   MsgEndpoint *remote;
   OutItem *head;
+  MsgItem *read_item;
   GList *link;
   gboolean movable;
   gsize out_partial = 0;
@@ -1460,10 +1469,7 @@ connection_move (MsgConnection  *self,
   msg_mutex_lock (&endpoint->lock);
   movable = movable && !endpoint->ended;
   if (movable)
-    {
-      queued = endpoint->queue;
-      g_queue_init (&endpoint->queue);
-    }
+    queued = msg_queue_steal (&endpoint->queue);
   msg_mutex_unlock (&endpoint->lock);
   if (!movable)
     {
@@ -1473,13 +1479,13 @@ connection_move (MsgConnection  *self,
     }
 
   /* Read but not delivered: re-encoded, then the bytes not decoded yet. */
-  while ((link = g_queue_pop_head_link (&queued)) != NULL)
+  while ((read_item = msg_queue_pop (&queued)) != NULL)
     {
       MsgWireEncoded encoded;
 
-      if (!encode_envelope (link->data, &encoded, error))
+      if (!encode_envelope (msg_item_steal_envelope (read_item), &encoded, error))
         {
-          msg_envelope_list_free (&queued);
+          msg_queue_clear (&queued);
           msg_wire_close_fds (in_fds);
           g_array_unref (in_fds);
           g_array_unref (out_fds);
@@ -1487,6 +1493,7 @@ connection_move (MsgConnection  *self,
         }
       append_encoded (in_bytes, in_fds, &encoded);
     }
+  msg_queue_clear (&queued);
   msg_wire_decoder_steal (self->decoder, in_bytes, in_fds);
 
   msg_mutex_lock (&self->lock);

@@ -31,6 +31,7 @@
 typedef struct
 {
   MsgEndpoint *endpoint;  /* (owned) */
+  MsgPortMain *port;      /* (owned) (nullable): its handle, if still bound here */
   guint        budget;
 } MsgBatchItem;
 
@@ -52,7 +53,8 @@ struct _MsgDispatcher
   guint         n_bound;   /* protected by dispatchers_lock */
   gint          armed;     /* (atomic): set when @ready becomes non-empty,
                             * cleared when dispatch() takes it */
-  GArray       *batch;     /* of MsgBatchItem; only used by dispatch() */
+  MsgBatchItem *batch;     /* (owned): only used by dispatch() */
+  guint         batch_size;  /* allocated items in @batch */
   MsgMessageEvent *spare;  /* (owned) (nullable): a reusable event; only
                             * used by dispatch() */
 
@@ -62,7 +64,10 @@ struct _MsgDispatcher
    * this one's check() reads their results all the same. They are added
    * with g_source_add_poll(), so that @reader is only ready when its check()
    * says so (a descriptor of g_source_add_unix_fd() makes it ready). */
-  GSource      *reader;    /* (owned) */
+  GSource      *reader;    /* (owned): attached with the first lease, so
+                            * that a context with no sockets leased has
+                            * no second source to prepare and check */
+  gboolean      reader_attached;  /* protected by @lock */
   gboolean      in_dispatch;  /* the context's thread only */
   GArray       *leases;    /* of MsgLeaseEntry, protected by @lock */
   gint          n_leases;  /* (atomic): @leases->len, read without the lock */
@@ -71,6 +76,10 @@ struct _MsgDispatcher
   gboolean      going_away;   /* protected by @lock */
   gint          polling;   /* (atomic): between prepare() and check() */
   gint          iterations;   /* (atomic): check() calls */
+  /* Only the context's thread writes these two, on every main-loop
+   * iteration: with release stores, not GLib's sequentially consistent
+   * ones (a locked instruction each on x86). The I/O thread only needs
+   * to see them eventually. */
   GArray       *readable;  /* of MsgLease *; only used by dispatch() */
 };
 
@@ -138,27 +147,19 @@ msg_dispatcher_unready (MsgDispatcher *self,
     msg_endpoint_unref (endpoint);
 }
 
-/* Delivers at most @budget items of @endpoint, one at a time so that a
- * handler that transfers or closes the port stops the delivery at once. */
+/* Delivers at most @work->budget items of its endpoint, one at a time so
+ * that a handler that transfers or closes the port stops the delivery at
+ * once. Takes @work->port. */
 static void
 msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
-                                  MsgEndpoint   *endpoint,
-                                  guint          budget)
+                                  MsgBatchItem  *work)
 {
-  MsgPortMain *port;
+  MsgEndpoint *endpoint = work->endpoint;
+  MsgPortMain *port = g_steal_pointer (&work->port);
+  guint budget = work->budget;
   gboolean unbound = FALSE;
 
-  msg_mutex_lock (&endpoint->lock);
-  if (endpoint->dispatcher != self)
-    {
-      msg_mutex_unlock (&endpoint->lock);
-      return;
-    }
-  /* A bound endpoint holds a strong reference on its handle. */
-  port = g_object_ref (endpoint->port);
-  msg_mutex_unlock (&endpoint->lock);
-
-  while (budget-- > 0 && !unbound)
+  while (budget > 0)
     {
       MsgItem *item;
 
@@ -171,6 +172,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
           msg_mutex_unlock (&endpoint->lock);
           break;
         }
+      budget--;
       if (msg_item_is_close (item))
         {
           MsgEnvelope *envelope = msg_item_peek_envelope (item);
@@ -184,6 +186,13 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
           endpoint->close_reason = g_steal_pointer (&envelope->reason);
           msg_dispatcher_unready (self, endpoint);
         }
+      else if (budget == 0 && endpoint->queue.length > 0)
+        {
+          /* What arrived since this dispatch began is the next one's
+           * (what arrives from now on into an empty queue marks the
+           * endpoint ready itself). */
+          msg_endpoint_mark_ready_locked (endpoint, NULL);
+        }
       msg_mutex_unlock (&endpoint->lock);
 
       msg_port_main_dispatch (port, item, &self->spare);
@@ -192,15 +201,8 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
         {
           g_object_unref (port);
           msg_dispatcher_release (self);
+          break;
         }
-    }
-
-  if (!unbound)
-    {
-      msg_mutex_lock (&endpoint->lock);
-      if (endpoint->dispatcher == self && endpoint->queue.length > 0)
-        msg_endpoint_mark_ready_locked (endpoint, NULL);
-      msg_mutex_unlock (&endpoint->lock);
     }
 
   g_object_unref (port);
@@ -276,6 +278,11 @@ update_leases (MsgDispatcher *self)
   g_autoptr(GPtrArray) unref = NULL;
 
   msg_mutex_lock (&self->lock);
+  if (!self->reader_attached && !self->going_away && self->leases->len > 0)
+    {
+      g_source_attach (self->reader, self->context);
+      self->reader_attached = TRUE;
+    }
   for (guint i = self->leases->len; i-- > 0;)
     {
       MsgLeaseEntry *entry = &g_array_index (self->leases, MsgLeaseEntry, i);
@@ -446,8 +453,8 @@ msg_dispatcher_dispatch (GSource     *source,
 {
   MsgDispatcher *self = (MsgDispatcher *) source;
   MsgDispatcher *outer = dispatching;
-  GArray *batch = self->batch;
   GList *link;
+  guint n = 0;
 
   dispatching = self;
   self->in_dispatch = TRUE;
@@ -458,35 +465,44 @@ msg_dispatcher_dispatch (GSource     *source,
    * runs (handlers posting to ports on this context, say) is the next
    * one's, so that other sources get their turn. */
   msg_mutex_lock (&self->lock);
+  if (self->ready.length > self->batch_size)
+    {
+      self->batch_size = MAX (self->ready.length, self->batch_size * 2);
+      self->batch = g_renew (MsgBatchItem, self->batch, self->batch_size);
+    }
   while ((link = g_queue_pop_head_link (&self->ready)) != NULL)
     {
-      MsgBatchItem item = { link->data, 0 };
+      MsgEndpoint *endpoint = link->data;
 
-      item.endpoint->ready = FALSE;
-      g_array_append_val (batch, item);
+      endpoint->ready = FALSE;
+      self->batch[n++] = (MsgBatchItem) { endpoint, NULL, 0 };
     }
   g_atomic_int_set (&self->armed, 0);
   msg_mutex_unlock (&self->lock);
 
-  for (guint i = 0; i < batch->len; i++)
+  /* Each endpoint's budget is what it holds now, before any handler
+   * runs. A bound endpoint holds a strong reference on its handle. */
+  for (guint i = 0; i < n; i++)
     {
-      MsgBatchItem *item = &g_array_index (batch, MsgBatchItem, i);
+      MsgBatchItem *item = &self->batch[i];
 
       msg_mutex_lock (&item->endpoint->lock);
-      item->budget = item->endpoint->queue.length;
+      if (item->endpoint->dispatcher == self)
+        {
+          item->port = g_object_ref (item->endpoint->port);
+          item->budget = item->endpoint->queue.length;
+        }
       msg_mutex_unlock (&item->endpoint->lock);
     }
 
-  for (guint i = 0; i < batch->len; i++)
+  for (guint i = 0; i < n; i++)
     {
-      MsgBatchItem *item = &g_array_index (batch, MsgBatchItem, i);
-
-      msg_dispatcher_dispatch_endpoint (self, item->endpoint, item->budget);
+      if (self->batch[i].port != NULL)
+        msg_dispatcher_dispatch_endpoint (self, &self->batch[i]);
     }
 
-  for (guint i = 0; i < batch->len; i++)
-    msg_endpoint_unref (g_array_index (batch, MsgBatchItem, i).endpoint);
-  g_array_set_size (batch, 0);
+  for (guint i = 0; i < n; i++)
+    msg_endpoint_unref (self->batch[i].endpoint);
   self->in_dispatch = FALSE;
   dispatching = outer;
 
@@ -502,7 +518,7 @@ msg_dispatcher_finalize (GSource *source)
   g_assert (self->leases->len == 0);
   g_clear_pointer (&self->leases, g_array_unref);
   g_clear_pointer (&self->readable, g_array_unref);
-  g_clear_pointer (&self->batch, g_array_unref);
+  g_clear_pointer (&self->batch, g_free);
   g_clear_object (&self->spare);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_mutex_clear (&self->lock);
@@ -518,7 +534,7 @@ msg_dispatcher_prepare (GSource *source,
    * it, or sets the flag again. */
   if (g_atomic_int_get (&self->changed) && g_atomic_int_compare_and_exchange (&self->changed, 1, 0))
     update_leases (self);
-  g_atomic_int_set (&self->polling, 1);
+  __atomic_store_n (&self->polling, 1, __ATOMIC_RELEASE);
   *timeout = -1;
   return g_atomic_int_get (&self->armed);
 }
@@ -528,8 +544,9 @@ msg_dispatcher_check (GSource *source)
 {
   MsgDispatcher *self = (MsgDispatcher *) source;
 
-  g_atomic_int_set (&self->polling, 0);
-  g_atomic_int_inc (&self->iterations);
+  __atomic_store_n (&self->polling, 0, __ATOMIC_RELEASE);
+  __atomic_store_n (&self->iterations, __atomic_load_n (&self->iterations, __ATOMIC_RELAXED) + 1,
+                    __ATOMIC_RELEASE);
   if (g_atomic_int_get (&self->n_leases) > 0)
     {
       /* Busy from now on: the I/O thread must come and see whether this
@@ -568,7 +585,6 @@ msg_dispatcher_acquire (GMainContext *context)
       self->context = g_main_context_ref (context);
       g_mutex_init (&self->lock);
       g_queue_init (&self->ready);
-      self->batch = g_array_new (FALSE, FALSE, sizeof (MsgBatchItem));
       self->leases = g_array_new (FALSE, FALSE, sizeof (MsgLeaseEntry));
       self->readable = g_array_new (FALSE, FALSE, sizeof (MsgLease *));
       g_source_set_static_name (source, "MsgPortMain dispatcher");
@@ -578,7 +594,6 @@ msg_dispatcher_acquire (GMainContext *context)
       g_source_set_static_name (self->reader, "MsgPortMain socket reader");
       g_source_set_priority (self->reader, G_PRIORITY_DEFAULT);
       g_source_set_can_recurse (self->reader, TRUE);
-      g_source_attach (self->reader, context);
       g_source_attach (source, context);
       g_hash_table_insert (dispatchers, context, self);
     }

@@ -43,6 +43,21 @@ G_DECLARE_FINAL_TYPE (MsgPortMain, msg_port_main, MSG, PORT_MAIN, GObject)
  */
 #define MSG_PARENT_PORT_ENV "MSGPORT_PARENT_FD"
 
+/**
+ * MsgPortMainMessageFunc:
+ * @port: the port the message arrived on
+ * @event: the message and the ports transferred with it
+ * @user_data: the data given to msg_port_main_set_message_func()
+ *
+ * What msg_port_main_set_message_func() passes each message to, in place
+ * of the #MsgPortMain::message signal; the same arguments as its handlers.
+ *
+ * Since: 1.0
+ */
+typedef void (*MsgPortMainMessageFunc) (MsgPortMain     *port,
+                                        MsgMessageEvent *event,
+                                        gpointer         user_data);
+
 MSG_AVAILABLE_IN_ALL
 MsgPortMain *msg_port_main_new_for_fd    (int                   fd,
                                           GError              **error);
@@ -63,6 +78,11 @@ MSG_AVAILABLE_IN_ALL
 gboolean  msg_port_main_post             (MsgPortMain   *self,
                                           GVariant      *message,
                                           GError       **error);
+MSG_AVAILABLE_IN_ALL
+void      msg_port_main_set_message_func (MsgPortMain            *self,
+                                          MsgPortMainMessageFunc  func,
+                                          gpointer                user_data,
+                                          GDestroyNotify          notify);
 MSG_AVAILABLE_IN_ALL
 void      msg_port_main_start            (MsgPortMain   *self);
 MSG_AVAILABLE_IN_ALL

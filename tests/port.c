@@ -418,6 +418,143 @@ test_close_from_handler (void)
   g_assert_cmpuint (rec2->n_close, ==, 1);
 }
 
+/* Message functions ------------------------------------------------------ */
+
+typedef struct
+{
+  GPtrArray *events;         /* (element-type MsgMessageEvent) (owned) */
+  guint      n_destroyed;
+  gboolean   replace;        /* the function replaces itself with NULL */
+} FuncRecord;
+
+static void
+record_message (MsgPortMain     *port,
+                MsgMessageEvent *event,
+                gpointer         user_data)
+{
+  FuncRecord *record = user_data;
+
+  /* The event may be kept: it must not be reused for the next message. */
+  g_ptr_array_add (record->events, g_object_ref (event));
+  if (record->replace)
+    msg_port_main_set_message_func (port, NULL, NULL, NULL);
+}
+
+static void
+record_destroyed (gpointer user_data)
+{
+  FuncRecord *record = user_data;
+
+  record->n_destroyed++;
+}
+
+static void
+on_message_signal (MsgPortMain     *port,
+                   MsgMessageEvent *event,
+                   gpointer         user_data)
+{
+  guint *n_signals = user_data;
+
+  (*n_signals)++;
+}
+
+static guint64
+record_number (FuncRecord *record,
+               guint       i)
+{
+  return g_variant_get_uint64 (msg_message_event_get_data (g_ptr_array_index (record->events, i)));
+}
+
+static void
+test_message_func (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  FuncRecord record = { g_ptr_array_new_with_free_func (g_object_unref), 0, FALSE };
+  FuncRecord second = { g_ptr_array_new_with_free_func (g_object_unref), 0, FALSE };
+  guint n_signals = 0;
+
+  g_test_summary ("A message function set on a port gets every message, in order, instead "
+                  "of ::message; replacing it destroys the old data; NULL brings the signal back");
+
+  g_signal_connect (port2, "message", G_CALLBACK (on_message_signal), &n_signals);
+  msg_port_main_set_message_func (port2, record_message, &record, record_destroyed);
+  msg_port_main_start (port2);
+
+  for (guint64 i = 0; i < 100; i++)
+    msg_port_main_post (port1, g_variant_new_uint64 (i), NULL);
+  msg_test_wait_until (NULL, record.events->len == 100);
+  for (guint i = 0; i < 100; i++)
+    g_assert_cmpuint (record_number (&record, i), ==, i);
+  g_assert_cmpuint (n_signals, ==, 0);
+  /* Each event was kept, so each is its own object. */
+  g_assert_true (g_ptr_array_index (record.events, 0) != g_ptr_array_index (record.events, 1));
+
+  /* Replacing: the old data is destroyed, at once. */
+  msg_port_main_set_message_func (port2, record_message, &second, record_destroyed);
+  g_assert_cmpuint (record.n_destroyed, ==, 1);
+  msg_port_main_post (port1, g_variant_new_uint64 (100), NULL);
+  msg_test_wait_until (NULL, second.events->len == 1);
+  g_assert_cmpuint (record_number (&second, 0), ==, 100);
+  g_assert_cmpuint (record.events->len, ==, 100);
+
+  /* NULL: back to the signal. */
+  msg_port_main_set_message_func (port2, NULL, NULL, NULL);
+  g_assert_cmpuint (second.n_destroyed, ==, 1);
+  msg_port_main_post (port1, g_variant_new_uint64 (101), NULL);
+  msg_test_wait_until (NULL, n_signals == 1);
+  g_assert_cmpuint (second.events->len, ==, 1);
+
+  msg_port_main_close (port1);
+  g_ptr_array_unref (record.events);
+  g_ptr_array_unref (second.events);
+}
+
+static void
+test_message_func_from_itself (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  FuncRecord record = { g_ptr_array_new_with_free_func (g_object_unref), 0, TRUE };
+  guint n_signals = 0;
+
+  g_test_summary ("A message function that replaces itself takes effect from the next "
+                  "message, in the same dispatch");
+
+  g_signal_connect (port2, "message", G_CALLBACK (on_message_signal), &n_signals);
+  msg_port_main_set_message_func (port2, record_message, &record, record_destroyed);
+  for (guint64 i = 0; i < 3; i++)
+    msg_port_main_post (port1, g_variant_new_uint64 (i), NULL);
+  msg_port_main_start (port2);
+
+  msg_test_wait_until (NULL, n_signals == 2);
+  g_assert_cmpuint (record.events->len, ==, 1);
+  g_assert_cmpuint (record_number (&record, 0), ==, 0);
+  g_assert_cmpuint (record.n_destroyed, ==, 1);
+
+  msg_port_main_close (port1);
+  g_ptr_array_unref (record.events);
+}
+
+static void
+test_message_func_disposed (void)
+{
+  MsgChannelMain *channel = msg_channel_main_new ();
+  MsgPortMain *port2 = g_object_ref (msg_channel_main_get_port2 (channel));
+  FuncRecord record = { g_ptr_array_new_with_free_func (g_object_unref), 0, FALSE };
+
+  g_test_summary ("A port's message function data is destroyed when the port goes");
+
+  msg_port_main_set_message_func (port2, record_message, &record, record_destroyed);
+  g_object_unref (channel);
+  g_assert_cmpuint (record.n_destroyed, ==, 0);
+  g_object_unref (port2);
+  g_assert_cmpuint (record.n_destroyed, ==, 1);
+  g_ptr_array_unref (record.events);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -437,6 +574,9 @@ main (int    argc,
   g_test_add_func ("/port/lifetime/unref-unstarted", test_lifetime_unref_unstarted);
   g_test_add_func ("/port/lifetime/started-keeps-itself", test_lifetime_started_keeps_itself);
   g_test_add_func ("/port/dispatch/not-starving", test_dispatch_not_starving);
+  g_test_add_func ("/port/message-func/instead-of-signal", test_message_func);
+  g_test_add_func ("/port/message-func/from-itself", test_message_func_from_itself);
+  g_test_add_func ("/port/message-func/disposed", test_message_func_disposed);
 
   return g_test_run ();
 }

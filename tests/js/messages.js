@@ -126,4 +126,27 @@ test('/post/from-handler-waits-for-next-dispatch', () => {
     hangUp(ch.port1, rec1);
 });
 
+test('/message-func/instead-of-signal', () => {
+    const ch = new Msg.ChannelMain();
+    const signals = [], values = [];
+    ch.port2.connect('message', (port, event) => signals.push(event));
+    ch.port2.set_message_func((port, event) => {
+        assert(port === ch.port2);
+        values.push(event.data.deepUnpack());
+    });
+    ch.port2.start();
+    for (let i = 0; i < 10; i++)
+        ch.port1.post(new GLib.Variant('u', i));
+    iterateUntil(() => values.length === 10);
+    assertEqual(values, [...Array(10).keys()]);
+    assertEqual(signals.length, 0);
+
+    ch.port2.set_message_func(null);
+    ch.port1.post(new GLib.Variant('u', 10));
+    iterateUntil(() => signals.length === 1);
+    assertEqual(values.length, 10);
+    ch.port1.close();
+    iterateUntil(() => ch.port2.get_close_reason() !== null);
+});
+
 run();

@@ -163,3 +163,28 @@ def test_handler_post_is_delivered_in_a_later_dispatch():
     iterate_until(lambda: rec1.events)
     assert rec1.values == ['reply']
     hang_up(ch.port1, rec1)
+
+
+def test_message_func_instead_of_the_signal():
+    ch = Msg.ChannelMain()
+    signals, values = [], []
+    ch.port2.connect('message', lambda port, event: signals.append(event))
+
+    def func(port, event, data):
+        assert port is ch.port2 and data == 'data'
+        values.append(event.get_data().unpack())
+
+    ch.port2.set_message_func(func, 'data')
+    ch.port2.start()
+    for i in range(10):
+        ch.port1.post(GLib.Variant('u', i))
+    iterate_until(lambda: len(values) == 10)
+    assert values == list(range(10))
+    assert signals == []
+
+    ch.port2.set_message_func(None)
+    ch.port1.post(GLib.Variant('u', 10))
+    iterate_until(lambda: signals)
+    assert values == list(range(10))
+    ch.port1.close()
+    iterate_until(lambda: ch.port2.is_closed() or ch.port2.get_close_reason() is not None)

@@ -68,7 +68,8 @@ struct _MsgDispatcher
                             * that a context with no sockets leased has
                             * no second source to prepare and check */
   gboolean      reader_attached;  /* protected by @lock */
-  gboolean      in_dispatch;  /* the context's thread only */
+  gint          in_dispatch;  /* (atomic): dispatch() runs; set and cleared
+                               * by the context's thread */
   GArray       *leases;    /* of MsgLeaseEntry, protected by @lock */
   gint          n_leases;  /* (atomic): @leases->len, read without the lock */
   gint          changed;   /* (atomic): entries were added or dropped since
@@ -86,15 +87,18 @@ struct _MsgDispatcher
 static GMutex dispatchers_lock;
 static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatcher */
 
-/* The dispatcher whose dispatch() runs in this thread, if any: what it
- * marks ready needs no wake-up, it is dispatched next. (Compiler TLS: a
- * GPrivate costs two calls per dispatch and one per post.) */
-static _Thread_local MsgDispatcher *dispatching;
-
 /* Puts @endpoint on the ready list. When that arms the source, the
  * context must be woken: at once, or, if @wake_later is not %NULL, by the
  * caller once it has released its endpoint lock (so that the woken thread
- * does not find it locked), through the context returned there. */
+ * does not find it locked), through the context returned there.
+ *
+ * Unless the dispatcher is dispatching, on its own thread or on another:
+ * then its context runs prepare() before it polls again, which sees the
+ * source armed and does not block. (Both stores are sequentially
+ * consistent: either this thread sees in_dispatch set, and the context's
+ * thread, clearing it later, then sees armed; or it sees it cleared, and
+ * wakes the context.) A post answered while the receiving thread is still
+ * in the dispatch that sent it, the rule on one CPU, costs no wake-up. */
 void
 msg_dispatcher_mark_ready (MsgDispatcher  *self,
                            MsgEndpoint    *endpoint,
@@ -111,13 +115,10 @@ msg_dispatcher_mark_ready (MsgDispatcher  *self,
       if (self->ready.length == 1)
         {
           g_atomic_int_set (&self->armed, 1);
-          wake = TRUE;
+          wake = !g_atomic_int_get (&self->in_dispatch);
         }
     }
   msg_mutex_unlock (&self->lock);
-
-  if (wake && dispatching == self)
-    wake = FALSE;
 
   /* The caller holds a reference that keeps us bound, so alive. */
   if (wake && wake_later != NULL)
@@ -426,7 +427,7 @@ msg_reader_check (GSource *source)
 {
   MsgDispatcher *dispatcher = ((MsgReader *) source)->dispatcher;
 
-  return dispatcher->in_dispatch && leases_readable (dispatcher);
+  return g_atomic_int_get (&dispatcher->in_dispatch) && leases_readable (dispatcher);
 }
 
 static gboolean
@@ -452,12 +453,10 @@ msg_dispatcher_dispatch (GSource     *source,
                          gpointer     user_data)
 {
   MsgDispatcher *self = (MsgDispatcher *) source;
-  MsgDispatcher *outer = dispatching;
   GList *link;
   guint n = 0;
 
-  dispatching = self;
-  self->in_dispatch = TRUE;
+  g_atomic_int_set (&self->in_dispatch, 1);
   if (g_atomic_int_get (&self->n_leases) > 0)
     read_leases (self);
 
@@ -503,8 +502,7 @@ msg_dispatcher_dispatch (GSource     *source,
 
   for (guint i = 0; i < n; i++)
     msg_endpoint_unref (self->batch[i].endpoint);
-  self->in_dispatch = FALSE;
-  dispatching = outer;
+  g_atomic_int_set (&self->in_dispatch, 0);
 
   return G_SOURCE_CONTINUE;
 }

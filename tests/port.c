@@ -418,6 +418,93 @@ test_close_from_handler (void)
   g_assert_cmpuint (rec2->n_close, ==, 1);
 }
 
+/* Posts from another thread while the receiving context dispatches ------ */
+
+typedef struct
+{
+  MsgPortMain *sender;
+  GMutex       lock;
+  GCond        cond;
+  gboolean     posted;
+  guint        n;
+} WhileDispatching;
+
+static gpointer
+post_from_thread (gpointer data)
+{
+  WhileDispatching *w = data;
+
+  msg_port_main_post (w->sender, g_variant_new_uint32 (w->n), NULL);
+  g_mutex_lock (&w->lock);
+  w->posted = TRUE;
+  g_cond_signal (&w->cond);
+  g_mutex_unlock (&w->lock);
+  return NULL;
+}
+
+/* Posts one message from a new thread and waits until it is posted. */
+static void
+post_from_other_thread (WhileDispatching *w)
+{
+  GThread *thread;
+
+  w->posted = FALSE;
+  thread = g_thread_new ("poster", post_from_thread, w);
+  g_mutex_lock (&w->lock);
+  while (!w->posted)
+    g_cond_wait (&w->cond, &w->lock);
+  g_mutex_unlock (&w->lock);
+  g_thread_join (thread);
+}
+
+static void
+on_message_post_meanwhile (MsgPortMain     *port,
+                           MsgMessageEvent *event,
+                           gpointer         user_data)
+{
+  WhileDispatching *w = user_data;
+
+  g_assert_cmpuint (g_variant_get_uint32 (msg_message_event_get_data (event)), ==, w->n);
+  /* The first message's handler has another thread post the second. */
+  if (w->n++ == 0)
+    post_from_other_thread (w);
+}
+
+static void
+test_post_while_dispatching (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  WhileDispatching w = { msg_channel_main_get_port1 (channel), };
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+
+  g_test_summary ("A message posted from another thread while the receiving context "
+                  "dispatches arrives after the dispatch without a wake-up of its own; "
+                  "one posted while the context waits in poll() wakes it");
+
+  g_mutex_init (&w.lock);
+  g_cond_init (&w.cond);
+  g_signal_connect (port2, "message", G_CALLBACK (on_message_post_meanwhile), &w);
+  msg_port_main_start (port2);
+  msg_port_main_post (w.sender, g_variant_new_uint32 (0), NULL);
+
+  msg_test_wait_until (NULL, w.n == 2);
+
+  /* This thread waits in poll() now: the post must wake it. */
+  {
+    GThread *thread;
+
+    w.posted = FALSE;
+    thread = g_thread_new ("poster", post_from_thread, &w);
+    msg_test_wait_until (NULL, w.n == 3);
+    g_thread_join (thread);
+  }
+
+  msg_port_main_close (w.sender);
+  msg_test_wait_until (NULL, msg_port_main_get_close_reason (port2) != NULL);
+  g_cond_clear (&w.cond);
+  g_mutex_clear (&w.lock);
+}
+
 /* Message functions ------------------------------------------------------ */
 
 typedef struct
@@ -574,6 +661,7 @@ main (int    argc,
   g_test_add_func ("/port/lifetime/unref-unstarted", test_lifetime_unref_unstarted);
   g_test_add_func ("/port/lifetime/started-keeps-itself", test_lifetime_started_keeps_itself);
   g_test_add_func ("/port/dispatch/not-starving", test_dispatch_not_starving);
+  g_test_add_func ("/port/dispatch/post-while-dispatching", test_post_while_dispatching);
   g_test_add_func ("/port/message-func/instead-of-signal", test_message_func);
   g_test_add_func ("/port/message-func/from-itself", test_message_func_from_itself);
   g_test_add_func ("/port/message-func/disposed", test_message_func_disposed);

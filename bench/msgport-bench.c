@@ -22,6 +22,12 @@
  * echoes. B posts a "ready" message, (), first; after the last message of a
  * throughput run it posts its receipt time, a "t".
  *
+ * Messages are handled by a function set with
+ * msg_port_main_set_message_func(), the fast path for C, as the GLib
+ * floors call theirs. With MSGPORT_BENCH_HANDLER=signal in the environment
+ * they are ::message signal handlers instead, what bindings use; bench/run
+ * measures both.
+ *
  * memory: RSS (and malloc heap) per channel for CHANNELS channels that
  * were never started (default 1,000,000), or whose two ports were both
  * started on the main context (default 10,000).
@@ -87,14 +93,17 @@ static guint64      count;       /* messages received */
 /* Connects @port's handlers for the configured metric and starts it in the
  * thread-default context. */
 static void
-start_end (MsgPortMain *port,
-           GCallback    on_throughput,
-           GCallback    on_latency,
-           GCallback    on_close)
+start_end (MsgPortMain            *port,
+           MsgPortMainMessageFunc  on_throughput,
+           MsgPortMainMessageFunc  on_latency,
+           GCallback               on_close)
 {
-  g_signal_connect (port, "message",
-                    config.metric == BENCH_THROUGHPUT ? on_throughput : on_latency,
-                    NULL);
+  MsgPortMainMessageFunc on_message = config.metric == BENCH_THROUGHPUT ? on_throughput : on_latency;
+
+  if (g_strcmp0 (g_getenv ("MSGPORT_BENCH_HANDLER"), "signal") == 0)
+    g_signal_connect (port, "message", G_CALLBACK (on_message), NULL);
+  else
+    msg_port_main_set_message_func (port, on_message, NULL, NULL);
   g_signal_connect (port, "close", on_close, NULL);
   msg_port_main_start (port);
 }
@@ -169,7 +178,7 @@ static void
 serve_b (void)
 {
   start_idle_ports (n_idle);
-  start_end (port_b, G_CALLBACK (b_on_receive), G_CALLBACK (b_on_echo),
+  start_end (port_b, b_on_receive, b_on_echo,
              G_CALLBACK (b_on_close));
   msg_port_main_post (port_b, g_variant_new ("()"), NULL);
 }
@@ -294,7 +303,7 @@ start_a (void)
 {
   if (config.metric == BENCH_LATENCY)
     rtt = g_new (gint64, config.n);
-  start_end (port_a, G_CALLBACK (a_on_throughput), G_CALLBACK (a_on_ping),
+  start_end (port_a, a_on_throughput, a_on_ping,
              G_CALLBACK (a_on_close));
 }
 

@@ -6,7 +6,8 @@
 
 --anchors: the anchor runner's JSON lines (its median runs, msgport-glib's
 included); --extras: every raw run of msgport-bench's memory and idle-ports
-modes. Writes all the figures as JSON lines to --json (the runner's lines,
+modes, and of its W-small rows with ::message signal handlers ("handler":
+"signal"). Writes all the figures as JSON lines to --json (the runner's lines,
 then the extras' medians and the idle-ports summaries), prints markdown
 tables (msgport-glib / anchor ratios, the issue's targets, the extra figures)
 and draws the comparison as an SVG chart.
@@ -125,6 +126,9 @@ def summarize_extras(raw):
     for line in raw:
         if not ok(line):
             groups.setdefault(('error', len(groups)), []).append(line)
+        elif line.get('handler'):
+            groups.setdefault(('handler', line['handler'], line['topology'], line['workload'],
+                               line['metric']), []).append(line)
         elif line['metric'] == 'memory':
             groups.setdefault(('memory', line['state']), []).append(line)
         elif line['metric'] == 'idle-ports':
@@ -133,8 +137,10 @@ def summarize_extras(raw):
     for key, runs in groups.items():
         if key[0] == 'error':
             medians += runs
+        elif key[0] == 'memory':
+            medians.append(median_run(runs, 'rss_bytes_per_channel'))
         else:
-            medians.append(median_run(runs, 'rss_bytes_per_channel' if key[0] == 'memory'
+            medians.append(median_run(runs, 'p50_us' if runs[0]['metric'] == 'latency'
                                       else 'msgs_per_s'))
 
     summaries = []
@@ -226,6 +232,45 @@ def print_targets(results):
     print('| --- | --- | --- |')
     for what, measured, met in results:
         print(f"| {what} | {measured} | {'—' if met is None else 'yes' if met else 'NO'} |")
+
+
+def signal_lines(medians):
+    """The median runs made with ::message signal handlers."""
+    return [m for m in medians if ok(m) and m.get('handler') == 'signal']
+
+
+def evaluate_signal_targets(lines, medians):
+    """The W-small targets again, for the runs with ::message handlers."""
+    signal = signal_lines(medians)
+    results = []
+    for topology, workload, metric, anchor, bound, what in TARGETS:
+        ours = next((m for m in signal if m['topology'] == topology and m['workload'] == workload
+                     and m['metric'] == metric), None)
+        if ours is None:
+            continue
+        r = ratio(ours, find(lines, anchor, topology, workload, metric))
+        met = None if r is None else (r <= bound if metric == 'latency' else r >= bound)
+        results.append((f'{topology} {workload} {metric} with ::message: {what}',
+                        '—' if r is None else f'{r:.2f}x {anchor}', met))
+    return results
+
+
+def print_signal(lines, medians):
+    signal = signal_lines(medians)
+    if not signal:
+        return
+    print()
+    print('W-small with ::message signal handlers (what bindings use) instead of the message')
+    print('function the tables above measure (msg_port_main_set_message_func(), the fast path')
+    print('for C), median of the runs:')
+    print()
+    print('| row | message function | ::message | ::message / function |')
+    print('| --- | --- | --- | --- |')
+    for m in signal:
+        func = find(lines, PROJECT, m['topology'], m['workload'], m['metric'])
+        r = ratio(m, func)
+        print(f"| {m['topology']} {m['workload']} {m['metric']} | {show(func)} | {show(m)} "
+              f"| {'—' if r is None else f'{r:.2f}'} |")
 
 
 def print_extras(medians, summaries):
@@ -339,8 +384,9 @@ def main():
             f.write(json.dumps(line, separators=(',', ':'), ensure_ascii=False) + '\n')
 
     print_ratio_tables(lines)
-    results = evaluate_targets(lines, medians, summaries)
+    results = evaluate_targets(lines, medians, summaries) + evaluate_signal_targets(lines, medians)
     print_targets(results)
+    print_signal(lines, medians)
     print_extras(medians, summaries)
     if args.svg:
         write_svg(args.svg, lines, results)

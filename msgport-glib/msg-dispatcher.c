@@ -35,13 +35,24 @@ typedef struct
   guint        budget;
 } MsgBatchItem;
 
+/* A lease is the connection itself, so the same MsgLease can come back
+ * as a new lease while its last one is still being dropped: each entry
+ * has a serial number of its own, so that only the one that ended goes. */
 typedef struct
 {
   MsgLease *lease;    /* (owned) */
+  guint     serial;
   int       fd;
   GPollFD  *poll;     /* (owned) (nullable): added by prepare(), on the context's thread */
   gboolean  dropped;  /* to be removed by prepare() */
 } MsgLeaseEntry;
+
+/* What read_leases() reads. */
+typedef struct
+{
+  MsgLease *lease;    /* (owned) */
+  guint     serial;
+} MsgReadable;
 
 struct _MsgDispatcher
 {
@@ -81,7 +92,8 @@ struct _MsgDispatcher
    * iteration: with release stores, not GLib's sequentially consistent
    * ones (a locked instruction each on x86). The I/O thread only needs
    * to see them eventually. */
-  GArray       *readable;  /* of MsgLease *; only used by dispatch() */
+  guint         next_serial;  /* protected by @lock: for the next entry */
+  GArray       *readable;  /* of MsgReadable; only used by dispatch() */
 };
 
 static GMutex dispatchers_lock;
@@ -224,7 +236,7 @@ msg_dispatcher_add_lease (MsgDispatcher *self,
                           MsgLease      *lease,
                           int            fd)
 {
-  MsgLeaseEntry entry = { NULL, fd, NULL, FALSE };
+  MsgLeaseEntry entry = { NULL, 0, fd, NULL, FALSE };
 
   msg_mutex_lock (&self->lock);
   if (self->going_away)
@@ -233,6 +245,7 @@ msg_dispatcher_add_lease (MsgDispatcher *self,
       return FALSE;
     }
   entry.lease = msg_transport_lease_ref (lease);
+  entry.serial = ++self->next_serial;
   g_array_append_val (self->leases, entry);
   g_atomic_int_set (&self->n_leases, self->leases->len);
   g_atomic_int_set (&self->changed, 1);
@@ -243,16 +256,18 @@ msg_dispatcher_add_lease (MsgDispatcher *self,
   return TRUE;
 }
 
-/* Called with @self->lock held. */
+/* Called with @self->lock held: marks the entry @serial of @lease
+ * dropped, or every entry of @lease if @serial is 0. */
 static void
 mark_dropped_locked (MsgDispatcher *self,
-                     MsgLease      *lease)
+                     MsgLease      *lease,
+                     guint          serial)
 {
   for (guint i = 0; i < self->leases->len; i++)
     {
       MsgLeaseEntry *entry = &g_array_index (self->leases, MsgLeaseEntry, i);
 
-      if (entry->lease == lease && !entry->dropped)
+      if (entry->lease == lease && (serial == 0 || entry->serial == serial) && !entry->dropped)
         {
           entry->dropped = TRUE;
           g_atomic_int_set (&self->changed, 1);
@@ -265,7 +280,7 @@ msg_dispatcher_drop_lease (MsgDispatcher *self,
                            MsgLease      *lease)
 {
   msg_mutex_lock (&self->lock);
-  mark_dropped_locked (self, lease);
+  mark_dropped_locked (self, lease, 0);
   msg_mutex_unlock (&self->lock);
   g_main_context_wakeup (self->context);
 }
@@ -349,24 +364,26 @@ read_leases (MsgDispatcher *self)
 
       if (entry_readable (entry))
         {
-          MsgLease *lease = msg_transport_lease_ref (entry->lease);
+          MsgReadable item = { msg_transport_lease_ref (entry->lease), entry->serial };
 
-          g_array_append_val (readable, lease);
+          g_array_append_val (readable, item);
         }
     }
   msg_mutex_unlock (&self->lock);
 
   for (guint i = 0; i < readable->len; i++)
     {
-      MsgLease *lease = g_array_index (readable, MsgLease *, i);
+      MsgReadable *item = &g_array_index (readable, MsgReadable, i);
 
-      if (!msg_transport_lease_read (lease, self))
+      /* Only this entry: the I/O thread may have leased the socket to us
+       * again already, as a new entry that must stay. */
+      if (!msg_transport_lease_read (item->lease, self))
         {
           msg_mutex_lock (&self->lock);
-          mark_dropped_locked (self, lease);
+          mark_dropped_locked (self, item->lease, item->serial);
           msg_mutex_unlock (&self->lock);
         }
-      msg_transport_lease_unref (lease);
+      msg_transport_lease_unref (item->lease);
     }
   g_array_set_size (readable, 0);
 }
@@ -457,6 +474,7 @@ msg_dispatcher_dispatch (GSource     *source,
   guint n = 0;
 
   g_atomic_int_set (&self->in_dispatch, 1);
+  __atomic_store_n (&self->polling, 0, __ATOMIC_RELEASE);
   if (g_atomic_int_get (&self->n_leases) > 0)
     read_leases (self);
 
@@ -527,14 +545,19 @@ msg_dispatcher_prepare (GSource *source,
                         gint    *timeout)
 {
   MsgDispatcher *self = (MsgDispatcher *) source;
+  gboolean armed;
 
   /* Clearing the flag first: a change made during the update is done by
    * it, or sets the flag again. */
   if (g_atomic_int_get (&self->changed) && g_atomic_int_compare_and_exchange (&self->changed, 1, 0))
     update_leases (self);
-  __atomic_store_n (&self->polling, 1, __ATOMIC_RELEASE);
+  /* When this source is ready the context does not wait in poll(), and
+   * GLib does not call check(), which clears the flag, before dispatch():
+   * the I/O thread must not lease a socket to a context that dispatches. */
+  armed = g_atomic_int_get (&self->armed);
+  __atomic_store_n (&self->polling, !armed, __ATOMIC_RELEASE);
   *timeout = -1;
-  return g_atomic_int_get (&self->armed);
+  return armed;
 }
 
 static gboolean
@@ -584,7 +607,7 @@ msg_dispatcher_acquire (GMainContext *context)
       g_mutex_init (&self->lock);
       g_queue_init (&self->ready);
       self->leases = g_array_new (FALSE, FALSE, sizeof (MsgLeaseEntry));
-      self->readable = g_array_new (FALSE, FALSE, sizeof (MsgLease *));
+      self->readable = g_array_new (FALSE, FALSE, sizeof (MsgReadable));
       g_source_set_static_name (source, "MsgPortMain dispatcher");
       g_source_set_priority (source, G_PRIORITY_DEFAULT);
       self->reader = g_source_new (&msg_reader_funcs, sizeof (MsgReader));

@@ -12,6 +12,10 @@
 
 #include <msgport-glib.h>
 
+#ifdef MSG_TEST_INTERNAL
+# include "wire/msg-wire-private.h"
+#endif
+
 static GMainLoop *loop;
 static MsgPortMain *parent;
 
@@ -197,6 +201,42 @@ stream_burst (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* port-stream N: posts N numbered messages as fast as it can, each with
+ * the first port of a new channel, whose other port it drops. */
+static void
+port_stream (guint64 n)
+{
+  for (guint64 i = 0; i < n; i++)
+    {
+      g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+      MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+      g_autoptr(GError) error = NULL;
+
+      if (!msg_port_main_post_message (parent, g_variant_new_uint64 (i), &port1, 1, &error))
+        g_error ("port-stream: %s", error->message);
+    }
+}
+
+#ifdef MSG_TEST_INTERNAL
+/* memfd-stream N (process-child-internal only): posts N messages of 1 MiB
+ * as fast as it can, each in a sealed memfd (the threshold lowered to
+ * 1 MiB), numbered in their first byte. */
+static void
+memfd_stream (guint64 n)
+{
+  gsize size = 1024 * 1024;
+  g_autofree guint8 *bytes = g_malloc0 (size);
+
+  msg_wire_set_memfd_threshold (size);
+  for (guint64 i = 0; i < n; i++)
+    {
+      bytes[0] = (guint8) i;
+      msg_port_main_post (parent, g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, bytes, size, 1),
+                          NULL);
+    }
+}
+#endif
+
 int
 main (int    argc,
       char **argv)
@@ -229,6 +269,12 @@ main (int    argc,
     g_signal_connect (parent, "message", G_CALLBACK (hop_control), &hop);
   else if (g_str_equal (mode, "stream"))
     g_idle_add (stream_burst, &next);
+  else if (g_str_equal (mode, "port-stream"))
+    port_stream (arg);
+#ifdef MSG_TEST_INTERNAL
+  else if (g_str_equal (mode, "memfd-stream"))
+    memfd_stream (arg);
+#endif
   else if (g_str_equal (mode, "burst-exit"))
     {
       /* Posts, flushes and exits at once, without closing. */

@@ -427,6 +427,7 @@ typedef struct
   GCond        cond;
   gboolean     posted;
   guint        n;
+  guint        n_close;
 } WhileDispatching;
 
 static gpointer
@@ -471,6 +472,15 @@ on_message_post_meanwhile (MsgPortMain     *port,
 }
 
 static void
+on_close_post_meanwhile (MsgPortMain *port,
+                         gpointer     user_data)
+{
+  WhileDispatching *w = user_data;
+
+  w->n_close++;
+}
+
+static void
 test_post_while_dispatching (void)
 {
   g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
@@ -484,6 +494,7 @@ test_post_while_dispatching (void)
   g_mutex_init (&w.lock);
   g_cond_init (&w.cond);
   g_signal_connect (port2, "message", G_CALLBACK (on_message_post_meanwhile), &w);
+  g_signal_connect (port2, "close", G_CALLBACK (on_close_post_meanwhile), &w);
   msg_port_main_start (port2);
   msg_port_main_post (w.sender, g_variant_new_uint32 (0), NULL);
 
@@ -500,7 +511,7 @@ test_post_while_dispatching (void)
   }
 
   msg_port_main_close (w.sender);
-  msg_test_wait_until (NULL, msg_port_main_get_close_reason (port2) != NULL);
+  msg_test_wait_until (NULL, w.n_close == 1);
   g_cond_clear (&w.cond);
   g_mutex_clear (&w.lock);
 }

@@ -6,8 +6,8 @@
 
 --anchors: the anchor runner's JSON lines (its median runs, msgport-glib's
 included); --extras: every raw run of msgport-bench's memory and idle-ports
-modes, and of its W-small rows with ::message signal handlers ("handler":
-"signal"). Writes all the figures as JSON lines to --json (the runner's lines,
+modes, and of its W-small rows with the message function and with ::message
+signal handlers, one after the other ("handler": "function" or "signal"). Writes all the figures as JSON lines to --json (the runner's lines,
 then the extras' medians and the idle-ports summaries), prints markdown
 tables (msgport-glib / anchor ratios, the issue's targets, the extra figures)
 and draws the comparison as an SVG chart.
@@ -127,8 +127,7 @@ def summarize_extras(raw):
         if not ok(line):
             groups.setdefault(('error', len(groups)), []).append(line)
         elif line.get('handler'):
-            groups.setdefault(('handler', line['handler'], line['topology'], line['workload'],
-                               line['metric']), []).append(line)
+            continue  # summarize_handlers()
         elif line['metric'] == 'memory':
             groups.setdefault(('memory', line['state']), []).append(line)
         elif line['metric'] == 'idle-ports':
@@ -137,10 +136,8 @@ def summarize_extras(raw):
     for key, runs in groups.items():
         if key[0] == 'error':
             medians += runs
-        elif key[0] == 'memory':
-            medians.append(median_run(runs, 'rss_bytes_per_channel'))
         else:
-            medians.append(median_run(runs, 'p50_us' if runs[0]['metric'] == 'latency'
+            medians.append(median_run(runs, 'rss_bytes_per_channel' if key[0] == 'memory'
                                       else 'msgs_per_s'))
 
     summaries = []
@@ -234,43 +231,63 @@ def print_targets(results):
         print(f"| {what} | {measured} | {'—' if met is None else 'yes' if met else 'NO'} |")
 
 
-def signal_lines(medians):
-    """The median runs made with ::message signal handlers."""
-    return [m for m in medians if ok(m) and m.get('handler') == 'signal']
+def summarize_handlers(raw):
+    """::message against the message function, per W-small row: the median of
+    the ratios of runs made one after the other (signal / function: msgs/s
+    for throughput, p50 for latency)."""
+    runs = {}
+    for line in raw:
+        if ok(line) and line.get('handler') in ('function', 'signal'):
+            key = (line['topology'], line['workload'], line['metric'])
+            runs.setdefault(key, {}).setdefault(line['handler'], []).append(line)
+    summaries = []
+    for (topology, workload, metric), by in runs.items():
+        pairs = list(zip(by.get('function', []), by.get('signal', [])))
+        if not pairs:
+            continue
+        summaries.append({
+            'anchor': PROJECT, 'topology': topology, 'workload': workload,
+            'metric': 'signal-vs-function', 'of': metric,
+            'function': median_run([f for f, _ in pairs], 'p50_us' if metric == 'latency' else 'msgs_per_s'),
+            'signal': median_run([s for _, s in pairs], 'p50_us' if metric == 'latency' else 'msgs_per_s'),
+            'ratio': round(statistics.median(value(s) / value(f) for f, s in pairs), 3),
+            'runs': len(pairs),
+        })
+    return summaries
 
 
-def evaluate_signal_targets(lines, medians):
-    """The W-small targets again, for the runs with ::message handlers."""
-    signal = signal_lines(medians)
+def evaluate_signal_targets(lines, handlers):
+    """The W-small targets again with ::message handlers: the message
+    function's ratio to the anchor (from the anchor run) times the paired
+    ::message / function ratio."""
     results = []
     for topology, workload, metric, anchor, bound, what in TARGETS:
-        ours = next((m for m in signal if m['topology'] == topology and m['workload'] == workload
-                     and m['metric'] == metric), None)
-        if ours is None:
+        h = next((h for h in handlers if h['topology'] == topology and h['workload'] == workload
+                  and h['of'] == metric), None)
+        if h is None:
             continue
-        r = ratio(ours, find(lines, anchor, topology, workload, metric))
+        r = ratio(find(lines, PROJECT, topology, workload, metric),
+                  find(lines, anchor, topology, workload, metric))
+        r = None if r is None else r * h['ratio']
         met = None if r is None else (r <= bound if metric == 'latency' else r >= bound)
         results.append((f'{topology} {workload} {metric} with ::message: {what}',
                         '—' if r is None else f'{r:.2f}x {anchor}', met))
     return results
 
 
-def print_signal(lines, medians):
-    signal = signal_lines(medians)
-    if not signal:
+def print_handlers(handlers):
+    if not handlers:
         return
     print()
-    print('W-small with ::message signal handlers (what bindings use) instead of the message')
-    print('function the tables above measure (msg_port_main_set_message_func(), the fast path')
-    print('for C), median of the runs:')
+    print('W-small with ::message signal handlers (what bindings use) against the message')
+    print('function (msg_port_main_set_message_func(), the fast path for C) that the tables')
+    print('above measure, from runs made one after the other:')
     print()
-    print('| row | message function | ::message | ::message / function |')
-    print('| --- | --- | --- | --- |')
-    for m in signal:
-        func = find(lines, PROJECT, m['topology'], m['workload'], m['metric'])
-        r = ratio(m, func)
-        print(f"| {m['topology']} {m['workload']} {m['metric']} | {show(func)} | {show(m)} "
-              f"| {'—' if r is None else f'{r:.2f}'} |")
+    print('| row | message function | ::message | ::message / function (median of pairs) | runs |')
+    print('| --- | --- | --- | --- | --- |')
+    for h in handlers:
+        print(f"| {h['topology']} {h['workload']} {h['of']} | {show(h['function'])} "
+              f"| {show(h['signal'])} | {h['ratio']:.2f} | {h['runs']} |")
 
 
 def print_extras(medians, summaries):
@@ -378,15 +395,17 @@ def main():
     args = parser.parse_args()
 
     lines = read_lines(args.anchors)
-    medians, summaries = summarize_extras(read_lines(args.extras))
+    extras = read_lines(args.extras)
+    medians, summaries = summarize_extras(extras)
+    handlers = summarize_handlers(extras)
     with open(args.json, 'w') as f:
-        for line in lines + medians + summaries:
+        for line in lines + medians + summaries + handlers:
             f.write(json.dumps(line, separators=(',', ':'), ensure_ascii=False) + '\n')
 
     print_ratio_tables(lines)
-    results = evaluate_targets(lines, medians, summaries) + evaluate_signal_targets(lines, medians)
+    results = evaluate_targets(lines, medians, summaries) + evaluate_signal_targets(lines, handlers)
     print_targets(results)
-    print_signal(lines, medians)
+    print_handlers(handlers)
     print_extras(medians, summaries)
     if args.svg:
         write_svg(args.svg, lines, results)

@@ -81,6 +81,11 @@ struct _MsgPortMain
   MsgPortMainMessageFunc message_func;      /* (nullable) */
   gpointer               message_data;
   GDestroyNotify         message_notify;    /* (nullable) */
+  gboolean               in_message_func;   /* message_func runs */
+  GDestroyNotify         running_notify;    /* (nullable): of the function that
+                                             * runs, replaced meanwhile: called
+                                             * once it returns */
+  gpointer               running_data;
 };
 
 enum {
@@ -148,6 +153,9 @@ static void
 msg_port_main_finalize (GObject *object)
 {
   MsgPortMain *self = MSG_PORT_MAIN (object);
+
+  /* Set again after dispose, by a weak reference callback, say. */
+  msg_port_main_clear_message_func (self);
 
   g_clear_pointer (&self->endpoint, msg_endpoint_unref);
 
@@ -321,9 +329,22 @@ msg_port_main_dispatch (MsgPortMain      *self,
     event = msg_message_event_new_take (data, ports, n_ports);
 
   if (self->message_func != NULL)
-    self->message_func (self, event, self->message_data);
+    {
+      self->in_message_func = TRUE;
+      self->message_func (self, event, self->message_data);
+      self->in_message_func = FALSE;
+      /* It replaced itself: its data goes now that it has returned. */
+      if (self->running_notify != NULL)
+        {
+          GDestroyNotify notify = g_steal_pointer (&self->running_notify);
+
+          notify (g_steal_pointer (&self->running_data));
+        }
+    }
   else
-    g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, event);
+    {
+      g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, event);
+    }
 
   if (msg_message_event_recycle (event))
     *spare = event;
@@ -626,8 +647,8 @@ msg_port_main_post (MsgPortMain  *self,
  *   the function to pass each message to, or %NULL to emit
  *   #MsgPortMain::message again
  * @user_data: data for @func
- * @notify: (nullable): called with @user_data when @func is replaced or the
- *   port is disposed
+ * @notify: (nullable): called with @user_data when @func is replaced (once
+ *   it has returned, if it replaces itself) or the port is disposed
  *
  * Has every message that arrives on @self passed to @func instead of
  * emitted as #MsgPortMain::message: in the same order, in the same
@@ -662,8 +683,19 @@ msg_port_main_set_message_func (MsgPortMain            *self,
   self->message_func = func;
   self->message_data = user_data;
   self->message_notify = notify;
-  if (old_notify != NULL)
-    old_notify (old_data);
+  if (old_notify == NULL)
+    return;
+  /* The function that runs now replaces itself: its data must outlive
+   * the call. Any later replacement during that call is of a function
+   * that never ran. */
+  if (self->in_message_func && self->running_notify == NULL)
+    {
+      self->running_notify = old_notify;
+      self->running_data = old_data;
+      self->in_message_func = FALSE;
+      return;
+    }
+  old_notify (old_data);
 }
 
 /**

@@ -535,7 +535,11 @@ record_message (MsgPortMain     *port,
   /* The event may be kept: it must not be reused for the next message. */
   g_ptr_array_add (record->events, g_object_ref (event));
   if (record->replace)
-    msg_port_main_set_message_func (port, NULL, NULL, NULL);
+    {
+      msg_port_main_set_message_func (port, NULL, NULL, NULL);
+      /* Its data outlives the call that replaced it. */
+      g_assert_cmpuint (record->n_destroyed, ==, 0);
+    }
 }
 
 static void
@@ -643,13 +647,18 @@ test_message_func_disposed (void)
   MsgPortMain *port2 = g_object_ref (msg_channel_main_get_port2 (channel));
   FuncRecord record = { g_ptr_array_new_with_free_func (g_object_unref), 0, FALSE };
 
-  g_test_summary ("A port's message function data is destroyed when the port goes");
+  g_test_summary ("A port's message function data is destroyed when the port is disposed, "
+                  "and that of one set after dispose when it is finalized");
 
   msg_port_main_set_message_func (port2, record_message, &record, record_destroyed);
   g_object_unref (channel);
   g_assert_cmpuint (record.n_destroyed, ==, 0);
-  g_object_unref (port2);
+  g_object_run_dispose (G_OBJECT (port2));
   g_assert_cmpuint (record.n_destroyed, ==, 1);
+  /* Set again after dispose: finalize destroys it. */
+  msg_port_main_set_message_func (port2, record_message, &record, record_destroyed);
+  g_object_unref (port2);
+  g_assert_cmpuint (record.n_destroyed, ==, 2);
   g_ptr_array_unref (record.events);
 }
 

@@ -86,13 +86,14 @@ struct _MsgDispatcher
   gint          changed;   /* (atomic): entries were added or dropped since
                             * prepare() last updated the poll set */
   gboolean      going_away;   /* protected by @lock */
-  gint          polling;   /* (atomic): between prepare() and check() */
-  gint          iterations;   /* (atomic): check() calls */
   /* Only the context's thread writes these two, on every main-loop
    * iteration: with release stores, not GLib's sequentially consistent
    * ones (a locked instruction each on x86). The I/O thread only needs
    * to see them eventually. */
-  guint         next_serial;  /* protected by @lock: for the next entry */
+  gint          polling;   /* (atomic): between prepare() and check() */
+  gint          iterations;   /* (atomic): prepare() calls */
+  guint         next_serial;  /* protected by @lock: for the next entry,
+                               * never 0 */
   GArray       *readable;  /* of MsgReadable; only used by dispatch() */
 };
 
@@ -245,7 +246,10 @@ msg_dispatcher_add_lease (MsgDispatcher *self,
       return FALSE;
     }
   entry.lease = msg_transport_lease_ref (lease);
-  entry.serial = ++self->next_serial;
+  /* 0 means every entry to mark_dropped_locked(). */
+  if (++self->next_serial == 0)
+    self->next_serial = 1;
+  entry.serial = self->next_serial;
   g_array_append_val (self->leases, entry);
   g_atomic_int_set (&self->n_leases, self->leases->len);
   g_atomic_int_set (&self->changed, 1);
@@ -556,6 +560,14 @@ msg_dispatcher_prepare (GSource *source,
    * the I/O thread must not lease a socket to a context that dispatches. */
   armed = g_atomic_int_get (&self->armed);
   __atomic_store_n (&self->polling, !armed, __ATOMIC_RELEASE);
+  /* Counted here, not in check(), which GLib skips when this returns
+   * TRUE: a context that dispatches on every iteration makes progress.
+   * For the same reason the watchdog is told here that a leaseholder is
+   * busy, when check() will not tell it. */
+  __atomic_store_n (&self->iterations, __atomic_load_n (&self->iterations, __ATOMIC_RELAXED) + 1,
+                    __ATOMIC_RELEASE);
+  if (armed && g_atomic_int_get (&self->n_leases) > 0)
+    msg_transport_watchdog_poke ();
   *timeout = -1;
   return armed;
 }
@@ -566,8 +578,6 @@ msg_dispatcher_check (GSource *source)
   MsgDispatcher *self = (MsgDispatcher *) source;
 
   __atomic_store_n (&self->polling, 0, __ATOMIC_RELEASE);
-  __atomic_store_n (&self->iterations, __atomic_load_n (&self->iterations, __ATOMIC_RELAXED) + 1,
-                    __ATOMIC_RELEASE);
   if (g_atomic_int_get (&self->n_leases) > 0)
     {
       /* Busy from now on: the I/O thread must come and see whether this

@@ -65,8 +65,8 @@
  * C code that handles many small messages can have them passed to a
  * function, set with msg_port_main_set_message_func(), instead of emitted
  * as #MsgPortMain::message: the same delivery, without the cost of a
- * signal emission (as the appsink element of GStreamer offers callbacks next to its
- * signals).
+ * signal emission (as the appsink element of GStreamer offers callbacks
+ * next to its signals).
  */
 
 struct _MsgPortMain
@@ -224,6 +224,10 @@ msg_port_main_class_init (MsgPortMainClass *klass)
    * Ports in @event are not started; keep a reference on them (the event
    * owns the ones it holds) and start them in the thread that should
    * receive their messages.
+   *
+   * Not emitted while a function set with msg_port_main_set_message_func()
+   * receives the messages instead. Only the port emits this signal: its
+   * C marshaller takes no reference on @event for the call.
    *
    * Since: 1.0
    */

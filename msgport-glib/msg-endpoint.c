@@ -197,8 +197,6 @@ msg_endpoint_ref (MsgEndpoint *self)
 void
 msg_endpoint_unref (MsgEndpoint *self)
 {
-  MsgQueue queue;
-
   if (!g_atomic_ref_count_dec (&self->ref_count))
     return;
 
@@ -210,8 +208,7 @@ msg_endpoint_unref (MsgEndpoint *self)
   g_clear_pointer (&self->flush_peer, msg_endpoint_unref);
   g_assert (!self->ready);
 
-  queue = msg_queue_steal (&self->queue);
-  msg_queue_clear (&queue);
+  msg_queue_clear (&self->queue);
 
   if (self->sink != NULL)
     self->sink->funcs->release (self->sink);

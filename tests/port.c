@@ -567,6 +567,16 @@ record_number (FuncRecord *record,
   return g_variant_get_uint64 (msg_message_event_get_data (g_ptr_array_index (record->events, i)));
 }
 
+/* Counts ::message on @port and has its messages go to @record instead. */
+static void
+record_instead_of_signal (MsgPortMain *port,
+                          FuncRecord  *record,
+                          guint       *n_signals)
+{
+  g_signal_connect (port, "message", G_CALLBACK (on_message_signal), n_signals);
+  msg_port_main_set_message_func (port, record_message, record, record_destroyed);
+}
+
 static void
 test_message_func (void)
 {
@@ -580,8 +590,7 @@ test_message_func (void)
   g_test_summary ("A message function set on a port gets every message, in order, instead "
                   "of ::message; replacing it destroys the old data; NULL brings the signal back");
 
-  g_signal_connect (port2, "message", G_CALLBACK (on_message_signal), &n_signals);
-  msg_port_main_set_message_func (port2, record_message, &record, record_destroyed);
+  record_instead_of_signal (port2, &record, &n_signals);
   msg_port_main_start (port2);
 
   for (guint64 i = 0; i < 100; i++)
@@ -625,8 +634,7 @@ test_message_func_from_itself (void)
   g_test_summary ("A message function that replaces itself takes effect from the next "
                   "message, in the same dispatch");
 
-  g_signal_connect (port2, "message", G_CALLBACK (on_message_signal), &n_signals);
-  msg_port_main_set_message_func (port2, record_message, &record, record_destroyed);
+  record_instead_of_signal (port2, &record, &n_signals);
   for (guint64 i = 0; i < 3; i++)
     msg_port_main_post (port1, g_variant_new_uint64 (i), NULL);
   msg_port_main_start (port2);

@@ -239,6 +239,56 @@ test_wire_decoder_steal (void)
     }
 }
 
+/* Decodes one message frame of @data from a stream of its own. */
+static GVariant *
+decode_message (MsgWireDecoder *decoder,
+                GVariant       *data)
+{
+  Stream stream = { .fd_offset = G_MAXSIZE };
+  g_autoptr(GPtrArray) frames = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_wire_frame_free);
+  MsgWireFrame *frame;
+
+  stream.bytes = g_byte_array_new ();
+  stream.fd = -1;
+  stream.expected = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  append_message (&stream, data);
+  feed (decoder, &stream, 0, stream.bytes->len, 4096, frames);
+  g_assert_cmpuint (frames->len, ==, 1);
+  frame = g_ptr_array_index (frames, 0);
+  g_assert_true (g_variant_equal (frame->data, data));
+  stream_clear (&stream);
+  return g_variant_ref (frame->data);
+}
+
+static void
+test_wire_decoder_recycled (void)
+{
+  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  g_autoptr(GVariant) first = blob (1 << 20, 1);
+  g_autoptr(GVariant) second = blob (1 << 20, 2);
+  g_autoptr(GVariant) third = blob (1 << 20, 3);
+  GVariant *received_first, *received_second, *received_third;
+  guintptr first_data;
+
+  g_test_summary ("The buffer of a large message is reused for a later one once the "
+                  "message is dropped, never while it is alive");
+
+  received_first = decode_message (decoder, first);
+  received_second = decode_message (decoder, second);
+  g_assert_true (g_variant_get_data (received_first) != g_variant_get_data (received_second));
+  first_data = (guintptr) g_variant_get_data (received_first);
+  g_variant_unref (received_first);
+
+  received_third = decode_message (decoder, third);
+  g_assert_cmpuint ((guintptr) g_variant_get_data (received_third), ==, first_data);
+  g_assert_true (g_variant_equal (received_second, second));
+  g_assert_true (g_variant_equal (received_third, third));
+
+  g_variant_unref (received_second);
+  g_variant_unref (received_third);
+  msg_wire_decoder_free (decoder);
+}
+
 /* Memfds ------------------------------------------------------------------ */
 
 /* Encodes @frame and decodes it again, its descriptors coming with its
@@ -474,6 +524,7 @@ main (int    argc,
 
   g_test_add_func ("/wire/decoder/pieces", test_wire_decoder_pieces);
   g_test_add_func ("/wire/decoder/steal", test_wire_decoder_steal);
+  g_test_add_func ("/wire/decoder/recycled", test_wire_decoder_recycled);
   g_test_add_func ("/wire/memfd/round-trip", test_wire_memfd_round_trip);
   g_test_add_func ("/wire/memfd/refused", test_wire_memfd_refused);
   g_test_add_func ("/wire/memfd/bad-header", test_wire_memfd_bad_header);

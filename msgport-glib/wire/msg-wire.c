@@ -398,6 +398,83 @@ msg_wire_frame_extent (const guint8 *data,
   return TRUE;
 }
 
+/* Large receive buffers ------------------------------------------------ */
+
+/* The data of a large frame is read into a buffer of its own, which becomes
+ * the message's GBytes. A fresh one costs a page fault and the zeroing of a
+ * page every 4 KiB, each time: glibc hands large freed chunks back to the
+ * system. Receiving a stream of 1 MiB messages took 80 faults a message
+ * and more time than the copy itself. So the last few buffers freed, by
+ * whatever thread drops the message, are kept and reused for frames of
+ * about their size: at most RECV_POOL_SLOTS of at most RECV_POOL_MAX_SIZE
+ * bytes each, 8 MiB in all. The slots are taken and filled with atomic
+ * exchanges, no lock, so that fork() may happen at any time. */
+#define RECV_POOL_SLOTS    4
+#define RECV_POOL_MAX_SIZE (2 * 1024 * 1024)
+
+typedef struct
+{
+  gsize  capacity;
+  guint8 data[];
+} RecvBuffer;
+
+static gpointer recv_pool[RECV_POOL_SLOTS];  /* (atomic) (nullable): RecvBuffer */
+
+static RecvBuffer *
+recv_buffer_from_data (guint8 *data)
+{
+  return (RecvBuffer *) (data - G_STRUCT_OFFSET (RecvBuffer, data));
+}
+
+static guint recv_pool_next;  /* (atomic): the slot to take over when all are full */
+
+/* Puts @buffer in an empty slot, or in place of one in turn, which is
+ * freed: the pool keeps the buffers freed last, whose pages are likely
+ * still in the cache, and buffers of a size no longer used go. */
+static void
+recv_buffer_recycle (RecvBuffer *buffer)
+{
+  if (buffer->capacity > RECV_POOL_MAX_SIZE)
+    {
+      g_free (buffer);
+      return;
+    }
+  for (guint i = 0; i < RECV_POOL_SLOTS; i++)
+    if (g_atomic_pointer_compare_and_exchange (&recv_pool[i], NULL, buffer))
+      return;
+  g_free (g_atomic_pointer_exchange (&recv_pool[(guint) g_atomic_int_add (&recv_pool_next, 1) % RECV_POOL_SLOTS],
+                                     buffer));
+}
+
+/* Returns the data of a buffer of at least @size bytes, from the pool if
+ * one there is no more than twice that size. */
+static guint8 *
+recv_buffer_new (gsize size)
+{
+  RecvBuffer *buffer;
+
+  for (guint i = 0; size <= RECV_POOL_MAX_SIZE && i < RECV_POOL_SLOTS; i++)
+    {
+      buffer = g_atomic_pointer_exchange (&recv_pool[i], NULL);
+      if (buffer == NULL)
+        continue;
+      if (buffer->capacity >= size && buffer->capacity / 2 <= size)
+        return buffer->data;
+      recv_buffer_recycle (buffer);
+    }
+  buffer = g_malloc (sizeof (RecvBuffer) + size);
+  buffer->capacity = size;
+  return buffer->data;
+}
+
+/* A GDestroyNotify for the data from recv_buffer_new(). */
+static void
+recv_buffer_free (gpointer data)
+{
+  if (data != NULL)
+    recv_buffer_recycle (recv_buffer_from_data (data));
+}
+
 /* Decoding ------------------------------------------------------------- */
 
 typedef struct
@@ -452,7 +529,7 @@ msg_wire_decoder_free (MsgWireDecoder *self)
   close_received_fds (self);
   g_array_unref (self->fds);
   g_free (self->buffer);
-  g_free (self->tail);
+  recv_buffer_free (self->tail);
   g_free (self);
 }
 
@@ -552,7 +629,7 @@ msg_wire_decoder_steal (MsgWireDecoder *self,
       g_byte_array_append (bytes, self->tail, self->tail_filled);
       self->start += self->tail_at;
       self->offset += self->tail_at + self->tail_filled;
-      g_clear_pointer (&self->tail, g_free);
+      g_clear_pointer (&self->tail, recv_buffer_free);
       self->tail_filled = 0;
     }
   g_byte_array_append (bytes, self->buffer + self->start, self->end - self->start);
@@ -750,7 +827,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
           self->tail_at = head_size;
           self->tail_size = data_len;
           self->tail_filled = available - head_size;
-          self->tail = g_malloc (data_len);
+          self->tail = recv_buffer_new (data_len);
           memcpy (self->tail, self->buffer + self->start + head_size, self->tail_filled);
           self->end = self->start + head_size;
           return FALSE;
@@ -817,7 +894,8 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
           if (self->tail != NULL)
             {
               self->tail_filled = 0;
-              bytes = g_bytes_new_take (g_steal_pointer (&self->tail), data_len);
+              bytes = g_bytes_new_with_free_func (self->tail, data_len, recv_buffer_free, self->tail);
+              self->tail = NULL;
             }
           else
             bytes = g_bytes_new (data_start, data_len);

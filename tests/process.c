@@ -271,6 +271,121 @@ test_socketpair_send_buffer (void)
   close (fds[1]);
 }
 
+/* A message larger than a socket's buffer, then small ones: the socket
+ * cannot take the first at once, so the rest queue behind it. */
+static void
+post_burst (MsgPortMain *port)
+{
+  g_autofree guint8 *large = g_malloc0 (4 * 1024 * 1024);
+
+  msg_port_main_post (port, g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, large,
+                                                       4 * 1024 * 1024, 1), NULL);
+  for (guint32 i = 0; i < 10; i++)
+    msg_port_main_post (port, g_variant_new_uint32 (i), NULL);
+}
+
+static void
+check_burst (MsgRecorder *rec,
+             guint        first)
+{
+  g_assert_cmpuint (rec->events->len, ==, first + 11);
+  g_assert_cmpuint (g_variant_get_size (msg_recorder_data (rec, first)), ==, 4 * 1024 * 1024);
+  for (guint32 i = 0; i < 10; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec, first + 1 + i)), ==, i);
+}
+
+typedef struct
+{
+  MsgPortMain  *sender;
+  GMainContext *receiver_context;
+  MsgRecorder  *receiver;
+  gboolean      done;
+} BlockedPost;
+
+/* Posts a burst from a callback of the main context, then waits for it on
+ * another context without returning. */
+static gboolean
+post_and_block (gpointer data)
+{
+  BlockedPost *post = data;
+
+  post_burst (post->sender);
+  msg_test_wait_until (post->receiver_context, post->receiver->events->len == 11);
+  post->done = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_socketpair_post_from_blocked_callback (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(GMainContext) other = g_main_context_new ();
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  BlockedPost post = { NULL, };
+  GSource *idle;
+
+  g_test_summary ("A burst posted from a main-loop callback that then blocks, never going back "
+                  "to its loop, still reaches the other process: it is held until the callback "
+                  "returns or for a millisecond, whichever comes first");
+
+  msg_test_socket_ports (&a, &b);
+  rec_b = msg_recorder_new (b);
+  g_main_context_push_thread_default (other);
+  msg_port_main_start (b);
+  g_main_context_pop_thread_default (other);
+
+  post = (BlockedPost) { a, other, rec_b, FALSE };
+  idle = g_idle_source_new ();
+  g_source_set_callback (idle, post_and_block, &post, NULL);
+  g_source_attach (idle, NULL);
+  g_source_unref (idle);
+  msg_test_wait_until (NULL, post.done);
+  check_burst (rec_b, 0);
+
+  g_object_unref (a);
+  g_object_unref (b);
+  msg_test_drain (other);
+}
+
+static gboolean
+post_burst_cb (gpointer data)
+{
+  post_burst (data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_socketpair_post_from_dead_context (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  GMainContext *context = g_main_context_new ();
+  GSource *idle;
+
+  g_test_summary ("A burst posted from a callback of a context that is freed before it "
+                  "iterates again still goes out, and so does everything posted after it");
+
+  msg_test_socket_ports (&a, &b);
+  rec_b = msg_recorder_new (b);
+  msg_port_main_start (b);
+
+  idle = g_idle_source_new ();
+  g_source_set_callback (idle, post_burst_cb, a, NULL);
+  g_source_attach (idle, context);
+  g_source_unref (idle);
+  g_assert_true (g_main_context_iteration (context, FALSE));
+  g_main_context_unref (context);
+
+  msg_test_wait_until (NULL, rec_b->events->len == 11);
+  check_burst (rec_b, 0);
+  post_burst (a);
+  msg_test_wait_until (NULL, rec_b->events->len == 22);
+  check_burst (rec_b, 11);
+
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
 static void
 test_socketpair_transfer (void)
 {
@@ -941,6 +1056,9 @@ main (int    argc,
   g_test_add_func ("/process/new-for-fd/invalid", test_new_for_fd_invalid);
   g_test_add_func ("/process/socketpair/messages", test_socketpair_messages);
   g_test_add_func ("/process/socketpair/send-buffer", test_socketpair_send_buffer);
+  g_test_add_func ("/process/socketpair/post-from-blocked-callback",
+                   test_socketpair_post_from_blocked_callback);
+  g_test_add_func ("/process/socketpair/post-from-dead-context", test_socketpair_post_from_dead_context);
   g_test_add_func ("/process/socketpair/transfer", test_socketpair_transfer);
   g_test_add_func ("/process/socketpair/limits", test_socketpair_limits);
   g_test_add_func ("/process/socketpair/io-without-main-loop", test_socketpair_io_without_main_loop);

@@ -67,6 +67,10 @@
  * thread, which writes many with one sendmsg(), rather than written one by
  * one by the posting thread. */
 #define BURST_GAP_USEC        10
+/* A burst posted from a main-loop callback is handed to the I/O thread
+ * when the callback returns; if the thread's context does not come back
+ * to its loop by then, after this long at most. */
+#define FLUSH_DEADLINE_USEC   1000
 /* The send buffer a connection asks for. Linux doubles it for its own
  * bookkeeping and caps it at twice net.core.wmem_max: 512 KiB, or 416 KiB
  * with the default wmem_max, against 208 KiB by default. A writer of large
@@ -230,7 +234,10 @@ typedef struct
   guint64          n_written;
   ConnectionState  state;
   gboolean         close_queued;
-  gboolean         kicked;
+  gboolean         kicked;       /* @source is ready: the I/O thread will write */
+  gboolean         deadline;     /* @source is due within FLUSH_DEADLINE_USEC */
+  gboolean         flush_scheduled;  /* a ConnectionFlush is attached somewhere */
+  gboolean         write_blocked;    /* the I/O thread waits for the socket to drain */
   gboolean         writing;      /* a poster writes to @fd, unlocked */
   guint            n_waiters;    /* threads in connection_wait_locked() */
   gint64           last_post;    /* monotonic time of the last post */
@@ -348,6 +355,101 @@ connection_kick_locked (MsgConnection *self)
     }
 }
 
+/* A one-shot source, attached to the context of a thread that posted a
+ * burst from one of its callbacks, that kicks the I/O thread once the
+ * callback has returned. */
+typedef struct
+{
+  MsgConnection *connection;  /* (owned): a reference on its source */
+  gboolean       ran;
+} ConnectionFlush;
+
+static gboolean
+connection_flush_run (gpointer data)
+{
+  ConnectionFlush *flush = data;
+  MsgConnection *self = flush->connection;
+
+  msg_mutex_lock (&self->lock);
+  flush->ran = TRUE;
+  self->flush_scheduled = FALSE;
+  if (!self->write_blocked && self->out.length > 0)
+    connection_kick_locked (self);
+  msg_mutex_unlock (&self->lock);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+connection_flush_free (gpointer data)
+{
+  ConnectionFlush *flush = data;
+  MsgConnection *self = flush->connection;
+
+  /* Its context went away first: the deadline writes what it held. */
+  if (!flush->ran)
+    {
+      msg_mutex_lock (&self->lock);
+      self->flush_scheduled = FALSE;
+      msg_mutex_unlock (&self->lock);
+    }
+  g_source_unref (&self->source);
+  g_free (flush);
+}
+
+/* Called with @self->lock held, after a post queued an item: makes sure
+ * the I/O thread will write it. Returns a context to attach a flush to
+ * (a reference), or NULL.
+ *
+ * Nothing to do if the I/O thread was kicked already, or waits for the
+ * socket to drain: it writes everything queued when it can. A thread
+ * inside a main-loop callback (posting a burst from an idle, say) does
+ * not wake the I/O thread for every few messages, as it would otherwise
+ * while the two race each other: the I/O thread is kicked once the
+ * callback returns, and writes the whole burst with one sendmsg(). The
+ * I/O thread's source is due FLUSH_DEADLINE_USEC later all the same, so
+ * that a callback that does not return soon, or a context that does not
+ * iterate again, delays the burst by that much at most. */
+static GMainContext *
+connection_schedule_write_locked (MsgConnection *self)
+{
+  GSource *current;
+  GMainContext *context;
+
+  if (self->kicked || self->write_blocked || self->flush_scheduled)
+    return NULL;
+  current = g_main_current_source ();
+  context = current != NULL ? g_source_get_context (current) : NULL;
+  if (context == NULL)
+    {
+      connection_kick_locked (self);
+      return NULL;
+    }
+  self->flush_scheduled = TRUE;
+  if (!self->deadline)
+    {
+      self->deadline = TRUE;
+      g_source_set_ready_time (&self->source, g_get_monotonic_time () + FLUSH_DEADLINE_USEC);
+    }
+  return g_main_context_ref (context);
+}
+
+static void
+connection_attach_flush (MsgConnection *self,
+                         GMainContext  *context)
+{
+  ConnectionFlush *flush = g_new0 (ConnectionFlush, 1);
+  GSource *source = g_idle_source_new ();
+
+  flush->connection = self;
+  g_source_ref (&self->source);
+  g_source_set_static_name (source, "MsgPortMain flush");
+  g_source_set_priority (source, G_PRIORITY_HIGH);
+  g_source_set_callback (source, connection_flush_run, flush, connection_flush_free);
+  g_source_attach (source, context);
+  g_source_unref (source);
+  g_main_context_unref (context);
+}
+
 /* Writes @item (a plain message, no descriptors) at once, from the posting
  * thread, when nothing is queued ahead of it: a message that finds the
  * connection idle costs one sendmsg() and no wake-up of the I/O thread,
@@ -404,6 +506,7 @@ connection_deliver (MsgSink *sink,
 {
   MsgConnection *self = CONNECTION_FROM_SINK (sink);
   GVariant *data = msg_item_is_envelope (queued) ? NULL : (GVariant *) queued;
+  GMainContext *flush_context = NULL;
   OutItem *item;
   gint64 now;
 
@@ -449,9 +552,11 @@ connection_deliver (MsgSink *sink,
   if (item != NULL)
     {
       g_queue_push_tail_link (&self->out, &item->link);
-      connection_kick_locked (self);
+      flush_context = connection_schedule_write_locked (self);
     }
   msg_mutex_unlock (&self->lock);
+  if (flush_context != NULL)
+    connection_attach_flush (self, flush_context);
 
   /* What was encoded holds its own reference on the data. A plain message
    * carries no ports, so freeing it under the endpoint's lock is safe. */
@@ -1674,6 +1779,18 @@ connection_fail_write (MsgConnection *self,
                                       g_strerror (errsv)));
 }
 
+/* The socket is full: connection_dispatch() polls it for output, and the
+ * next connection_write() takes everything posted meanwhile, which
+ * therefore needs no kick. */
+static void
+connection_wait_writable (MsgConnection *self)
+{
+  self->want_out = TRUE;
+  msg_mutex_lock (&self->lock);
+  self->write_blocked = TRUE;
+  msg_mutex_unlock (&self->lock);
+}
+
 static void
 connection_write (MsgConnection *self)
 {
@@ -1697,6 +1814,7 @@ connection_write (MsgConnection *self)
       int errsv;
 
       msg_mutex_lock (&self->lock);
+      self->write_blocked = FALSE;
       head = self->state == CONNECTION_OPEN ? g_queue_peek_head (&self->out) : NULL;
       errsv = self->write_errno;
       if (head == NULL || errsv != 0)
@@ -1766,7 +1884,7 @@ connection_write (MsgConnection *self)
             continue;
           if (errsv == EAGAIN || errsv == EWOULDBLOCK)
             {
-              self->want_out = TRUE;
+              connection_wait_writable (self);
               return;
             }
           connection_fail_write (self, errsv);
@@ -1774,7 +1892,7 @@ connection_write (MsgConnection *self)
         }
       if (n == 0)
         {
-          self->want_out = TRUE;
+          connection_wait_writable (self);
           return;
         }
 
@@ -1825,9 +1943,10 @@ connection_dispatch (GSource     *source,
   /* Both calls below wake this thread's context again when they change
    * anything: only make them when something did change. */
   msg_mutex_lock (&self->lock);
-  if (self->kicked)
+  if (self->kicked || self->deadline)
     {
       self->kicked = FALSE;
+      self->deadline = FALSE;
       g_source_set_ready_time (source, -1);
     }
   state = self->state;
@@ -1933,6 +2052,9 @@ msg_transport_flush (MsgSink       *sink,
 
   msg_mutex_lock (&self->lock);
   target = self->n_queued;
+  /* What a callback of this thread posted may wait for it to return. */
+  if (self->n_written < target && !self->write_blocked)
+    connection_kick_locked (self);
   while (self->n_written < target &&
          (self->state == CONNECTION_OPEN || self->state == CONNECTION_WRITE_CLOSED) &&
          !g_cancellable_is_cancelled (cancellable))

@@ -264,7 +264,11 @@ test_socketpair_send_buffer (void)
 
   port = msg_port_main_new_for_fd (fds[0], &error);
   g_assert_no_error (error);
-  g_assert_cmpint (send_buffer_size (watched), >, before);
+  /* 512 KiB as the kernel counts it; a larger one is left alone. */
+  if (before < 512 * 1024)
+    g_assert_cmpint (send_buffer_size (watched), >, before);
+  else
+    g_assert_cmpint (send_buffer_size (watched), ==, before);
 
   g_object_unref (port);
   close (watched);
@@ -288,7 +292,7 @@ static void
 check_burst (MsgRecorder *rec,
              guint        first)
 {
-  g_assert_cmpuint (rec->events->len, ==, first + 11);
+  g_assert_cmpuint (rec->events->len, >=, first + 11);
   g_assert_cmpuint (g_variant_get_size (msg_recorder_data (rec, first)), ==, 4 * 1024 * 1024);
   for (guint32 i = 0; i < 10; i++)
     g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec, first + 1 + i)), ==, i);
@@ -302,8 +306,16 @@ typedef struct
   gboolean      done;
 } BlockedPost;
 
-/* Posts a burst from a callback of the main context, then waits for it on
- * another context without returning. */
+static gpointer
+post_burst_thread (gpointer data)
+{
+  post_burst (data);
+  return NULL;
+}
+
+/* From a callback of the main context, without returning: posts a burst
+ * and waits for it on another context, twice, then has another thread
+ * post one while the callback's is still pending. */
 static gboolean
 post_and_block (gpointer data)
 {
@@ -311,6 +323,10 @@ post_and_block (gpointer data)
 
   post_burst (post->sender);
   msg_test_wait_until (post->receiver_context, post->receiver->events->len == 11);
+  post_burst (post->sender);
+  msg_test_wait_until (post->receiver_context, post->receiver->events->len == 22);
+  g_thread_join (g_thread_new ("poster", post_burst_thread, post->sender));
+  msg_test_wait_until (post->receiver_context, post->receiver->events->len == 33);
   post->done = TRUE;
   return G_SOURCE_REMOVE;
 }
@@ -324,9 +340,10 @@ test_socketpair_post_from_blocked_callback (void)
   BlockedPost post = { NULL, };
   GSource *idle;
 
-  g_test_summary ("A burst posted from a main-loop callback that then blocks, never going back "
-                  "to its loop, still reaches the other process: it is held until the callback "
-                  "returns or for a millisecond, whichever comes first");
+  g_test_summary ("Bursts posted from a main-loop callback that then blocks, never going back "
+                  "to its loop, still reach the other process, and so does one posted by "
+                  "another thread meanwhile: a burst is held until the callback returns or "
+                  "for a millisecond, whichever comes first");
 
   msg_test_socket_ports (&a, &b);
   rec_b = msg_recorder_new (b);
@@ -341,9 +358,12 @@ test_socketpair_post_from_blocked_callback (void)
   g_source_unref (idle);
   msg_test_wait_until (NULL, post.done);
   check_burst (rec_b, 0);
+  check_burst (rec_b, 11);
+  check_burst (rec_b, 22);
 
   g_object_unref (a);
   g_object_unref (b);
+  msg_test_drain (NULL);
   msg_test_drain (other);
 }
 

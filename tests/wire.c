@@ -273,6 +273,8 @@ test_wire_decoder_recycled (void)
   g_test_summary ("The buffer of a large message is reused for a later one once the "
                   "message is dropped, never while it is alive");
 
+  /* The tests before this one leave only buffers too small for 1 MiB
+   * frames in the pool, so the third frame can only get the first's. */
   received_first = decode_message (decoder, first);
   received_second = decode_message (decoder, second);
   g_assert_true (g_variant_get_data (received_first) != g_variant_get_data (received_second));

@@ -385,13 +385,9 @@ connection_flush_free (gpointer data)
   ConnectionFlush *flush = data;
   MsgConnection *self = flush->connection;
 
-  /* Its context went away first: the deadline writes what it held. */
+  /* Its context went away first. */
   if (!flush->ran)
-    {
-      msg_mutex_lock (&self->lock);
-      self->flush_scheduled = FALSE;
-      msg_mutex_unlock (&self->lock);
-    }
+    connection_flush_run (flush);
   g_source_unref (&self->source);
   g_free (flush);
 }
@@ -405,31 +401,39 @@ connection_flush_free (gpointer data)
  * inside a main-loop callback (posting a burst from an idle, say) does
  * not wake the I/O thread for every few messages, as it would otherwise
  * while the two race each other: the I/O thread is kicked once the
- * callback returns, and writes the whole burst with one sendmsg(). The
- * I/O thread's source is due FLUSH_DEADLINE_USEC later all the same, so
- * that a callback that does not return soon, or a context that does not
- * iterate again, delays the burst by that much at most. */
+ * callback returns, and writes the whole burst with one sendmsg(). Its
+ * source is made due FLUSH_DEADLINE_USEC later all the same, whenever it
+ * is not already due, so that whatever is queued and not kicked (by a
+ * callback that does not return soon, from a context that is not
+ * iterated again, or from another thread while a flush is pending) goes
+ * out that much later at most: a long callback streams out a burst a
+ * millisecond. Setting the ready time wakes the I/O thread (GLib has it
+ * recompute its timeout), so a burst costs it two wake-ups. A post
+ * outside any callback, or from the I/O thread's own (a relay), kicks at
+ * once. */
 static GMainContext *
 connection_schedule_write_locked (MsgConnection *self)
 {
   GSource *current;
   GMainContext *context;
 
-  if (self->kicked || self->write_blocked || self->flush_scheduled)
+  if (self->kicked || self->write_blocked)
     return NULL;
   current = g_main_current_source ();
   context = current != NULL ? g_source_get_context (current) : NULL;
-  if (context == NULL)
+  if (context == NULL || context == g_source_get_context (&self->source))
     {
       connection_kick_locked (self);
       return NULL;
     }
-  self->flush_scheduled = TRUE;
   if (!self->deadline)
     {
       self->deadline = TRUE;
       g_source_set_ready_time (&self->source, g_get_monotonic_time () + FLUSH_DEADLINE_USEC);
     }
+  if (self->flush_scheduled)
+    return NULL;
+  self->flush_scheduled = TRUE;
   return g_main_context_ref (context);
 }
 
@@ -633,6 +637,18 @@ connection_fail (MsgConnection *self,
   g_clear_error (&reason);
 }
 
+/* Best effort: the socket works with whatever it has. Never shrinks a
+ * buffer that is larger already (getsockopt() reports the doubled size). */
+static void
+connection_grow_send_buffer (int fd)
+{
+  int size = 0;
+  socklen_t len = sizeof size;
+
+  if (getsockopt (fd, SOL_SOCKET, SO_SNDBUF, &size, &len) == 0 && size < 2 * SEND_BUFFER_SIZE)
+    (void) setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &(int) { SEND_BUFFER_SIZE }, sizeof (int));
+}
+
 /* Creates a connection on @fd (taken) that is the sink of @endpoint (a
  * reference is taken): what reaches @endpoint is written to @fd, and what is
  * read from @fd goes to @endpoint's peer. */
@@ -656,8 +672,7 @@ connection_new (int          fd,
   g_queue_init (&self->out);
   self->sink.funcs = &connection_sink_funcs;
   self->fd = fd;
-  /* Best effort: the socket works with whatever it has. */
-  (void) setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &(int) { SEND_BUFFER_SIZE }, sizeof (int));
+  connection_grow_send_buffer (fd);
   self->endpoint = msg_endpoint_ref (endpoint);
   self->state = CONNECTION_OPEN;
   self->decoder = msg_wire_decoder_new ();

@@ -415,6 +415,7 @@ msg_wire_frame_extent (const guint8 *data,
 typedef struct
 {
   gsize  capacity;
+  gsize  padding;   /* @data as aligned as malloc()'s, for any GVariant */
   guint8 data[];
 } RecvBuffer;
 

@@ -406,6 +406,102 @@ test_socketpair_post_from_dead_context (void)
   g_object_unref (b);
 }
 
+#define STREAM_SIZE (1024 * 1024)
+
+typedef struct
+{
+  MsgPortMain *port;     /* (owned) */
+  guint        n;
+} Streamer;
+
+/* Posts @n messages of 1 MiB, as fast as they are built, every fourth
+ * with the port of a new channel: more than the socket drains. */
+static gpointer
+stream_thread (gpointer data)
+{
+  Streamer *streamer = data;
+
+  for (guint64 i = 0; i < streamer->n; i++)
+    {
+      guint8 *bytes = g_malloc (STREAM_SIZE);
+      g_autoptr(MsgChannelMain) channel = NULL;
+      g_autoptr(GError) error = NULL;
+      MsgPortMain *ports[1];
+
+      memset (bytes, (int) (i & 0xff), STREAM_SIZE);
+      memcpy (bytes, &i, sizeof i);
+      if (i % 4 == 3)
+        {
+          channel = msg_channel_main_new ();
+          ports[0] = msg_channel_main_get_port2 (channel);
+        }
+      msg_port_main_post_message (streamer->port,
+                                  g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, bytes,
+                                                           STREAM_SIZE, TRUE, g_free, bytes),
+                                  channel != NULL ? ports : NULL, channel != NULL ? 1 : 0,
+                                  &error);
+      g_assert_no_error (error);
+    }
+  g_object_unref (streamer->port);
+  g_free (streamer);
+  return NULL;
+}
+
+typedef struct
+{
+  guint64 n_received;
+  guint64 n_ports;
+} StreamCheck;
+
+static void
+on_large_stream_message (MsgPortMain     *port,
+                   MsgMessageEvent *event,
+                   gpointer         user_data)
+{
+  StreamCheck *check = user_data;
+  GVariant *data = msg_message_event_get_data (event);
+  const guint8 *bytes = g_variant_get_data (data);
+  guint64 seq;
+
+  g_assert_cmpuint (g_variant_get_size (data), ==, STREAM_SIZE);
+  memcpy (&seq, bytes, sizeof seq);
+  g_assert_cmpuint (seq, ==, check->n_received);
+  for (gsize i = sizeof seq; i < STREAM_SIZE; i += 4093)
+    g_assert_cmpuint (bytes[i], ==, seq & 0xff);
+  g_assert_cmpuint (bytes[STREAM_SIZE - 1], ==, seq & 0xff);
+  g_assert_cmpuint (msg_message_event_get_n_ports (event), ==, seq % 4 == 3 ? 1 : 0);
+  check->n_ports += msg_message_event_get_n_ports (event);
+  check->n_received++;
+}
+
+static void
+test_socketpair_large_stream (void)
+{
+  MsgPortMain *a, *b;
+  StreamCheck check = { 0, };
+  Streamer *streamer = g_new0 (Streamer, 1);
+  guint n = MAX (scaled (64), 8);
+  GThread *thread;
+
+  g_test_summary ("A thread that posts 1 MiB messages faster than the socket drains them, "
+                  "every fourth with a port: all arrive whole and in order (the poster writes "
+                  "plain frames at the head of the queue itself while the I/O thread waits for "
+                  "the socket, and leaves those with ports to it)");
+
+  msg_test_socket_ports (&a, &b);
+  g_signal_connect (b, "message", G_CALLBACK (on_large_stream_message), &check);
+  msg_port_main_start (b);
+
+  streamer->port = a;
+  streamer->n = n;
+  thread = g_thread_new ("streamer", stream_thread, streamer);
+  msg_test_wait_until (NULL, check.n_received == n);
+  g_thread_join (thread);
+  g_assert_cmpuint (check.n_ports, ==, n / 4);
+
+  g_object_unref (b);
+}
+
 static void
 test_socketpair_transfer (void)
 {
@@ -1079,6 +1175,7 @@ main (int    argc,
   g_test_add_func ("/process/socketpair/post-from-blocked-callback",
                    test_socketpair_post_from_blocked_callback);
   g_test_add_func ("/process/socketpair/post-from-dead-context", test_socketpair_post_from_dead_context);
+  g_test_add_func ("/process/socketpair/large-stream", test_socketpair_large_stream);
   g_test_add_func ("/process/socketpair/transfer", test_socketpair_transfer);
   g_test_add_func ("/process/socketpair/limits", test_socketpair_limits);
   g_test_add_func ("/process/socketpair/io-without-main-loop", test_socketpair_io_without_main_loop);

@@ -454,6 +454,38 @@ connection_attach_flush (MsgConnection *self,
   g_main_context_unref (context);
 }
 
+/* One non-blocking sendmsg() of @iov by a posting thread, with @self->lock
+ * held (and dropped around the call) and the endpoint's, which serializes
+ * posters: @writing makes the I/O thread wait before it writes, closes or
+ * moves the descriptor. The poster holds an endpoint lock, so it cannot end
+ * the connection: the I/O thread does, with the error recorded here.
+ * Returns what sendmsg() did. */
+static ssize_t
+connection_send_from_poster_locked (MsgConnection *self,
+                                    struct iovec  *iov,
+                                    guint          n_iov)
+{
+  struct msghdr message = { 0, };
+  ssize_t n;
+  int errsv;
+
+  message.msg_iov = iov;
+  message.msg_iovlen = n_iov;
+  self->writing = TRUE;
+  msg_mutex_unlock (&self->lock);
+
+  n = get_syscalls ()->sendmsg (self->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+  errsv = errno;
+
+  msg_mutex_lock (&self->lock);
+  self->writing = FALSE;
+  if (n < 0 && errsv != EINTR && errsv != EAGAIN && errsv != EWOULDBLOCK)
+    self->write_errno = errsv;
+  /* Waiters re-check under the lock, which this thread still holds. */
+  connection_signal_locked (self);
+  return n;
+}
+
 /* Writes @item (a plain message, no descriptors) at once, from the posting
  * thread, when nothing is queued ahead of it: a message that finds the
  * connection idle costs one sendmsg() and no wake-up of the I/O thread,
@@ -470,27 +502,11 @@ connection_write_direct_locked (MsgConnection *self,
                                 OutItem       *item)
 {
   struct iovec iov[2];
-  struct msghdr message = { 0, };
   gsize total = 0;
+  guint n_iov = out_item_add_iov (item, iov, &total);
   ssize_t n;
-  int errsv;
 
-  message.msg_iov = iov;
-  message.msg_iovlen = out_item_add_iov (item, iov, &total);
-  self->writing = TRUE;
-  msg_mutex_unlock (&self->lock);
-
-  n = get_syscalls ()->sendmsg (self->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
-  errsv = errno;
-
-  msg_mutex_lock (&self->lock);
-  self->writing = FALSE;
-  /* This thread holds an endpoint lock, so it cannot end the connection:
-   * the I/O thread does, with this error. */
-  if (n < 0 && errsv != EINTR && errsv != EAGAIN && errsv != EWOULDBLOCK)
-    self->write_errno = errsv;
-  /* Waiters re-check under the lock, which this thread still holds. */
-  connection_signal_locked (self);
+  n = connection_send_from_poster_locked (self, iov, n_iov);
   if (n > 0 && (gsize) n == total)
     {
       self->n_written++;
@@ -530,12 +546,10 @@ connection_help_write_locked (MsgConnection *self,
                               GQueue        *done)
 {
   struct iovec iov[MAX_IOV];
-  struct msghdr message = { 0, };
   gboolean close_written = FALSE;
   gsize total = 0;
   guint n_iov = 0;
   ssize_t n;
-  int errsv;
 
   for (GList *l = self->out.head; l != NULL && n_iov < MAX_IOV - 1 && total < MAX_WRITE_BYTES; l = l->next)
     {
@@ -548,21 +562,9 @@ connection_help_write_locked (MsgConnection *self,
   if (n_iov == 0)
     return;
 
-  message.msg_iov = iov;
-  message.msg_iovlen = n_iov;
-  self->writing = TRUE;
-  msg_mutex_unlock (&self->lock);
-
-  n = get_syscalls ()->sendmsg (self->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
-  errsv = errno;
-
-  msg_mutex_lock (&self->lock);
-  self->writing = FALSE;
-  if (n < 0 && errsv != EINTR && errsv != EAGAIN && errsv != EWOULDBLOCK)
-    self->write_errno = errsv;
+  n = connection_send_from_poster_locked (self, iov, n_iov);
   if (n > 0)
     connection_advance_locked (self, n, done, &close_written);
-  connection_signal_locked (self);
 }
 
 /* MsgSinkFuncs.deliver: any thread, with the endpoint's lock held. */

@@ -420,14 +420,13 @@ typedef struct
 } RecvBuffer;
 
 static gpointer recv_pool[RECV_POOL_SLOTS];  /* (atomic) (nullable): RecvBuffer */
+static guint recv_pool_next;                 /* (atomic): the slot to take over when all are full */
 
 static RecvBuffer *
 recv_buffer_from_data (guint8 *data)
 {
   return (RecvBuffer *) (data - G_STRUCT_OFFSET (RecvBuffer, data));
 }
-
-static guint recv_pool_next;  /* (atomic): the slot to take over when all are full */
 
 /* Puts @buffer in an empty slot, or in place of one in turn, which is
  * freed: the pool keeps the buffers freed last, whose pages are likely

@@ -269,12 +269,15 @@ msg_message_event_get_n_ports (MsgMessageEvent *self)
 /**
  * msg_message_event_get_port:
  * @self: a #MsgMessageEvent
- * @index_: the index of the port, less than
- *   msg_message_event_get_n_ports()
+ * @index_: the index of the port
  *
- * Gets one of the ports transferred with the message.
+ * Gets one of the ports transferred with the message. An index past the
+ * last port is not an error: it gives %NULL, so that code in any language
+ * can walk the ports until it gets %NULL (the Python override raises
+ * `IndexError` instead, as a Python sequence does).
  *
- * Returns: (transfer none): the port at @index_
+ * Returns: (transfer none) (nullable): the port at @index_, or %NULL if
+ *   @index_ is msg_message_event_get_n_ports() or more
  * Since: 1.0
  */
 MsgPortMain *
@@ -282,7 +285,9 @@ msg_message_event_get_port (MsgMessageEvent *self,
                             guint            index_)
 {
   g_return_val_if_fail (MSG_IS_MESSAGE_EVENT (self), NULL);
-  g_return_val_if_fail (index_ < self->n_ports, NULL);
+
+  if (index_ >= self->n_ports)
+    return NULL;
 
   return self->ports[index_];
 }

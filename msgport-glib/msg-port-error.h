@@ -57,6 +57,9 @@ G_BEGIN_DECLS
  *   valid msgport-glib wire data (a close reason).
  * @MSG_PORT_ERROR_IO: reading from or writing to the port's socket failed
  *   (a close reason).
+ * @MSG_PORT_ERROR_INVALID_ARGUMENT: an argument is out of its documented
+ *   range, such as a child descriptor number below 3 given to
+ *   msg_port_main_new_for_launcher(). Since: 1.0
  *
  * Error codes in the %MSG_PORT_ERROR domain. New codes may be appended in
  * later versions.
@@ -74,6 +77,7 @@ typedef enum
   MSG_PORT_ERROR_PEER_GONE,
   MSG_PORT_ERROR_PROTOCOL,
   MSG_PORT_ERROR_IO,
+  MSG_PORT_ERROR_INVALID_ARGUMENT,
 } MsgPortError;
 
 MSG_AVAILABLE_IN_ALL

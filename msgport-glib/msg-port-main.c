@@ -260,16 +260,29 @@ msg_port_main_class_init (MsgPortMainClass *klass)
                   G_TYPE_NONE, 0);
 }
 
+/* The endpoint msg_port_main_new_for_endpoint() hands to the instance it
+ * constructs; %NULL while anybody else constructs one. */
+static __thread MsgEndpoint *endpoint_for_init;  /* (owned) (nullable) */
+
 static void
 msg_port_main_init (MsgPortMain *self)
 {
-}
+  MsgEndpoint *endpoint = g_steal_pointer (&endpoint_for_init);
 
-/* Wraps @endpoint (whose reference is taken) in a new handle. */
-MsgPortMain *
-msg_port_main_new_for_endpoint (MsgEndpoint *endpoint)
-{
-  MsgPortMain *self = g_object_new (MSG_TYPE_PORT_MAIN, NULL);
+  if (endpoint == NULL)
+    {
+      /* g_object_new() from C, Msg.PortMain() in Python, new Msg.PortMain()
+       * in GJS: a port entangled with nothing. The DOM refuses such a
+       * port; GObject construction cannot fail, so it is a valid object
+       * that is closed from the start, on which every call is the
+       * documented no-op for a closed port. */
+      endpoint = msg_endpoint_new ();
+      endpoint->closed = TRUE;
+      endpoint->ended = TRUE;
+      endpoint->close_reason = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
+                                                    "The port was constructed without "
+                                                    "a channel, and is closed");
+    }
 
   self->endpoint = endpoint;
   msg_mutex_lock (&endpoint->lock);
@@ -277,8 +290,16 @@ msg_port_main_new_for_endpoint (MsgEndpoint *endpoint)
   endpoint->port = self;
   endpoint->started = FALSE;
   msg_mutex_unlock (&endpoint->lock);
+}
 
-  return self;
+/* Wraps @endpoint (whose reference is taken) in a new handle. */
+MsgPortMain *
+msg_port_main_new_for_endpoint (MsgEndpoint *endpoint)
+{
+  g_assert (endpoint_for_init == NULL);
+  endpoint_for_init = endpoint;
+
+  return g_object_new (MSG_TYPE_PORT_MAIN, NULL);
 }
 
 MsgEndpoint *
@@ -828,6 +849,10 @@ msg_port_main_is_started (MsgPortMain *self)
  * still delivers what was queued on it, then #MsgPortMain::close, once
  * started.
  *
+ * This is up to date whether or not the port's #GMainContext runs: the
+ * library notices a peer going away on a thread of its own, so code that
+ * runs no main loop (a CPU-bound worker, say) can poll it.
+ *
  * Returns: %TRUE if no message can reach @self any more
  * Since: 1.0
  */
@@ -879,6 +904,10 @@ msg_port_main_is_neutered (MsgPortMain *self)
  * The error is in the %MSG_PORT_ERROR domain: %MSG_PORT_ERROR_CLOSED if this
  * end was closed, %MSG_PORT_ERROR_PEER_CLOSED if the other end was closed or
  * dropped, and other codes for the ways a peer process can fail.
+ *
+ * Before that it is %NULL, even when msg_port_main_is_closed() already
+ * returns %TRUE: the reason is delivered in order, with
+ * #MsgPortMain::close, after the messages that arrived before the end.
  *
  * Returns: (transfer full) (nullable): a new #GError, or %NULL if @self has
  *   not ended
@@ -964,10 +993,15 @@ msg_port_main_flush (MsgPortMain   *self,
  * port is not started. `socketpair (AF_UNIX, SOCK_STREAM, 0, fds)` before a
  * fork() gives such a pair.
  *
- * On success the port owns @fd. On failure (@fd is not a valid descriptor,
- * not a socket, not `AF_UNIX`, not `SOCK_STREAM`, or not connected) this
- * returns %NULL with %MSG_PORT_ERROR_INVALID_SOCKET, and the caller keeps
- * @fd.
+ * On success the port owns @fd: do not use or close it afterwards, and
+ * never make two ports of one descriptor (as with g_socket_new_from_fd()):
+ * their bytes would interleave on the socket. On failure (@fd is not a
+ * valid descriptor, not a socket, not `AF_UNIX`, not `SOCK_STREAM`, or not
+ * connected) this returns %NULL with %MSG_PORT_ERROR_INVALID_SOCKET, and
+ * the caller keeps @fd.
+ *
+ * From Python, the override raises `TypeError` if @fd is not an `int` and
+ * `ValueError` if it is negative or beyond a C `int`, before the call.
  *
  * Returns: (transfer full) (nullable): a new #MsgPortMain, or %NULL
  * Since: 1.0
@@ -990,7 +1024,8 @@ msg_port_main_new_for_fd (int      fd,
 /**
  * msg_port_main_new_for_launcher:
  * @launcher: a #GSubprocessLauncher, not used to spawn yet
- * @child_fd: the descriptor number the child gets its end as, or -1 for 3
+ * @child_fd: the descriptor number the child gets its end as: 3 or more,
+ *   or -1 for 3
  * @error: return location for a #GError, or %NULL
  *
  * Sets up @launcher so that the processes it spawns get a port entangled
@@ -999,19 +1034,20 @@ msg_port_main_new_for_fd (int      fd,
  * the port with msg_port_main_get_parent_port() (Electron's
  * `utilityProcess.fork()` and `process.parentPort`).
  *
- * |[<!-- language="C" -->
- * g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
- * g_autoptr(MsgPortMain) port = msg_port_main_new_for_launcher (launcher, -1, &error);
- * g_autoptr(GSubprocess) child = g_subprocess_launcher_spawn (launcher, &error, "./child", NULL);
- * g_clear_object (&launcher);  // closes the parent's copy of the child's end
- * ]|
+ * Spawn one process with @launcher, then call
+ * g_subprocess_launcher_close() on it (or drop it): until then the parent
+ * holds the child's end too, and would not notice the child going away.
+ * The guide "A child process with a parent port" in this manual has
+ * complete programs in C, Python and JavaScript.
  *
- * Spawn one process with @launcher, then drop it (or call
- * g_subprocess_launcher_close()): until then the parent holds the child's
- * end too, and would not notice the child going away.
+ * Fails with %MSG_PORT_ERROR_INVALID_ARGUMENT if @child_fd is below -1 or
+ * is 0, 1 or 2 (the child's standard streams), or if @launcher was already
+ * given a port: a launcher hands one port to the processes it spawns.
+ * Fails with %MSG_PORT_ERROR_IO if no socket pair can be made (the
+ * process is out of descriptors, for instance).
  *
- * Returns: (transfer full) (nullable): the parent's port, not started, or
- *   %NULL if no socket could be made
+ * Returns: (transfer full): the parent's port, not started, or %NULL with
+ *   @error set
  * Since: 1.0
  */
 MsgPortMain *
@@ -1019,16 +1055,30 @@ msg_port_main_new_for_launcher (GSubprocessLauncher  *launcher,
                                 int                   child_fd,
                                 GError              **error)
 {
+  static const char launcher_key[] = "msg-port-main-launcher-port";
   MsgPortMain *port;
   g_autofree char *value = NULL;
   int fds[2];
 
   g_return_val_if_fail (G_IS_SUBPROCESS_LAUNCHER (launcher), NULL);
-  g_return_val_if_fail (child_fd >= -1, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (child_fd < 0)
+  if (child_fd == -1)
     child_fd = 3;
+  if (child_fd < 3)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_ARGUMENT,
+                   "The child's descriptor for its port must be 3 or more, "
+                   "or -1 for 3, not %d", child_fd);
+      return NULL;
+    }
+  if (g_object_get_data (G_OBJECT (launcher), launcher_key) != NULL)
+    {
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_ARGUMENT,
+                           "This launcher was already given a port: "
+                           "use a new launcher for each port");
+      return NULL;
+    }
 
   if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
     {
@@ -1050,6 +1100,7 @@ msg_port_main_new_for_launcher (GSubprocessLauncher  *launcher,
   g_subprocess_launcher_take_fd (launcher, fds[1], child_fd);
   value = g_strdup_printf ("%d", child_fd);
   g_subprocess_launcher_setenv (launcher, MSG_PARENT_PORT_ENV, value, TRUE);
+  g_object_set_data (G_OBJECT (launcher), launcher_key, GINT_TO_POINTER (TRUE));
 
   return port;
 }

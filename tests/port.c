@@ -670,6 +670,124 @@ test_message_func_disposed (void)
   g_ptr_array_unref (record.events);
 }
 
+static void
+test_construct_without_channel (void)
+{
+  g_autoptr(MsgPortMain) port = g_object_new (MSG_TYPE_PORT_MAIN, NULL);
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  g_autoptr(MsgRecorder) rec = msg_recorder_new (port);
+  g_autoptr(MsgRecorder) peer_rec = NULL;
+  g_autoptr(GError) reason = NULL;
+  g_autoptr(GError) error = NULL;
+  MsgPortMain *transfer[1];
+
+  g_test_summary ("A port made with g_object_new() (Msg.PortMain() in Python, new "
+                  "Msg.PortMain() in GJS) is a valid, closed port: every call is the "
+                  "documented no-op for a closed port, and finalizing it is fine "
+                  "(the first call used to crash on its missing endpoint)");
+
+  g_assert_true (msg_port_main_is_closed (port));
+  g_assert_false (msg_port_main_is_started (port));
+  g_assert_false (msg_port_main_is_neutered (port));
+  reason = msg_port_main_get_close_reason (port);
+  g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED);
+
+  msg_port_main_start (port);
+  g_assert_false (msg_port_main_is_started (port));
+  g_assert_true (msg_port_main_post (port, g_variant_new_string ("dropped"), &error));
+  g_assert_no_error (error);
+  g_assert_true (msg_port_main_flush (port, NULL, &error));
+  g_assert_no_error (error);
+  msg_port_main_close (port);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec->events->len, ==, 0);
+  g_assert_cmpuint (rec->n_close, ==, 0);
+
+  /* Closed: it cannot be transferred... */
+  transfer[0] = port;
+  g_assert_false (msg_port_main_post_message (msg_channel_main_get_port1 (channel), NULL,
+                                              transfer, 1, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE);
+  g_clear_error (&error);
+  g_assert_false (msg_port_main_is_neutered (port));
+
+  /* ...and what it is asked to carry is lost, as on any closed port: the
+   * peer of a port it carries closes. */
+  peer_rec = msg_recorder_new (msg_channel_main_get_port2 (channel));
+  msg_port_main_start (msg_channel_main_get_port2 (channel));
+  transfer[0] = msg_channel_main_get_port1 (channel);
+  g_assert_true (msg_port_main_post_message (port, NULL, transfer, 1, &error));
+  g_assert_no_error (error);
+  g_assert_true (msg_port_main_is_neutered (transfer[0]));
+  msg_test_wait_until (NULL, peer_rec->n_close == 1);
+  g_assert_cmpuint (peer_rec->events->len, ==, 0);
+}
+
+static void
+test_construct_channel_and_event (void)
+{
+  g_autoptr(MsgChannelMain) channel = g_object_new (MSG_TYPE_CHANNEL_MAIN, NULL);
+  g_autoptr(MsgMessageEvent) event = g_object_new (MSG_TYPE_MESSAGE_EVENT, NULL);
+  g_autoptr(MsgRecorder) rec = msg_recorder_new (msg_channel_main_get_port2 (channel));
+  g_autoptr(GVariant) data = NULL;
+  guint n_ports = 1;
+
+  g_test_summary ("A channel and an event made with g_object_new() are valid: the "
+                  "channel's ports are entangled, the event is empty");
+
+  msg_port_main_start (msg_channel_main_get_port2 (channel));
+  msg_port_main_post (msg_channel_main_get_port1 (channel), g_variant_new_uint32 (7), NULL);
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec, 0)), ==, 7);
+  msg_port_main_close (msg_channel_main_get_port1 (channel));
+  msg_test_wait_until (NULL, rec->n_close == 1);
+
+  g_assert_null (msg_message_event_get_data (event));
+  g_assert_null (msg_message_event_get_ports (event, &n_ports));
+  g_assert_cmpuint (n_ports, ==, 0);
+  g_assert_cmpuint (msg_message_event_get_n_ports (event), ==, 0);
+  g_assert_null (msg_message_event_get_port (event, 0));
+  g_assert_cmpuint (g_list_model_get_n_items (msg_message_event_get_port_list (event)), ==, 0);
+  g_object_get (event, "data", &data, NULL);
+  g_assert_null (data);
+}
+
+/* Programmer errors are CRITICALs (and %FALSE/%NULL), as everywhere in GLib;
+ * none of them is reachable from a binding with valid types. */
+static void
+test_preconditions (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port = msg_channel_main_get_port1 (channel);
+  GError *error = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_FAILED, "set");
+
+  g_test_summary ("Programmer errors in C give a CRITICAL and a FALSE or NULL result, "
+                  "and change nothing");
+
+  g_test_expect_message ("Msg", G_LOG_LEVEL_CRITICAL, "*MSG_IS_PORT_MAIN*");
+  g_assert_false (msg_port_main_post (NULL, NULL, NULL));
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Msg", G_LOG_LEVEL_CRITICAL, "*transfer != NULL*");
+  g_assert_false (msg_port_main_post_message (port, NULL, NULL, 2, NULL));
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Msg", G_LOG_LEVEL_CRITICAL, "*error == NULL*");
+  g_assert_false (msg_port_main_post (port, NULL, &error));
+  g_test_assert_expected_messages ();
+  g_clear_error (&error);
+
+  g_test_expect_message ("Msg", G_LOG_LEVEL_CRITICAL, "*MSG_IS_MESSAGE_EVENT*");
+  g_assert_null (msg_message_event_get_port (NULL, 0));
+  g_test_assert_expected_messages ();
+
+  g_test_expect_message ("Msg", G_LOG_LEVEL_CRITICAL, "*G_IS_SUBPROCESS_LAUNCHER*");
+  g_assert_null (msg_port_main_new_for_launcher (NULL, -1, NULL));
+  g_test_assert_expected_messages ();
+
+  g_assert_false (msg_port_main_is_closed (port));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -678,6 +796,9 @@ main (int    argc,
 
   g_test_add_func ("/channel/ports", test_channel_ports);
   g_test_add_func ("/version", test_version);
+  g_test_add_func ("/port/construct/without-channel", test_construct_without_channel);
+  g_test_add_func ("/port/construct/channel-and-event", test_construct_channel_and_event);
+  g_test_add_func ("/port/preconditions", test_preconditions);
   g_test_add_func ("/port/post/receive", test_post_receive);
   g_test_add_func ("/port/post/null-and-floating", test_post_null_and_floating);
   g_test_add_func ("/port/post/queued-until-start", test_queued_until_start);

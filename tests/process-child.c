@@ -201,6 +201,19 @@ stream_burst (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* exit-after N: exits at once on the Nth message. */
+static void
+exit_after_message (MsgPortMain     *port,
+                    MsgMessageEvent *event,
+                    gpointer         user_data)
+{
+  guint64 *left = user_data;
+
+  if (*left <= 1)
+    _exit (0);
+  (*left)--;
+}
+
 /* port-stream N: posts N numbered messages as fast as it can, each with
  * the first port of a new channel, whose other port it drops. */
 static void
@@ -284,10 +297,19 @@ main (int    argc,
         g_error ("flush: %s", error->message);
       _exit (0);
     }
+  else if (g_str_equal (mode, "exit-after"))
+    {
+      /* Reads N messages, then exits at once, without closing, while
+       * the parent still writes. */
+      g_signal_connect (parent, "message", G_CALLBACK (exit_after_message), &arg);
+    }
   else if (g_str_equal (mode, "close-flush-exit"))
     {
-      /* Posts, closes, flushes (the close too) and exits at once. */
+      /* Posts N numbered messages and "bye", closes, flushes (the close
+       * too) and exits at once: the order the processes guide gives. */
       msg_port_main_start (parent);
+      for (guint64 i = 0; i < arg; i++)
+        msg_port_main_post (parent, g_variant_new_uint64 (i), NULL);
       msg_port_main_post (parent, g_variant_new_string ("bye"), NULL);
       msg_port_main_close (parent);
       if (!msg_port_main_flush (parent, NULL, &error))

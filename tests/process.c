@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -142,6 +143,37 @@ test_new_for_fd_invalid (void)
   g_clear_error (&error);
   g_assert_true (fd_is_open (fd));
   close (fd);
+}
+
+static void
+test_new_for_launcher_invalid (void)
+{
+  const int bad[] = { -5, -2, 0, 1, 2 };
+  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_autoptr(MsgPortMain) port = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_test_summary ("new_for_launcher() refuses a child descriptor below 3 (other than -1) "
+                  "with a GError, not a CRITICAL, and a second port on one launcher");
+
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr(GSubprocessLauncher) fresh = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+      g_autofree char *number = g_strdup_printf ("%d", bad[i]);
+
+      g_assert_null (msg_port_main_new_for_launcher (fresh, bad[i], &error));
+      g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_ARGUMENT);
+      g_assert_nonnull (strstr (error->message, number));
+      g_clear_error (&error);
+    }
+
+  port = msg_port_main_new_for_launcher (launcher, -1, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (port);
+  g_assert_null (msg_port_main_new_for_launcher (launcher, 4, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_ARGUMENT);
+  g_assert_false (msg_port_main_is_closed (port));
+  msg_port_main_close (port);
 }
 
 /* One process, over a socket pair --------------------------------------- */
@@ -1116,8 +1148,11 @@ test_child_close_flush_exit (void)
 {
   guint rounds = g_getenv ("MSG_TEST_QUICK") ? 3 : 30;
 
-  g_test_summary ("A child that posts, closes, flushes and exits at once: the message "
-                  "arrives, then close with PEER_CLOSED, not PEER_GONE");
+  guint n = scaled (2000);
+
+  g_test_summary ("A child that posts, closes, flushes and exits at once (the order the "
+                  "processes guide gives): every message arrives, then close with "
+                  "PEER_CLOSED, not PEER_GONE");
 
   for (guint i = 0; i < rounds; i++)
     {
@@ -1125,14 +1160,63 @@ test_child_close_flush_exit (void)
       g_autoptr(MsgRecorder) rec = NULL;
       g_autoptr(GError) reason = NULL;
 
-      child_spawn (&child, "close-flush-exit", 0);
+      child_spawn (&child, "close-flush-exit", n);
       rec = msg_recorder_new (child.port);
       msg_port_main_start (child.port);
       msg_test_wait_until (NULL, rec->n_close == 1);
-      g_assert_cmpuint (rec->events->len, ==, 1);
-      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, 0), NULL), ==, "bye");
+      g_assert_cmpuint (rec->events->len, ==, n + 1);
+      for (guint j = 0; j < n; j++)
+        g_assert_cmpuint (g_variant_get_uint64 (msg_recorder_data (rec, j)), ==, j);
+      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, n), NULL), ==, "bye");
       reason = msg_port_main_get_close_reason (child.port);
       g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_CLOSED);
+      g_clear_pointer (&rec, msg_recorder_free);
+      child_wait (&child, TRUE);
+    }
+}
+
+static gboolean
+post_while_open (gpointer user_data)
+{
+  static const guint8 zeros[16 * 1024];
+  MsgPortMain *port = user_data;
+  g_autoptr(GVariant) chunk = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
+                                                                             zeros, sizeof zeros, 1));
+
+  if (msg_port_main_is_closed (port))
+    return G_SOURCE_REMOVE;
+  /* A burst per iteration: the writes keep going while the child exits. */
+  for (guint i = 0; i < 16; i++)
+    msg_port_main_post (port, chunk, NULL);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+test_child_exits_while_written (void)
+{
+  guint rounds = g_getenv ("MSG_TEST_QUICK") ? 3 : 10;
+
+  g_test_summary ("A child that exits while the parent streams to it: the parent's port "
+                  "ends with PEER_GONE (a write that fails with EPIPE or ECONNRESET is the "
+                  "peer going away), never IO");
+
+  for (guint i = 0; i < rounds; i++)
+    {
+      Child child = { 0, };
+      g_autoptr(MsgRecorder) rec = NULL;
+      g_autoptr(GError) reason = NULL;
+      GSource *source = g_idle_source_new ();
+
+      child_spawn (&child, "exit-after", 50 + 37 * i);
+      rec = msg_recorder_new (child.port);
+      msg_port_main_start (child.port);
+      g_source_set_callback (source, post_while_open, child.port, NULL);
+      g_source_attach (source, NULL);
+      msg_test_wait_until (NULL, rec->n_close == 1);
+      g_source_destroy (source);
+      g_source_unref (source);
+      reason = msg_port_main_get_close_reason (child.port);
+      g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE);
       g_clear_pointer (&rec, msg_recorder_free);
       child_wait (&child, TRUE);
     }
@@ -1170,6 +1254,7 @@ main (int    argc,
   signal (SIGPIPE, SIG_IGN);
 
   g_test_add_func ("/process/new-for-fd/invalid", test_new_for_fd_invalid);
+  g_test_add_func ("/process/new-for-launcher/invalid", test_new_for_launcher_invalid);
   g_test_add_func ("/process/socketpair/messages", test_socketpair_messages);
   g_test_add_func ("/process/socketpair/send-buffer", test_socketpair_send_buffer);
   g_test_add_func ("/process/socketpair/post-from-blocked-callback",
@@ -1189,6 +1274,7 @@ main (int    argc,
   g_test_add_func ("/process/child/memfd-stream", test_child_memfd_stream);
   g_test_add_func ("/process/child/flush-exit", test_child_flush_exit);
   g_test_add_func ("/process/child/close-flush-exit", test_child_close_flush_exit);
+  g_test_add_func ("/process/child/exits-while-written", test_child_exits_while_written);
   g_test_add_func ("/process/child/python", test_child_python);
 
   return g_test_run ();

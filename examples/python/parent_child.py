@@ -67,7 +67,7 @@ def main():
     child_process = launcher.spawnv([sys.executable, __file__, '--child'])
     # Closes our copy of the child's end, so that if the child died, our
     # port would see it ('close', with Msg.PortError.PEER_GONE).
-    del launcher
+    launcher.close()
 
     def on_answer(port, event):
         text, n_words = event.data.unpack()

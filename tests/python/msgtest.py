@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Helpers shared by the Python tests: waiting without sleeping, recording."""
 
+import sys
 import threading
 
 import gi
@@ -10,6 +11,33 @@ from gi.repository import GLib, Msg  # noqa: E402
 
 # How long any wait in a test may take before the test fails.
 TIMEOUT_SECONDS = 60
+
+# Exceptions raised in callbacks (signal handlers, sources): PyGObject
+# prints them through sys.excepthook and carries on, so an assert in a
+# handler would only show as a timeout. They are kept here instead, and the
+# wait that is under way, or the end of the test, raises the first one.
+callback_errors = []
+
+
+def _record_callback_error(kind, value, traceback):
+    callback_errors.append(value.with_traceback(traceback))
+    sys.__excepthook__(kind, value, traceback)
+
+
+sys.excepthook = _record_callback_error
+
+
+class CallbackError(AssertionError):
+    """An exception was raised in a callback during the test."""
+
+
+def raise_callback_errors():
+    """Raises CallbackError from the first exception a callback raised."""
+    if callback_errors:
+        errors = list(callback_errors)
+        callback_errors.clear()
+        raise CallbackError('%d exception(s) raised in callbacks, the first: %r'
+                            % (len(errors), errors[0])) from errors[0]
 
 
 def iterate_until(cond, context=None, timeout=TIMEOUT_SECONDS):
@@ -31,6 +59,7 @@ def iterate_until(cond, context=None, timeout=TIMEOUT_SECONDS):
     try:
         while not cond() and not timed_out:
             ctx.iteration(True)
+            raise_callback_errors()
     finally:
         source.destroy()
     assert cond(), 'timed out waiting for %s' % (cond.__doc__ or cond)
@@ -43,7 +72,7 @@ def drain(context=None):
     """
     ctx = context if context is not None else GLib.MainContext.default()
     while ctx.iteration(False):
-        pass
+        raise_callback_errors()
 
 
 def unpack(variant):

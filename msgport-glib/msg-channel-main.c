@@ -19,14 +19,36 @@
  * other: what is posted on one arrives at the other. It is GLib's
  * `MessageChannel` (Electron's `MessageChannelMain`).
  *
- * |[<!-- language="C" -->
- * g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
- * MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
- * MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+ * A whole program: port2 prints what arrives on it, and the loop ends when
+ * port1 closes the channel.
  *
- * g_signal_connect (port2, "message", G_CALLBACK (on_message), NULL);
- * msg_port_main_start (port2);
- * msg_port_main_post (port1, g_variant_new_string ("hello"), NULL);
+ * |[<!-- language="C" -->
+ * #include <msgport-glib.h>
+ *
+ * static void
+ * on_message (MsgPortMain *port, MsgMessageEvent *event, gpointer user_data)
+ * {
+ *   g_print ("port2 got %s\n",
+ *            g_variant_get_string (msg_message_event_get_data (event), NULL));
+ * }
+ *
+ * int
+ * main (void)
+ * {
+ *   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+ *   g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+ *   MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+ *   MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+ *
+ *   g_signal_connect (port2, "message", G_CALLBACK (on_message), NULL);
+ *   g_signal_connect_swapped (port2, "close", G_CALLBACK (g_main_loop_quit), loop);
+ *   msg_port_main_start (port2);
+ *
+ *   msg_port_main_post (port1, g_variant_new_string ("hello"), NULL);
+ *   msg_port_main_close (port1);  // delivered after "hello"
+ *   g_main_loop_run (loop);
+ *   return 0;
+ * }
  * ]|
  *
  * The channel only holds the two ports; dropping it drops its references

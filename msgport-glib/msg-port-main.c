@@ -1118,6 +1118,12 @@ static gboolean parent_port_checked;  /* protected by parent_port_lock */
  * %MSG_PARENT_PORT_ENV and removes that variable from the environment, so
  * that this process's own children do not see it. The port is not started.
  *
+ * If the variable does not name a connected `AF_UNIX` stream socket (it
+ * is not a number, or the descriptor is closed or something else), this
+ * process has no parent port: %NULL, and the reason is logged with
+ * g_debug() (`G_MESSAGES_DEBUG=Msg` shows it). A process cannot be made
+ * to abort through its environment, even under `G_DEBUG=fatal-warnings`.
+ *
  * Returns: (transfer none) (nullable): the parent port, or %NULL if this
  *   process has none
  * Since: 1.0
@@ -1140,9 +1146,9 @@ msg_port_main_get_parent_port (void)
         {
           fd = g_ascii_strtoll (value, &end, 10);
           if (end == value || *end != '\0' || fd < 0 || fd > G_MAXINT)
-            g_warning ("%s=%s is not a descriptor number", MSG_PARENT_PORT_ENV, value);
+            g_debug ("%s=%s is not a descriptor number", MSG_PARENT_PORT_ENV, value);
           else if ((parent_port = msg_port_main_new_for_fd ((int) fd, &error)) == NULL)
-            g_warning ("%s: %s", MSG_PARENT_PORT_ENV, error->message);
+            g_debug ("%s: %s", MSG_PARENT_PORT_ENV, error->message);
           g_unsetenv (MSG_PARENT_PORT_ENV);
         }
     }

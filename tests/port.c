@@ -788,6 +788,42 @@ test_preconditions (void)
   g_assert_false (msg_port_main_is_closed (port));
 }
 
+static void
+test_parent_port_invalid (void)
+{
+  /* Not 0, 1 or 2: under a test runner a standard stream may be a socket. */
+  const char *values[] = { "abc", "-1", "3x", "99999999999", "987" };
+
+  g_test_summary ("A process whose parent-port variable names no socket has no parent "
+                  "port: NULL, no warning (the subprocesses run with fatal warnings)");
+
+  for (guint i = 0; i < G_N_ELEMENTS (values); i++)
+    {
+      if (g_test_subprocess ())
+        {
+          const char *value = g_getenv ("MSG_TEST_PARENT_PORT_VALUE");
+
+          if (value == NULL || !g_str_equal (value, values[i]))
+            continue;
+          g_log_set_always_fatal (G_LOG_LEVEL_WARNING | G_LOG_LEVEL_CRITICAL);
+          g_setenv (MSG_PARENT_PORT_ENV, value, TRUE);
+          g_assert_null (msg_port_main_get_parent_port ());
+          g_assert_null (g_getenv (MSG_PARENT_PORT_ENV));
+          g_assert_null (msg_port_main_get_parent_port ());
+          return;
+        }
+      else
+        {
+          /* The subprocess inherits the environment. */
+          g_setenv ("MSG_TEST_PARENT_PORT_VALUE", values[i], TRUE);
+          g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+          g_unsetenv ("MSG_TEST_PARENT_PORT_VALUE");
+          g_test_trap_assert_passed ();
+          g_test_trap_assert_stderr_unmatched ("*WARNING*");
+        }
+    }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -799,6 +835,7 @@ main (int    argc,
   g_test_add_func ("/port/construct/without-channel", test_construct_without_channel);
   g_test_add_func ("/port/construct/channel-and-event", test_construct_channel_and_event);
   g_test_add_func ("/port/preconditions", test_preconditions);
+  g_test_add_func ("/port/parent-port/invalid", test_parent_port_invalid);
   g_test_add_func ("/port/post/receive", test_post_receive);
   g_test_add_func ("/port/post/null-and-floating", test_post_null_and_floating);
   g_test_add_func ("/port/post/queued-until-start", test_queued_until_start);

@@ -17,6 +17,8 @@ tests/js/processes.js. tests/js/child.js is the same program in GJS.
     child.py burst-exit N   posts the numbers 0 .. N-1 (as 't'), flushes,
                             and exits at once, without closing
     child.py stream         posts numbers (as 't') in bursts until killed
+    child.py exit-after N   exits 0 at once on the Nth message, without
+                            closing
 
 Any failure exits non-zero.
 """
@@ -82,6 +84,15 @@ def main(argv):
         parent.flush(None)
         # Right away: no close, no main loop, no clean-up.
         os._exit(0)
+    elif mode == 'exit-after':
+        left = [int(argv[2])]
+
+        def on_message(port, event):
+            left[0] -= 1
+            if left[0] <= 0:
+                os._exit(0)
+
+        parent.connect('message', on_message)
     elif mode == 'stream':
         counter = iter(range(2 ** 63))
 

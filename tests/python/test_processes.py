@@ -257,6 +257,33 @@ def test_child_flushing_then_exiting_delivers_everything(child_argv):
         child.wait_success()
 
 
+def test_child_exiting_while_written_to_is_peer_gone():
+    # The child reads a few messages and exits while we still write: the
+    # write fails with EPIPE or ECONNRESET, which is the peer going away
+    # (PEER_GONE), not an I/O error.
+    chunk = GLib.Variant('ay', bytes(16 * 1024))
+    for after in (1, 50, 300):
+        with spawned(CHILDREN['python'] + ['exit-after', str(after)]) as child:
+            rec = listen(child.port)
+
+            def post_burst():
+                if child.port.is_closed():
+                    return GLib.SOURCE_REMOVE
+                for _ in range(16):
+                    child.port.post(chunk)
+                return GLib.SOURCE_CONTINUE
+
+            source = GLib.idle_source_new()
+            source.set_callback(lambda *args: post_burst())
+            source.attach(None)
+            try:
+                iterate_until(lambda: rec.n_close == 1)
+            finally:
+                source.destroy()
+            assert reason_code(child.port) == Msg.PortError.PEER_GONE
+            child.wait_success()
+
+
 # Sockets made by hand ----------------------------------------------------
 
 

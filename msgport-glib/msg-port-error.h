@@ -60,6 +60,12 @@ G_BEGIN_DECLS
  * @MSG_PORT_ERROR_INVALID_ARGUMENT: an argument is out of its documented
  *   range, such as a child descriptor number below 3 given to
  *   msg_port_main_new_for_launcher(). Since: 1.0
+ * @MSG_PORT_ERROR_TOO_MANY_OPEN_FILES: this process ran out of file
+ *   descriptors (`EMFILE` or `ENFILE`): no socket could be made for a port,
+ *   or descriptors that came with a message could not be received, in
+ *   which case the port that received them closes with this reason. It is
+ *   a local condition, not the peer's fault; the process works again once
+ *   descriptors are free. Since: 1.0
  *
  * Error codes in the %MSG_PORT_ERROR domain. New codes may be appended in
  * later versions.
@@ -78,6 +84,7 @@ typedef enum
   MSG_PORT_ERROR_PROTOCOL,
   MSG_PORT_ERROR_IO,
   MSG_PORT_ERROR_INVALID_ARGUMENT,
+  MSG_PORT_ERROR_TOO_MANY_OPEN_FILES,
 } MsgPortError;
 
 MSG_AVAILABLE_IN_ALL

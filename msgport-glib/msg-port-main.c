@@ -1043,8 +1043,9 @@ msg_port_main_new_for_fd (int      fd,
  * Fails with %MSG_PORT_ERROR_INVALID_ARGUMENT if @child_fd is below -1 or
  * is 0, 1 or 2 (the child's standard streams), or if @launcher was already
  * given a port: a launcher hands one port to the processes it spawns.
- * Fails with %MSG_PORT_ERROR_IO if no socket pair can be made (the
- * process is out of descriptors, for instance).
+ * Fails with %MSG_PORT_ERROR_TOO_MANY_OPEN_FILES if the process is out of
+ * descriptors, and %MSG_PORT_ERROR_IO if no socket pair can be made for
+ * another reason.
  *
  * Returns: (transfer full): the parent's port, not started, or %NULL with
  *   @error set
@@ -1084,7 +1085,7 @@ msg_port_main_new_for_launcher (GSubprocessLauncher  *launcher,
     {
       int errsv = errno;
 
-      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,
+      g_set_error (error, MSG_PORT_ERROR, msg_transport_error_code (errsv),
                    "Cannot create a socket pair: %s", g_strerror (errsv));
       return NULL;
     }

@@ -19,36 +19,8 @@
 #include "msg-test-utils.h"
 #include "wire/msg-wire-private.h"
 
-static guint
-count_fds (void)
-{
-  DIR *dir = opendir ("/proc/self/fd");
-  struct dirent *entry;
-  guint n = 0;
-
-  g_assert_nonnull (dir);
-  while ((entry = readdir (dir)) != NULL)
-    n += entry->d_name[0] != '.';
-  closedir (dir);
-  return n - 1;  /* the directory itself */
-}
-
-static gboolean
-wake (gpointer data)
-{
-  return G_SOURCE_CONTINUE;
-}
-
-/* Descriptors are closed by the library's I/O thread, which does not wake
- * the main context: check again every few milliseconds. */
-static void
-wait_for_fd_count (guint expected)
-{
-  guint id = g_timeout_add (5, wake, NULL);
-
-  msg_test_wait_until (NULL, count_fds () == expected);
-  g_source_remove (id);
-}
+#define count_fds msg_test_count_fds
+#define wait_for_fd_count msg_test_wait_for_fd_count
 
 static gssize
 try_send_raw (int           fd,

@@ -3,9 +3,86 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <dirent.h>
 #include <sys/socket.h>
 
 #include "msg-test-utils.h"
+
+guint
+msg_test_count_fds (void)
+{
+  DIR *dir = opendir ("/proc/self/fd");
+  struct dirent *entry;
+  guint n = 0;
+
+  g_assert_nonnull (dir);
+  while ((entry = readdir (dir)) != NULL)
+    n += entry->d_name[0] != '.';
+  closedir (dir);
+  return n - 1;  /* the directory itself */
+}
+
+static gboolean
+wake (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+/* What each open descriptor is, for the message of a failed wait. */
+static char *
+describe_fds (void)
+{
+  GString *text = g_string_new (NULL);
+  DIR *dir = opendir ("/proc/self/fd");
+  struct dirent *entry;
+
+  while (dir != NULL && (entry = readdir (dir)) != NULL)
+    {
+      g_autofree char *path = g_strconcat ("/proc/self/fd/", entry->d_name, NULL);
+      g_autofree char *target = g_file_read_link (path, NULL);
+
+      if (entry->d_name[0] != '.')
+        g_string_append_printf (text, " %s=%s", entry->d_name, target ? target : "?");
+    }
+  if (dir != NULL)
+    closedir (dir);
+  return g_string_free (text, FALSE);
+}
+
+static void
+wait_for_fds (guint    expected,
+              gboolean at_most)
+{
+  guint id = g_timeout_add (5, wake, NULL);
+  gboolean timed_out = FALSE;
+  GSource *timeout = msg_test_timeout_source_new (NULL, &timed_out);
+  guint n;
+
+  while ((n = msg_test_count_fds ()) != expected && !(at_most && n < expected) && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_destroy (timeout);
+  g_source_unref (timeout);
+  g_source_remove (id);
+  if (timed_out)
+    {
+      g_autofree char *fds = describe_fds ();
+
+      g_error ("timed out waiting for %s%u open descriptors; open:%s",
+               at_most ? "at most " : "", expected, fds);
+    }
+}
+
+void
+msg_test_wait_for_fd_count (guint expected)
+{
+  wait_for_fds (expected, FALSE);
+}
+
+void
+msg_test_wait_for_fds_at_most (guint max)
+{
+  wait_for_fds (max, TRUE);
+}
 
 static gboolean
 timeout_cb (gpointer data)

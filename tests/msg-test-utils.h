@@ -33,6 +33,16 @@ GSource *msg_test_timeout_source_new (GMainContext *context,
  * nothing is: used to show that something does NOT happen. */
 void     msg_test_drain              (GMainContext *context);
 
+/* How many descriptors this process has open. */
+guint    msg_test_count_fds          (void);
+/* Iterates the default context until msg_test_count_fds() is @expected:
+ * the library's I/O thread closes descriptors without waking the context,
+ * so a timeout source wakes it every few milliseconds to look again. */
+void     msg_test_wait_for_fd_count  (guint         expected);
+/* The same, until at most @max are open (descriptors that GLib makes once,
+ * such as a child watch's, may have gone meanwhile). */
+void     msg_test_wait_for_fds_at_most (guint       max);
+
 /* Records what a port emits. */
 typedef struct
 {

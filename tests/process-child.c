@@ -201,6 +201,30 @@ stream_burst (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* ports-on-request: answers a message holding a number N with N messages,
+ * each carrying the first port of a new channel whose other port it keeps
+ * until the parent port closes: the ports it sends stay connected, and
+ * each holds a descriptor in the parent. */
+static void
+ports_on_request (MsgPortMain     *port,
+                  MsgMessageEvent *event,
+                  gpointer         user_data)
+{
+  GPtrArray *kept = user_data;
+  guint32 n = g_variant_get_uint32 (msg_message_event_get_data (event));
+
+  for (guint32 i = 0; i < n; i++)
+    {
+      g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+      MsgPortMain *port1 = msg_channel_main_get_port1 (channel);
+      g_autoptr(GError) error = NULL;
+
+      g_ptr_array_add (kept, g_object_ref (msg_channel_main_get_port2 (channel)));
+      if (!msg_port_main_post_message (port, g_variant_new_uint32 (i), &port1, 1, &error))
+        g_error ("ports-on-request: %s", error->message);
+    }
+}
+
 /* exit-after N: exits at once on the Nth message. */
 static void
 exit_after_message (MsgPortMain     *port,
@@ -259,6 +283,7 @@ main (int    argc,
   ChainB chain_b = { NULL, arg, 0 };
   ChainC chain_c = { arg, 0, 0, FALSE };
   Hop hop = { arg, 0 };
+  g_autoptr(GPtrArray) kept = g_ptr_array_new_with_free_func (g_object_unref);
   guint64 next = 0;
   g_autoptr(GError) error = NULL;
 
@@ -297,6 +322,8 @@ main (int    argc,
         g_error ("flush: %s", error->message);
       _exit (0);
     }
+  else if (g_str_equal (mode, "ports-on-request"))
+    g_signal_connect (parent, "message", G_CALLBACK (ports_on_request), kept);
   else if (g_str_equal (mode, "exit-after"))
     {
       /* Reads N messages, then exits at once, without closing, while

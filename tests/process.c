@@ -1223,6 +1223,159 @@ test_child_exits_while_written (void)
 }
 
 static void
+set_fd_limit (rlim_t limit)
+{
+  struct rlimit rl;
+
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &rl), ==, 0);
+  rl.rlim_cur = MIN (limit, rl.rlim_max);
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &rl), ==, 0);
+}
+
+/* Whether a lowered RLIMIT_NOFILE holds for descriptors received with
+ * SCM_RIGHTS, through @pair (a socket pair made before the limit was
+ * lowered): valgrind emulates the limit for the calls it sees, but the
+ * kernel installs received descriptors past it. */
+static gboolean
+fd_limit_enforced (const int pair[2])
+{
+  int received[64];
+  guint n = 0;
+  gboolean truncated = FALSE;
+
+  while (n < G_N_ELEMENTS (received) && !truncated)
+    {
+      union {
+        struct cmsghdr header;
+        char           buffer[CMSG_SPACE (sizeof (int))];
+      } control;
+      char byte = 0;
+      struct iovec iov = { &byte, 1 };
+      struct msghdr message = { 0, };
+      struct cmsghdr *cmsg;
+      int fd = 0;
+
+      memset (&control, 0, sizeof control);
+      message.msg_iov = &iov;
+      message.msg_iovlen = 1;
+      message.msg_control = control.buffer;
+      message.msg_controllen = sizeof control.buffer;
+      cmsg = CMSG_FIRSTHDR (&message);
+      cmsg->cmsg_level = SOL_SOCKET;
+      cmsg->cmsg_type = SCM_RIGHTS;
+      cmsg->cmsg_len = CMSG_LEN (sizeof (int));
+      memcpy (CMSG_DATA (cmsg), &fd, sizeof (int));
+      g_assert_cmpint (sendmsg (pair[0], &message, 0), ==, 1);
+
+      message.msg_controllen = sizeof control.buffer;
+      g_assert_cmpint (recvmsg (pair[1], &message, MSG_CMSG_CLOEXEC), ==, 1);
+      truncated = (message.msg_flags & MSG_CTRUNC) != 0;
+      cmsg = CMSG_FIRSTHDR (&message);
+      if (!truncated && cmsg != NULL)
+        memcpy (&received[n++], CMSG_DATA (cmsg), sizeof (int));
+    }
+  for (guint i = 0; i < n; i++)
+    close (received[i]);
+  return truncated;
+}
+
+/* Spawns an echo child, checks that a message comes back, closes. */
+static void
+echo_round (const char *text)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+
+  child_spawn (&child, "echo", 0);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+  msg_port_main_post (child.port, g_variant_new_string (text), NULL);
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, 0), NULL), ==, text);
+  msg_port_main_close (child.port);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_clear_pointer (&rec, msg_recorder_free);
+  child_wait (&child, TRUE);
+}
+
+static void
+test_child_out_of_descriptors (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(MsgPortMain) refused = NULL;
+  g_autoptr(GError) reason = NULL;
+  g_autoptr(GError) error = NULL;
+  struct rlimit saved;
+  guint baseline, n_ports = 0;
+  gboolean enforced;
+  int probe[2];
+
+  g_test_summary ("Ports arriving from a child while this process is out of descriptors "
+                  "(RLIMIT_NOFILE low): that port closes with TOO_MANY_OPEN_FILES, not "
+                  "PROTOCOL; new_for_launcher() fails with the same code; nothing leaks, "
+                  "and once the limit is back, new children and ports work");
+
+  /* The descriptors made once per process (the I/O thread's, GLib's
+   * worker's) exist after a first round. */
+  echo_round ("warm-up");
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &saved), ==, 0);
+  baseline = msg_test_count_fds ();
+
+  child_spawn (&child, "ports-on-request", 0);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+
+  /* A few descriptors to spare, then ask for many ports. */
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, probe), ==, 0);
+  set_fd_limit (msg_test_count_fds () + 8);
+  enforced = fd_limit_enforced (probe);
+  close (probe[0]);
+  close (probe[1]);
+  if (!enforced)
+    {
+      set_fd_limit (saved.rlim_cur);
+      msg_port_main_close (child.port);
+      child_wait (&child, TRUE);
+      g_test_skip ("RLIMIT_NOFILE is not enforced here (valgrind emulates it)");
+      return;
+    }
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  msg_port_main_post (child.port, g_variant_new_uint32 (200), NULL);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  reason = msg_port_main_get_close_reason (child.port);
+  g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_MANY_OPEN_FILES);
+  g_assert_cmpuint (rec->events->len, <, 200);
+  for (guint i = 0; i < rec->events->len; i++)
+    {
+      g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec, i)), ==, i);
+      n_ports += msg_message_event_get_n_ports (g_ptr_array_index (rec->events, i));
+    }
+  g_assert_cmpuint (n_ports, ==, rec->events->len);
+
+  /* Still out of descriptors: a launcher's socket pair fails, with the
+   * same code. */
+  while ((refused = msg_port_main_new_for_launcher (launcher, -1, &error)) != NULL)
+    {
+      /* There was room for one more pair: take it and try again. */
+      g_clear_object (&launcher);
+      g_clear_object (&refused);
+      launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+    }
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_MANY_OPEN_FILES);
+
+  /* Recovery: the limit back, everything released, a new child works. */
+  set_fd_limit (saved.rlim_cur);
+  g_clear_object (&launcher);
+  g_clear_pointer (&rec, msg_recorder_free);
+  child_wait (&child, TRUE);
+  msg_test_wait_for_fds_at_most (baseline);
+  echo_round ("still works");
+  msg_test_wait_for_fds_at_most (baseline);
+}
+
+static void
 test_child_python (void)
 {
   Child child = { 0, };
@@ -1275,6 +1428,7 @@ main (int    argc,
   g_test_add_func ("/process/child/flush-exit", test_child_flush_exit);
   g_test_add_func ("/process/child/close-flush-exit", test_child_close_flush_exit);
   g_test_add_func ("/process/child/exits-while-written", test_child_exits_while_written);
+  g_test_add_func ("/process/child/out-of-descriptors", test_child_out_of_descriptors);
   g_test_add_func ("/process/child/python", test_child_python);
 
   return g_test_run ();

@@ -5,10 +5,12 @@
 
 #pragma once
 
+#include <errno.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include "msg-endpoint-private.h"
+#include "msg-port-error.h"
 
 G_BEGIN_DECLS
 
@@ -27,6 +29,25 @@ typedef struct
                          int                  protocol,
                          int                  fds[2]);
 } MsgSyscalls;
+
+/* The MsgPortError code for a system call that failed with @errsv: the
+ * peer went away (EPIPE, ECONNRESET), this process is out of descriptors
+ * (EMFILE, ENFILE), or anything else (IO). */
+static inline int
+msg_transport_error_code (int errsv)
+{
+  switch (errsv)
+    {
+    case EPIPE:
+    case ECONNRESET:
+      return MSG_PORT_ERROR_PEER_GONE;
+    case EMFILE:
+    case ENFILE:
+      return MSG_PORT_ERROR_TOO_MANY_OPEN_FILES;
+    default:
+      return MSG_PORT_ERROR_IO;
+    }
+}
 
 /* Replaces the system calls (NULL restores the real ones). Tests only. */
 void          msg_transport_set_syscalls      (const MsgSyscalls *syscalls);

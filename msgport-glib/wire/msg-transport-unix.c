@@ -1170,8 +1170,7 @@ connection_recv (MsgConnection  *self,
 
       if (errsv == EAGAIN || errsv == EWOULDBLOCK)
         return RECV_AGAIN;
-      g_set_error (error, MSG_PORT_ERROR,
-                   errsv == ECONNRESET ? MSG_PORT_ERROR_PEER_GONE : MSG_PORT_ERROR_IO,
+      g_set_error (error, MSG_PORT_ERROR, msg_transport_error_code (errsv),
                    "Reading from the peer process failed: %s", g_strerror (errsv));
       return RECV_FAILED;
     }
@@ -1189,11 +1188,16 @@ connection_recv (MsgConnection  *self,
 
   if ((message.msg_flags & MSG_CTRUNC) != 0)
     {
+      /* The control buffer holds SCM_MAX_FD descriptors, more than one
+       * sendmsg() can carry, and a stream socket never joins the
+       * descriptors of two sends in one read: the kernel dropped them
+       * because this process could not take them (out of descriptors, or
+       * refused by a security module). */
       for (guint j = 0; j < n_fds; j++)
         close (fds[j]);
-      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
-                           "Invalid data from the peer process: "
-                           "more descriptors than a frame may carry");
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_MANY_OPEN_FILES,
+                           "Descriptors that came with a message could not be "
+                           "received: this process is out of file descriptors");
       return RECV_FAILED;
     }
   if (n == 0)
@@ -1818,7 +1822,7 @@ connection_export (MsgEndpoint  *endpoint,
 
       msg_endpoint_discard (endpoint);
       msg_endpoint_unref (endpoint);
-      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,
+      g_set_error (error, MSG_PORT_ERROR, msg_transport_error_code (errsv),
                    "Cannot create a socket pair for a transferred port: %s",
                    g_strerror (errsv));
       return FALSE;
@@ -1862,9 +1866,7 @@ static void
 connection_fail_write (MsgConnection *self,
                        int            errsv)
 {
-  connection_fail (self, g_error_new (MSG_PORT_ERROR,
-                                      (errsv == EPIPE || errsv == ECONNRESET) ?
-                                        MSG_PORT_ERROR_PEER_GONE : MSG_PORT_ERROR_IO,
+  connection_fail (self, g_error_new (MSG_PORT_ERROR, msg_transport_error_code (errsv),
                                       "Writing to the peer process failed: %s",
                                       g_strerror (errsv)));
 }

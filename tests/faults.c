@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "msg-test-utils.h"
@@ -441,6 +442,152 @@ test_faults_move_unwritten (gconstpointer param)
   g_object_unref (z);
 }
 
+/* Every socket in this process that is one given socket (its inode: the
+ * descriptors a port gets when it moves are new numbers for the same
+ * socket) takes a few bytes, then is "full" for good. */
+static gsize stalled_ino;   /* (atomic): 0 for none */
+
+static gboolean
+is_stalled_socket (int fd)
+{
+  struct stat st;
+  gsize ino = (gsize) g_atomic_pointer_get (&stalled_ino);
+
+  return ino != 0 && fstat (fd, &st) == 0 && (gsize) st.st_ino == ino;
+}
+
+static ssize_t
+stalled_sendmsg (int                  fd,
+                 const struct msghdr *message,
+                 int                  flags)
+{
+  struct msghdr shorter = *message;
+  struct iovec iov;
+
+  if (!is_stalled_socket (fd))
+    return sendmsg (fd, message, flags);
+  if (g_atomic_int_get (&stuck_budget) <= 0)
+    {
+      errno = EAGAIN;
+      return -1;
+    }
+  iov = message->msg_iov[0];
+  iov.iov_len = MIN (iov.iov_len, (gsize) g_atomic_int_get (&stuck_budget));
+  shorter.msg_iov = &iov;
+  shorter.msg_iovlen = 1;
+  g_atomic_int_set (&stuck_budget, 0);
+  return sendmsg (fd, &shorter, flags);
+}
+
+static const MsgSyscalls stalled = {
+  stalled_sendmsg,
+  plain_recvmsg,
+  faulty_socketpair,
+};
+
+static void
+test_faults_move_partial_twice (void)
+{
+  MsgPortMain *p, *x1, *y1, *x2, *y2, *z, *moved1, *moved2;
+  g_autoptr(MsgRecorder) rec_y1 = NULL;
+  g_autoptr(MsgRecorder) rec_y2 = NULL;
+  g_autoptr(MsgRecorder) rec_z = NULL;
+  g_autoptr(MsgRecorder) rec_moved2 = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) reason = NULL;
+  g_autofree guint8 *big = g_malloc (64 * 1024);
+  g_autoptr(GVariant) first = NULL;
+  struct stat st;
+  int fds[2];
+
+  g_test_summary ("A socket-backed port that arrives with the rest of a frame still to "
+                  "write, and moves on again before it wrote any of it: the rest still "
+                  "counts as the end of a frame, everything arrives in order and neither "
+                  "carrier closes");
+
+  for (gsize i = 0; i < 64 * 1024; i++)
+    big[i] = i % 251;
+  first = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, big, 64 * 1024, 1));
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+  g_assert_cmpint (fstat (fds[0], &st), ==, 0);
+  p = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  msg_test_socket_ports (&x1, &y1);
+  msg_test_socket_ports (&x2, &y2);
+  rec_y1 = msg_recorder_new (y1);
+  rec_y2 = msg_recorder_new (y2);
+  msg_port_main_start (y1);
+  msg_port_main_start (y2);
+
+  /* p writes 10 bytes of its first frame, then its socket takes nothing
+   * more, wherever the port goes in this process. */
+  g_atomic_int_set (&stuck_budget, 10);
+  g_atomic_pointer_set (&stalled_ino, (gsize) st.st_ino);
+  msg_transport_set_syscalls (&stalled);
+  g_assert_true (msg_port_main_post (p, first, NULL));
+  g_assert_true (msg_port_main_post (p, g_variant_new_string ("second"), NULL));
+  g_assert_true (msg_port_main_post (p, g_variant_new_string ("third"), NULL));
+  g_assert_true (msg_port_main_post_message (x1, g_variant_new_string ("hop 1"), &p, 1, NULL));
+  msg_test_wait_until (NULL, rec_y1->events->len == 1 || rec_y1->n_close > 0);
+  g_assert_cmpuint (rec_y1->n_close, ==, 0);
+
+  /* It arrived with the rest of the first frame queued, unwritten: on it
+   * goes at once. */
+  moved1 = msg_message_event_get_port (g_ptr_array_index (rec_y1->events, 0), 0);
+  g_assert_nonnull (moved1);
+  g_assert_true (msg_port_main_post_message (x2, g_variant_new_string ("hop 2"), &moved1, 1, NULL));
+  msg_test_wait_until (NULL, rec_y2->events->len == 1 || rec_y2->n_close > 0);
+  reason = msg_port_main_get_close_reason (y2);
+  g_assert_no_error (reason);
+  g_assert_cmpuint (rec_y2->n_close, ==, 0);
+  g_assert_cmpuint (rec_y2->events->len, ==, 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_y2, 0), NULL), ==, "hop 2");
+  moved2 = msg_message_event_get_port (g_ptr_array_index (rec_y2->events, 0), 0);
+  g_assert_nonnull (moved2);
+
+  /* The socket drains: everything arrives at the other end, in order,
+   * and the port works both ways in its new home. */
+  g_atomic_pointer_set (&stalled_ino, 0);
+  msg_transport_set_syscalls (NULL);
+  rec_moved2 = msg_recorder_new (moved2);
+  msg_port_main_start (moved2);
+  g_assert_true (msg_port_main_post (moved2, g_variant_new_string ("fourth"), NULL));
+  z = msg_port_main_new_for_fd (fds[1], &error);
+  g_assert_no_error (error);
+  rec_z = msg_recorder_new (z);
+  msg_port_main_start (z);
+  msg_test_wait_until (NULL, rec_z->events->len == 4 || rec_z->n_close > 0);
+  g_assert_cmpuint (rec_z->n_close, ==, 0);
+  g_assert_cmpuint (rec_z->events->len, ==, 4);
+  g_assert_true (g_variant_equal (msg_recorder_data (rec_z, 0), first));
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 1), NULL), ==, "second");
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 2), NULL), ==, "third");
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 3), NULL), ==, "fourth");
+  g_assert_true (msg_port_main_post (z, g_variant_new_string ("back"), NULL));
+  msg_test_wait_until (NULL, rec_moved2->events->len == 1 || rec_moved2->n_close > 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_moved2, 0), NULL), ==, "back");
+
+  /* Neither carrier was disturbed. */
+  g_assert_true (msg_port_main_post (x1, g_variant_new_string ("after"), NULL));
+  g_assert_true (msg_port_main_post (x2, g_variant_new_string ("after"), NULL));
+  msg_test_wait_until (NULL, rec_y1->events->len == 2 && rec_y2->events->len == 2);
+  g_assert_cmpuint (rec_y1->n_close, ==, 0);
+  g_assert_cmpuint (rec_y2->n_close, ==, 0);
+
+  msg_port_main_close (z);
+  msg_test_wait_until (NULL, rec_moved2->n_close == 1);
+  msg_port_main_close (x1);
+  msg_port_main_close (x2);
+  msg_test_wait_until (NULL, rec_y1->n_close == 1 && rec_y2->n_close == 1);
+  g_object_unref (p);
+  g_object_unref (x1);
+  g_object_unref (y1);
+  g_object_unref (x2);
+  g_object_unref (y2);
+  g_object_unref (z);
+}
+
 static gboolean
 wake (gpointer data)
 {
@@ -560,6 +707,7 @@ main (int    argc,
   g_test_add_data_func ("/faults/move-unwritten", GINT_TO_POINTER (FALSE), test_faults_move_unwritten);
   g_test_add_data_func ("/faults/move-unwritten/memfd", GINT_TO_POINTER (TRUE), test_faults_move_unwritten);
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);
+  g_test_add_func ("/faults/move-partial-twice", test_faults_move_partial_twice);
 
   result = g_test_run ();
   g_rand_free (rand_state);

@@ -216,6 +216,8 @@ typedef struct
   gsize           offset;     /* bytes of head and data written */
   guint           fds_sent;
   gboolean        is_close;
+  gboolean        mid_frame;  /* starts inside a frame: the rest of one that a
+                               * port's previous owner had partly written */
 } OutItem;
 
 typedef struct
@@ -863,6 +865,7 @@ connection_queue_raw (MsgConnection *self,
                       GBytes        *prefix,
                       gsize          offset,
                       gsize          size,
+                      gboolean       mid_frame,
                       GArray        *fds,
                       guint          first_fd,
                       guint          n_fds)
@@ -870,6 +873,7 @@ connection_queue_raw (MsgConnection *self,
   OutItem *item = g_new0 (OutItem, 1);
 
   item->link.data = item;
+  item->mid_frame = mid_frame;
   item->encoded.head = g_bytes_new_from_bytes (prefix, offset, size);
   item->encoded.fds = g_array_new (FALSE, FALSE, sizeof (int));
   for (guint i = 0; i < n_fds; i++)
@@ -896,7 +900,7 @@ connection_queue_prefix (MsgConnection  *self,
   guint fd_index = 0;
 
   if (offset > 0)
-    connection_queue_raw (self, port->out_prefix, 0, offset, port->out_fds, 0, 0);
+    connection_queue_raw (self, port->out_prefix, 0, offset, TRUE, port->out_fds, 0, 0);
   while (offset < size)
     {
       gsize frame_size;
@@ -910,7 +914,8 @@ connection_queue_prefix (MsgConnection  *self,
                                "port had not written is not whole frames");
           return FALSE;
         }
-      connection_queue_raw (self, port->out_prefix, offset, frame_size, port->out_fds, fd_index, n_fds);
+      connection_queue_raw (self, port->out_prefix, offset, frame_size, FALSE, port->out_fds,
+                            fd_index, n_fds);
       offset += frame_size;
       fd_index += n_fds;
     }
@@ -1723,7 +1728,11 @@ connection_move (MsgConnection  *self,
           out_item_free (item);
           continue;
         }
-      if (item->offset > 0)
+      /* Only the head can be partly written, or be the rest of a frame
+       * that came with the port and is not written yet (offset 0, yet not
+       * on a frame boundary): either way the next owner must not take it
+       * for the start of a frame. */
+      if (item->offset > 0 || item->mid_frame)
         out_partial = out_item_size (item) - item->offset;
       if (item->offset < g_bytes_get_size (item->encoded.head))
         g_byte_array_append (out_bytes,

@@ -18,7 +18,8 @@
 #include "wire/msg-transport-private.h"
 #include "wire/msg-wire-private.h"
 
-static gint fault_budget = -1;  /* (atomic): sendmsg calls before ECONNRESET */
+static gint fault_budget = -1;  /* (atomic): sendmsg calls before @fault_errno */
+static gint fault_errno = ECONNRESET;  /* (atomic) */
 static GMutex rand_lock;
 static GRand *rand_state;
 
@@ -33,13 +34,13 @@ random_below (guint n)
   return value;
 }
 
-/* Whether the fault budget ran out with this call: ECONNRESET, once. */
+/* Whether the fault budget ran out with this call: @fault_errno, once. */
 static gboolean
 budget_spent (void)
 {
   if (g_atomic_int_get (&fault_budget) >= 0 && g_atomic_int_add (&fault_budget, -1) <= 0)
     {
-      errno = ECONNRESET;
+      errno = g_atomic_int_get (&fault_errno);
       return TRUE;
     }
   return FALSE;
@@ -246,6 +247,58 @@ test_faults_reset_mid_stream (gconstpointer data)
   reason = msg_port_main_get_close_reason (a);
   g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE);
   g_assert_cmpuint (rec_b->events->len, <, 500);
+  for (guint i = 0; i < rec_b->events->len; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec_b, i)), ==, i);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec_a->n_close, ==, 1);
+  g_assert_cmpuint (rec_b->n_close, ==, 1);
+
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
+static void
+test_faults_write_error_io (gconstpointer data)
+{
+  gboolean direct = GPOINTER_TO_INT (data);
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec_a = NULL;
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  g_autoptr(GError) reason_a = NULL;
+  g_autoptr(GError) reason_b = NULL;
+
+  g_test_summary ("sendmsg() failing with EIO: the writing end closes with "
+                  "MSG_PORT_ERROR_IO (not PEER_GONE: the peer did nothing wrong), the "
+                  "other end with PEER_GONE when the socket closes, each once, after a "
+                  "prefix of the messages, in order");
+
+  msg_test_socket_ports (&a, &b);
+  rec_a = msg_recorder_new (a);
+  rec_b = msg_recorder_new (b);
+  msg_port_main_start (a);
+  msg_port_main_start (b);
+
+  /* Direct: whole writes, each post written by the posting thread, whose
+   * failed write the I/O thread must still report; else short writes,
+   * mostly by the I/O thread. */
+  msg_transport_set_burst_gap (direct ? 0 : -1);
+  g_atomic_int_set (&fault_errno, EIO);
+  g_atomic_int_set (&fault_budget, 40);
+  msg_transport_set_syscalls (direct ? &budgeted : &faulty);
+  for (guint i = 0; i < 200; i++)
+    msg_port_main_post (a, g_variant_new_uint32 (i), NULL);
+
+  msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
+  msg_transport_set_syscalls (NULL);
+  msg_transport_set_burst_gap (-1);
+  g_atomic_int_set (&fault_budget, -1);
+  g_atomic_int_set (&fault_errno, ECONNRESET);
+
+  reason_a = msg_port_main_get_close_reason (a);
+  g_assert_error (reason_a, MSG_PORT_ERROR, MSG_PORT_ERROR_IO);
+  reason_b = msg_port_main_get_close_reason (b);
+  g_assert_error (reason_b, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE);
+  g_assert_cmpuint (rec_b->events->len, <, 200);
   for (guint i = 0; i < rec_b->events->len; i++)
     g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec_b, i)), ==, i);
   msg_test_drain (NULL);
@@ -703,6 +756,10 @@ main (int    argc,
                         test_faults_reset_mid_stream);
   g_test_add_data_func ("/faults/reset-mid-stream/direct", GINT_TO_POINTER (TRUE),
                         test_faults_reset_mid_stream);
+  g_test_add_data_func ("/faults/write-error/io", GINT_TO_POINTER (FALSE),
+                        test_faults_write_error_io);
+  g_test_add_data_func ("/faults/write-error/io/direct", GINT_TO_POINTER (TRUE),
+                        test_faults_write_error_io);
   g_test_add_func ("/faults/concurrent-posters", test_faults_concurrent_posters);
   g_test_add_data_func ("/faults/move-unwritten", GINT_TO_POINTER (FALSE), test_faults_move_unwritten);
   g_test_add_data_func ("/faults/move-unwritten/memfd", GINT_TO_POINTER (TRUE), test_faults_move_unwritten);

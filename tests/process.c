@@ -721,6 +721,143 @@ test_socketpair_io_without_main_loop (void)
   g_object_unref (b);
 }
 
+/* What interrupts a flush() that blocks: the peer's end of the socket
+ * closed, or the cancellable cancelled. */
+typedef enum
+{
+  INTERRUPT_CLOSE_PEER,
+  INTERRUPT_CANCEL,
+} Interrupt;
+
+typedef struct
+{
+  Interrupt     how;
+  GCancellable *cancellable;
+  int           raw;
+} Interrupter;
+
+/* Waits until flush() blocks (it connects to the cancellable's ::cancelled
+ * just before it waits), then interrupts it. A flush that comes later
+ * still sees the same outcome, so this only makes sure the wake-up of a
+ * waiting flush is what the test exercises. */
+static gpointer
+interrupt_flush (gpointer data)
+{
+  Interrupter *interrupter = data;
+  guint cancelled = g_signal_lookup ("cancelled", G_TYPE_CANCELLABLE);
+  gint64 end = g_get_monotonic_time () + MSG_TEST_TIMEOUT_SECONDS * G_TIME_SPAN_SECOND;
+
+  while (!g_signal_has_handler_pending (interrupter->cancellable, cancelled, 0, TRUE))
+    {
+      if (g_get_monotonic_time () > end)
+        g_error ("flush() never blocked");
+      g_thread_yield ();
+    }
+  if (interrupter->how == INTERRUPT_CLOSE_PEER)
+    close (interrupter->raw);
+  else
+    g_cancellable_cancel (interrupter->cancellable);
+  return NULL;
+}
+
+/* Posts @n messages of 64 KiB, numbered in their first byte. */
+static void
+post_backlog (MsgPortMain *port,
+              guint        n)
+{
+  g_autofree guint8 *chunk = g_malloc0 (64 * 1024);
+
+  for (guint i = 0; i < n; i++)
+    {
+      chunk[0] = i;
+      g_assert_true (msg_port_main_post (port, g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, chunk,
+                                                                          64 * 1024, 1), NULL));
+    }
+}
+
+static void
+test_socketpair_flush_peer_gone (void)
+{
+  MsgPortMain *a;
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) reason = NULL;
+  Interrupter interrupter = { INTERRUPT_CLOSE_PEER, cancellable, -1 };
+  GThread *thread;
+
+  g_test_summary ("flush() on a port whose peer never reads, with 4 MiB queued, returns "
+                  "FALSE with IO or PEER_GONE when the peer's end closes while it waits");
+
+  msg_test_socket_port (&interrupter.raw, &a);
+  rec = msg_recorder_new (a);
+  msg_port_main_start (a);
+  post_backlog (a, 64);
+
+  thread = g_thread_new ("interrupt", interrupt_flush, &interrupter);
+  g_assert_false (msg_port_main_flush (a, cancellable, &error));
+  g_thread_join (thread);
+  g_assert_nonnull (error);
+  g_assert_true (g_error_matches (error, MSG_PORT_ERROR, MSG_PORT_ERROR_IO) ||
+                 g_error_matches (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE));
+  g_assert_false (g_cancellable_is_cancelled (cancellable));
+
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  reason = msg_port_main_get_close_reason (a);
+  g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE);
+  g_assert_cmpuint (rec->events->len, ==, 0);
+  g_object_unref (a);
+}
+
+static void
+test_socketpair_flush_cancelled (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) reason = NULL;
+  Interrupter interrupter = { INTERRUPT_CANCEL, cancellable, -1 };
+  GThread *thread;
+  guint n = 64;
+
+  g_test_summary ("flush() on a port whose peer does not read, with 4 MiB queued, returns "
+                  "FALSE with G_IO_ERROR_CANCELLED when cancelled from another thread while "
+                  "it waits; the port goes on, and everything arrives once the peer reads");
+
+  msg_test_socket_port (&interrupter.raw, &a);
+  post_backlog (a, n);
+
+  thread = g_thread_new ("interrupt", interrupt_flush, &interrupter);
+  g_assert_false (msg_port_main_flush (a, cancellable, &error));
+  g_thread_join (thread);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* Cancelled already: at once. */
+  g_assert_false (msg_port_main_flush (a, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* The peer reads at last. */
+  b = msg_port_main_new_for_fd (interrupter.raw, &error);
+  g_assert_no_error (error);
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+  g_assert_true (msg_port_main_flush (a, NULL, &error));
+  g_assert_no_error (error);
+  msg_test_wait_until (NULL, rec->events->len == n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (((const guint8 *) g_variant_get_data (msg_recorder_data (rec, i)))[0], ==, i);
+  reason = msg_port_main_get_close_reason (b);
+  g_assert_no_error (reason);
+
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
 /* Real child processes -------------------------------------------------- */
 
 static void
@@ -1179,6 +1316,8 @@ main (int    argc,
   g_test_add_func ("/process/socketpair/transfer", test_socketpair_transfer);
   g_test_add_func ("/process/socketpair/limits", test_socketpair_limits);
   g_test_add_func ("/process/socketpair/io-without-main-loop", test_socketpair_io_without_main_loop);
+  g_test_add_func ("/process/socketpair/flush/peer-gone", test_socketpair_flush_peer_gone);
+  g_test_add_func ("/process/socketpair/flush/cancelled", test_socketpair_flush_cancelled);
   g_test_add_func ("/process/child/echo", test_child_echo);
   g_test_add_func ("/process/child/echo-ports", test_child_echo_ports);
   g_test_add_func ("/process/child/chain-of-three", test_child_chain);

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -573,52 +574,99 @@ test_socketpair_transfer (void)
   g_object_unref (b);
 }
 
+/* A tuple of @n bytes: its type string is @n + 2 characters long. */
+static GVariant *
+tuple_of_bytes (guint n)
+{
+  g_autofree GVariant **children = g_new (GVariant *, n);
+
+  for (guint i = 0; i < n; i++)
+    children[i] = g_variant_new_byte (i);
+  return g_variant_new_tuple (children, n);
+}
+
 static void
 test_socketpair_limits (void)
 {
   MsgPortMain *a, *b;
   g_autoptr(MsgRecorder) rec = NULL;
-  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgChannelMain *channels[1025];
   MsgPortMain *transfer[1025];
   g_autoptr(GError) error = NULL;
-  gsize big_size = 128 * 1024 * 1024 + 1;
-  g_autofree guint8 *big = g_malloc0 (big_size);
+  gsize limit = 128 * 1024 * 1024;
+  g_autofree guint8 *big = g_malloc0 (limit + 1);
+  g_autoptr(GVariant) long_type = NULL;
   GVariant *too_big;
+  guint next = 0;
 
-  g_test_summary ("Across processes a message over the limits fails with TOO_LARGE, sends "
-                  "nothing and neuters nothing; 128 ports and 64 MiB go through");
+  g_test_summary ("Across processes a message over the limits (128 MiB serialized, a type "
+                  "string of 64 KiB, 1024 ports) fails with TOO_LARGE, sends nothing and "
+                  "neuters nothing; the limits themselves, and 128 ports, go through");
 
   msg_test_socket_ports (&a, &b);
   rec = msg_recorder_new (b);
   msg_port_main_start (b);
 
-  too_big = g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, big, big_size, TRUE, NULL, NULL);
+  /* Refused, each by one over a limit: these cost nothing, so they run
+   * always, under valgrind too. */
+  too_big = g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, big, limit + 1, TRUE, NULL, NULL);
   g_assert_false (msg_port_main_post (a, too_big, &error));
   g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
   g_clear_error (&error);
 
+  g_assert_false (msg_port_main_post (a, tuple_of_bytes (64 * 1024 - 1), &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
+  g_clear_error (&error);
+
   for (guint i = 0; i < G_N_ELEMENTS (transfer); i++)
-    transfer[i] = (i % 2) ? msg_channel_main_get_port1 (channel) : msg_channel_main_get_port2 (channel);
+    {
+      channels[i] = msg_channel_main_new ();
+      transfer[i] = msg_channel_main_get_port2 (channels[i]);
+    }
   g_assert_false (msg_port_main_post_message (a, NULL, transfer, G_N_ELEMENTS (transfer), &error));
   g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
   g_clear_error (&error);
-  g_assert_false (msg_port_main_is_neutered (transfer[0]));
+  for (guint i = 0; i < G_N_ELEMENTS (transfer); i++)
+    {
+      g_assert_false (msg_port_main_is_neutered (transfer[i]));
+      g_object_unref (channels[i]);
+    }
 
+  /* None of them sent anything: this is the first message to arrive. */
+  g_assert_true (msg_port_main_post (a, g_variant_new_string ("first"), NULL));
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, next++), NULL), ==, "first");
+
+  /* A type string of 64 KiB, exactly. */
+  long_type = g_variant_ref_sink (tuple_of_bytes (64 * 1024 - 2));
+  g_assert_cmpuint (strlen (g_variant_get_type_string (long_type)), ==, 64 * 1024);
+  g_assert_true (msg_port_main_post (a, long_type, &error));
+  g_assert_no_error (error);
+  msg_test_wait_until (NULL, rec->events->len == next + 1);
+  g_assert_true (g_variant_equal (msg_recorder_data (rec, next++), long_type));
+
+  /* 128 MiB, exactly. */
   if (g_getenv ("MSG_TEST_QUICK") == NULL)
     {
-      GVariant *large = g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, big, 64 * 1024 * 1024,
+      GVariant *large = g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, big, limit,
                                                  TRUE, NULL, NULL);
+      const guint8 *got;
 
+      big[0] = 0x01;
       big[12345] = 0x5a;
+      big[limit - 1] = 0xa5;
       g_assert_true (msg_port_main_post (a, large, &error));
       g_assert_no_error (error);
-      msg_test_wait_until (NULL, rec->events->len == 1);
-      g_assert_cmpuint (g_variant_get_size (msg_recorder_data (rec, 0)), ==, 64 * 1024 * 1024);
-      g_assert_cmpuint (((const guint8 *) g_variant_get_data (msg_recorder_data (rec, 0)))[12345], ==, 0x5a);
+      msg_test_wait_until (NULL, rec->events->len == next + 1);
+      g_assert_cmpuint (g_variant_get_size (msg_recorder_data (rec, next)), ==, limit);
+      got = g_variant_get_data (msg_recorder_data (rec, next));
+      g_assert_cmpuint (got[0], ==, 0x01);
+      g_assert_cmpuint (got[12345], ==, 0x5a);
+      g_assert_cmpuint (got[limit - 1], ==, 0xa5);
+      next++;
     }
 
   {
-    MsgChannelMain *channels[128];
     MsgPortMain *ports[128];
     MsgMessageEvent *event;
 
@@ -629,9 +677,9 @@ test_socketpair_limits (void)
       }
     g_assert_true (msg_port_main_post_message (a, g_variant_new_string ("ports"), ports, 128, &error));
     g_assert_no_error (error);
-    msg_test_wait_until (NULL, rec->events->len > 0 &&
-                         msg_message_event_get_n_ports (g_ptr_array_index (rec->events, rec->events->len - 1)) == 128);
-    event = g_ptr_array_index (rec->events, rec->events->len - 1);
+    msg_test_wait_until (NULL, rec->events->len == next + 1);
+    event = g_ptr_array_index (rec->events, next);
+    g_assert_cmpuint (msg_message_event_get_n_ports (event), ==, 128);
     for (guint i = 0; i < 128; i++)
       {
         g_autoptr(MsgRecorder) port_rec = msg_recorder_new (msg_message_event_get_port (event, i));
@@ -1123,6 +1171,98 @@ test_child_many_ports (void)
   child_wait (&child, TRUE);
 }
 
+typedef struct
+{
+  guint n_right;
+  guint n_wrong;
+} MaxPorts;
+
+static void
+max_ports_message (MsgPortMain     *port,
+                   MsgMessageEvent *event,
+                   gpointer         user_data)
+{
+  MaxPorts *max = user_data;
+
+  if (GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (port), "seq")) ==
+      g_variant_get_uint32 (msg_message_event_get_data (event)))
+    max->n_right++;
+  else
+    max->n_wrong++;
+}
+
+static void
+test_child_max_ports (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  MsgChannelMain *channels[1025];
+  MsgPortMain *ports[1025];
+  MsgPortMain **back;
+  MaxPorts max = { 0, 0 };
+  g_autoptr(GError) error = NULL;
+  struct rlimit limit;
+  guint n_back = 0;
+
+  g_test_summary ("Exactly 1024 ports go to another process in one message, and work "
+                  "there; 1025 fail with TOO_LARGE, sending and neutering nothing");
+
+  /* Each port in flight holds descriptors. */
+  if (getrlimit (RLIMIT_NOFILE, &limit) == 0)
+    {
+      limit.rlim_cur = limit.rlim_max;
+      setrlimit (RLIMIT_NOFILE, &limit);
+    }
+
+  child_spawn (&child, "echo", 0);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+  for (guint i = 0; i < G_N_ELEMENTS (channels); i++)
+    {
+      channels[i] = msg_channel_main_new ();
+      ports[i] = msg_channel_main_get_port2 (channels[i]);
+    }
+
+  g_assert_false (msg_port_main_post_message (child.port, g_variant_new_string ("1025"),
+                                              ports, 1025, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
+  g_clear_error (&error);
+  for (guint i = 0; i < 1025; i++)
+    g_assert_false (msg_port_main_is_neutered (ports[i]));
+
+  /* The child sends them back: they crossed twice. */
+  g_assert_true (msg_port_main_post_message (child.port, g_variant_new_string ("1024"),
+                                             ports, 1024, &error));
+  g_assert_no_error (error);
+  g_assert_true (msg_port_main_is_neutered (ports[0]));
+  g_assert_true (msg_port_main_is_neutered (ports[1023]));
+  g_assert_false (msg_port_main_is_neutered (ports[1024]));
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, 0), NULL), ==, "1024");
+  back = msg_message_event_get_ports (g_ptr_array_index (rec->events, 0), &n_back);
+  g_assert_cmpuint (n_back, ==, 1024);
+
+  for (guint i = 0; i < n_back; i++)
+    {
+      g_object_set_data (G_OBJECT (back[i]), "seq", GUINT_TO_POINTER (i));
+      g_signal_connect (back[i], "message", G_CALLBACK (max_ports_message), &max);
+      msg_port_main_start (back[i]);
+      msg_port_main_post (msg_channel_main_get_port1 (channels[i]), g_variant_new_uint32 (i), NULL);
+    }
+  msg_test_wait_until (NULL, max.n_right + max.n_wrong == n_back);
+  g_assert_cmpuint (max.n_wrong, ==, 0);
+
+  for (guint i = 0; i < n_back; i++)
+    {
+      g_signal_handlers_disconnect_by_data (back[i], &max);
+      msg_port_main_close (back[i]);
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (channels); i++)
+    g_object_unref (channels[i]);
+  msg_port_main_close (child.port);
+  child_wait (&child, TRUE);
+}
+
 static void
 on_stream_message (MsgPortMain     *port,
                    MsgMessageEvent *event,
@@ -1323,6 +1463,7 @@ main (int    argc,
   g_test_add_func ("/process/child/chain-of-three", test_child_chain);
   g_test_add_func ("/process/child/thread-process-thread", test_thread_process_thread);
   g_test_add_func ("/process/child/many-ports", test_child_many_ports);
+  g_test_add_func ("/process/child/max-ports", test_child_max_ports);
   g_test_add_func ("/process/child/killed", test_child_killed);
   g_test_add_func ("/process/child/port-stream", test_child_port_stream);
   g_test_add_func ("/process/child/memfd-stream", test_child_memfd_stream);

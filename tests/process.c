@@ -574,6 +574,93 @@ test_socketpair_transfer (void)
   g_object_unref (b);
 }
 
+/* Serialized forms that are valid but not normal. */
+static const struct
+{
+  const char   *type;
+  const guint8  bytes[16];
+  gsize         size;
+  const char   *printed;   /* g_variant_print() of the value */
+} non_normal[] = {
+  { "b", { 0x02 }, 1, "true" },                                           /* booleans are 0 or 1 */
+  { "(yi)", { 0x07, 0xff, 0xff, 0xff, 0x05, 0, 0, 0 }, 8, "(0x07, 5)" },  /* padding not zero */
+  { "s", { 'a', 'b', 'c' }, 3, "''" },                                    /* no terminating nul */
+  { "mi", { 0x01, 0x02 }, 2, "nothing" },                                 /* wrong size for a Just */
+  { "as", { 'x', 0, 0x05 }, 3, "[]" },                                 /* offset past the end */
+};
+
+static GVariant *
+new_non_normal (guint i)
+{
+  gpointer bytes = g_memdup2 (non_normal[i].bytes, non_normal[i].size);
+  GVariant *value = g_variant_new_from_data (G_VARIANT_TYPE (non_normal[i].type), bytes,
+                                             non_normal[i].size, FALSE, g_free, bytes);
+  g_autofree char *printed = g_variant_print (value, FALSE);
+
+  g_assert_false (g_variant_is_normal_form (value));
+  g_assert_cmpstr (printed, ==, non_normal[i].printed);
+  return g_variant_ref_sink (value);
+}
+
+static void
+check_normal_arrival (MsgRecorder *rec,
+                      guint        first)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (non_normal); i++)
+    {
+      g_autoptr(GVariant) sent = new_non_normal (i);
+      GVariant *got = msg_recorder_data (rec, first + i);
+
+      g_assert_cmpstr (g_variant_get_type_string (got), ==, non_normal[i].type);
+      g_assert_true (g_variant_is_normal_form (got));
+      g_assert_true (g_variant_equal (got, sent));
+    }
+}
+
+static void
+test_socketpair_non_normal (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec = NULL;
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec_child = NULL;
+  guint n = G_N_ELEMENTS (non_normal);
+
+  g_test_summary ("Messages not in normal form (untrusted bytes) cross to another process "
+                  "and arrive equal and in normal form, through a socket pair and through "
+                  "a child that echoes them");
+
+  msg_test_socket_ports (&a, &b);
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+  child_spawn (&child, "echo", 0);
+  rec_child = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) value = new_non_normal (i);
+
+      g_assert_true (msg_port_main_post (a, value, NULL));
+      g_assert_true (msg_port_main_post (child.port, value, NULL));
+    }
+  g_assert_true (msg_port_main_post (a, g_variant_new_string ("end"), NULL));
+  msg_test_wait_until (NULL, (rec->events->len == n + 1 && rec_child->events->len == n) ||
+                             rec->n_close > 0 || rec_child->n_close > 0);
+  g_assert_cmpuint (rec->n_close, ==, 0);
+  g_assert_cmpuint (rec_child->n_close, ==, 0);
+  check_normal_arrival (rec, 0);
+  check_normal_arrival (rec_child, 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, n), NULL), ==, "end");
+
+  msg_port_main_close (child.port);
+  child_wait (&child, TRUE);
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
 /* A tuple of @n bytes: its type string is @n + 2 characters long. */
 static GVariant *
 tuple_of_bytes (guint n)
@@ -1455,6 +1542,7 @@ main (int    argc,
   g_test_add_func ("/process/socketpair/large-stream", test_socketpair_large_stream);
   g_test_add_func ("/process/socketpair/transfer", test_socketpair_transfer);
   g_test_add_func ("/process/socketpair/limits", test_socketpair_limits);
+  g_test_add_func ("/process/socketpair/non-normal", test_socketpair_non_normal);
   g_test_add_func ("/process/socketpair/io-without-main-loop", test_socketpair_io_without_main_loop);
   g_test_add_func ("/process/socketpair/flush/peer-gone", test_socketpair_flush_peer_gone);
   g_test_add_func ("/process/socketpair/flush/cancelled", test_socketpair_flush_cancelled);

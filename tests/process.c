@@ -1112,6 +1112,64 @@ test_child_chain (void)
   child_wait (&c, TRUE);
 }
 
+static void
+test_child_chain_middle_exits (void)
+{
+  Child b = { 0, }, c = { 0, };
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  g_autoptr(MsgRecorder) rec_c = NULL;
+  g_autoptr(MsgRecorder) rec_data = NULL;
+  g_autoptr(MsgChannelMain) b_to_c = msg_channel_main_new ();
+  g_autoptr(MsgChannelMain) data = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (data);
+  MsgPortMain *port;
+  guint64 n = scaled (2000), k = n / 4, first, count;
+
+  g_test_summary ("A port carried A -> B -> C, where it is socket-backed in B: B exits "
+                  "right after handing it on, and the port keeps working between A and C, "
+                  "both ways");
+
+  child_spawn (&b, "chain-b-exit", k);
+  child_spawn (&c, "chain-c", n);
+  rec_b = msg_recorder_new (b.port);
+  rec_c = msg_recorder_new (c.port);
+  rec_data = msg_recorder_new (port1);
+  msg_port_main_start (b.port);
+  msg_port_main_start (c.port);
+  msg_port_main_start (port1);
+
+  port = msg_channel_main_get_port1 (b_to_c);
+  msg_port_main_post_message (b.port, g_variant_new_string ("to-c"), &port, 1, NULL);
+  port = msg_channel_main_get_port2 (b_to_c);
+  msg_port_main_post_message (c.port, g_variant_new_string ("from-b"), &port, 1, NULL);
+  port = msg_channel_main_get_port2 (data);
+  msg_port_main_post_message (b.port, g_variant_new_string ("data"), &port, 1, NULL);
+
+  /* B takes K messages, hands the port to C and exits. */
+  for (guint64 i = 0; i < k; i++)
+    msg_port_main_post (port1, g_variant_new_uint64 (i), NULL);
+  msg_test_wait_until (NULL, rec_b->events->len == 1);
+  g_assert_cmpuint (g_variant_get_uint64 (msg_recorder_data (rec_b, 0)), ==, k);
+  child_wait (&b, TRUE);
+  g_assert_cmpuint (rec_data->n_close, ==, 0);
+
+  /* With B gone, the rest goes to C, and C answers. */
+  for (guint64 i = k; i < n; i++)
+    msg_port_main_post (port1, g_variant_new_uint64 (i), NULL);
+  msg_test_wait_until (NULL, (rec_c->events->len == 1 && rec_data->events->len == 1) ||
+                             rec_data->n_close > 0);
+  g_assert_cmpuint (rec_data->n_close, ==, 0);
+  g_variant_get (msg_recorder_data (rec_c, 0), "(tt)", &first, &count);
+  g_assert_cmpuint (first, ==, k);
+  g_assert_cmpuint (count, ==, n - k);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_data, 0), NULL), ==, "from c");
+
+  msg_port_main_close (port1);
+  msg_test_wait_until (NULL, rec_data->n_close == 1);
+  msg_port_main_close (c.port);
+  child_wait (&c, TRUE);
+}
+
 typedef struct
 {
   MsgTestWorker *worker;
@@ -1549,6 +1607,7 @@ main (int    argc,
   g_test_add_func ("/process/child/echo", test_child_echo);
   g_test_add_func ("/process/child/echo-ports", test_child_echo_ports);
   g_test_add_func ("/process/child/chain-of-three", test_child_chain);
+  g_test_add_func ("/process/child/chain-of-three/middle-exits", test_child_chain_middle_exits);
   g_test_add_func ("/process/child/thread-process-thread", test_thread_process_thread);
   g_test_add_func ("/process/child/many-ports", test_child_many_ports);
   g_test_add_func ("/process/child/max-ports", test_child_max_ports);

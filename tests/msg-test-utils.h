@@ -33,6 +33,12 @@ GSource *msg_test_timeout_source_new (GMainContext *context,
  * nothing is: used to show that something does NOT happen. */
 void     msg_test_drain              (GMainContext *context);
 
+/* Iterates @context (blocking) for @ms milliseconds: used to show that
+ * something that would come from another thread or process does NOT
+ * happen within that time. */
+void     msg_test_iterate_for        (GMainContext *context,
+                                      guint         ms);
+
 /* Records what a port emits. */
 typedef struct
 {

@@ -647,6 +647,86 @@ wake (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* Posts @n messages of 64 KiB (the same data each time: the queue counts
+ * the bytes of each frame) on @port, then lets them all be written and
+ * read at the other end, @z. */
+static void
+post_stalled_backlog (MsgPortMain *port,
+                      gsize        ino,
+                      MsgRecorder *rec_z,
+                      GVariant    *chunk,
+                      guint        n)
+{
+  guint before = rec_z->events->len;
+
+  g_atomic_int_set (&stuck_budget, 0);
+  g_atomic_pointer_set (&stalled_ino, ino);
+  msg_transport_set_syscalls (&stalled);
+  for (guint i = 0; i < n; i++)
+    g_assert_true (msg_port_main_post (port, chunk, NULL));
+  g_atomic_pointer_set (&stalled_ino, 0);
+  msg_transport_set_syscalls (NULL);
+  g_assert_true (msg_port_main_flush (port, NULL, NULL));
+  msg_test_wait_until (NULL, rec_z->events->len == before + n || rec_z->n_close > 0);
+  g_assert_cmpuint (rec_z->n_close, ==, 0);
+}
+
+static void
+test_faults_backlog_gives_back (void)
+{
+  MsgPortMain *p, *z;
+  g_autoptr(MsgRecorder) rec_z = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree guint8 *bytes = g_malloc0 (64 * 1024);
+  g_autoptr(GVariant) chunk = NULL;
+  struct stat st;
+  guint given_back, wake_id;
+  int fds[2];
+
+  g_test_summary ("An output queue that held a backlog of 32 MiB or more, to a peer that "
+                  "did not read, gives the memory back (malloc_trim()) once it is written, "
+                  "once; a backlog of 1 MiB does not");
+
+  chunk = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, bytes, 64 * 1024, 1));
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+  g_assert_cmpint (fstat (fds[0], &st), ==, 0);
+  p = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  z = msg_port_main_new_for_fd (fds[1], &error);
+  g_assert_no_error (error);
+  rec_z = msg_recorder_new (z);
+  msg_port_main_start (z);
+
+  given_back = msg_transport_count_memory_given_back ();
+  post_stalled_backlog (p, st.st_ino, rec_z, chunk, 16);
+  g_assert_cmpuint (msg_transport_count_memory_given_back (), ==, given_back);
+
+  /* The I/O thread gives it back after the last write, which nothing in
+   * this context hears of: wake it up now and then to look. */
+  wake_id = g_timeout_add (5, wake, NULL);
+  post_stalled_backlog (p, st.st_ino, rec_z, chunk, 640);
+  msg_test_wait_until (NULL, msg_transport_count_memory_given_back () == given_back + 1);
+  g_source_remove (wake_id);
+  for (guint i = 0; i < rec_z->events->len; i++)
+    {
+      GVariant *got = msg_recorder_data (rec_z, i);
+
+      g_assert_cmpmem (g_variant_get_data (got), g_variant_get_size (got),
+                       bytes, 64 * 1024);
+    }
+
+  /* And not again for what follows, a message at a time. */
+  g_assert_true (msg_port_main_post (p, g_variant_new_string ("after"), NULL));
+  g_assert_true (msg_port_main_flush (p, NULL, NULL));
+  msg_test_wait_until (NULL, rec_z->events->len == 16 + 640 + 1);
+  g_assert_cmpuint (msg_transport_count_memory_given_back (), ==, given_back + 1);
+
+  msg_port_main_close (p);
+  msg_test_wait_until (NULL, rec_z->n_close == 1);
+  g_object_unref (p);
+  g_object_unref (z);
+}
+
 /* Whether the port queued on @port (unread) has ended: its socket's other
  * end was closed. */
 static gboolean
@@ -765,6 +845,7 @@ main (int    argc,
   g_test_add_data_func ("/faults/move-unwritten/memfd", GINT_TO_POINTER (TRUE), test_faults_move_unwritten);
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);
   g_test_add_func ("/faults/move-partial-twice", test_faults_move_partial_twice);
+  g_test_add_func ("/faults/backlog/gives-memory-back", test_faults_backlog_gives_back);
 
   result = g_test_run ();
   g_rand_free (rand_state);

@@ -11,13 +11,15 @@
 
 #include <errno.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "msg-test-utils.h"
 #include "wire/msg-transport-private.h"
 #include "wire/msg-wire-private.h"
 
-static gint fault_budget = -1;  /* (atomic): sendmsg calls before ECONNRESET */
+static gint fault_budget = -1;  /* (atomic): sendmsg calls before @fault_errno */
+static gint fault_errno = ECONNRESET;  /* (atomic) */
 static GMutex rand_lock;
 static GRand *rand_state;
 
@@ -32,13 +34,13 @@ random_below (guint n)
   return value;
 }
 
-/* Whether the fault budget ran out with this call: ECONNRESET, once. */
+/* Whether the fault budget ran out with this call: @fault_errno, once. */
 static gboolean
 budget_spent (void)
 {
   if (g_atomic_int_get (&fault_budget) >= 0 && g_atomic_int_add (&fault_budget, -1) <= 0)
     {
-      errno = ECONNRESET;
+      errno = g_atomic_int_get (&fault_errno);
       return TRUE;
     }
   return FALSE;
@@ -255,6 +257,58 @@ test_faults_reset_mid_stream (gconstpointer data)
   g_object_unref (b);
 }
 
+static void
+test_faults_write_error_io (gconstpointer data)
+{
+  gboolean direct = GPOINTER_TO_INT (data);
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec_a = NULL;
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  g_autoptr(GError) reason_a = NULL;
+  g_autoptr(GError) reason_b = NULL;
+
+  g_test_summary ("sendmsg() failing with EIO: the writing end closes with "
+                  "MSG_PORT_ERROR_IO (not PEER_GONE: the peer did nothing wrong), the "
+                  "other end with PEER_GONE when the socket closes, each once, after a "
+                  "prefix of the messages, in order");
+
+  msg_test_socket_ports (&a, &b);
+  rec_a = msg_recorder_new (a);
+  rec_b = msg_recorder_new (b);
+  msg_port_main_start (a);
+  msg_port_main_start (b);
+
+  /* Direct: whole writes, each post written by the posting thread, whose
+   * failed write the I/O thread must still report; else short writes,
+   * mostly by the I/O thread. */
+  msg_transport_set_burst_gap (direct ? 0 : -1);
+  g_atomic_int_set (&fault_errno, EIO);
+  g_atomic_int_set (&fault_budget, 40);
+  msg_transport_set_syscalls (direct ? &budgeted : &faulty);
+  for (guint i = 0; i < 200; i++)
+    msg_port_main_post (a, g_variant_new_uint32 (i), NULL);
+
+  msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
+  msg_transport_set_syscalls (NULL);
+  msg_transport_set_burst_gap (-1);
+  g_atomic_int_set (&fault_budget, -1);
+  g_atomic_int_set (&fault_errno, ECONNRESET);
+
+  reason_a = msg_port_main_get_close_reason (a);
+  g_assert_error (reason_a, MSG_PORT_ERROR, MSG_PORT_ERROR_IO);
+  reason_b = msg_port_main_get_close_reason (b);
+  g_assert_error (reason_b, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE);
+  g_assert_cmpuint (rec_b->events->len, <, 200);
+  for (guint i = 0; i < rec_b->events->len; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec_b, i)), ==, i);
+  msg_test_drain (NULL);
+  g_assert_cmpuint (rec_a->n_close, ==, 1);
+  g_assert_cmpuint (rec_b->n_close, ==, 1);
+
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
 #define N_POSTERS 4
 
 static void
@@ -441,10 +495,236 @@ test_faults_move_unwritten (gconstpointer param)
   g_object_unref (z);
 }
 
+/* Every socket in this process that is one given socket (its inode: the
+ * descriptors a port gets when it moves are new numbers for the same
+ * socket) takes a few bytes, then is "full" for good. */
+static gsize stalled_ino;   /* (atomic): 0 for none */
+
+static gboolean
+is_stalled_socket (int fd)
+{
+  struct stat st;
+  gsize ino = (gsize) g_atomic_pointer_get (&stalled_ino);
+
+  return ino != 0 && fstat (fd, &st) == 0 && (gsize) st.st_ino == ino;
+}
+
+static ssize_t
+stalled_sendmsg (int                  fd,
+                 const struct msghdr *message,
+                 int                  flags)
+{
+  struct msghdr shorter = *message;
+  struct iovec iov;
+
+  if (!is_stalled_socket (fd))
+    return sendmsg (fd, message, flags);
+  if (g_atomic_int_get (&stuck_budget) <= 0)
+    {
+      errno = EAGAIN;
+      return -1;
+    }
+  iov = message->msg_iov[0];
+  iov.iov_len = MIN (iov.iov_len, (gsize) g_atomic_int_get (&stuck_budget));
+  shorter.msg_iov = &iov;
+  shorter.msg_iovlen = 1;
+  g_atomic_int_set (&stuck_budget, 0);
+  return sendmsg (fd, &shorter, flags);
+}
+
+static const MsgSyscalls stalled = {
+  stalled_sendmsg,
+  plain_recvmsg,
+  faulty_socketpair,
+};
+
+static void
+test_faults_move_partial_twice (void)
+{
+  MsgPortMain *p, *x1, *y1, *x2, *y2, *z, *moved1, *moved2;
+  g_autoptr(MsgRecorder) rec_y1 = NULL;
+  g_autoptr(MsgRecorder) rec_y2 = NULL;
+  g_autoptr(MsgRecorder) rec_z = NULL;
+  g_autoptr(MsgRecorder) rec_moved2 = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) reason = NULL;
+  g_autofree guint8 *big = g_malloc (64 * 1024);
+  g_autoptr(GVariant) first = NULL;
+  struct stat st;
+  int fds[2];
+
+  g_test_summary ("A socket-backed port that arrives with the rest of a frame still to "
+                  "write, and moves on again before it wrote any of it: the rest still "
+                  "counts as the end of a frame, everything arrives in order and neither "
+                  "carrier closes");
+
+  for (gsize i = 0; i < 64 * 1024; i++)
+    big[i] = i % 251;
+  first = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, big, 64 * 1024, 1));
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+  g_assert_cmpint (fstat (fds[0], &st), ==, 0);
+  p = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  msg_test_socket_ports (&x1, &y1);
+  msg_test_socket_ports (&x2, &y2);
+  rec_y1 = msg_recorder_new (y1);
+  rec_y2 = msg_recorder_new (y2);
+  msg_port_main_start (y1);
+  msg_port_main_start (y2);
+
+  /* p writes 10 bytes of its first frame, then its socket takes nothing
+   * more, wherever the port goes in this process. */
+  g_atomic_int_set (&stuck_budget, 10);
+  g_atomic_pointer_set (&stalled_ino, (gsize) st.st_ino);
+  msg_transport_set_syscalls (&stalled);
+  g_assert_true (msg_port_main_post (p, first, NULL));
+  g_assert_true (msg_port_main_post (p, g_variant_new_string ("second"), NULL));
+  g_assert_true (msg_port_main_post (p, g_variant_new_string ("third"), NULL));
+  g_assert_true (msg_port_main_post_message (x1, g_variant_new_string ("hop 1"), &p, 1, NULL));
+  msg_test_wait_until (NULL, rec_y1->events->len == 1 || rec_y1->n_close > 0);
+  g_assert_cmpuint (rec_y1->n_close, ==, 0);
+
+  /* It arrived with the rest of the first frame queued, unwritten: on it
+   * goes at once. */
+  moved1 = msg_message_event_get_port (g_ptr_array_index (rec_y1->events, 0), 0);
+  g_assert_nonnull (moved1);
+  g_assert_true (msg_port_main_post_message (x2, g_variant_new_string ("hop 2"), &moved1, 1, NULL));
+  msg_test_wait_until (NULL, rec_y2->events->len == 1 || rec_y2->n_close > 0);
+  reason = msg_port_main_get_close_reason (y2);
+  g_assert_no_error (reason);
+  g_assert_cmpuint (rec_y2->n_close, ==, 0);
+  g_assert_cmpuint (rec_y2->events->len, ==, 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_y2, 0), NULL), ==, "hop 2");
+  moved2 = msg_message_event_get_port (g_ptr_array_index (rec_y2->events, 0), 0);
+  g_assert_nonnull (moved2);
+
+  /* The socket drains: everything arrives at the other end, in order,
+   * and the port works both ways in its new home. */
+  g_atomic_pointer_set (&stalled_ino, 0);
+  msg_transport_set_syscalls (NULL);
+  rec_moved2 = msg_recorder_new (moved2);
+  msg_port_main_start (moved2);
+  g_assert_true (msg_port_main_post (moved2, g_variant_new_string ("fourth"), NULL));
+  z = msg_port_main_new_for_fd (fds[1], &error);
+  g_assert_no_error (error);
+  rec_z = msg_recorder_new (z);
+  msg_port_main_start (z);
+  msg_test_wait_until (NULL, rec_z->events->len == 4 || rec_z->n_close > 0);
+  g_assert_cmpuint (rec_z->n_close, ==, 0);
+  g_assert_cmpuint (rec_z->events->len, ==, 4);
+  g_assert_true (g_variant_equal (msg_recorder_data (rec_z, 0), first));
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 1), NULL), ==, "second");
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 2), NULL), ==, "third");
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 3), NULL), ==, "fourth");
+  g_assert_true (msg_port_main_post (z, g_variant_new_string ("back"), NULL));
+  msg_test_wait_until (NULL, rec_moved2->events->len == 1 || rec_moved2->n_close > 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_moved2, 0), NULL), ==, "back");
+
+  /* Neither carrier was disturbed. */
+  g_assert_true (msg_port_main_post (x1, g_variant_new_string ("after"), NULL));
+  g_assert_true (msg_port_main_post (x2, g_variant_new_string ("after"), NULL));
+  msg_test_wait_until (NULL, rec_y1->events->len == 2 && rec_y2->events->len == 2);
+  g_assert_cmpuint (rec_y1->n_close, ==, 0);
+  g_assert_cmpuint (rec_y2->n_close, ==, 0);
+
+  msg_port_main_close (z);
+  msg_test_wait_until (NULL, rec_moved2->n_close == 1);
+  msg_port_main_close (x1);
+  msg_port_main_close (x2);
+  msg_test_wait_until (NULL, rec_y1->n_close == 1 && rec_y2->n_close == 1);
+  g_object_unref (p);
+  g_object_unref (x1);
+  g_object_unref (y1);
+  g_object_unref (x2);
+  g_object_unref (y2);
+  g_object_unref (z);
+}
+
 static gboolean
 wake (gpointer data)
 {
   return G_SOURCE_CONTINUE;
+}
+
+/* Posts @n messages of 64 KiB (the same data each time: the queue counts
+ * the bytes of each frame) on @port, then lets them all be written and
+ * read at the other end, @z. */
+static void
+post_stalled_backlog (MsgPortMain *port,
+                      gsize        ino,
+                      MsgRecorder *rec_z,
+                      GVariant    *chunk,
+                      guint        n)
+{
+  guint before = rec_z->events->len;
+
+  g_atomic_int_set (&stuck_budget, 0);
+  g_atomic_pointer_set (&stalled_ino, ino);
+  msg_transport_set_syscalls (&stalled);
+  for (guint i = 0; i < n; i++)
+    g_assert_true (msg_port_main_post (port, chunk, NULL));
+  g_atomic_pointer_set (&stalled_ino, 0);
+  msg_transport_set_syscalls (NULL);
+  g_assert_true (msg_port_main_flush (port, NULL, NULL));
+  msg_test_wait_until (NULL, rec_z->events->len == before + n || rec_z->n_close > 0);
+  g_assert_cmpuint (rec_z->n_close, ==, 0);
+}
+
+static void
+test_faults_backlog_gives_back (void)
+{
+  MsgPortMain *p, *z;
+  g_autoptr(MsgRecorder) rec_z = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree guint8 *bytes = g_malloc0 (64 * 1024);
+  g_autoptr(GVariant) chunk = NULL;
+  struct stat st;
+  guint given_back, wake_id;
+  int fds[2];
+
+  g_test_summary ("An output queue that held a backlog of 32 MiB or more, to a peer that "
+                  "did not read, gives the memory back (malloc_trim()) once it is written, "
+                  "once; a backlog of 1 MiB does not");
+
+  chunk = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, bytes, 64 * 1024, 1));
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+  g_assert_cmpint (fstat (fds[0], &st), ==, 0);
+  p = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  z = msg_port_main_new_for_fd (fds[1], &error);
+  g_assert_no_error (error);
+  rec_z = msg_recorder_new (z);
+  msg_port_main_start (z);
+
+  given_back = msg_transport_count_memory_given_back ();
+  post_stalled_backlog (p, st.st_ino, rec_z, chunk, 16);
+  g_assert_cmpuint (msg_transport_count_memory_given_back (), ==, given_back);
+
+  /* The I/O thread gives it back after the last write, which nothing in
+   * this context hears of: wake it up now and then to look. */
+  wake_id = g_timeout_add (5, wake, NULL);
+  post_stalled_backlog (p, st.st_ino, rec_z, chunk, 640);
+  msg_test_wait_until (NULL, msg_transport_count_memory_given_back () == given_back + 1);
+  g_source_remove (wake_id);
+  for (guint i = 0; i < rec_z->events->len; i++)
+    {
+      GVariant *got = msg_recorder_data (rec_z, i);
+
+      g_assert_cmpmem (g_variant_get_data (got), g_variant_get_size (got),
+                       bytes, 64 * 1024);
+    }
+
+  /* And not again for what follows, a message at a time. */
+  g_assert_true (msg_port_main_post (p, g_variant_new_string ("after"), NULL));
+  g_assert_true (msg_port_main_flush (p, NULL, NULL));
+  msg_test_wait_until (NULL, rec_z->events->len == 16 + 640 + 1);
+  g_assert_cmpuint (msg_transport_count_memory_given_back (), ==, given_back + 1);
+
+  msg_port_main_close (p);
+  msg_test_wait_until (NULL, rec_z->n_close == 1);
+  g_object_unref (p);
+  g_object_unref (z);
 }
 
 /* Whether the port queued on @port (unread) has ended: its socket's other
@@ -556,10 +836,16 @@ main (int    argc,
                         test_faults_reset_mid_stream);
   g_test_add_data_func ("/faults/reset-mid-stream/direct", GINT_TO_POINTER (TRUE),
                         test_faults_reset_mid_stream);
+  g_test_add_data_func ("/faults/write-error/io", GINT_TO_POINTER (FALSE),
+                        test_faults_write_error_io);
+  g_test_add_data_func ("/faults/write-error/io/direct", GINT_TO_POINTER (TRUE),
+                        test_faults_write_error_io);
   g_test_add_func ("/faults/concurrent-posters", test_faults_concurrent_posters);
   g_test_add_data_func ("/faults/move-unwritten", GINT_TO_POINTER (FALSE), test_faults_move_unwritten);
   g_test_add_data_func ("/faults/move-unwritten/memfd", GINT_TO_POINTER (TRUE), test_faults_move_unwritten);
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);
+  g_test_add_func ("/faults/move-partial-twice", test_faults_move_partial_twice);
+  g_test_add_func ("/faults/backlog/gives-memory-back", test_faults_backlog_gives_back);
 
   result = g_test_run ();
   g_rand_free (rand_state);

@@ -110,6 +110,21 @@ msg_test_drain (GMainContext *context)
     ;
 }
 
+void
+msg_test_iterate_for (GMainContext *context,
+                      guint         ms)
+{
+  gboolean done = FALSE;
+  GSource *source = g_timeout_source_new (ms);
+
+  g_source_set_callback (source, timeout_cb, &done, NULL);
+  g_source_attach (source, context);
+  while (!done)
+    g_main_context_iteration (context, TRUE);
+  g_source_destroy (source);
+  g_source_unref (source);
+}
+
 static void
 on_message (MsgPortMain     *port,
             MsgMessageEvent *event,

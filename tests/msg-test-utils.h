@@ -42,6 +42,11 @@ void     msg_test_wait_for_fd_count  (guint         expected);
 /* The same, until at most @max are open (descriptors that GLib makes once,
  * such as a child watch's, may have gone meanwhile). */
 void     msg_test_wait_for_fds_at_most (guint       max);
+/* Iterates @context (blocking) for @ms milliseconds: used to show that
+ * something that would come from another thread or process does NOT
+ * happen within that time. */
+void     msg_test_iterate_for        (GMainContext *context,
+                                      guint         ms);
 
 /* Records what a port emits. */
 typedef struct

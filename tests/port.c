@@ -383,6 +383,88 @@ test_dispatch_not_starving (void)
   msg_test_drain (NULL);
 }
 
+typedef struct
+{
+  MsgPortMain *sender;
+  guint        n_flood;
+  guint        n_idle;
+  guint        n_idle_at_go;
+  guint        n_idle_at_first_flood;
+  guint        n_flood_received;
+  guint        n_wrong;
+} Flood;
+
+static gpointer
+flood_thread (gpointer data)
+{
+  Flood *flood = data;
+
+  for (guint i = 0; i < flood->n_flood; i++)
+    g_assert_true (msg_port_main_post (flood->sender, g_variant_new_uint32 (i), NULL));
+  return NULL;
+}
+
+static void
+flood_message (MsgPortMain     *port,
+               MsgMessageEvent *event,
+               gpointer         user_data)
+{
+  Flood *flood = user_data;
+  GVariant *data = msg_message_event_get_data (event);
+
+  if (g_variant_is_of_type (data, G_VARIANT_TYPE_STRING))
+    {
+      /* The whole flood is queued before this handler returns. */
+      flood->n_idle_at_go = flood->n_idle;
+      g_thread_join (g_thread_new ("flood", flood_thread, flood));
+      return;
+    }
+  if (flood->n_flood_received == 0)
+    flood->n_idle_at_first_flood = flood->n_idle;
+  if (g_variant_get_uint32 (data) != flood->n_flood_received)
+    flood->n_wrong++;
+  flood->n_flood_received++;
+}
+
+static gboolean
+flood_idle (gpointer user_data)
+{
+  Flood *flood = user_data;
+
+  flood->n_idle++;
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+test_dispatch_flood_from_thread (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port2 = msg_channel_main_get_port2 (channel);
+  Flood flood = { msg_channel_main_get_port1 (channel), 10000, 0, };
+  GSource *idle;
+
+  g_test_summary ("Guarantee 7 across threads: a flood posted from another thread while a "
+                  "handler runs is delivered in a later dispatch, in order, and an idle "
+                  "source on the same context runs in between");
+
+  g_signal_connect (port2, "message", G_CALLBACK (flood_message), &flood);
+  msg_port_main_start (port2);
+  idle = g_idle_source_new ();
+  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+  g_source_set_callback (idle, flood_idle, &flood, NULL);
+  g_source_attach (idle, NULL);
+
+  msg_port_main_post (flood.sender, g_variant_new_string ("go"), NULL);
+  msg_test_wait_until (NULL, flood.n_flood_received == flood.n_flood);
+  g_assert_cmpuint (flood.n_wrong, ==, 0);
+  g_assert_cmpuint (flood.n_idle_at_first_flood, >, flood.n_idle_at_go);
+
+  g_source_destroy (idle);
+  g_source_unref (idle);
+  msg_port_main_close (port2);
+  msg_test_drain (NULL);
+}
+
 static void
 on_message_close_self (MsgPortMain     *port,
                        MsgMessageEvent *event,
@@ -848,6 +930,7 @@ main (int    argc,
   g_test_add_func ("/port/lifetime/started-keeps-itself", test_lifetime_started_keeps_itself);
   g_test_add_func ("/port/dispatch/not-starving", test_dispatch_not_starving);
   g_test_add_func ("/port/dispatch/post-while-dispatching", test_post_while_dispatching);
+  g_test_add_func ("/port/dispatch/flood-from-thread", test_dispatch_flood_from_thread);
   g_test_add_func ("/port/message-func/instead-of-signal", test_message_func);
   g_test_add_func ("/port/message-func/from-itself", test_message_func_from_itself);
   g_test_add_func ("/port/message-func/disposed", test_message_func_disposed);

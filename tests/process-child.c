@@ -9,6 +9,7 @@
  */
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <msgport-glib.h>
 
@@ -59,12 +60,14 @@ reply_message (MsgPortMain     *port,
 }
 
 /* chain-b K: counts the data port's messages; after seq K - 1, sends the
- * data port on to C and tells the parent. */
+ * data port on to C and tells the parent.
+ * chain-b-exit K: the same, then flushes both and exits at once. */
 typedef struct
 {
   MsgPortMain *to_c;
   guint64      k;
   guint64      next;
+  gboolean     exit_after;
 } ChainB;
 
 static void
@@ -83,7 +86,15 @@ chain_b_data (MsgPortMain     *data_port,
     {
       if (!msg_port_main_post_message (b->to_c, g_variant_new_string ("data"), &data_port, 1, &error))
         g_error ("chain-b: %s", error->message);
+      if (b->exit_after && !msg_port_main_flush (b->to_c, NULL, &error))
+        g_error ("chain-b: flush: %s", error->message);
       msg_port_main_post (parent, g_variant_new_uint64 (b->k), NULL);
+      if (b->exit_after)
+        {
+          if (!msg_port_main_flush (parent, NULL, &error))
+            g_error ("chain-b: flush: %s", error->message);
+          _exit (0);
+        }
     }
 }
 
@@ -132,7 +143,11 @@ chain_c_data (MsgPortMain     *data_port,
     g_error ("chain-c: got %" G_GUINT64_FORMAT ", expected %" G_GUINT64_FORMAT, seq, c->next);
   c->next++;
   if (c->next == c->n)
-    msg_port_main_post (parent, g_variant_new ("(tt)", c->first, c->next - c->first), NULL);
+    {
+      msg_port_main_post (parent, g_variant_new ("(tt)", c->first, c->next - c->first), NULL);
+      /* And the other way, to whoever holds the data port's peer. */
+      msg_port_main_post (data_port, g_variant_new_string ("from c"), NULL);
+    }
 }
 
 static void
@@ -280,7 +295,7 @@ main (int    argc,
 {
   const char *mode = argc > 1 ? argv[1] : "";
   guint64 arg = argc > 2 ? g_ascii_strtoull (argv[2], NULL, 10) : 0;
-  ChainB chain_b = { NULL, arg, 0 };
+  ChainB chain_b = { NULL, arg, 0, g_str_equal (mode, "chain-b-exit") };
   ChainC chain_c = { arg, 0, 0, FALSE };
   Hop hop = { arg, 0 };
   g_autoptr(GPtrArray) kept = g_ptr_array_new_with_free_func (g_object_unref);
@@ -299,7 +314,7 @@ main (int    argc,
     g_signal_connect (parent, "message", G_CALLBACK (echo_message), NULL);
   else if (g_str_equal (mode, "reply-on-ports"))
     g_signal_connect (parent, "message", G_CALLBACK (reply_message), NULL);
-  else if (g_str_equal (mode, "chain-b"))
+  else if (g_str_equal (mode, "chain-b") || g_str_equal (mode, "chain-b-exit"))
     g_signal_connect (parent, "message", G_CALLBACK (chain_b_control), &chain_b);
   else if (g_str_equal (mode, "chain-c"))
     g_signal_connect (parent, "message", G_CALLBACK (chain_c_control), &chain_c);

@@ -605,52 +605,186 @@ test_socketpair_transfer (void)
   g_object_unref (b);
 }
 
+/* Serialized forms that are valid but not normal. */
+static const struct
+{
+  const char   *type;
+  const guint8  bytes[16];
+  gsize         size;
+  const char   *printed;   /* g_variant_print() of the value */
+} non_normal[] = {
+  { "b", { 0x02 }, 1, "true" },                                           /* booleans are 0 or 1 */
+  { "(yi)", { 0x07, 0xff, 0xff, 0xff, 0x05, 0, 0, 0 }, 8, "(0x07, 5)" },  /* padding not zero */
+  { "s", { 'a', 'b', 'c' }, 3, "''" },                                    /* no terminating nul */
+  { "mi", { 0x01, 0x02 }, 2, "nothing" },                                 /* wrong size for a Just */
+  { "as", { 'x', 0, 0x05 }, 3, "[]" },                                 /* offset past the end */
+};
+
+static GVariant *
+new_non_normal (guint i)
+{
+  gpointer bytes = g_memdup2 (non_normal[i].bytes, non_normal[i].size);
+  GVariant *value = g_variant_new_from_data (G_VARIANT_TYPE (non_normal[i].type), bytes,
+                                             non_normal[i].size, FALSE, g_free, bytes);
+  g_autofree char *printed = g_variant_print (value, FALSE);
+
+  g_assert_false (g_variant_is_normal_form (value));
+  g_assert_cmpstr (printed, ==, non_normal[i].printed);
+  return g_variant_ref_sink (value);
+}
+
+static void
+check_normal_arrival (MsgRecorder *rec,
+                      guint        first)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (non_normal); i++)
+    {
+      g_autoptr(GVariant) sent = new_non_normal (i);
+      GVariant *got = msg_recorder_data (rec, first + i);
+
+      g_assert_cmpstr (g_variant_get_type_string (got), ==, non_normal[i].type);
+      g_assert_true (g_variant_is_normal_form (got));
+      g_assert_true (g_variant_equal (got, sent));
+    }
+}
+
+static void
+test_socketpair_non_normal (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec = NULL;
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec_child = NULL;
+  guint n = G_N_ELEMENTS (non_normal);
+
+  g_test_summary ("Messages not in normal form (untrusted bytes) cross to another process "
+                  "and arrive equal and in normal form, through a socket pair and through "
+                  "a child that echoes them");
+
+  msg_test_socket_ports (&a, &b);
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+  child_spawn (&child, "echo", 0);
+  rec_child = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) value = new_non_normal (i);
+
+      g_assert_true (msg_port_main_post (a, value, NULL));
+      g_assert_true (msg_port_main_post (child.port, value, NULL));
+    }
+  g_assert_true (msg_port_main_post (a, g_variant_new_string ("end"), NULL));
+  msg_test_wait_until (NULL, (rec->events->len == n + 1 && rec_child->events->len == n) ||
+                             rec->n_close > 0 || rec_child->n_close > 0);
+  g_assert_cmpuint (rec->n_close, ==, 0);
+  g_assert_cmpuint (rec_child->n_close, ==, 0);
+  check_normal_arrival (rec, 0);
+  check_normal_arrival (rec_child, 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, n), NULL), ==, "end");
+
+  msg_port_main_close (child.port);
+  child_wait (&child, TRUE);
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
+/* A tuple of @n bytes: its type string is @n + 2 characters long. */
+static GVariant *
+tuple_of_bytes (guint n)
+{
+  g_autofree GVariant **children = g_new (GVariant *, n);
+
+  for (guint i = 0; i < n; i++)
+    children[i] = g_variant_new_byte (i);
+  return g_variant_new_tuple (children, n);
+}
+
 static void
 test_socketpair_limits (void)
 {
   MsgPortMain *a, *b;
   g_autoptr(MsgRecorder) rec = NULL;
-  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgChannelMain *channels[1025];
   MsgPortMain *transfer[1025];
   g_autoptr(GError) error = NULL;
-  gsize big_size = 128 * 1024 * 1024 + 1;
-  g_autofree guint8 *big = g_malloc0 (big_size);
+  gsize limit = 128 * 1024 * 1024;
+  g_autofree guint8 *big = g_malloc0 (limit + 1);
+  g_autoptr(GVariant) long_type = NULL;
   GVariant *too_big;
+  guint next = 0;
 
-  g_test_summary ("Across processes a message over the limits fails with TOO_LARGE, sends "
-                  "nothing and neuters nothing; 128 ports and 64 MiB go through");
+  g_test_summary ("Across processes a message over the limits (128 MiB serialized, a type "
+                  "string of 64 KiB, 1024 ports) fails with TOO_LARGE, sends nothing and "
+                  "neuters nothing; the limits themselves, and 128 ports, go through");
 
   msg_test_socket_ports (&a, &b);
   rec = msg_recorder_new (b);
   msg_port_main_start (b);
 
-  too_big = g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, big, big_size, TRUE, NULL, NULL);
+  /* Refused, each by one over a limit: these cost nothing, so they run
+   * always, under valgrind too. */
+  too_big = g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, big, limit + 1, TRUE, NULL, NULL);
   g_assert_false (msg_port_main_post (a, too_big, &error));
   g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
   g_clear_error (&error);
 
+  g_assert_false (msg_port_main_post (a, tuple_of_bytes (64 * 1024 - 1), &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
+  g_clear_error (&error);
+
   for (guint i = 0; i < G_N_ELEMENTS (transfer); i++)
-    transfer[i] = (i % 2) ? msg_channel_main_get_port1 (channel) : msg_channel_main_get_port2 (channel);
+    {
+      channels[i] = msg_channel_main_new ();
+      transfer[i] = msg_channel_main_get_port2 (channels[i]);
+    }
   g_assert_false (msg_port_main_post_message (a, NULL, transfer, G_N_ELEMENTS (transfer), &error));
   g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
   g_clear_error (&error);
-  g_assert_false (msg_port_main_is_neutered (transfer[0]));
+  for (guint i = 0; i < G_N_ELEMENTS (transfer); i++)
+    {
+      g_assert_false (msg_port_main_is_neutered (transfer[i]));
+      g_object_unref (channels[i]);
+    }
 
+  /* None of them sent anything: this is the first message to arrive. */
+  g_assert_true (msg_port_main_post (a, g_variant_new_string ("first"), NULL));
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, next++), NULL), ==, "first");
+
+  /* A type string of 64 KiB, exactly. */
+  long_type = g_variant_ref_sink (tuple_of_bytes (64 * 1024 - 2));
+  g_assert_cmpuint (strlen (g_variant_get_type_string (long_type)), ==, 64 * 1024);
+  g_assert_true (msg_port_main_post (a, long_type, &error));
+  g_assert_no_error (error);
+  msg_test_wait_until (NULL, rec->events->len == next + 1);
+  g_assert_true (g_variant_equal (msg_recorder_data (rec, next++), long_type));
+
+  /* 128 MiB, exactly. */
   if (g_getenv ("MSG_TEST_QUICK") == NULL)
     {
-      GVariant *large = g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, big, 64 * 1024 * 1024,
+      GVariant *large = g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, big, limit,
                                                  TRUE, NULL, NULL);
+      const guint8 *got;
 
+      big[0] = 0x01;
       big[12345] = 0x5a;
+      big[limit - 1] = 0xa5;
       g_assert_true (msg_port_main_post (a, large, &error));
       g_assert_no_error (error);
-      msg_test_wait_until (NULL, rec->events->len == 1);
-      g_assert_cmpuint (g_variant_get_size (msg_recorder_data (rec, 0)), ==, 64 * 1024 * 1024);
-      g_assert_cmpuint (((const guint8 *) g_variant_get_data (msg_recorder_data (rec, 0)))[12345], ==, 0x5a);
+      msg_test_wait_until (NULL, rec->events->len == next + 1);
+      g_assert_cmpuint (g_variant_get_size (msg_recorder_data (rec, next)), ==, limit);
+      got = g_variant_get_data (msg_recorder_data (rec, next));
+      g_assert_cmpuint (got[0], ==, 0x01);
+      g_assert_cmpuint (got[12345], ==, 0x5a);
+      g_assert_cmpuint (got[limit - 1], ==, 0xa5);
+      next++;
     }
 
   {
-    MsgChannelMain *channels[128];
     MsgPortMain *ports[128];
     MsgMessageEvent *event;
 
@@ -661,9 +795,9 @@ test_socketpair_limits (void)
       }
     g_assert_true (msg_port_main_post_message (a, g_variant_new_string ("ports"), ports, 128, &error));
     g_assert_no_error (error);
-    msg_test_wait_until (NULL, rec->events->len > 0 &&
-                         msg_message_event_get_n_ports (g_ptr_array_index (rec->events, rec->events->len - 1)) == 128);
-    event = g_ptr_array_index (rec->events, rec->events->len - 1);
+    msg_test_wait_until (NULL, rec->events->len == next + 1);
+    event = g_ptr_array_index (rec->events, next);
+    g_assert_cmpuint (msg_message_event_get_n_ports (event), ==, 128);
     for (guint i = 0; i < 128; i++)
       {
         g_autoptr(MsgRecorder) port_rec = msg_recorder_new (msg_message_event_get_port (event, i));
@@ -746,6 +880,143 @@ test_socketpair_io_without_main_loop (void)
   msg_test_wait_until (NULL, rec->events->len == n);
   for (guint i = 0; i < n; i++)
     g_assert_cmpuint (((const guint8 *) g_variant_get_data (msg_recorder_data (rec, i)))[0], ==, i & 0xff);
+
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
+/* What interrupts a flush() that blocks: the peer's end of the socket
+ * closed, or the cancellable cancelled. */
+typedef enum
+{
+  INTERRUPT_CLOSE_PEER,
+  INTERRUPT_CANCEL,
+} Interrupt;
+
+typedef struct
+{
+  Interrupt     how;
+  GCancellable *cancellable;
+  int           raw;
+} Interrupter;
+
+/* Waits until flush() blocks (it connects to the cancellable's ::cancelled
+ * just before it waits), then interrupts it. A flush that comes later
+ * still sees the same outcome, so this only makes sure the wake-up of a
+ * waiting flush is what the test exercises. */
+static gpointer
+interrupt_flush (gpointer data)
+{
+  Interrupter *interrupter = data;
+  guint cancelled = g_signal_lookup ("cancelled", G_TYPE_CANCELLABLE);
+  gint64 end = g_get_monotonic_time () + MSG_TEST_TIMEOUT_SECONDS * G_TIME_SPAN_SECOND;
+
+  while (!g_signal_has_handler_pending (interrupter->cancellable, cancelled, 0, TRUE))
+    {
+      if (g_get_monotonic_time () > end)
+        g_error ("flush() never blocked");
+      g_thread_yield ();
+    }
+  if (interrupter->how == INTERRUPT_CLOSE_PEER)
+    close (interrupter->raw);
+  else
+    g_cancellable_cancel (interrupter->cancellable);
+  return NULL;
+}
+
+/* Posts @n messages of 64 KiB, numbered in their first byte. */
+static void
+post_backlog (MsgPortMain *port,
+              guint        n)
+{
+  g_autofree guint8 *chunk = g_malloc0 (64 * 1024);
+
+  for (guint i = 0; i < n; i++)
+    {
+      chunk[0] = i;
+      g_assert_true (msg_port_main_post (port, g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, chunk,
+                                                                          64 * 1024, 1), NULL));
+    }
+}
+
+static void
+test_socketpair_flush_peer_gone (void)
+{
+  MsgPortMain *a;
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) reason = NULL;
+  Interrupter interrupter = { INTERRUPT_CLOSE_PEER, cancellable, -1 };
+  GThread *thread;
+
+  g_test_summary ("flush() on a port whose peer never reads, with 4 MiB queued, returns "
+                  "FALSE with IO or PEER_GONE when the peer's end closes while it waits");
+
+  msg_test_socket_port (&interrupter.raw, &a);
+  rec = msg_recorder_new (a);
+  msg_port_main_start (a);
+  post_backlog (a, 64);
+
+  thread = g_thread_new ("interrupt", interrupt_flush, &interrupter);
+  g_assert_false (msg_port_main_flush (a, cancellable, &error));
+  g_thread_join (thread);
+  g_assert_nonnull (error);
+  g_assert_true (g_error_matches (error, MSG_PORT_ERROR, MSG_PORT_ERROR_IO) ||
+                 g_error_matches (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE));
+  g_assert_false (g_cancellable_is_cancelled (cancellable));
+
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  reason = msg_port_main_get_close_reason (a);
+  g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE);
+  g_assert_cmpuint (rec->events->len, ==, 0);
+  g_object_unref (a);
+}
+
+static void
+test_socketpair_flush_cancelled (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) reason = NULL;
+  Interrupter interrupter = { INTERRUPT_CANCEL, cancellable, -1 };
+  GThread *thread;
+  guint n = 64;
+
+  g_test_summary ("flush() on a port whose peer does not read, with 4 MiB queued, returns "
+                  "FALSE with G_IO_ERROR_CANCELLED when cancelled from another thread while "
+                  "it waits; the port goes on, and everything arrives once the peer reads");
+
+  msg_test_socket_port (&interrupter.raw, &a);
+  post_backlog (a, n);
+
+  thread = g_thread_new ("interrupt", interrupt_flush, &interrupter);
+  g_assert_false (msg_port_main_flush (a, cancellable, &error));
+  g_thread_join (thread);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* Cancelled already: at once. */
+  g_assert_false (msg_port_main_flush (a, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* The peer reads at last. */
+  b = msg_port_main_new_for_fd (interrupter.raw, &error);
+  g_assert_no_error (error);
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+  g_assert_true (msg_port_main_flush (a, NULL, &error));
+  g_assert_no_error (error);
+  msg_test_wait_until (NULL, rec->events->len == n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpuint (((const guint8 *) g_variant_get_data (msg_recorder_data (rec, i)))[0], ==, i);
+  reason = msg_port_main_get_close_reason (b);
+  g_assert_no_error (reason);
 
   msg_port_main_close (a);
   msg_test_wait_until (NULL, rec->n_close == 1);
@@ -869,6 +1140,64 @@ test_child_chain (void)
   msg_port_main_close (b.port);
   msg_port_main_close (c.port);
   child_wait (&b, TRUE);
+  child_wait (&c, TRUE);
+}
+
+static void
+test_child_chain_middle_exits (void)
+{
+  Child b = { 0, }, c = { 0, };
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  g_autoptr(MsgRecorder) rec_c = NULL;
+  g_autoptr(MsgRecorder) rec_data = NULL;
+  g_autoptr(MsgChannelMain) b_to_c = msg_channel_main_new ();
+  g_autoptr(MsgChannelMain) data = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (data);
+  MsgPortMain *port;
+  guint64 n = scaled (2000), k = n / 4, first, count;
+
+  g_test_summary ("A port carried A -> B -> C, where it is socket-backed in B: B exits "
+                  "right after handing it on, and the port keeps working between A and C, "
+                  "both ways");
+
+  child_spawn (&b, "chain-b-exit", k);
+  child_spawn (&c, "chain-c", n);
+  rec_b = msg_recorder_new (b.port);
+  rec_c = msg_recorder_new (c.port);
+  rec_data = msg_recorder_new (port1);
+  msg_port_main_start (b.port);
+  msg_port_main_start (c.port);
+  msg_port_main_start (port1);
+
+  port = msg_channel_main_get_port1 (b_to_c);
+  msg_port_main_post_message (b.port, g_variant_new_string ("to-c"), &port, 1, NULL);
+  port = msg_channel_main_get_port2 (b_to_c);
+  msg_port_main_post_message (c.port, g_variant_new_string ("from-b"), &port, 1, NULL);
+  port = msg_channel_main_get_port2 (data);
+  msg_port_main_post_message (b.port, g_variant_new_string ("data"), &port, 1, NULL);
+
+  /* B takes K messages, hands the port to C and exits. */
+  for (guint64 i = 0; i < k; i++)
+    msg_port_main_post (port1, g_variant_new_uint64 (i), NULL);
+  msg_test_wait_until (NULL, rec_b->events->len == 1);
+  g_assert_cmpuint (g_variant_get_uint64 (msg_recorder_data (rec_b, 0)), ==, k);
+  child_wait (&b, TRUE);
+  g_assert_cmpuint (rec_data->n_close, ==, 0);
+
+  /* With B gone, the rest goes to C, and C answers. */
+  for (guint64 i = k; i < n; i++)
+    msg_port_main_post (port1, g_variant_new_uint64 (i), NULL);
+  msg_test_wait_until (NULL, (rec_c->events->len == 1 && rec_data->events->len == 1) ||
+                             rec_data->n_close > 0);
+  g_assert_cmpuint (rec_data->n_close, ==, 0);
+  g_variant_get (msg_recorder_data (rec_c, 0), "(tt)", &first, &count);
+  g_assert_cmpuint (first, ==, k);
+  g_assert_cmpuint (count, ==, n - k);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_data, 0), NULL), ==, "from c");
+
+  msg_port_main_close (port1);
+  msg_test_wait_until (NULL, rec_data->n_close == 1);
+  msg_port_main_close (c.port);
   child_wait (&c, TRUE);
 }
 
@@ -1018,6 +1347,98 @@ test_child_many_ports (void)
   child_wait (&child, TRUE);
 }
 
+typedef struct
+{
+  guint n_right;
+  guint n_wrong;
+} MaxPorts;
+
+static void
+max_ports_message (MsgPortMain     *port,
+                   MsgMessageEvent *event,
+                   gpointer         user_data)
+{
+  MaxPorts *max = user_data;
+
+  if (GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (port), "seq")) ==
+      g_variant_get_uint32 (msg_message_event_get_data (event)))
+    max->n_right++;
+  else
+    max->n_wrong++;
+}
+
+static void
+test_child_max_ports (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  MsgChannelMain *channels[1025];
+  MsgPortMain *ports[1025];
+  MsgPortMain **back;
+  MaxPorts max = { 0, 0 };
+  g_autoptr(GError) error = NULL;
+  struct rlimit limit;
+  guint n_back = 0;
+
+  g_test_summary ("Exactly 1024 ports go to another process in one message, and work "
+                  "there; 1025 fail with TOO_LARGE, sending and neutering nothing");
+
+  /* Each port in flight holds descriptors. */
+  if (getrlimit (RLIMIT_NOFILE, &limit) == 0)
+    {
+      limit.rlim_cur = limit.rlim_max;
+      setrlimit (RLIMIT_NOFILE, &limit);
+    }
+
+  child_spawn (&child, "echo", 0);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+  for (guint i = 0; i < G_N_ELEMENTS (channels); i++)
+    {
+      channels[i] = msg_channel_main_new ();
+      ports[i] = msg_channel_main_get_port2 (channels[i]);
+    }
+
+  g_assert_false (msg_port_main_post_message (child.port, g_variant_new_string ("1025"),
+                                              ports, 1025, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
+  g_clear_error (&error);
+  for (guint i = 0; i < 1025; i++)
+    g_assert_false (msg_port_main_is_neutered (ports[i]));
+
+  /* The child sends them back: they crossed twice. */
+  g_assert_true (msg_port_main_post_message (child.port, g_variant_new_string ("1024"),
+                                             ports, 1024, &error));
+  g_assert_no_error (error);
+  g_assert_true (msg_port_main_is_neutered (ports[0]));
+  g_assert_true (msg_port_main_is_neutered (ports[1023]));
+  g_assert_false (msg_port_main_is_neutered (ports[1024]));
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, 0), NULL), ==, "1024");
+  back = msg_message_event_get_ports (g_ptr_array_index (rec->events, 0), &n_back);
+  g_assert_cmpuint (n_back, ==, 1024);
+
+  for (guint i = 0; i < n_back; i++)
+    {
+      g_object_set_data (G_OBJECT (back[i]), "seq", GUINT_TO_POINTER (i));
+      g_signal_connect (back[i], "message", G_CALLBACK (max_ports_message), &max);
+      msg_port_main_start (back[i]);
+      msg_port_main_post (msg_channel_main_get_port1 (channels[i]), g_variant_new_uint32 (i), NULL);
+    }
+  msg_test_wait_until (NULL, max.n_right + max.n_wrong == n_back);
+  g_assert_cmpuint (max.n_wrong, ==, 0);
+
+  for (guint i = 0; i < n_back; i++)
+    {
+      g_signal_handlers_disconnect_by_data (back[i], &max);
+      msg_port_main_close (back[i]);
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (channels); i++)
+    g_object_unref (channels[i]);
+  msg_port_main_close (child.port);
+  child_wait (&child, TRUE);
+}
+
 static void
 on_stream_message (MsgPortMain     *port,
                    MsgMessageEvent *event,
@@ -1040,12 +1461,13 @@ static void
 test_child_killed (void)
 {
   Child child = { 0, };
-  guint64 next = 0;
+  guint64 next = 0, at_close;
   guint n_close = 0;
   g_autoptr(GError) reason = NULL;
 
   g_test_summary ("A child killed with SIGKILL mid-stream: the parent's port emits close "
-                  "exactly once (PEER_GONE), after the messages that had arrived");
+                  "exactly once (PEER_GONE), after the messages that had arrived, and "
+                  "nothing after it");
 
   child_spawn (&child, "stream", 0);
   g_signal_connect (child.port, "message", G_CALLBACK (on_stream_message), &next);
@@ -1054,7 +1476,11 @@ test_child_killed (void)
   msg_test_wait_until (NULL, next >= 1000);
   g_subprocess_send_signal (child.process, SIGKILL);
   msg_test_wait_until (NULL, n_close == 1);
-  msg_test_drain (NULL);
+  at_close = next;
+  /* Whatever was still on its way (the I/O thread, a context lease) has
+   * had its chance to come. */
+  msg_test_iterate_for (NULL, 200);
+  g_assert_cmpuint (next, ==, at_close);
   g_assert_cmpuint (n_close, ==, 1);
   reason = msg_port_main_get_close_reason (child.port);
   g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE);
@@ -1416,12 +1842,17 @@ main (int    argc,
   g_test_add_func ("/process/socketpair/large-stream", test_socketpair_large_stream);
   g_test_add_func ("/process/socketpair/transfer", test_socketpair_transfer);
   g_test_add_func ("/process/socketpair/limits", test_socketpair_limits);
+  g_test_add_func ("/process/socketpair/non-normal", test_socketpair_non_normal);
   g_test_add_func ("/process/socketpair/io-without-main-loop", test_socketpair_io_without_main_loop);
+  g_test_add_func ("/process/socketpair/flush/peer-gone", test_socketpair_flush_peer_gone);
+  g_test_add_func ("/process/socketpair/flush/cancelled", test_socketpair_flush_cancelled);
   g_test_add_func ("/process/child/echo", test_child_echo);
   g_test_add_func ("/process/child/echo-ports", test_child_echo_ports);
   g_test_add_func ("/process/child/chain-of-three", test_child_chain);
+  g_test_add_func ("/process/child/chain-of-three/middle-exits", test_child_chain_middle_exits);
   g_test_add_func ("/process/child/thread-process-thread", test_thread_process_thread);
   g_test_add_func ("/process/child/many-ports", test_child_many_ports);
+  g_test_add_func ("/process/child/max-ports", test_child_max_ports);
   g_test_add_func ("/process/child/killed", test_child_killed);
   g_test_add_func ("/process/child/port-stream", test_child_port_stream);
   g_test_add_func ("/process/child/memfd-stream", test_child_memfd_stream);

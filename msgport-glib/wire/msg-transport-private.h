@@ -59,6 +59,8 @@ void          msg_transport_set_burst_gap     (gint               usec);
 
 /* How many sockets are read by a port's context now. Tests only. */
 guint         msg_transport_count_leases      (void);
+/* How many times a drained backlog gave memory back. Tests only. */
+guint         msg_transport_count_memory_given_back (void);
 
 /* Called by a dispatcher: reads what @lease's socket holds and delivers it;
  * FALSE once the lease is gone (taken back, or given back because

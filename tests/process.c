@@ -648,6 +648,57 @@ check_normal_arrival (MsgRecorder *rec,
     }
 }
 
+typedef struct
+{
+  MsgPortMain *port;
+  guint        n_notified;
+} PostFromNotify;
+
+static void
+post_from_notify (gpointer data)
+{
+  PostFromNotify *state = data;
+
+  /* The last unref of the message runs this: it may post on the same
+   * port, so no lock of that port may be held then. */
+  state->n_notified++;
+  msg_port_main_post (state->port, g_variant_new_string ("from the notify"), NULL);
+}
+
+static void
+test_socketpair_notify_posts (void)
+{
+  static const char text[] = "with a notify";
+  g_autoptr(MsgPortMain) a = NULL;
+  g_autoptr(MsgPortMain) b = NULL;
+  g_autoptr(MsgRecorder) rec = NULL;
+  PostFromNotify state = { NULL, 0 };
+  guint rounds = 200;
+
+  g_test_summary ("The GDestroyNotify of a posted message runs with no lock of the port "
+                  "held, so it may post on the same port (it deadlocked when the last "
+                  "unref ran under the endpoint lock)");
+
+  msg_test_socket_ports (&a, &b);
+  state.port = a;
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+  for (guint i = 0; i < rounds; i++)
+    msg_port_main_post (a, g_variant_new_from_data (G_VARIANT_TYPE_STRING, text, sizeof text,
+                                                    TRUE, post_from_notify, &state),
+                        NULL);
+  msg_test_wait_until (NULL, rec->events->len == 2 * rounds);
+  g_assert_cmpuint (state.n_notified, ==, rounds);
+  for (guint i = 0; i < 2 * rounds; i++)
+    {
+      const char *got = g_variant_get_string (msg_recorder_data (rec, i), NULL);
+
+      g_assert_true (g_str_equal (got, text) || g_str_equal (got, "from the notify"));
+    }
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+}
+
 static void
 test_socketpair_non_normal (void)
 {
@@ -1843,6 +1894,7 @@ main (int    argc,
   g_test_add_func ("/process/socketpair/transfer", test_socketpair_transfer);
   g_test_add_func ("/process/socketpair/limits", test_socketpair_limits);
   g_test_add_func ("/process/socketpair/non-normal", test_socketpair_non_normal);
+  g_test_add_func ("/process/socketpair/notify-posts", test_socketpair_notify_posts);
   g_test_add_func ("/process/socketpair/io-without-main-loop", test_socketpair_io_without_main_loop);
   g_test_add_func ("/process/socketpair/flush/peer-gone", test_socketpair_flush_peer_gone);
   g_test_add_func ("/process/socketpair/flush/cancelled", test_socketpair_flush_cancelled);

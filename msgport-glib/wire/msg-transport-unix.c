@@ -714,10 +714,11 @@ connection_deliver (MsgSink *sink,
     connection_attach_flush (self, flush_context);
   out_list_free (&written);
 
-  /* What was encoded holds its own reference on the data. A plain message
-   * carries no ports, so freeing it under the endpoint's lock is safe. */
-  msg_item_free (queued);
-  return NULL;
+  /* What was encoded holds its own reference on the data. The message's
+   * own reference goes back to msg_endpoint_deliver(), which drops it once
+   * the endpoint's lock is released: the last unref of a GVariant may call
+   * its creator's GDestroyNotify, which may post on this very port. */
+  return queued;
 }
 
 static void

@@ -36,6 +36,17 @@ typedef struct
   gboolean     ok;
 } Child;
 
+/* Sets the soft RLIMIT_NOFILE, at most to the hard limit. */
+static void
+set_fd_limit (rlim_t limit)
+{
+  struct rlimit rl;
+
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &rl), ==, 0);
+  rl.rlim_cur = MIN (limit, rl.rlim_max);
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &rl), ==, 0);
+}
+
 static void
 child_spawn_argv (Child              *child,
                   const char * const *argv)
@@ -1362,17 +1373,12 @@ test_child_many_ports (void)
   Child child = { 0, };
   ManyPorts many = { 0, 0, 0 };
   guint n = scaled (10000), window = 64;
-  struct rlimit limit;
 
   g_test_summary ("10 000 messages carrying ports to a child, which answers on each port "
                   "and closes it");
 
   /* Each port in flight holds descriptors. */
-  if (getrlimit (RLIMIT_NOFILE, &limit) == 0)
-    {
-      limit.rlim_cur = limit.rlim_max;
-      setrlimit (RLIMIT_NOFILE, &limit);
-    }
+  set_fd_limit (RLIM_INFINITY);
 
   child_spawn (&child, "reply-on-ports", 0);
   msg_port_main_start (child.port);
@@ -1428,18 +1434,13 @@ test_child_max_ports (void)
   MsgPortMain **back;
   MaxPorts max = { 0, 0 };
   g_autoptr(GError) error = NULL;
-  struct rlimit limit;
   guint n_back = 0;
 
   g_test_summary ("Exactly 1024 ports go to another process in one message, and work "
                   "there; 1025 fail with TOO_LARGE, sending and neutering nothing");
 
   /* Each port in flight holds descriptors. */
-  if (getrlimit (RLIMIT_NOFILE, &limit) == 0)
-    {
-      limit.rlim_cur = limit.rlim_max;
-      setrlimit (RLIMIT_NOFILE, &limit);
-    }
+  set_fd_limit (RLIM_INFINITY);
 
   child_spawn (&child, "echo", 0);
   rec = msg_recorder_new (child.port);
@@ -1697,16 +1698,6 @@ test_child_exits_while_written (void)
       g_clear_pointer (&rec, msg_recorder_free);
       child_wait (&child, TRUE);
     }
-}
-
-static void
-set_fd_limit (rlim_t limit)
-{
-  struct rlimit rl;
-
-  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &rl), ==, 0);
-  rl.rlim_cur = MIN (limit, rl.rlim_max);
-  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &rl), ==, 0);
 }
 
 /* Whether a lowered RLIMIT_NOFILE holds for descriptors received with

@@ -518,6 +518,30 @@ test_wire_memfd_bad_header (void)
     }
 }
 
+static void
+test_wire_decoder_empty (void)
+{
+  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  g_autoptr(GByteArray) stolen = g_byte_array_new ();
+  g_autoptr(GArray) stolen_fds = g_array_new (FALSE, FALSE, sizeof (int));
+  MsgWireFrame *frame = NULL;
+  GError *error = NULL;
+
+  g_test_summary ("A decoder given nothing yet, not even a buffer, can be pushed "
+                  "nothing, asked for a frame and stolen from (no arithmetic on a NULL "
+                  "buffer: clang's UBSan checks that)");
+
+  msg_wire_decoder_push (decoder, NULL, 0, NULL, 0);
+  g_assert_false (msg_wire_decoder_next (decoder, &frame, &error));
+  g_assert_no_error (error);
+  g_assert_null (frame);
+  g_assert_true (msg_wire_decoder_is_empty (decoder));
+  msg_wire_decoder_steal (decoder, stolen, stolen_fds);
+  g_assert_cmpuint (stolen->len, ==, 0);
+  g_assert_cmpuint (stolen_fds->len, ==, 0);
+  msg_wire_decoder_free (decoder);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -527,6 +551,7 @@ main (int    argc,
   g_test_add_func ("/wire/decoder/pieces", test_wire_decoder_pieces);
   g_test_add_func ("/wire/decoder/steal", test_wire_decoder_steal);
   g_test_add_func ("/wire/decoder/recycled", test_wire_decoder_recycled);
+  g_test_add_func ("/wire/decoder/empty", test_wire_decoder_empty);
   g_test_add_func ("/wire/memfd/round-trip", test_wire_memfd_round_trip);
   g_test_add_func ("/wire/memfd/refused", test_wire_memfd_refused);
   g_test_add_func ("/wire/memfd/bad-header", test_wire_memfd_bad_header);

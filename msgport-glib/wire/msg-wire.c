@@ -425,7 +425,8 @@ static guint recv_pool_next;                 /* (atomic): the slot to take over 
 static RecvBuffer *
 recv_buffer_from_data (guint8 *data)
 {
-  return (RecvBuffer *) (data - G_STRUCT_OFFSET (RecvBuffer, data));
+  /* Through void *: the buffer came from g_malloc(), so it is aligned. */
+  return (RecvBuffer *) (void *) (data - G_STRUCT_OFFSET (RecvBuffer, data));
 }
 
 /* Puts @buffer in an empty slot, or in place of one in turn, which is
@@ -596,6 +597,13 @@ msg_wire_decoder_push (MsgWireDecoder *self,
                        const int      *fds,
                        guint           n_fds)
 {
+  /* Nothing to copy: no pointer arithmetic on a buffer that may not be
+   * allocated yet (NULL + 0 is undefined). */
+  if (size == 0)
+    {
+      msg_wire_decoder_commit (self, 0, fds, n_fds);
+      return;
+    }
   do
     {
       gsize room;
@@ -632,7 +640,8 @@ msg_wire_decoder_steal (MsgWireDecoder *self,
       g_clear_pointer (&self->tail, recv_buffer_free);
       self->tail_filled = 0;
     }
-  g_byte_array_append (bytes, self->buffer + self->start, self->end - self->start);
+  if (self->end > self->start)
+    g_byte_array_append (bytes, self->buffer + self->start, self->end - self->start);
   self->offset += self->end - self->start;
   self->start = self->end = 0;
   for (guint i = 0; i < self->fds->len; i++)

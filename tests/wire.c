@@ -542,6 +542,46 @@ test_wire_decoder_empty (void)
   msg_wire_decoder_free (decoder);
 }
 
+/* Writes @value little endian at @p, in @size bytes. */
+static void
+put_le (guint8  *p,
+        guint64  value,
+        guint    size)
+{
+  for (guint i = 0; i < size; i++)
+    p[i] = value >> (8 * i);
+}
+
+static void
+test_wire_decoder_ports_crowded_out (void)
+{
+  /* Two entries' worth of port table, but the first entry's read prefix
+   * takes the room of the second. */
+  guint8 frame[MSG_WIRE_HEADER_SIZE + 64] = { 0, };
+  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  g_autoptr(MsgWireFrame) decoded = NULL;
+  g_autoptr(GError) error = NULL;
+  int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  g_test_summary ("A frame whose port table holds fewer ports than its header declares "
+                  "is refused, not decoded with ports that have no descriptor");
+
+  put_le (frame, MSG_WIRE_MAGIC, 4);
+  frame[4] = MSG_WIRE_FRAME_MESSAGE;
+  put_le (frame + 6, 2, 2);                          /* n_ports */
+  put_le (frame + 8, 1, 4);                          /* n_fds */
+  put_le (frame + 16, 64, 4);                        /* ports_len */
+  put_le (frame + MSG_WIRE_HEADER_SIZE + 8, 32, 8);  /* in_len */
+
+  g_assert_cmpint (fd, >=, 0);
+  msg_wire_decoder_push (decoder, frame, sizeof frame, &fd, 1);
+  g_assert_false (msg_wire_decoder_next (decoder, &decoded, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL);
+  g_assert_null (decoded);
+  g_assert_cmpint (fcntl (fd, F_GETFD), ==, -1);
+  msg_wire_decoder_free (decoder);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -552,6 +592,7 @@ main (int    argc,
   g_test_add_func ("/wire/decoder/steal", test_wire_decoder_steal);
   g_test_add_func ("/wire/decoder/recycled", test_wire_decoder_recycled);
   g_test_add_func ("/wire/decoder/empty", test_wire_decoder_empty);
+  g_test_add_func ("/wire/decoder/ports-crowded-out", test_wire_decoder_ports_crowded_out);
   g_test_add_func ("/wire/memfd/round-trip", test_wire_memfd_round_trip);
   g_test_add_func ("/wire/memfd/refused", test_wire_memfd_refused);
   g_test_add_func ("/wire/memfd/bad-header", test_wire_memfd_bad_header);

@@ -927,8 +927,12 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
       guint32 n_in_fds, n_out_fds;
       guint64 in_len, out_len, out_partial;
 
+      /* What earlier entries carry may leave no room for this one. */
       if ((gsize) (table_end - p) < PORT_ENTRY_SIZE)
-        break;
+        {
+          msg_wire_close_fds (fds);
+          return protocol_error (self, error, "a frame's port table holds fewer ports than it declares");
+        }
       n_in_fds = read_u32 (p);
       n_out_fds = read_u32 (p + 4);
       in_len = read_u64 (p + 8);

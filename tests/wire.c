@@ -582,6 +582,83 @@ test_wire_decoder_ports_crowded_out (void)
   msg_wire_decoder_free (decoder);
 }
 
+static void
+test_wire_port_split_out_prefix (void)
+{
+  MsgWireFrame *frame = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE, g_variant_ref_sink (g_variant_new_uint32 (7)), 0);
+  MsgWireEncoded encoded;
+  g_autoptr(GByteArray) one = g_byte_array_new ();
+  g_autoptr(GArray) no_fds = g_array_new (FALSE, FALSE, sizeof (int));
+  const struct {
+    gsize    skip;         /* bytes of the first frame already written */
+    guint    n_frames;
+    gsize    out_partial;
+    guint    n_out_fds;
+    gboolean valid;
+    guint    n_segments;
+  } cases[] = {
+    { 0, 0, 0, 0, TRUE, 0 },
+    { 0, 2, 0, 0, TRUE, 2 },
+    { 5, 2, 0, 0, FALSE, 0 },   /* starts in the middle of a frame */
+    { 5, 2, 0, 0, TRUE, 2 },    /* the same, declared: out_partial set below */
+    { 0, 1, 0, 1, FALSE, 0 },   /* a descriptor no frame declares */
+    { 0, 1, 1000, 0, FALSE, 0 },  /* a partial frame longer than the prefix */
+  };
+
+  g_test_summary ("What a transferred port had not written is cut into the rest of a "
+                  "frame and whole frames, with their descriptors, or refused");
+
+  g_assert_true (msg_wire_encode (frame, &encoded, NULL));
+  msg_wire_encoded_append (&encoded, one, no_fds);
+  msg_wire_encoded_clear (&encoded);
+  msg_wire_frame_free (frame);
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      MsgWirePort port = { .fd = -1 };
+      g_autoptr(GByteArray) bytes = g_byte_array_new ();
+      g_autoptr(GArray) segments = g_array_new (FALSE, FALSE, sizeof (MsgWireSegment));
+      g_autoptr(GError) error = NULL;
+
+      for (guint j = 0; j < cases[i].n_frames; j++)
+        g_byte_array_append (bytes, one->data + (j == 0 ? cases[i].skip : 0),
+                             one->len - (j == 0 ? cases[i].skip : 0));
+      port.out_partial = cases[i].out_partial;
+      if (i == 3)
+        port.out_partial = one->len - cases[i].skip;
+      if (bytes->len > 0)
+        port.out_prefix = g_bytes_new (bytes->data, bytes->len);
+      port.out_fds = g_array_new (FALSE, FALSE, sizeof (int));
+      for (guint j = 0; j < cases[i].n_out_fds; j++)
+        {
+          int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+          g_array_append_val (port.out_fds, fd);
+        }
+
+      if (cases[i].valid)
+        {
+          g_assert_true (msg_wire_port_split_out_prefix (&port, segments, &error));
+          g_assert_no_error (error);
+          g_assert_cmpuint (segments->len, ==, cases[i].n_segments);
+          for (guint j = 0; j < segments->len; j++)
+            {
+              MsgWireSegment *segment = &g_array_index (segments, MsgWireSegment, j);
+
+              g_assert_cmpuint (segment->offset, ==, j == 0 ? 0 : one->len - cases[i].skip);
+              g_assert_cmpuint (segment->size, ==, j == 0 ? one->len - cases[i].skip : one->len);
+              g_assert_cmpuint (segment->n_fds, ==, 0);
+            }
+        }
+      else
+        {
+          g_assert_false (msg_wire_port_split_out_prefix (&port, segments, &error));
+          g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL);
+        }
+      msg_wire_port_clear (&port);
+    }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -593,6 +670,7 @@ main (int    argc,
   g_test_add_func ("/wire/decoder/recycled", test_wire_decoder_recycled);
   g_test_add_func ("/wire/decoder/empty", test_wire_decoder_empty);
   g_test_add_func ("/wire/decoder/ports-crowded-out", test_wire_decoder_ports_crowded_out);
+  g_test_add_func ("/wire/port/split-out-prefix", test_wire_port_split_out_prefix);
   g_test_add_func ("/wire/memfd/round-trip", test_wire_memfd_round_trip);
   g_test_add_func ("/wire/memfd/refused", test_wire_memfd_refused);
   g_test_add_func ("/wire/memfd/bad-header", test_wire_memfd_bad_header);

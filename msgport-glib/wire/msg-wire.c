@@ -984,6 +984,75 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   return TRUE;
 }
 
+/* Importing a port -------------------------------------------------------- */
+
+gboolean
+msg_wire_port_split_out_prefix (const MsgWirePort  *port,
+                                GArray             *segments,
+                                GError            **error)
+{
+  gsize size = 0;
+  const guint8 *data = port->out_prefix != NULL ? g_bytes_get_data (port->out_prefix, &size) : NULL;
+  guint n_out_fds = port->out_fds != NULL ? port->out_fds->len : 0;
+  gsize offset = port->out_partial;
+  guint fd_index = 0;
+
+  if (offset > size)
+    {
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                           "Invalid data from the peer process: a transferred port's "
+                           "partly written frame is longer than what it carries");
+      return FALSE;
+    }
+  if (offset > 0)
+    {
+      MsgWireSegment partial = { 0, offset, 0, 0 };
+
+      g_array_append_val (segments, partial);
+    }
+  while (offset < size)
+    {
+      MsgWireSegment segment = { offset, 0, fd_index, 0 };
+
+      if (!msg_wire_frame_extent (data + offset, size - offset, &segment.size, &segment.n_fds) ||
+          segment.n_fds > n_out_fds - fd_index)
+        {
+          g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                               "Invalid data from the peer process: what a transferred "
+                               "port had not written is not whole frames");
+          return FALSE;
+        }
+      g_array_append_val (segments, segment);
+      offset += segment.size;
+      fd_index += segment.n_fds;
+    }
+  if (fd_index != n_out_fds)
+    {
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                           "Invalid data from the peer process: a transferred port "
+                           "carries descriptors that belong to no frame");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+msg_wire_port_push_in_prefix (MsgWirePort    *port,
+                              MsgWireDecoder *decoder)
+{
+  gsize size = 0;
+  const guint8 *data = port->in_prefix != NULL ? g_bytes_get_data (port->in_prefix, &size) : NULL;
+  guint n_fds = port->in_fds != NULL ? port->in_fds->len : 0;
+
+  if (size == 0 && n_fds == 0)
+    return;
+  /* An empty GArray may have no storage: no &array[0] then. */
+  msg_wire_decoder_push (decoder, data, size,
+                         n_fds > 0 ? &g_array_index (port->in_fds, int, 0) : NULL, n_fds);
+  if (n_fds > 0)
+    g_array_set_size (port->in_fds, 0);
+}
+
 /* Payload descriptors ---------------------------------------------------- */
 
 typedef struct

@@ -493,7 +493,10 @@ worker_free_holder (gpointer data)
 {
   HolderRef *holder = data;
 
-  g_assert_true (holder->worker_holder->done);
+  /* The main thread closed the control port; its close may not have been
+   * dispatched here yet. */
+  while (!holder->worker_holder->done)
+    g_main_context_iteration (g_main_context_get_thread_default (), TRUE);
   g_clear_pointer (&holder->worker_holder, holder_free);
   return G_SOURCE_REMOVE;
 }

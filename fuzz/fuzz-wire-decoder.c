@@ -14,6 +14,7 @@
 
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -39,6 +40,19 @@ sealed_memfd (void)
       g_assert (write (fd, bytes, sizeof bytes) == sizeof bytes);
       g_assert (fcntl (fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0);
     }
+  return fd;
+}
+
+/* The lowest free descriptor: if an input leaks one, it is higher after
+ * the input than before. (Compared within an input: libFuzzer's leak
+ * checks open descriptors of their own between inputs.) */
+static int
+lowest_free_fd (void)
+{
+  int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  g_assert (fd >= 0);
+  close (fd);
   return fd;
 }
 
@@ -68,7 +82,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   gsize split = size > 0 ? (data[0] * size) / 256 : 0;
   guint n_fds = size > 1 ? data[size - 1] % 4 : 0;
   int fds[3];
+  int lowest_free;
 
+  sealed_memfd ();
+  lowest_free = lowest_free_fd ();
   for (guint i = 0; i < n_fds; i++)
     {
       fds[i] = i % 2 == 0 ? fcntl (sealed_memfd (), F_DUPFD_CLOEXEC, 0)
@@ -85,5 +102,12 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
     }
 
   msg_wire_decoder_free (decoder);
+  if (lowest_free_fd () > lowest_free)
+    {
+      /* abort(), which libFuzzer reports with the input; G_BREAKPOINT()
+       * would not be */
+      g_printerr ("a descriptor leaked\n");
+      abort ();
+    }
   return 0;
 }

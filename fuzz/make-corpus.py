@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Writes the seed corpus of fuzz-wire-decoder: valid frames (see
-docs/wire-format.md) and a few near misses. Standard library only.
+"""Writes the seed corpora of fuzz-wire-decoder and fuzz-wire-import: valid
+frames (see docs/wire-format.md) and a few near misses. Standard library
+only.
 
-    fuzz/make-corpus.py fuzz/corpus/wire-decoder
+    fuzz/make-corpus.py fuzz/corpus
 """
 
 import os
@@ -52,8 +53,43 @@ seeds = {
     'truncated': frame(type_=b's', data=b'hello\0')[:40],
 }
 
-out = sys.argv[1] if len(sys.argv) > 1 else 'corpus/wire-decoder'
-os.makedirs(out, exist_ok=True)
-for name, content in seeds.items():
-    with open(os.path.join(out, name), 'wb') as f:
-        f.write(content)
+# fuzz-wire-import: the first byte is how many descriptors (0-15) come with
+# the rest, cycling through a sealed memfd of 64 bytes, /dev/null and an
+# unsealed memfd; the rest is frames whose ports carry what their previous
+# owner had read (in) and not written (out).
+message = frame(type_=b'u', data=struct.pack('<I', 1))
+in_memfd = frame(type_=b'ay', data=struct.pack('<Q', 64), n_fds=1, flags=3)
+nested = frame(n_ports=1, n_fds=2,
+               ports=port_entry(in_prefix=message, out_prefix=message, n_in=1))
+import_seeds = {
+    'port-in-out': b'\1' + frame(n_ports=1, n_fds=1,
+                                 ports=port_entry(message + frame(kind=2), message)),
+    'port-out-partial': b'\1' + frame(n_ports=1, n_fds=1,
+                                      ports=port_entry(out_prefix=message[20:] + message,
+                                                       out_partial=len(message) - 20)),
+    'port-out-partial-too-long': b'\1' + frame(n_ports=1, n_fds=1,
+                                               ports=port_entry(out_prefix=message,
+                                                                out_partial=len(message) + 1)),
+    'port-out-not-frames': b'\1' + frame(n_ports=1, n_fds=1,
+                                         ports=port_entry(out_prefix=message[8:])),
+    'port-out-fds': b'\2' + frame(n_ports=1, n_fds=2,
+                                  ports=port_entry(out_prefix=in_memfd, n_out=1)),
+    'port-out-surplus-fds': b'\3' + frame(n_ports=1, n_fds=3,
+                                          ports=port_entry(out_prefix=in_memfd, n_out=2)),
+    'port-in-fds': b'\3' + frame(n_ports=1, n_fds=3,
+                                 ports=port_entry(in_prefix=in_memfd + message, n_in=2)),
+    'port-nested': b'\3' + frame(n_ports=1, n_fds=3,
+                                 ports=port_entry(in_prefix=nested, n_in=2)),
+    'two-ports-and-memfd': b'\4' + frame(n_ports=2, n_fds=4, type_=b'ay',
+                                         data=struct.pack('<Q', 64), flags=3,
+                                         ports=port_entry(message) + port_entry(n_out=1)),
+    'no-ports': b'\0' + message + frame(kind=2),
+}
+
+root = sys.argv[1] if len(sys.argv) > 1 else 'corpus'
+for corpus, contents in (('wire-decoder', seeds), ('wire-import', import_seeds)):
+    out = os.path.join(root, corpus)
+    os.makedirs(out, exist_ok=True)
+    for name, content in contents.items():
+        with open(os.path.join(out, name), 'wb') as f:
+            f.write(content)

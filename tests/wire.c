@@ -311,7 +311,7 @@ reencode (MsgWireFrame *frame,
   msg_wire_encoded_clear (&encoded);
   g_assert_cmpuint (fds->len, ==, expected_fds);
 
-  msg_wire_decoder_push (decoder, bytes->data, bytes->len, (const int *) fds->data, fds->len);
+  msg_wire_decoder_push (decoder, bytes->data, bytes->len, (const int *) (void *) fds->data, fds->len);
   g_assert_true (msg_wire_decoder_next (decoder, &decoded, &error));
   g_assert_no_error (error);
   g_assert_true (msg_wire_decoder_is_empty (decoder));
@@ -518,6 +518,147 @@ test_wire_memfd_bad_header (void)
     }
 }
 
+static void
+test_wire_decoder_empty (void)
+{
+  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  g_autoptr(GByteArray) stolen = g_byte_array_new ();
+  g_autoptr(GArray) stolen_fds = g_array_new (FALSE, FALSE, sizeof (int));
+  MsgWireFrame *frame = NULL;
+  GError *error = NULL;
+
+  g_test_summary ("A decoder given nothing yet, not even a buffer, can be pushed "
+                  "nothing, asked for a frame and stolen from (no arithmetic on a NULL "
+                  "buffer: clang's UBSan checks that)");
+
+  msg_wire_decoder_push (decoder, NULL, 0, NULL, 0);
+  g_assert_false (msg_wire_decoder_next (decoder, &frame, &error));
+  g_assert_no_error (error);
+  g_assert_null (frame);
+  g_assert_true (msg_wire_decoder_is_empty (decoder));
+  msg_wire_decoder_steal (decoder, stolen, stolen_fds);
+  g_assert_cmpuint (stolen->len, ==, 0);
+  g_assert_cmpuint (stolen_fds->len, ==, 0);
+  msg_wire_decoder_free (decoder);
+}
+
+/* Writes @value little endian at @p, in @size bytes. */
+static void
+put_le (guint8  *p,
+        guint64  value,
+        guint    size)
+{
+  for (guint i = 0; i < size; i++)
+    p[i] = value >> (8 * i);
+}
+
+static void
+test_wire_decoder_ports_crowded_out (void)
+{
+  /* Two entries' worth of port table, but the first entry's read prefix
+   * takes the room of the second. */
+  guint8 frame[MSG_WIRE_HEADER_SIZE + 64] = { 0, };
+  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  g_autoptr(MsgWireFrame) decoded = NULL;
+  g_autoptr(GError) error = NULL;
+  int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  g_test_summary ("A frame whose port table holds fewer ports than its header declares "
+                  "is refused, not decoded with ports that have no descriptor");
+
+  put_le (frame, MSG_WIRE_MAGIC, 4);
+  frame[4] = MSG_WIRE_FRAME_MESSAGE;
+  put_le (frame + 6, 2, 2);                          /* n_ports */
+  put_le (frame + 8, 1, 4);                          /* n_fds */
+  put_le (frame + 16, 64, 4);                        /* ports_len */
+  put_le (frame + MSG_WIRE_HEADER_SIZE + 8, 32, 8);  /* in_len */
+
+  g_assert_cmpint (fd, >=, 0);
+  msg_wire_decoder_push (decoder, frame, sizeof frame, &fd, 1);
+  g_assert_false (msg_wire_decoder_next (decoder, &decoded, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL);
+  g_assert_null (decoded);
+  g_assert_cmpint (fcntl (fd, F_GETFD), ==, -1);
+  msg_wire_decoder_free (decoder);
+}
+
+static void
+test_wire_port_split_out_prefix (void)
+{
+  MsgWireFrame *frame = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE, g_variant_ref_sink (g_variant_new_uint32 (7)), 0);
+  MsgWireEncoded encoded;
+  g_autoptr(GByteArray) one = g_byte_array_new ();
+  g_autoptr(GArray) no_fds = g_array_new (FALSE, FALSE, sizeof (int));
+  const struct {
+    gsize    skip;         /* bytes of the first frame already written */
+    guint    n_frames;
+    gsize    out_partial;
+    guint    n_out_fds;
+    gboolean valid;
+    guint    n_segments;
+  } cases[] = {
+    { 0, 0, 0, 0, TRUE, 0 },
+    { 0, 2, 0, 0, TRUE, 2 },
+    { 5, 2, 0, 0, FALSE, 0 },   /* starts in the middle of a frame */
+    { 5, 2, 0, 0, TRUE, 2 },    /* the same, declared: out_partial set below */
+    { 0, 1, 0, 1, FALSE, 0 },   /* a descriptor no frame declares */
+    { 0, 1, 1000, 0, FALSE, 0 },  /* a partial frame longer than the prefix */
+  };
+
+  g_test_summary ("What a transferred port had not written is cut into the rest of a "
+                  "frame and whole frames, with their descriptors, or refused");
+
+  g_assert_true (msg_wire_encode (frame, &encoded, NULL));
+  msg_wire_encoded_append (&encoded, one, no_fds);
+  msg_wire_encoded_clear (&encoded);
+  msg_wire_frame_free (frame);
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      MsgWirePort port = { .fd = -1 };
+      g_autoptr(GByteArray) bytes = g_byte_array_new ();
+      g_autoptr(GArray) segments = g_array_new (FALSE, FALSE, sizeof (MsgWireSegment));
+      g_autoptr(GError) error = NULL;
+
+      for (guint j = 0; j < cases[i].n_frames; j++)
+        g_byte_array_append (bytes, one->data + (j == 0 ? cases[i].skip : 0),
+                             one->len - (j == 0 ? cases[i].skip : 0));
+      port.out_partial = cases[i].out_partial;
+      if (i == 3)
+        port.out_partial = one->len - cases[i].skip;
+      if (bytes->len > 0)
+        port.out_prefix = g_bytes_new (bytes->data, bytes->len);
+      port.out_fds = g_array_new (FALSE, FALSE, sizeof (int));
+      for (guint j = 0; j < cases[i].n_out_fds; j++)
+        {
+          int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+          g_array_append_val (port.out_fds, fd);
+        }
+
+      if (cases[i].valid)
+        {
+          g_assert_true (msg_wire_port_split_out_prefix (&port, segments, &error));
+          g_assert_no_error (error);
+          g_assert_cmpuint (segments->len, ==, cases[i].n_segments);
+          for (guint j = 0; j < segments->len; j++)
+            {
+              MsgWireSegment *segment = &g_array_index (segments, MsgWireSegment, j);
+
+              g_assert_cmpuint (segment->offset, ==, j == 0 ? 0 : one->len - cases[i].skip);
+              g_assert_cmpuint (segment->size, ==, j == 0 ? one->len - cases[i].skip : one->len);
+              g_assert_cmpuint (segment->n_fds, ==, 0);
+            }
+        }
+      else
+        {
+          g_assert_false (msg_wire_port_split_out_prefix (&port, segments, &error));
+          g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL);
+        }
+      msg_wire_port_clear (&port);
+    }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -527,6 +668,9 @@ main (int    argc,
   g_test_add_func ("/wire/decoder/pieces", test_wire_decoder_pieces);
   g_test_add_func ("/wire/decoder/steal", test_wire_decoder_steal);
   g_test_add_func ("/wire/decoder/recycled", test_wire_decoder_recycled);
+  g_test_add_func ("/wire/decoder/empty", test_wire_decoder_empty);
+  g_test_add_func ("/wire/decoder/ports-crowded-out", test_wire_decoder_ports_crowded_out);
+  g_test_add_func ("/wire/port/split-out-prefix", test_wire_port_split_out_prefix);
   g_test_add_func ("/wire/memfd/round-trip", test_wire_memfd_round_trip);
   g_test_add_func ("/wire/memfd/refused", test_wire_memfd_refused);
   g_test_add_func ("/wire/memfd/bad-header", test_wire_memfd_bad_header);

@@ -974,38 +974,17 @@ connection_queue_prefix (MsgConnection  *self,
                          MsgWirePort    *port,
                          GError        **error)
 {
-  gsize size;
-  const guint8 *data = g_bytes_get_data (port->out_prefix, &size);
-  guint n_out_fds = port->out_fds != NULL ? port->out_fds->len : 0;
-  gsize offset = port->out_partial;
-  guint fd_index = 0;
+  g_autoptr(GArray) segments = g_array_new (FALSE, FALSE, sizeof (MsgWireSegment));
 
-  if (offset > 0)
-    connection_queue_raw (self, port->out_prefix, 0, offset, TRUE, port->out_fds, 0, 0);
-  while (offset < size)
+  if (!msg_wire_port_split_out_prefix (port, segments, error))
+    return FALSE;
+  for (guint i = 0; i < segments->len; i++)
     {
-      gsize frame_size;
-      guint n_fds;
+      MsgWireSegment *segment = &g_array_index (segments, MsgWireSegment, i);
 
-      if (!msg_wire_frame_extent (data + offset, size - offset, &frame_size, &n_fds) ||
-          n_fds > n_out_fds - fd_index)
-        {
-          g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
-                               "Invalid data from the peer process: what a transferred "
-                               "port had not written is not whole frames");
-          return FALSE;
-        }
-      connection_queue_raw (self, port->out_prefix, offset, frame_size, FALSE, port->out_fds,
-                            fd_index, n_fds);
-      offset += frame_size;
-      fd_index += n_fds;
-    }
-  if (fd_index != n_out_fds)
-    {
-      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
-                           "Invalid data from the peer process: a transferred port "
-                           "carries descriptors that belong to no frame");
-      return FALSE;
+      connection_queue_raw (self, port->out_prefix, segment->offset, segment->size,
+                            segment->mid_frame, port->out_fds, segment->first_fd,
+                            segment->n_fds);
     }
   return TRUE;
 }
@@ -1033,18 +1012,8 @@ connection_import (MsgWirePort  *port,
   connection = connection_new (g_steal_fd (&port->fd), remote);
   msg_endpoint_unref (remote);
 
-  if (port->in_prefix != NULL || (port->in_fds != NULL && port->in_fds->len > 0))
-    {
-      gsize size = 0;
-      const guint8 *data = port->in_prefix ? g_bytes_get_data (port->in_prefix, &size) : NULL;
-
-      msg_wire_decoder_push (connection->decoder, data, size,
-                             port->in_fds ? &g_array_index (port->in_fds, int, 0) : NULL,
-                             port->in_fds ? port->in_fds->len : 0);
-      if (port->in_fds != NULL)
-        g_array_set_size (port->in_fds, 0);
-    }
-  if (port->out_prefix != NULL && !connection_queue_prefix (connection, port, error))
+  msg_wire_port_push_in_prefix (port, connection->decoder);
+  if (!connection_queue_prefix (connection, port, error))
     {
       /* Not started: nothing reads or writes it yet; failing it ends the
        * port we just made, which nobody has seen. */

@@ -156,4 +156,34 @@ void            msg_wire_decoder_steal       (MsgWireDecoder *self,
                                               GByteArray     *bytes,
                                               GArray         *fds);
 
+/* Importing a port -------------------------------------------------------- */
+
+/* What a port that arrived in a frame carries of its past, checked and cut
+ * up without a socket, so that a fuzzer can drive it. */
+
+/* One piece of what a port's previous owner had not written: @size bytes
+ * at @offset in its @out_prefix, to be sent with the @n_fds descriptors of
+ * its @out_fds from @first_fd on. @mid_frame: the rest of a partly written
+ * frame (the first segment only), not a frame of its own. */
+typedef struct
+{
+  gsize    offset;
+  gsize    size;
+  guint    first_fd;
+  guint    n_fds;
+  gboolean mid_frame;
+} MsgWireSegment;
+
+/* Appends to @segments (of MsgWireSegment) the rest of a partly written
+ * frame, if any, then each whole frame of @port's @out_prefix with its own
+ * descriptors. A protocol error if the rest is not whole frames, or if
+ * descriptors are left over. */
+gboolean        msg_wire_port_split_out_prefix (const MsgWirePort *port,
+                                                GArray            *segments,
+                                                GError           **error);
+/* Pushes what @port's previous owner had read but not decoded (@in_prefix,
+ * and @in_fds, taken) into @decoder. */
+void            msg_wire_port_push_in_prefix   (MsgWirePort       *port,
+                                                MsgWireDecoder    *decoder);
+
 G_END_DECLS

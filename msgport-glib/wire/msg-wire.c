@@ -425,7 +425,8 @@ static guint recv_pool_next;                 /* (atomic): the slot to take over 
 static RecvBuffer *
 recv_buffer_from_data (guint8 *data)
 {
-  return (RecvBuffer *) (data - G_STRUCT_OFFSET (RecvBuffer, data));
+  /* Through void *: the buffer came from g_malloc(), so it is aligned. */
+  return (RecvBuffer *) (void *) (data - G_STRUCT_OFFSET (RecvBuffer, data));
 }
 
 /* Puts @buffer in an empty slot, or in place of one in turn, which is
@@ -596,6 +597,13 @@ msg_wire_decoder_push (MsgWireDecoder *self,
                        const int      *fds,
                        guint           n_fds)
 {
+  /* Nothing to copy: no pointer arithmetic on a buffer that may not be
+   * allocated yet (NULL + 0 is undefined). */
+  if (size == 0)
+    {
+      msg_wire_decoder_commit (self, 0, fds, n_fds);
+      return;
+    }
   do
     {
       gsize room;
@@ -632,7 +640,8 @@ msg_wire_decoder_steal (MsgWireDecoder *self,
       g_clear_pointer (&self->tail, recv_buffer_free);
       self->tail_filled = 0;
     }
-  g_byte_array_append (bytes, self->buffer + self->start, self->end - self->start);
+  if (self->end > self->start)
+    g_byte_array_append (bytes, self->buffer + self->start, self->end - self->start);
   self->offset += self->end - self->start;
   self->start = self->end = 0;
   for (guint i = 0; i < self->fds->len; i++)
@@ -918,8 +927,12 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
       guint32 n_in_fds, n_out_fds;
       guint64 in_len, out_len, out_partial;
 
+      /* What earlier entries carry may leave no room for this one. */
       if ((gsize) (table_end - p) < PORT_ENTRY_SIZE)
-        break;
+        {
+          msg_wire_close_fds (fds);
+          return protocol_error (self, error, "a frame's port table holds fewer ports than it declares");
+        }
       n_in_fds = read_u32 (p);
       n_out_fds = read_u32 (p + 4);
       in_len = read_u64 (p + 8);
@@ -969,6 +982,75 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   self->offset += frame_size;
   *frame_out = g_steal_pointer (&frame);
   return TRUE;
+}
+
+/* Importing a port -------------------------------------------------------- */
+
+gboolean
+msg_wire_port_split_out_prefix (const MsgWirePort  *port,
+                                GArray             *segments,
+                                GError            **error)
+{
+  gsize size = 0;
+  const guint8 *data = port->out_prefix != NULL ? g_bytes_get_data (port->out_prefix, &size) : NULL;
+  guint n_out_fds = port->out_fds != NULL ? port->out_fds->len : 0;
+  gsize offset = port->out_partial;
+  guint fd_index = 0;
+
+  if (offset > size)
+    {
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                           "Invalid data from the peer process: a transferred port's "
+                           "partly written frame is longer than what it carries");
+      return FALSE;
+    }
+  if (offset > 0)
+    {
+      MsgWireSegment partial = { 0, offset, 0, 0, TRUE };
+
+      g_array_append_val (segments, partial);
+    }
+  while (offset < size)
+    {
+      MsgWireSegment segment = { offset, 0, fd_index, 0, FALSE };
+
+      if (!msg_wire_frame_extent (data + offset, size - offset, &segment.size, &segment.n_fds) ||
+          segment.n_fds > n_out_fds - fd_index)
+        {
+          g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                               "Invalid data from the peer process: what a transferred "
+                               "port had not written is not whole frames");
+          return FALSE;
+        }
+      g_array_append_val (segments, segment);
+      offset += segment.size;
+      fd_index += segment.n_fds;
+    }
+  if (fd_index != n_out_fds)
+    {
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                           "Invalid data from the peer process: a transferred port "
+                           "carries descriptors that belong to no frame");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+msg_wire_port_push_in_prefix (MsgWirePort    *port,
+                              MsgWireDecoder *decoder)
+{
+  gsize size = 0;
+  const guint8 *data = port->in_prefix != NULL ? g_bytes_get_data (port->in_prefix, &size) : NULL;
+  guint n_fds = port->in_fds != NULL ? port->in_fds->len : 0;
+
+  if (size == 0 && n_fds == 0)
+    return;
+  /* An empty GArray may have no storage: no &array[0] then. */
+  msg_wire_decoder_push (decoder, data, size,
+                         n_fds > 0 ? &g_array_index (port->in_fds, int, 0) : NULL, n_fds);
+  if (n_fds > 0)
+    g_array_set_size (port->in_fds, 0);
 }
 
 /* Payload descriptors ---------------------------------------------------- */

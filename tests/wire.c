@@ -311,7 +311,7 @@ reencode (MsgWireFrame *frame,
   msg_wire_encoded_clear (&encoded);
   g_assert_cmpuint (fds->len, ==, expected_fds);
 
-  msg_wire_decoder_push (decoder, bytes->data, bytes->len, (const int *) fds->data, fds->len);
+  msg_wire_decoder_push (decoder, bytes->data, bytes->len, (const int *) (void *) fds->data, fds->len);
   g_assert_true (msg_wire_decoder_next (decoder, &decoded, &error));
   g_assert_no_error (error);
   g_assert_true (msg_wire_decoder_is_empty (decoder));

@@ -425,7 +425,9 @@ static guint recv_pool_next;                 /* (atomic): the slot to take over 
 static RecvBuffer *
 recv_buffer_from_data (guint8 *data)
 {
-  return (RecvBuffer *) (data - G_STRUCT_OFFSET (RecvBuffer, data));
+  /* Through gpointer: @data lies G_STRUCT_OFFSET() into a RecvBuffer, so the
+   * result is aligned, but clang's -Wcast-align cannot know it. */
+  return (RecvBuffer *) (gpointer) (data - G_STRUCT_OFFSET (RecvBuffer, data));
 }
 
 /* Puts @buffer in an empty slot, or in place of one in turn, which is

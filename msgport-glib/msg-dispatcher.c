@@ -440,6 +440,7 @@ typedef struct
 static void
 msg_reader_finalize (GSource *source)
 {
+  msg_source_finalizing (source);
   msg_dispatcher_unref (((MsgReader *) source)->dispatcher);
 }
 
@@ -526,6 +527,7 @@ msg_dispatcher_dispatch (GSource     *source,
     msg_endpoint_unref (self->batch[i].endpoint);
   g_atomic_int_set (&self->in_dispatch, 0);
 
+  msg_source_dispatched (source);
   return G_SOURCE_CONTINUE;
 }
 
@@ -534,6 +536,7 @@ msg_dispatcher_finalize (GSource *source)
 {
   MsgDispatcher *self = (MsgDispatcher *) source;
 
+  msg_source_finalizing (source);
   g_assert (self->ready.length == 0);
   g_assert (self->leases->len == 0);
   g_clear_pointer (&self->leases, g_array_unref);
@@ -644,7 +647,7 @@ msg_dispatcher_ref (MsgDispatcher *self)
 void
 msg_dispatcher_unref (MsgDispatcher *self)
 {
-  g_source_unref (&self->source);
+  msg_source_unref (&self->source);
 }
 
 void
@@ -670,9 +673,9 @@ msg_dispatcher_release (MsgDispatcher *self)
       /* Nothing uses @reader once the leases are given back; its own
        * reference keeps this dispatcher alive as long as it is. */
       g_source_destroy (self->reader);
-      g_source_unref (self->reader);
+      msg_source_unref (self->reader);
       g_source_destroy (&self->source);
-      g_source_unref (&self->source);
+      msg_source_unref (&self->source);
       g_main_context_unref (context);
     }
 }

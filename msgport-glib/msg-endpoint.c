@@ -197,7 +197,7 @@ msg_endpoint_ref (MsgEndpoint *self)
 void
 msg_endpoint_unref (MsgEndpoint *self)
 {
-  if (!g_atomic_ref_count_dec (&self->ref_count))
+  if (!msg_atomic_ref_count_dec (&self->ref_count))
     return;
 
   /* The last reference: nobody can post here any more (a peer holds a

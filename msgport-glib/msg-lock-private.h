@@ -4,7 +4,11 @@
  *
  * GLib 2.74's GMutex is built on futexes, which ThreadSanitizer does not
  * understand; every lock of the library goes through these helpers so that a
- * TSan build sees the happens-before edges they create.
+ * TSan build sees the happens-before edges they create. The same holds for
+ * GCond, for gatomicrefcount (g_atomic_ref_count_dec() is a call into GLib,
+ * which is not instrumented) and for a GSource's reference count, so those
+ * go through helpers too. Without TSan they are the GLib calls themselves.
+ * docs/testing.md says how to run the TSan build.
  */
 
 #pragma once
@@ -41,4 +45,69 @@ msg_mutex_unlock (GMutex *mutex)
 {
   MSG_TSAN_RELEASE (mutex);
   g_mutex_unlock (mutex);
+}
+
+/* g_cond_wait() unlocks @mutex and takes it again behind TSan's back. */
+static inline void
+msg_cond_wait (GCond  *cond,
+               GMutex *mutex)
+{
+  MSG_TSAN_RELEASE (mutex);
+  g_cond_wait (cond, mutex);
+  MSG_TSAN_ACQUIRE (mutex);
+}
+
+static inline gboolean
+msg_cond_wait_until (GCond  *cond,
+                     GMutex *mutex,
+                     gint64  end_time)
+{
+  gboolean signalled;
+
+  MSG_TSAN_RELEASE (mutex);
+  signalled = g_cond_wait_until (cond, mutex, end_time);
+  MSG_TSAN_ACQUIRE (mutex);
+  return signalled;
+}
+
+/* g_atomic_ref_count_dec() for a count whose last reference frees the
+ * object: what each holder did before it dropped its reference happens
+ * before what the last one does after (the usual release decrement and
+ * acquire on zero). */
+static inline gboolean
+msg_atomic_ref_count_dec (gatomicrefcount *ref_count)
+{
+  MSG_TSAN_RELEASE (ref_count);
+  if (!g_atomic_ref_count_dec (ref_count))
+    return FALSE;
+  MSG_TSAN_ACQUIRE (ref_count);
+  return TRUE;
+}
+
+/* g_source_unref() for a source of the library's own type, whose
+ * finalize() starts with msg_source_finalizing(): the same edge for a
+ * GSource's count, which GLib keeps with its own atomics or under its
+ * context's lock. GLib's own unrefs (a context letting go of a destroyed
+ * source) add no edge, but they come after the library's last use on that
+ * thread, which ends in an annotated unlock. */
+static inline void
+msg_source_unref (GSource *source)
+{
+  MSG_TSAN_RELEASE (source);
+  g_source_unref (source);
+}
+
+static inline void
+msg_source_finalizing (GSource *source)
+{
+  MSG_TSAN_ACQUIRE (source);
+}
+
+/* At the end of a dispatch() of the library's own: GLib drops the
+ * reference it held across dispatch(), in its own code, which may be the
+ * second last; the last one then finalizes in another thread. */
+static inline void
+msg_source_dispatched (GSource *source)
+{
+  MSG_TSAN_RELEASE (source);
 }

@@ -331,7 +331,7 @@ static void
 connection_wait_locked (MsgConnection *self)
 {
   self->n_waiters++;
-  g_cond_wait (&self->written_cond, &self->lock);
+  msg_cond_wait (&self->written_cond, &self->lock);
   self->n_waiters--;
 }
 
@@ -388,7 +388,7 @@ connection_flush_free (gpointer data)
   /* Its context went away first. */
   if (!flush->ran)
     connection_flush_run (flush);
-  g_source_unref (&self->source);
+  msg_source_unref (&self->source);
   g_free (flush);
 }
 
@@ -646,7 +646,7 @@ connection_deliver (MsgSink *sink,
 static void
 connection_release (MsgSink *sink)
 {
-  g_source_unref (&CONNECTION_FROM_SINK (sink)->source);
+  msg_source_unref (&CONNECTION_FROM_SINK (sink)->source);
 }
 
 static const MsgSinkFuncs connection_sink_funcs = {
@@ -771,7 +771,7 @@ connection_start (MsgConnection *self)
   connection_kick_locked (self);
   msg_mutex_unlock (&self->lock);
   g_source_attach (&self->source, get_io_context ());
-  g_source_unref (&self->source);
+  msg_source_unref (&self->source);
 }
 
 static gboolean
@@ -1276,7 +1276,7 @@ msg_transport_lease_ref (MsgLease *lease)
 void
 msg_transport_lease_unref (MsgLease *lease)
 {
-  g_source_unref ((GSource *) lease);
+  msg_source_unref ((GSource *) lease);
 }
 
 static void
@@ -1567,6 +1567,7 @@ watchdog_dispatch (GSource     *source,
 static void
 watchdog_finalize (GSource *source)
 {
+  msg_source_finalizing (source);
   g_ptr_array_unref (((Watchdog *) source)->leased);
 }
 
@@ -1582,7 +1583,7 @@ watchdog_new (void)
   Watchdog *self = (Watchdog *) source;
 
   g_source_set_static_name (source, "MsgPortMain lease watchdog");
-  self->leased = g_ptr_array_new_with_free_func ((GDestroyNotify) g_source_unref);
+  self->leased = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_source_unref);
   return source;
 }
 
@@ -1802,7 +1803,7 @@ connection_export (MsgEndpoint  *endpoint,
           g_warning ("A port could not move to another process: %s", move_error->message);
           connection_fail (backing, g_steal_pointer (&move_error));
         }
-      g_source_unref (&backing->source);
+      msg_source_unref (&backing->source);
       if (result == MOVE_DONE)
         {
           msg_endpoint_unref (peer);
@@ -2024,10 +2025,9 @@ connection_write (MsgConnection *self)
 
 /* The GSource ---------------------------------------------------------------- */
 
-static gboolean
-connection_dispatch (GSource     *source,
-                     GSourceFunc  callback,
-                     gpointer     user_data)
+/* What connection_dispatch() does. */
+static void
+connection_service (GSource *source)
 {
   MsgConnection *self = (MsgConnection *) source;
   GIOCondition revents = 0, wanted;
@@ -2047,7 +2047,7 @@ connection_dispatch (GSource     *source,
   msg_mutex_unlock (&self->lock);
 
   if (state != CONNECTION_OPEN && state != CONNECTION_WRITE_CLOSED)
-    return G_SOURCE_CONTINUE;
+    return;
 
   if (self->fd_tag != NULL)
     revents = g_source_query_unix_fd (source, self->fd_tag);
@@ -2056,11 +2056,11 @@ connection_dispatch (GSource     *source,
    * anything else: a close frame read before a write fails with EPIPE
    * still ends the port with PEER_CLOSED. */
   if (!connection_take_handed (self))
-    return G_SOURCE_CONTINUE;
+    return;
   if (state == CONNECTION_OPEN)
     connection_write (self);
   if (self->fd_tag == NULL)
-    return G_SOURCE_CONTINUE;
+    return;
 
   /* The I/O thread does not poll a leased socket for input, but hears of
    * a hang-up or an error, which it handles itself. */
@@ -2078,7 +2078,7 @@ connection_dispatch (GSource     *source,
   if (!leased)
     {
       if (!connection_take_handed (self))
-        return G_SOURCE_CONTINUE;
+        return;
       connection_read (self, revents);
     }
 
@@ -2091,7 +2091,15 @@ connection_dispatch (GSource     *source,
       g_source_modify_unix_fd (source, self->fd_tag, wanted);
       self->polled = wanted;
     }
+}
 
+static gboolean
+connection_dispatch (GSource     *source,
+                     GSourceFunc  callback,
+                     gpointer     user_data)
+{
+  connection_service (source);
+  msg_source_dispatched (source);
   return G_SOURCE_CONTINUE;
 }
 
@@ -2100,6 +2108,7 @@ connection_finalize (GSource *source)
 {
   MsgConnection *self = (MsgConnection *) source;
 
+  msg_source_finalizing (source);
   g_assert (self->endpoint == NULL);
   g_assert (self->lease == NULL);
   g_clear_pointer (&self->handed_frame, msg_wire_frame_free);
@@ -2158,7 +2167,7 @@ msg_transport_flush (MsgSink       *sink,
 
   if (handler != 0)
     g_cancellable_disconnect (cancellable, handler);
-  g_source_unref (&self->source);
+  msg_source_unref (&self->source);
 
   if (!done && !g_cancellable_set_error_if_cancelled (cancellable, error))
     g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,

@@ -212,6 +212,7 @@ typedef struct
 {
   GList           link;       /* link.data == the item */
   MsgEnvelope    *envelope;   /* (owned) (nullable): to be encoded by the I/O thread */
+  GVariant       *message;    /* (owned) (nullable): the plain message @encoded holds */
   MsgWireEncoded  encoded;
   gsize           offset;     /* bytes of head and data written */
   guint           fds_sent;
@@ -272,6 +273,7 @@ out_item_free (OutItem *item)
 {
   msg_envelope_free (item->envelope);
   msg_wire_encoded_clear (&item->encoded);
+  g_clear_pointer (&item->message, g_variant_unref);
   g_free (item);
 }
 
@@ -496,10 +498,12 @@ connection_send_from_poster_locked (MsgConnection *self,
  * is dropped around the system call, and the I/O thread finds nothing to
  * write; @writing makes it wait before it closes or moves the descriptor
  * (connection_fail(), connection_move()). Returns NULL if all of @item went
- * out (it is freed), else @item, its offset advanced, for the queue. */
+ * out (it is added to @done, for the caller to free once @self->lock is
+ * released), else @item, its offset advanced, for the queue. */
 static OutItem *
 connection_write_direct_locked (MsgConnection *self,
-                                OutItem       *item)
+                                OutItem       *item,
+                                GQueue        *done)
 {
   struct iovec iov[2];
   gsize total = 0;
@@ -510,8 +514,7 @@ connection_write_direct_locked (MsgConnection *self,
   if (n > 0 && (gsize) n == total)
     {
       self->n_written++;
-      msg_wire_encoded_clear (&item->encoded);
-      g_free (item);
+      g_queue_push_tail_link (done, &item->link);
       return NULL;
     }
   if (n > 0)
@@ -591,6 +594,14 @@ connection_deliver (MsgSink *sink,
 
       if (!msg_wire_encode (&frame, &item->encoded, NULL))
         g_assert_not_reached ();
+      /* Unless its data went into a memfd, the message goes with the item
+       * and is dropped by the thread that frees it once written, not by
+       * this one now: the I/O thread may be reading its bytes in
+       * sendmsg(), and only the item, handed over under @self->lock,
+       * orders that read before the free. (GLib's reference counts would
+       * order them too, but ThreadSanitizer cannot see those.) */
+      if (item->encoded.fds == NULL)
+        item->message = (GVariant *) g_steal_pointer (&queued);
     }
   else
     {
@@ -604,6 +615,8 @@ connection_deliver (MsgSink *sink,
       msg_mutex_unlock (&self->lock);
       if (item->envelope != NULL)
         queued = msg_item_from_envelope (g_steal_pointer (&item->envelope));
+      else if (item->message != NULL)
+        queued = (MsgItem *) g_steal_pointer (&item->message);
       msg_wire_encoded_clear (&item->encoded);
       g_free (item);
       return queued;
@@ -616,7 +629,7 @@ connection_deliver (MsgSink *sink,
       now - self->last_post >= g_atomic_int_get (&burst_gap))
     {
       if (self->out.length == 0)
-        item = connection_write_direct_locked (self, item);
+        item = connection_write_direct_locked (self, item, &written);
       else if (self->write_blocked && !self->writing && self->write_errno == 0)
         {
           g_queue_push_tail_link (&self->out, &item->link);
@@ -637,8 +650,8 @@ connection_deliver (MsgSink *sink,
     connection_attach_flush (self, flush_context);
   out_list_free (&written);
 
-  /* What was encoded holds its own reference on the data. A plain message
-   * carries no ports, so freeing it under the endpoint's lock is safe. */
+  /* A message in a memfd: the frame holds a copy. It carries no ports,
+   * so freeing it under the endpoint's lock is safe. */
   msg_item_free (queued);
   return NULL;
 }

@@ -186,6 +186,12 @@ get_io_context (void)
     {
       GSource *source = watchdog_new ();
 
+      /* The I/O thread's g_main_context_push_thread_default() looks the
+       * global default context up, and would create it there if it did
+       * not exist yet: then the thread that uses it first takes it from
+       * that thread under a lock of GLib's, which ThreadSanitizer cannot
+       * see. Created here, it comes before the thread. */
+      (void) g_main_context_default ();
       io_context = g_main_context_new ();
       io_pid = getpid ();
       g_source_attach (source, io_context);

@@ -7,6 +7,10 @@
 
 #include <msgport-glib.h>
 
+/* The tests lock the way the library does, so that ThreadSanitizer sees
+ * their GMutex and GCond too: msg_mutex_lock(), msg_cond_wait(). */
+#include "msg-lock-private.h"
+
 G_BEGIN_DECLS
 
 /* How long any wait in a test may take before the test fails. */

@@ -667,12 +667,12 @@ cancel_later (gpointer data)
   Deadline *deadline = data;
   gint64 end = g_get_monotonic_time () + MSG_TEST_TIMEOUT_SECONDS * G_TIME_SPAN_SECOND;
 
-  g_mutex_lock (&deadline->mutex);
-  while (!deadline->done && g_cond_wait_until (&deadline->cond, &deadline->mutex, end))
+  msg_mutex_lock (&deadline->mutex);
+  while (!deadline->done && msg_cond_wait_until (&deadline->cond, &deadline->mutex, end))
     ;
   if (!deadline->done)
     g_cancellable_cancel (deadline->cancellable);
-  g_mutex_unlock (&deadline->mutex);
+  msg_mutex_unlock (&deadline->mutex);
   return NULL;
 }
 
@@ -703,10 +703,10 @@ test_socketpair_io_without_main_loop (void)
   timer = g_thread_new ("timeout", cancel_later, &deadline);
   g_assert_true (msg_port_main_flush (a, cancellable, &error));
   g_assert_no_error (error);
-  g_mutex_lock (&deadline.mutex);
+  msg_mutex_lock (&deadline.mutex);
   deadline.done = TRUE;
   g_cond_signal (&deadline.cond);
-  g_mutex_unlock (&deadline.mutex);
+  msg_mutex_unlock (&deadline.mutex);
   g_thread_join (timer);
 
   rec = msg_recorder_new (b);

@@ -293,3 +293,31 @@ msg_test_count_in_thread (MsgPortMain *port,
   counter->n = n;
   return g_thread_new ("counter", counter_thread, counter);
 }
+
+/* Sanitizers ------------------------------------------------------------------ */
+
+#if defined (__SANITIZE_THREAD__) || defined (__SANITIZE_ADDRESS__)
+# define MSG_TEST_SANITIZER 1
+#elif defined (__has_feature)
+# if __has_feature (thread_sanitizer) || __has_feature (address_sanitizer)
+#  define MSG_TEST_SANITIZER 1
+# endif
+#endif
+
+#ifdef MSG_TEST_SANITIZER
+/* <sanitizer/common_interface_defs.h>, which gcc and clang both provide */
+void __sanitizer_symbolize_pc (void       *pc,
+                               const char *fmt,
+                               char       *out_buf,
+                               size_t      out_buf_size);
+#endif
+
+void
+msg_test_start_symbolizer (void)
+{
+#ifdef MSG_TEST_SANITIZER
+  char frame[256];
+
+  __sanitizer_symbolize_pc (__builtin_return_address (0), "%p %F %L", frame, sizeof frame);
+#endif
+}

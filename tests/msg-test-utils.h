@@ -87,4 +87,11 @@ void            msg_test_posters_join (MsgTestPosters *self);
 GThread        *msg_test_count_in_thread (MsgPortMain *port,
                                           guint64      n);
 
+/* Under ASan or TSan: starts the sanitizer's symbolizer now. It is a
+ * process that the sanitizer talks to through two pipes, started the
+ * first time it symbolizes a stack (for a report, or to match one against
+ * its suppressions) and kept open: a test that counts its descriptors
+ * calls this before it takes its baseline. Does nothing otherwise. */
+void            msg_test_start_symbolizer (void);
+
 G_END_DECLS

@@ -972,7 +972,8 @@ connection_import (MsgWirePort  *port,
       const guint8 *data = port->in_prefix ? g_bytes_get_data (port->in_prefix, &size) : NULL;
 
       msg_wire_decoder_push (connection->decoder, data, size,
-                             port->in_fds ? &g_array_index (port->in_fds, int, 0) : NULL,
+                             port->in_fds != NULL && port->in_fds->len > 0 ?
+                               &g_array_index (port->in_fds, int, 0) : NULL,
                              port->in_fds ? port->in_fds->len : 0);
       if (port->in_fds != NULL)
         g_array_set_size (port->in_fds, 0);

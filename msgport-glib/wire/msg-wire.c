@@ -562,7 +562,8 @@ msg_wire_decoder_reserve (MsgWireDecoder *self,
       self->buffer = g_realloc (self->buffer, self->allocated);
     }
   *size = self->allocated - self->end;
-  return self->buffer + self->end;
+  /* No buffer yet if nothing was asked for: no offset on NULL. */
+  return self->buffer != NULL ? self->buffer + self->end : NULL;
 }
 
 void
@@ -634,7 +635,8 @@ msg_wire_decoder_steal (MsgWireDecoder *self,
       g_clear_pointer (&self->tail, recv_buffer_free);
       self->tail_filled = 0;
     }
-  g_byte_array_append (bytes, self->buffer + self->start, self->end - self->start);
+  if (self->end > self->start)
+    g_byte_array_append (bytes, self->buffer + self->start, self->end - self->start);
   self->offset += self->end - self->start;
   self->start = self->end = 0;
   for (guint i = 0; i < self->fds->len; i++)

@@ -442,6 +442,7 @@ msg_reader_finalize (GSource *source)
 {
   msg_source_finalizing (source);
   msg_dispatcher_unref (((MsgReader *) source)->dispatcher);
+  msg_source_finalized (source);
 }
 
 static gboolean
@@ -545,6 +546,7 @@ msg_dispatcher_finalize (GSource *source)
   g_clear_object (&self->spare);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_mutex_clear (&self->lock);
+  msg_source_finalized (source);
 }
 
 static gboolean

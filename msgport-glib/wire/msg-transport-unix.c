@@ -783,13 +783,17 @@ static void
 connection_start (MsgConnection *self)
 {
   MsgEndpoint *endpoint = self->endpoint;
+  GMainContext *context;
 
   g_source_ref (&self->source);  /* owned by the endpoint, as its sink */
   msg_endpoint_set_sink (endpoint, &self->sink);
   msg_mutex_lock (&self->lock);
   connection_kick_locked (self);
   msg_mutex_unlock (&self->lock);
-  g_source_attach (&self->source, get_io_context ());
+  context = get_io_context ();
+  msg_tsan_glib_begin ();
+  g_source_attach (&self->source, context);
+  msg_tsan_glib_end ();
   msg_source_unref (&self->source);
 }
 
@@ -1589,6 +1593,7 @@ watchdog_finalize (GSource *source)
 {
   msg_source_finalizing (source);
   g_ptr_array_unref (((Watchdog *) source)->leased);
+  msg_source_finalized (source);
 }
 
 static GSourceFuncs watchdog_funcs = {
@@ -2139,6 +2144,7 @@ connection_finalize (GSource *source)
   g_clear_pointer (&self->decoder, msg_wire_decoder_free);
   g_cond_clear (&self->written_cond);
   g_mutex_clear (&self->lock);
+  msg_source_finalized (source);
 }
 
 static GSourceFuncs connection_source_funcs = {

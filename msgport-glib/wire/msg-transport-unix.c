@@ -279,7 +279,7 @@ out_item_free (OutItem *item)
 {
   msg_envelope_free (item->envelope);
   msg_wire_encoded_clear (&item->encoded);
-  g_clear_pointer (&item->message, g_variant_unref);
+  g_clear_pointer (&item->message, msg_variant_unref);
   g_free (item);
 }
 

@@ -10,6 +10,10 @@
 #include "msg-endpoint-private.h"
 #include "msg-port-error.h"
 
+#ifdef MSG_HAVE_TSAN
+__thread guint msg_tsan_glib_depth;
+#endif
+
 /* Envelopes ------------------------------------------------------------- */
 
 MsgEnvelope *

@@ -33,9 +33,8 @@ void AnnotateIgnoreWritesEnd (const char *file, int line);
 # define MSG_TSAN_ACQUIRE(addr) __tsan_acquire ((void *) (addr))
 # define MSG_TSAN_RELEASE(addr) __tsan_release ((void *) (addr))
 
-/* How deep this thread is in msg_tsan_glib_begin(). Per file, as are the
- * helpers that use it: a source's unref and its finalize() are in one. */
-static __thread guint msg_tsan_glib_depth G_GNUC_UNUSED;
+/* How deep this thread is in msg_tsan_glib_begin() (msg-endpoint.c). */
+extern __thread guint msg_tsan_glib_depth;
 
 static inline void
 msg_tsan_ignore_begin (void)

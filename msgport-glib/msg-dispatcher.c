@@ -440,7 +440,9 @@ typedef struct
 static void
 msg_reader_finalize (GSource *source)
 {
+  msg_source_finalizing (source);
   msg_dispatcher_unref (((MsgReader *) source)->dispatcher);
+  msg_source_finalized (source);
 }
 
 static gboolean
@@ -477,6 +479,11 @@ msg_dispatcher_dispatch (GSource     *source,
   GList *link;
   guint n = 0;
 
+  /* Dispatches of one context follow each other, also when different
+   * threads own it in turn (g_main_context_acquire(), under GLib's lock,
+   * which TSan cannot see): this one comes after the last one's
+   * msg_source_dispatched(), and may use what it left (the spare event). */
+  MSG_TSAN_ACQUIRE (source);
   g_atomic_int_set (&self->in_dispatch, 1);
   __atomic_store_n (&self->polling, 0, __ATOMIC_RELEASE);
   if (g_atomic_int_get (&self->n_leases) > 0)
@@ -526,6 +533,7 @@ msg_dispatcher_dispatch (GSource     *source,
     msg_endpoint_unref (self->batch[i].endpoint);
   g_atomic_int_set (&self->in_dispatch, 0);
 
+  msg_source_dispatched (source);
   return G_SOURCE_CONTINUE;
 }
 
@@ -534,6 +542,7 @@ msg_dispatcher_finalize (GSource *source)
 {
   MsgDispatcher *self = (MsgDispatcher *) source;
 
+  msg_source_finalizing (source);
   g_assert (self->ready.length == 0);
   g_assert (self->leases->len == 0);
   g_clear_pointer (&self->leases, g_array_unref);
@@ -542,6 +551,7 @@ msg_dispatcher_finalize (GSource *source)
   g_clear_object (&self->spare);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_mutex_clear (&self->lock);
+  msg_source_finalized (source);
 }
 
 static gboolean
@@ -644,7 +654,7 @@ msg_dispatcher_ref (MsgDispatcher *self)
 void
 msg_dispatcher_unref (MsgDispatcher *self)
 {
-  g_source_unref (&self->source);
+  msg_source_unref (&self->source);
 }
 
 void
@@ -670,9 +680,9 @@ msg_dispatcher_release (MsgDispatcher *self)
       /* Nothing uses @reader once the leases are given back; its own
        * reference keeps this dispatcher alive as long as it is. */
       g_source_destroy (self->reader);
-      g_source_unref (self->reader);
+      msg_source_unref (self->reader);
       g_source_destroy (&self->source);
-      g_source_unref (&self->source);
+      msg_source_unref (&self->source);
       g_main_context_unref (context);
     }
 }

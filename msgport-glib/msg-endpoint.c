@@ -10,6 +10,11 @@
 #include "msg-endpoint-private.h"
 #include "msg-port-error.h"
 
+#ifdef MSG_HAVE_TSAN
+__thread guint msg_tsan_glib_depth;
+pthread_mutex_t msg_tsan_variant_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+#endif
+
 /* Envelopes ------------------------------------------------------------- */
 
 MsgEnvelope *
@@ -92,7 +97,7 @@ msg_item_free (MsgItem *item)
   if (msg_item_is_envelope (item))
     msg_envelope_free (msg_item_peek_envelope (item));
   else
-    g_variant_unref ((GVariant *) item);
+    msg_variant_unref ((GVariant *) item);
 }
 
 /* Queues ----------------------------------------------------------------- */
@@ -197,7 +202,7 @@ msg_endpoint_ref (MsgEndpoint *self)
 void
 msg_endpoint_unref (MsgEndpoint *self)
 {
-  if (!g_atomic_ref_count_dec (&self->ref_count))
+  if (!msg_atomic_ref_count_dec (&self->ref_count))
     return;
 
   /* The last reference: nobody can post here any more (a peer holds a

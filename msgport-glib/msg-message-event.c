@@ -55,7 +55,7 @@ G_DEFINE_FINAL_TYPE (MsgMessageEvent, msg_message_event, G_TYPE_OBJECT)
 static void
 msg_message_event_clear (MsgMessageEvent *self)
 {
-  g_clear_pointer (&self->data, g_variant_unref);
+  g_clear_pointer (&self->data, msg_variant_unref);
   for (guint i = 0; i < self->n_ports; i++)
     g_object_unref (self->ports[i]);
   self->n_ports = 0;

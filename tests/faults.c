@@ -28,9 +28,9 @@ random_below (guint n)
 {
   guint value;
 
-  g_mutex_lock (&rand_lock);
+  msg_mutex_lock (&rand_lock);
   value = g_rand_int_range (rand_state, 0, n);
-  g_mutex_unlock (&rand_lock);
+  msg_mutex_unlock (&rand_lock);
   return value;
 }
 
@@ -736,7 +736,7 @@ queued_port_ended (MsgPortMain *port)
   MsgEndpoint *queued = NULL;
   gboolean ended = FALSE;
 
-  g_mutex_lock (&endpoint->lock);
+  msg_mutex_lock (&endpoint->lock);
   if (endpoint->queue.length == 1 &&
       msg_item_is_envelope (endpoint->queue.items[endpoint->queue.head]))
     {
@@ -745,13 +745,13 @@ queued_port_ended (MsgPortMain *port)
       if (envelope->n_ports == 1)
         queued = msg_endpoint_ref (envelope->ports[0]);
     }
-  g_mutex_unlock (&endpoint->lock);
+  msg_mutex_unlock (&endpoint->lock);
 
   if (queued != NULL)
     {
-      g_mutex_lock (&queued->lock);
+      msg_mutex_lock (&queued->lock);
       ended = queued->ended;
-      g_mutex_unlock (&queued->lock);
+      msg_mutex_unlock (&queued->lock);
       msg_endpoint_unref (queued);
     }
   return ended;

@@ -563,6 +563,8 @@ main (int    argc,
   int raw;
 
   g_test_init (&argc, &argv, NULL);
+  /* Before any test counts descriptors (test_hostile()). */
+  msg_test_start_symbolizer ();
 
   /* Create the default main context and start the library's I/O thread
    * (its context has one eventfd) before the tests count descriptors. */

@@ -244,15 +244,39 @@ msg_test_worker_context (MsgTestWorker *self)
   return self->context;
 }
 
+/* A call handed to a worker. GLib hands the idle source over under its
+ * context's GMutex, which ThreadSanitizer cannot see: the release before
+ * the source is attached and the acquire when it runs order what this
+ * thread did before (@data, the source itself) before what the worker does
+ * with them. */
+typedef struct
+{
+  GSourceFunc func;
+  gpointer    data;
+} WorkerCall;
+
+static gboolean
+worker_call_run (gpointer user_data)
+{
+  WorkerCall *call = user_data;
+
+  MSG_TSAN_ACQUIRE (call);
+  return call->func (call->data);
+}
+
 void
 msg_test_worker_invoke (MsgTestWorker *self,
                         GSourceFunc    func,
                         gpointer       data)
 {
   GSource *source = g_idle_source_new ();
+  WorkerCall *call = g_new (WorkerCall, 1);
 
+  call->func = func;
+  call->data = data;
   g_source_set_priority (source, G_PRIORITY_DEFAULT);
-  g_source_set_callback (source, func, data, NULL);
+  g_source_set_callback (source, worker_call_run, call, g_free);
+  MSG_TSAN_RELEASE (call);
   g_source_attach (source, self->context);
   g_source_unref (source);
 }
@@ -360,4 +384,32 @@ msg_test_count_in_thread (MsgPortMain *port,
   counter->port = g_object_ref (port);
   counter->n = n;
   return g_thread_new ("counter", counter_thread, counter);
+}
+
+/* Sanitizers ------------------------------------------------------------------ */
+
+#if defined (__SANITIZE_THREAD__) || defined (__SANITIZE_ADDRESS__)
+# define MSG_TEST_SANITIZER 1
+#elif defined (__has_feature)
+# if __has_feature (thread_sanitizer) || __has_feature (address_sanitizer)
+#  define MSG_TEST_SANITIZER 1
+# endif
+#endif
+
+#ifdef MSG_TEST_SANITIZER
+/* <sanitizer/common_interface_defs.h>, which gcc and clang both provide */
+void __sanitizer_symbolize_pc (void       *pc,
+                               const char *fmt,
+                               char       *out_buf,
+                               size_t      out_buf_size);
+#endif
+
+void
+msg_test_start_symbolizer (void)
+{
+#ifdef MSG_TEST_SANITIZER
+  char frame[256];
+
+  __sanitizer_symbolize_pc (__builtin_return_address (0), "%p %F %L", frame, sizeof frame);
+#endif
 }

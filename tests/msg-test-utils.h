@@ -7,6 +7,10 @@
 
 #include <msgport-glib.h>
 
+/* The tests lock the way the library does, so that ThreadSanitizer sees
+ * their GMutex and GCond too: msg_mutex_lock(), msg_cond_wait(). */
+#include "msg-lock-private.h"
+
 G_BEGIN_DECLS
 
 /* How long any wait in a test may take before the test fails. */
@@ -97,5 +101,12 @@ void            msg_test_posters_join (MsgTestPosters *self);
 /* A thread that posts the numbers 0 to @n - 1 ("t") on @port; join it. */
 GThread        *msg_test_count_in_thread (MsgPortMain *port,
                                           guint64      n);
+
+/* Under ASan or TSan: starts the sanitizer's symbolizer now. It is a
+ * process that the sanitizer talks to through two pipes, started the
+ * first time it symbolizes a stack (for a report, or to match one against
+ * its suppressions) and kept open: a test that counts its descriptors
+ * calls this before it takes its baseline. Does nothing otherwise. */
+void            msg_test_start_symbolizer (void);
 
 G_END_DECLS

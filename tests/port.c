@@ -518,10 +518,10 @@ post_from_thread (gpointer data)
   WhileDispatching *w = data;
 
   msg_port_main_post (w->sender, g_variant_new_uint32 (w->n), NULL);
-  g_mutex_lock (&w->lock);
+  msg_mutex_lock (&w->lock);
   w->posted = TRUE;
   g_cond_signal (&w->cond);
-  g_mutex_unlock (&w->lock);
+  msg_mutex_unlock (&w->lock);
   return NULL;
 }
 
@@ -533,10 +533,10 @@ post_from_other_thread (WhileDispatching *w)
 
   w->posted = FALSE;
   thread = g_thread_new ("poster", post_from_thread, w);
-  g_mutex_lock (&w->lock);
+  msg_mutex_lock (&w->lock);
   while (!w->posted)
-    g_cond_wait (&w->cond, &w->lock);
-  g_mutex_unlock (&w->lock);
+    msg_cond_wait (&w->cond, &w->lock);
+  msg_mutex_unlock (&w->lock);
   g_thread_join (thread);
 }
 

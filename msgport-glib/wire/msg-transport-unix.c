@@ -222,6 +222,12 @@ get_io_context (void)
     {
       GSource *source = watchdog_new ();
 
+      /* The I/O thread's g_main_context_push_thread_default() looks the
+       * global default context up, and would create it there if it did
+       * not exist yet: then the thread that uses it first takes it from
+       * that thread under a lock of GLib's, which ThreadSanitizer cannot
+       * see. Created here, it comes before the thread. */
+      (void) g_main_context_default ();
       io_context = g_main_context_new ();
       io_pid = getpid ();
       g_source_attach (source, io_context);
@@ -248,6 +254,7 @@ typedef struct
 {
   GList           link;       /* link.data == the item */
   MsgEnvelope    *envelope;   /* (owned) (nullable): to be encoded by the I/O thread */
+  GVariant       *message;    /* (owned) (nullable): the plain message @encoded holds */
   MsgWireEncoded  encoded;
   gsize           offset;     /* bytes of head and data written */
   guint           fds_sent;
@@ -279,6 +286,8 @@ typedef struct
   gboolean         writing;      /* a poster writes to @fd, unlocked */
   guint            n_waiters;    /* threads in connection_wait_locked() */
   gint64           last_post;    /* monotonic time of the last post */
+  GQueue           garbage;      /* protected by @lock: OutItems written by
+                                  * posters, for the I/O thread to free */
   gsize            out_bytes;    /* of @out, encoded and not written yet */
   gsize            out_peak;     /* the most @out_bytes was since @out was empty */
   gboolean         trim_wanted;  /* a backlog drained: give_back_memory() */
@@ -313,6 +322,7 @@ out_item_free (OutItem *item)
 {
   msg_envelope_free (item->envelope);
   msg_wire_encoded_clear (&item->encoded);
+  g_clear_pointer (&item->message, msg_variant_unref);
   g_free (item);
 }
 
@@ -405,7 +415,7 @@ static void
 connection_wait_locked (MsgConnection *self)
 {
   self->n_waiters++;
-  g_cond_wait (&self->written_cond, &self->lock);
+  msg_cond_wait (&self->written_cond, &self->lock);
   self->n_waiters--;
 }
 
@@ -462,7 +472,7 @@ connection_flush_free (gpointer data)
   /* Its context went away first. */
   if (!flush->ran)
     connection_flush_run (flush);
-  g_source_unref (&self->source);
+  msg_source_unref (&self->source);
   g_free (flush);
 }
 
@@ -570,10 +580,12 @@ connection_send_from_poster_locked (MsgConnection *self,
  * is dropped around the system call, and the I/O thread finds nothing to
  * write; @writing makes it wait before it closes or moves the descriptor
  * (connection_fail(), connection_move()). Returns NULL if all of @item went
- * out (it is freed), else @item, its offset advanced, for the queue. */
+ * out (it is added to @done, for the caller to free once @self->lock is
+ * released), else @item, its offset advanced, for the queue. */
 static OutItem *
 connection_write_direct_locked (MsgConnection *self,
-                                OutItem       *item)
+                                OutItem       *item,
+                                GQueue        *done)
 {
   struct iovec iov[2];
   gsize total = 0;
@@ -584,8 +596,7 @@ connection_write_direct_locked (MsgConnection *self,
   if (n > 0 && (gsize) n == total)
     {
       self->n_written++;
-      msg_wire_encoded_clear (&item->encoded);
-      g_free (item);
+      g_queue_push_tail_link (done, &item->link);
       return NULL;
     }
   if (n > 0)
@@ -644,6 +655,21 @@ connection_help_write_locked (MsgConnection *self,
     connection_kick_locked (self);
 }
 
+/* Called with @self->lock held: queues @item for the I/O thread. A plain
+ * message that is not in a memfd (whose frame holds a copy) goes with it:
+ * the item takes the poster's reference from *@queued, and whoever frees
+ * the item once it is written, after reading its bytes in sendmsg(), drops
+ * it (which orders that read before the free, for ThreadSanitizer too). */
+static void
+connection_queue_message_locked (MsgConnection  *self,
+                                 OutItem        *item,
+                                 MsgItem       **queued)
+{
+  if (item->envelope == NULL && item->encoded.fds == NULL && *queued != NULL)
+    item->message = (GVariant *) g_steal_pointer (queued);
+  connection_push_out_locked (self, item);
+}
+
 /* MsgSinkFuncs.deliver: any thread, with the endpoint's lock held. */
 static MsgItem *
 connection_deliver (MsgSink *sink,
@@ -653,6 +679,8 @@ connection_deliver (MsgSink *sink,
   GVariant *data = msg_item_is_envelope (queued) ? NULL : (GVariant *) queued;
   GMainContext *flush_context = NULL;
   GQueue written = G_QUEUE_INIT;
+  GQueue helped = G_QUEUE_INIT;
+  GList *link;
   OutItem *item;
   gint64 now;
 
@@ -681,6 +709,7 @@ connection_deliver (MsgSink *sink,
       msg_mutex_unlock (&self->lock);
       if (item->envelope != NULL)
         queued = msg_item_from_envelope (g_steal_pointer (&item->envelope));
+      g_clear_pointer (&item->message, msg_variant_unref);
       msg_wire_encoded_clear (&item->encoded);
       g_free (item);
       return queued;
@@ -693,12 +722,12 @@ connection_deliver (MsgSink *sink,
       now - self->last_post >= g_atomic_int_get (&burst_gap))
     {
       if (self->out.length == 0)
-        item = connection_write_direct_locked (self, item);
+        item = connection_write_direct_locked (self, item, &written);
       else if (self->write_blocked && !self->writing && self->write_errno == 0)
         {
-          connection_push_out_locked (self, item);
+          connection_queue_message_locked (self, item, &queued);
           item = NULL;
-          connection_help_write_locked (self, &written);
+          connection_help_write_locked (self, &helped);
         }
     }
   self->last_post = now;
@@ -706,25 +735,33 @@ connection_deliver (MsgSink *sink,
    * the rest. */
   if (item != NULL)
     {
-      connection_push_out_locked (self, item);
+      connection_queue_message_locked (self, item, &queued);
       flush_context = connection_schedule_write_locked (self);
     }
+  /* What a helping write finished was queued, and holds its poster's
+   * reference on its message, perhaps the last: the I/O thread frees it
+   * (it waits for the socket to drain, so it comes soon), not this
+   * thread, which holds the endpoint's lock. */
+  while ((link = g_queue_pop_head_link (&helped)) != NULL)
+    g_queue_push_tail_link (&self->garbage, link);
   msg_mutex_unlock (&self->lock);
   if (flush_context != NULL)
     connection_attach_flush (self, flush_context);
+  /* What this thread wrote at once: it read the bytes itself, and the
+   * message is still @queued's. */
   out_list_free (&written);
 
-  /* What was encoded holds its own reference on the data. The message's
-   * own reference goes back to msg_endpoint_deliver(), which drops it once
-   * the endpoint's lock is released: the last unref of a GVariant may call
-   * its creator's GDestroyNotify, which may post on this very port. */
+  /* The poster's reference, unless a queued item took it, goes back to
+   * msg_endpoint_deliver(), which drops it once the endpoint's lock is
+   * released: the last unref of a GVariant may call its creator's
+   * GDestroyNotify, which may post on this very port. */
   return queued;
 }
 
 static void
 connection_release (MsgSink *sink)
 {
-  g_source_unref (&CONNECTION_FROM_SINK (sink)->source);
+  msg_source_unref (&CONNECTION_FROM_SINK (sink)->source);
 }
 
 static const MsgSinkFuncs connection_sink_funcs = {
@@ -847,14 +884,18 @@ static void
 connection_start (MsgConnection *self)
 {
   MsgEndpoint *endpoint = self->endpoint;
+  GMainContext *context;
 
   g_source_ref (&self->source);  /* owned by the endpoint, as its sink */
   msg_endpoint_set_sink (endpoint, &self->sink);
   msg_mutex_lock (&self->lock);
   connection_kick_locked (self);
   msg_mutex_unlock (&self->lock);
-  g_source_attach (&self->source, get_io_context ());
-  g_source_unref (&self->source);
+  context = get_io_context ();
+  msg_tsan_glib_begin ();
+  g_source_attach (&self->source, context);
+  msg_tsan_glib_end ();
+  msg_source_unref (&self->source);
 }
 
 static gboolean
@@ -1335,7 +1376,7 @@ msg_transport_lease_ref (MsgLease *lease)
 void
 msg_transport_lease_unref (MsgLease *lease)
 {
-  g_source_unref ((GSource *) lease);
+  msg_source_unref ((GSource *) lease);
 }
 
 static void
@@ -1626,7 +1667,9 @@ watchdog_dispatch (GSource     *source,
 static void
 watchdog_finalize (GSource *source)
 {
+  msg_source_finalizing (source);
   g_ptr_array_unref (((Watchdog *) source)->leased);
+  msg_source_finalized (source);
 }
 
 static GSourceFuncs watchdog_funcs = {
@@ -1641,7 +1684,7 @@ watchdog_new (void)
   Watchdog *self = (Watchdog *) source;
 
   g_source_set_static_name (source, "MsgPortMain lease watchdog");
-  self->leased = g_ptr_array_new_with_free_func ((GDestroyNotify) g_source_unref);
+  self->leased = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_source_unref);
   return source;
 }
 
@@ -1867,7 +1910,7 @@ connection_export (MsgEndpoint  *endpoint,
           g_warning ("A port could not move to another process: %s", move_error->message);
           connection_fail (backing, g_steal_pointer (&move_error));
         }
-      g_source_unref (&backing->source);
+      msg_source_unref (&backing->source);
       if (result == MOVE_DONE)
         {
           msg_endpoint_unref (peer);
@@ -1959,8 +2002,15 @@ connection_write (MsgConnection *self)
     struct cmsghdr header;
     char           buffer[CMSG_SPACE (sizeof (int) * MSG_WIRE_MAX_FDS_PER_SEND)];
   } control;
+  GQueue garbage;
 
   self->want_out = FALSE;
+
+  msg_mutex_lock (&self->lock);
+  garbage = self->garbage;
+  g_queue_init (&self->garbage);
+  msg_mutex_unlock (&self->lock);
+  out_list_free (&garbage);
 
   for (;;)
     {
@@ -2108,10 +2158,9 @@ connection_write (MsgConnection *self)
 
 /* The GSource ---------------------------------------------------------------- */
 
-static gboolean
-connection_dispatch (GSource     *source,
-                     GSourceFunc  callback,
-                     gpointer     user_data)
+/* What connection_dispatch() does. */
+static void
+connection_service (GSource *source)
 {
   MsgConnection *self = (MsgConnection *) source;
   GIOCondition revents = 0, wanted;
@@ -2131,7 +2180,7 @@ connection_dispatch (GSource     *source,
   msg_mutex_unlock (&self->lock);
 
   if (state != CONNECTION_OPEN && state != CONNECTION_WRITE_CLOSED)
-    return G_SOURCE_CONTINUE;
+    return;
 
   if (self->fd_tag != NULL)
     revents = g_source_query_unix_fd (source, self->fd_tag);
@@ -2140,11 +2189,11 @@ connection_dispatch (GSource     *source,
    * anything else: a close frame read before a write fails with EPIPE
    * still ends the port with PEER_CLOSED. */
   if (!connection_take_handed (self))
-    return G_SOURCE_CONTINUE;
+    return;
   if (state == CONNECTION_OPEN)
     connection_write (self);
   if (self->fd_tag == NULL)
-    return G_SOURCE_CONTINUE;
+    return;
 
   /* The I/O thread does not poll a leased socket for input, but hears of
    * a hang-up or an error, which it handles itself. */
@@ -2162,7 +2211,7 @@ connection_dispatch (GSource     *source,
   if (!leased)
     {
       if (!connection_take_handed (self))
-        return G_SOURCE_CONTINUE;
+        return;
       connection_read (self, revents);
     }
 
@@ -2175,7 +2224,15 @@ connection_dispatch (GSource     *source,
       g_source_modify_unix_fd (source, self->fd_tag, wanted);
       self->polled = wanted;
     }
+}
 
+static gboolean
+connection_dispatch (GSource     *source,
+                     GSourceFunc  callback,
+                     gpointer     user_data)
+{
+  connection_service (source);
+  msg_source_dispatched (source);
   return G_SOURCE_CONTINUE;
 }
 
@@ -2184,6 +2241,7 @@ connection_finalize (GSource *source)
 {
   MsgConnection *self = (MsgConnection *) source;
 
+  msg_source_finalizing (source);
   g_assert (self->endpoint == NULL);
   g_assert (self->lease == NULL);
   g_clear_pointer (&self->handed_frame, msg_wire_frame_free);
@@ -2191,9 +2249,11 @@ connection_finalize (GSource *source)
   if (self->fd >= 0)
     close (self->fd);
   out_list_free (&self->out);
+  out_list_free (&self->garbage);
   g_clear_pointer (&self->decoder, msg_wire_decoder_free);
   g_cond_clear (&self->written_cond);
   g_mutex_clear (&self->lock);
+  msg_source_finalized (source);
 }
 
 static GSourceFuncs connection_source_funcs = {
@@ -2242,7 +2302,7 @@ msg_transport_flush (MsgSink       *sink,
 
   if (handler != 0)
     g_cancellable_disconnect (cancellable, handler);
-  g_source_unref (&self->source);
+  msg_source_unref (&self->source);
 
   if (!done && !g_cancellable_set_error_if_cancelled (cancellable, error))
     g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,

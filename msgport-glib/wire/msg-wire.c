@@ -425,8 +425,9 @@ static guint recv_pool_next;                 /* (atomic): the slot to take over 
 static RecvBuffer *
 recv_buffer_from_data (guint8 *data)
 {
-  /* Through void *: the buffer came from g_malloc(), so it is aligned. */
-  return (RecvBuffer *) (void *) (data - G_STRUCT_OFFSET (RecvBuffer, data));
+  /* Through gpointer: @data lies G_STRUCT_OFFSET() into a RecvBuffer, so the
+   * result is aligned, but clang's -Wcast-align cannot know it. */
+  return (RecvBuffer *) (gpointer) (data - G_STRUCT_OFFSET (RecvBuffer, data));
 }
 
 /* Puts @buffer in an empty slot, or in place of one in turn, which is
@@ -561,7 +562,8 @@ msg_wire_decoder_reserve (MsgWireDecoder *self,
       self->buffer = g_realloc (self->buffer, self->allocated);
     }
   *size = self->allocated - self->end;
-  return self->buffer + self->end;
+  /* No buffer yet if nothing was asked for: no offset on NULL. */
+  return self->buffer != NULL ? self->buffer + self->end : NULL;
 }
 
 void

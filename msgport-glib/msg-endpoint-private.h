@@ -173,6 +173,8 @@ void         msg_endpoint_set_sink     (MsgEndpoint  *self,
 MsgSink     *msg_endpoint_get_sink     (MsgEndpoint  *self);
 GError      *msg_endpoint_new_peer_closed_reason (void);
 void         msg_endpoint_discard      (MsgEndpoint  *self);
+void         msg_endpoint_discard_full (MsgEndpoint  *self,
+                                        GError       *peer_reason);
 void         msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
                                              GMainContext **wake_later);
 

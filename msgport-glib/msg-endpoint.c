@@ -407,11 +407,13 @@ msg_endpoint_disentangle (MsgEndpoint *self,
 }
 
 /* Closes an endpoint that nobody will ever dispatch: what it holds is
- * dropped (its transferred endpoints discarded in turn) and its peer ends.
- * Used for handles dropped before start() and for envelopes never
- * delivered. */
+ * dropped (its transferred endpoints discarded in turn) and its peer ends,
+ * with @peer_reason (taken) or, if %NULL, as closed by its peer. Used for
+ * handles dropped before start(), for envelopes never delivered, and for
+ * ports that could not be sent on. */
 void
-msg_endpoint_discard (MsgEndpoint *self)
+msg_endpoint_discard_full (MsgEndpoint *self,
+                           GError      *peer_reason)
 {
   MsgEndpoint *peer;
   MsgQueue dropped;
@@ -426,7 +428,16 @@ msg_endpoint_discard (MsgEndpoint *self)
   msg_queue_clear (&dropped);
   if (peer != NULL)
     {
-      msg_endpoint_peer_gone (peer, self, msg_endpoint_new_peer_closed_reason ());
+      if (peer_reason == NULL)
+        peer_reason = msg_endpoint_new_peer_closed_reason ();
+      msg_endpoint_peer_gone (peer, self, g_steal_pointer (&peer_reason));
       msg_endpoint_forget_peer (self, peer);
     }
+  g_clear_error (&peer_reason);
+}
+
+void
+msg_endpoint_discard (MsgEndpoint *self)
+{
+  msg_endpoint_discard_full (self, NULL);
 }

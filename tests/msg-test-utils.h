@@ -46,6 +46,11 @@ void     msg_test_wait_for_fd_count  (guint         expected);
 /* The same, until at most @max are open (descriptors that GLib makes once,
  * such as a child watch's, may have gone meanwhile). */
 void     msg_test_wait_for_fds_at_most (guint       max);
+/* Asserts that @port closed with @code in the MSG_PORT_ERROR domain. */
+#define msg_test_assert_close_reason(port, code) G_STMT_START {          \
+  g_autoptr(GError) msg_test_reason_ = msg_port_main_get_close_reason (port); \
+  g_assert_error (msg_test_reason_, MSG_PORT_ERROR, (code));                 \
+} G_STMT_END
 /* Iterates @context (blocking) for @ms milliseconds: used to show that
  * something that would come from another thread or process does NOT
  * happen within that time. */

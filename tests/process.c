@@ -1861,6 +1861,98 @@ test_child_out_of_descriptors (void)
 }
 
 static void
+test_child_out_of_descriptors_posting (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  g_autoptr(GArray) taken = g_array_new (FALSE, FALSE, sizeof (int));
+  MsgPortMain *a = msg_channel_main_get_port1 (channel);
+  MsgPortMain *b = msg_channel_main_get_port2 (channel);
+  MsgPortMain *back;
+  struct rlimit saved;
+  guint baseline;
+  int probe[2];
+  int fd;
+
+  g_test_summary ("A port posted to a child while this process is out of descriptors "
+                  "(no socket pair can be made for it): the port that carried it and "
+                  "the posted port's peer close with TOO_MANY_OPEN_FILES, nothing "
+                  "arrives, nothing leaks, and once descriptors are free, ports cross "
+                  "to a new child");
+
+  echo_round ("warm-up");
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &saved), ==, 0);
+  baseline = msg_test_count_fds ();
+
+  child_spawn (&child, "echo", 0);
+  rec = msg_recorder_new (child.port);
+  rec_b = msg_recorder_new (b);
+  msg_port_main_start (child.port);
+  msg_port_main_start (b);
+
+  /* Every descriptor there is room for, taken. */
+  set_fd_limit (msg_test_count_fds () + 16);
+  while ((fd = dup (STDIN_FILENO)) >= 0)
+    g_array_append_val (taken, fd);
+  g_assert_cmpint (errno, ==, EMFILE);
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, probe) == 0)
+    {
+      close (probe[0]);
+      close (probe[1]);
+      for (guint i = 0; i < taken->len; i++)
+        close (g_array_index (taken, int, i));
+      set_fd_limit (saved.rlim_cur);
+      msg_port_main_close (child.port);
+      child_wait (&child, 0);
+      g_test_skip ("socketpair() ignores RLIMIT_NOFILE here (valgrind emulates it); "
+                   "/faults/export-out-of-descriptors covers this case everywhere");
+      return;
+    }
+
+  g_assert_true (msg_port_main_post_message (child.port, g_variant_new_string ("carrying"),
+                                             &a, 1, NULL));
+  msg_test_wait_until (NULL, rec->n_close == 1 && rec_b->n_close == 1);
+  msg_test_assert_close_reason (child.port, MSG_PORT_ERROR_TOO_MANY_OPEN_FILES);
+  msg_test_assert_close_reason (b, MSG_PORT_ERROR_TOO_MANY_OPEN_FILES);
+  g_assert_cmpuint (rec->events->len, ==, 0);
+  g_assert_cmpuint (rec_b->events->len, ==, 0);
+
+  /* Descriptors free again. */
+  for (guint i = 0; i < taken->len; i++)
+    close (g_array_index (taken, int, i));
+  set_fd_limit (saved.rlim_cur);
+  g_clear_pointer (&rec, msg_recorder_free);
+  g_clear_pointer (&rec_b, msg_recorder_free);
+  g_clear_object (&channel);
+  child_wait (&child, 0);
+  msg_test_wait_for_fds_at_most (baseline);
+
+  /* A port goes to a new child and comes back. */
+  channel = msg_channel_main_new ();
+  a = msg_channel_main_get_port1 (channel);
+  child = (Child) { 0, };
+  child_spawn (&child, "echo", 0);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+  g_assert_true (msg_port_main_post_message (child.port, NULL, &a, 1, NULL));
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  back = msg_message_event_get_port (g_ptr_array_index (rec->events, 0), 0);
+  rec_b = msg_recorder_new (msg_channel_main_get_port2 (channel));
+  msg_port_main_start (msg_channel_main_get_port2 (channel));
+  msg_port_main_post (back, g_variant_new_string ("round trip"), NULL);
+  msg_test_wait_until (NULL, rec_b->events->len == 1);
+  msg_port_main_close (child.port);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_clear_pointer (&rec, msg_recorder_free);
+  g_clear_pointer (&rec_b, msg_recorder_free);
+  g_clear_object (&channel);
+  child_wait (&child, 0);
+  msg_test_wait_for_fds_at_most (baseline);
+}
+
+static void
 test_child_python (void)
 {
   Child child = { 0, };
@@ -1939,6 +2031,7 @@ main (int    argc,
   g_test_add_func ("/process/child/close-flush-exit", test_child_close_flush_exit);
   g_test_add_func ("/process/child/exits-while-written", test_child_exits_while_written);
   g_test_add_func ("/process/child/out-of-descriptors", test_child_out_of_descriptors);
+  g_test_add_func ("/process/child/out-of-descriptors/posting", test_child_out_of_descriptors_posting);
   g_test_add_func ("/process/child/python", test_child_python);
 
   ret = g_test_run ();

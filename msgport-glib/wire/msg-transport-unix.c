@@ -1721,6 +1721,39 @@ encode_envelope (MsgEnvelope     *envelope,
   return ok && msg_wire_encode (frame, encoded, error);
 }
 
+/* Encodes the items of @self->out that are still envelopes (which
+ * exports the ports they carry), in order. Only for the thread that
+ * writes @self, and while no other thread adds to @out. */
+static gboolean
+connection_encode_out (MsgConnection  *self,
+                       GError        **error)
+{
+  g_autoptr(GPtrArray) pending = g_ptr_array_new ();
+
+  msg_mutex_lock (&self->lock);
+  for (GList *l = self->out.head; l != NULL; l = l->next)
+    {
+      OutItem *item = l->data;
+
+      if (item->envelope != NULL)
+        g_ptr_array_add (pending, item);
+    }
+  msg_mutex_unlock (&self->lock);
+
+  for (guint i = 0; i < pending->len; i++)
+    {
+      OutItem *item = g_ptr_array_index (pending, i);
+
+      /* Unlocked: the ports it carries may need other locks. */
+      if (!encode_envelope (g_steal_pointer (&item->envelope), &item->encoded, error))
+        return FALSE;
+      msg_mutex_lock (&self->lock);
+      connection_count_out_locked (self, item);
+      msg_mutex_unlock (&self->lock);
+    }
+  return TRUE;
+}
+
 typedef enum
 {
   MOVE_DONE,
@@ -1798,6 +1831,18 @@ connection_move (MsgConnection  *self,
       append_encoded (in_bytes, in_fds, &encoded);
     }
   msg_queue_clear (&queued);
+
+  /* Queued but not encoded yet: encoded now, while the move can still
+   * fail as a whole, not once the connection is handed on. Nobody else
+   * adds to @out meanwhile (only @endpoint posts here, and it is in
+   * flight), and only this thread encodes or writes. */
+  if (!connection_encode_out (self, error))
+    {
+      msg_wire_close_fds (in_fds);
+      g_array_unref (in_fds);
+      g_array_unref (out_fds);
+      return MOVE_FAILED;
+    }
   msg_wire_decoder_steal (self->decoder, in_bytes, in_fds);
 
   msg_mutex_lock (&self->lock);
@@ -1817,16 +1862,8 @@ connection_move (MsgConnection  *self,
   while ((link = g_queue_pop_head_link (&unwritten)) != NULL)
     {
       OutItem *item = link->data;
-      g_autoptr(GError) lost = NULL;
 
-      if (item->envelope != NULL &&
-          !encode_envelope (g_steal_pointer (&item->envelope), &item->encoded, &lost))
-        {
-          /* Too late to go back: that message is lost. */
-          g_warning ("A message was lost while its port moved: %s", lost->message);
-          out_item_free (item);
-          continue;
-        }
+      g_assert (item->envelope == NULL);
       /* Only the head can be partly written, or be the rest of a frame
        * that came with the port and is not written yet (offset 0, yet not
        * on a frame boundary): either way the next owner must not take it
@@ -1875,6 +1912,23 @@ connection_move (MsgConnection  *self,
   return MOVE_DONE;
 }
 
+/* Makes our end of a new socket pair @fds non-blocking; on failure (only
+ * ever seen under valgrind, which hands out descriptors above the limit
+ * it emulates, then refuses them) closes both and keeps errno. */
+static gboolean
+set_nonblocking_or_close (const int fds[2])
+{
+  int errsv;
+
+  if (set_nonblocking (fds[0], NULL))
+    return TRUE;
+  errsv = errno;
+  close (fds[0]);
+  close (fds[1]);
+  errno = errsv;
+  return FALSE;
+}
+
 /* Puts @endpoint (taken: a port in flight) into @port: moves its socket if
  * it has one, or else makes it a bridge to a new socket pair. */
 static gboolean
@@ -1904,10 +1958,12 @@ connection_export (MsgEndpoint  *endpoint,
       result = connection_move (backing, endpoint, port, &move_error);
       if (result == MOVE_FAILED)
         {
-          /* What it carried is lost: end its channel (the remote end sees
-           * the socket close) and send the port on, ended, below, so that
-           * only this port closes, not the one carrying it. */
-          g_warning ("A port could not move to another process: %s", move_error->message);
+          /* What it carried cannot go on whole: end its channel (the
+           * remote end sees the socket close) and send the port on, ended,
+           * below, so that only this port closes, not the one carrying
+           * it. A local condition (out of descriptors, say), not a
+           * programming error: no warning. */
+          g_debug ("A port could not move to another process: %s", move_error->message);
           connection_fail (backing, g_steal_pointer (&move_error));
         }
       msg_source_unref (&backing->source);
@@ -1920,20 +1976,22 @@ connection_export (MsgEndpoint  *endpoint,
     }
   g_clear_pointer (&peer, msg_endpoint_unref);
 
-  if (get_syscalls ()->socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+  if (get_syscalls ()->socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ||
+      !set_nonblocking_or_close (fds))
     {
       int errsv = errno;
 
-      msg_endpoint_discard (endpoint);
+      /* The port cannot go on: its peer learns why, and the caller ends
+       * the channel that was to carry it with the same reason. */
+      GError *reason = g_error_new (MSG_PORT_ERROR, msg_transport_error_code (errsv),
+                                    "Cannot create a socket pair for a transferred port: %s",
+                                    g_strerror (errsv));
+
+      msg_endpoint_discard_full (endpoint, g_error_copy (reason));
       msg_endpoint_unref (endpoint);
-      g_set_error (error, MSG_PORT_ERROR, msg_transport_error_code (errsv),
-                   "Cannot create a socket pair for a transferred port: %s",
-                   g_strerror (errsv));
+      g_propagate_error (error, reason);
       return FALSE;
     }
-  if (!set_nonblocking (fds[0], NULL))
-    g_warn_if_reached ();
-
   bridge = connection_new (fds[0], endpoint);
   connection_start (bridge);
   msg_endpoint_unref (endpoint);

@@ -19,7 +19,7 @@
  * dispatch: a message from another process costs one wake-up, of the
  * thread that handles it, as with a plain blocking read. The I/O thread
  * stops polling a leased socket, and takes it back when the context stays
- * busy (msg-transport-unix.c, "Context reads"), which is why prepare() and
+ * busy (wire/msg-context-reads.c), which is why prepare() and
  * check() record when the context polls.
  */
 

@@ -194,7 +194,7 @@ void           msg_dispatcher_unready    (MsgDispatcher *self,
 /* Context reads: a socket whose reading the process transport hands to the
  * dispatcher of the context its messages go to, while that context waits
  * in poll(), so that a message costs no wake-up of the I/O thread (see
- * msg-transport-unix.c). The transport implements MsgLease. */
+ * wire/msg-context-reads.c). The transport implements MsgLease. */
 typedef struct _MsgLease MsgLease;
 
 /* Whether @self's context is waiting in poll() now, and how many

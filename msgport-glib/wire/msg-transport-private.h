@@ -6,29 +6,13 @@
 #pragma once
 
 #include <errno.h>
-#include <sys/socket.h>
-#include <sys/types.h>
 
 #include "msg-endpoint-private.h"
+#include "msg-io-thread-private.h"
+#include "msg-socket-private.h"
 #include "msg-port-error.h"
 
 G_BEGIN_DECLS
-
-/* The system calls of the transport, behind one small table so that a test
- * can put faults in them (short writes, EINTR, EAGAIN, EPIPE, ...). */
-typedef struct
-{
-  ssize_t (*sendmsg)    (int                  fd,
-                         const struct msghdr *message,
-                         int                  flags);
-  ssize_t (*recvmsg)    (int                  fd,
-                         struct msghdr       *message,
-                         int                  flags);
-  int     (*socketpair) (int                  domain,
-                         int                  type,
-                         int                  protocol,
-                         int                  fds[2]);
-} MsgSyscalls;
 
 /* The MsgPortError code for a system call that failed with @errsv: the
  * peer went away (EPIPE, ECONNRESET), this process is out of descriptors
@@ -49,9 +33,6 @@ msg_transport_error_code (int errsv)
     }
 }
 
-/* Replaces the system calls (NULL restores the real ones). Tests only. */
-void          msg_transport_set_syscalls      (const MsgSyscalls *syscalls);
-
 /* Sets how close together posts must be to count as a burst, which the I/O
  * thread writes, rather than be written by the posting thread (-1 restores
  * the default; 0 writes directly whenever nothing is queued). Tests only. */
@@ -59,8 +40,6 @@ void          msg_transport_set_burst_gap     (gint               usec);
 
 /* How many sockets are read by a port's context now. Tests only. */
 guint         msg_transport_count_leases      (void);
-/* How many times a drained backlog gave memory back. Tests only. */
-guint         msg_transport_count_memory_given_back (void);
 
 /* Called by a dispatcher: reads what @lease's socket holds and delivers it;
  * FALSE once the lease is gone (taken back, or given back because
@@ -78,9 +57,6 @@ void          msg_transport_lease_unref       (MsgLease          *lease);
  * watchdog is armed already. */
 void          msg_transport_watchdog_poke     (void);
 
-/* Checks that @fd is a connected AF_UNIX SOCK_STREAM socket. */
-gboolean      msg_transport_check_socket      (int                 fd,
-                                               GError            **error);
 /* A new endpoint whose peer is the port at the other end of @fd (taken
  * only on success). */
 MsgEndpoint  *msg_transport_new_endpoint      (int                 fd,

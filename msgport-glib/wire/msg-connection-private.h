@@ -1,0 +1,156 @@
+/* msg-connection-private.h: a socket that carries one channel
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * A MsgConnection is the sink of an endpoint R whose peer L is the port in
+ * this process: what L posts reaches R, and so the connection, which
+ * writes it; what the connection reads goes to R's peer, L. It is a
+ * GSource on the I/O thread (msg-connection-source.c), whose reference
+ * count is the connection's. Its parts:
+ *
+ *   msg-connection.c          the lock, waiting, kicking, leases held, failing
+ *   msg-connection-read.c     recvmsg() into the decoder, frames delivered
+ *   msg-connection-write.c    the sink: posts, direct and queued writes, flush()
+ *   msg-context-reads.c       a context reads the socket (a lease), the watchdog
+ *   msg-connection-source.c   the GSource: new, start, what a dispatch does
+ *
+ * Ports in frames are imported and exported through a MsgPortCodec
+ * (msg-transport-unix.c), which sits above the connection: a port that
+ * moves stops and hands on its own connection.
+ *
+ * Lock order: endpoint locks, then connection->lock, then the GMainContext
+ * lock; a dispatcher's lock is never held with a connection's. The I/O
+ * thread never holds connection->lock while it takes an endpoint lock.
+ */
+
+#pragma once
+
+#include "msg-endpoint-private.h"
+#include "msg-out-queue-private.h"
+#include "msg-wire-private.h"
+
+G_BEGIN_DECLS
+
+/* The most recvmsg() calls one reader makes in a turn: as much as the I/O
+ * thread reads in one go, and a context in one dispatch. */
+#define MSG_CONNECTION_MAX_READS  32
+
+typedef enum
+{
+  CONNECTION_OPEN,
+  CONNECTION_WRITE_CLOSED,   /* our close frame is written; reading until EOF */
+  CONNECTION_DEAD,           /* the descriptor is closed */
+  CONNECTION_MOVED,          /* the descriptor went to another process */
+} MsgConnectionState;
+
+/* How ports in frames cross: only the I/O thread calls these. */
+typedef struct
+{
+  /* Encodes @envelope (taken) as a frame, exporting the ports it carries. */
+  gboolean     (*encode) (MsgEnvelope     *envelope,
+                          MsgWireEncoded  *encoded,
+                          GError         **error);
+  /* A port that arrived in a frame, as a new endpoint. */
+  MsgEndpoint *(*import) (MsgWirePort     *port,
+                          GError         **error);
+} MsgPortCodec;
+
+typedef struct _MsgConnection MsgConnection;
+
+struct _MsgConnection
+{
+  GSource          source;       /* its reference count is the connection's */
+  MsgSink          sink;         /* owned by @endpoint: a reference on @source */
+  const MsgPortCodec *codec;
+  gpointer         fd_tag;       /* I/O thread */
+  int              fd;           /* I/O thread; -1 once closed or moved */
+
+  GMutex           lock;
+  GCond            written_cond;  /* see msg_connection_wait_locked() */
+  /* protected by @lock */
+  MsgEndpoint     *endpoint;     /* (owned) (nullable): whose sink this is */
+  MsgOutQueue      out;
+  guint64          n_queued;
+  guint64          n_written;
+  MsgConnectionState state;
+  gboolean         close_queued;
+  gboolean         kicked;       /* @source is ready: the I/O thread will write */
+  gboolean         deadline;     /* @source is due within FLUSH_DEADLINE_USEC */
+  gboolean         flush_scheduled;  /* a ConnectionFlush is attached somewhere */
+  gboolean         write_blocked;    /* the I/O thread waits for the socket to drain */
+  gboolean         writing;      /* a poster writes to @fd, unlocked */
+  guint            n_waiters;    /* threads in msg_connection_wait_locked() */
+  gint64           last_post;    /* monotonic time of the last post */
+  GQueue           garbage;      /* protected by @lock: MsgOutItems written by
+                                  * posters, for the I/O thread to free */
+  int              write_errno;  /* what failed a poster's write, for the I/O thread */
+  MsgDispatcher   *lease;        /* (owned) (nullable): the context that reads @fd */
+  gboolean         context_reading;  /* that context reads, unlocked */
+  MsgWireFrame    *handed_frame; /* (owned) (nullable): read by the context, for the I/O thread */
+  GError          *handed_error; /* (owned) (nullable): what ended its reading */
+  guint            forks;        /* msg_io_thread_get_forks() when it was made */
+
+  /* I/O thread only, or the context that reads (see above) */
+  MsgWireDecoder  *decoder;
+
+  /* I/O thread only */
+  guint            seen_iterations;  /* the leaseholder's, at the last watchdog run */
+  gboolean         want_out;
+  GIOCondition     polled;       /* what @fd_tag asks for */
+  gboolean         peer_closed;  /* its close frame was read */
+};
+
+#define CONNECTION_FROM_SINK(s) ((MsgConnection *) (void *) ((guint8 *) (s) - G_STRUCT_OFFSET (MsgConnection, sink)))
+
+/* msg-connection.c */
+void           msg_connection_wait_locked      (MsgConnection  *self);
+void           msg_connection_signal_locked    (MsgConnection  *self);
+void           msg_connection_kick_locked      (MsgConnection  *self);
+void           msg_connection_begin_lease_locked (MsgConnection *self,
+                                                  MsgDispatcher *holder);
+MsgDispatcher *msg_connection_end_lease_locked (MsgConnection  *self);
+MsgDispatcher *msg_connection_take_lease_back  (MsgConnection  *self,
+                                                MsgDispatcher  *from);
+void           msg_connection_revoke_lease     (MsgConnection  *self);
+void           msg_connection_fail             (MsgConnection  *self,
+                                                GError         *reason);
+void           msg_connection_fail_write       (MsgConnection  *self,
+                                                int             errsv);
+MsgEndpoint   *msg_connection_ref_target       (MsgConnection  *self);
+void           msg_connection_deliver_read     (MsgConnection  *self,
+                                                MsgItem        *item,
+                                                MsgEndpoint   **target);
+
+/* msg-connection-read.c */
+typedef enum
+{
+  RECV_DATA,      /* bytes went into the decoder */
+  RECV_DRAINED,   /* the same, and the socket is empty for now */
+  RECV_AGAIN,     /* nothing to read */
+  RECV_EOF,       /* the peer hung up; nothing was taken */
+  RECV_FAILED,    /* @error */
+} MsgRecvResult;
+
+MsgRecvResult  msg_connection_recv             (MsgConnection  *self,
+                                                GError        **error);
+gboolean       msg_connection_handle_frame     (MsgConnection  *self,
+                                                MsgWireFrame   *frame,
+                                                MsgEndpoint   **target);
+gboolean       msg_connection_read             (MsgConnection  *self,
+                                                GIOCondition    revents);
+gboolean       msg_connection_take_handed      (MsgConnection  *self);
+
+/* msg-connection-write.c */
+extern const MsgSinkFuncs msg_connection_sink_funcs;
+void           msg_connection_write            (MsgConnection  *self);
+
+/* msg-context-reads.c */
+void           msg_connection_maybe_lease      (MsgConnection  *self);
+
+/* msg-connection-source.c */
+MsgConnection *msg_connection_new              (int                 fd,
+                                                MsgEndpoint        *endpoint,
+                                                const MsgPortCodec *codec);
+void           msg_connection_start            (MsgConnection  *self);
+
+G_END_DECLS

@@ -1,0 +1,291 @@
+/* msg-connection-read.c: reading a connection's socket
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * One recvmsg() at a time into the connection's decoder, with the
+ * descriptors that came with it; the frames decoded are delivered to the
+ * port at this end: messages, ports (imported through the connection's
+ * MsgPortCodec), and the close frame. The I/O thread reads, or a context
+ * that holds the socket's lease (msg-context-reads.c), which hands back
+ * what only the I/O thread may handle.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "msg-connection-private.h"
+#include "msg-io-thread-private.h"
+#include "msg-lock-private.h"
+#include "msg-transport-private.h"
+
+#define READ_SIZE             (256 * 1024)
+
+/* Takes @frame; a message goes to *@target (msg_connection_deliver_read()).
+ * Returns FALSE if the connection failed. */
+gboolean
+msg_connection_handle_frame (MsgConnection  *self,
+                             MsgWireFrame   *frame,
+                             MsgEndpoint   **target)
+{
+  MsgEnvelope *envelope;
+  GError *error = NULL;
+
+  if (frame->kind == MSG_WIRE_FRAME_CLOSE)
+    {
+      MsgEndpoint *endpoint;
+      MsgConnectionState state;
+
+      msg_wire_frame_free (frame);
+      self->peer_closed = TRUE;
+      msg_mutex_lock (&self->lock);
+      endpoint = self->endpoint != NULL ? msg_endpoint_ref (self->endpoint) : NULL;
+      state = self->state;
+      msg_mutex_unlock (&self->lock);
+      if (state == CONNECTION_WRITE_CLOSED)
+        {
+          /* Both close frames have crossed: nothing more can come. */
+          g_clear_pointer (&endpoint, msg_endpoint_unref);
+          msg_connection_fail (self, NULL);
+          return FALSE;
+        }
+      /* Our end answers with its own close frame, then both sides hang
+       * up. */
+      if (endpoint != NULL)
+        {
+          msg_endpoint_disentangle (endpoint,
+                                    msg_endpoint_new_peer_closed_reason (),
+                                    msg_endpoint_new_peer_closed_reason ());
+          msg_endpoint_unref (endpoint);
+        }
+      return TRUE;
+    }
+
+  if (!msg_wire_frame_map_data (frame, &error))
+    {
+      msg_wire_frame_free (frame);
+      msg_connection_fail (self, error);
+      return FALSE;
+    }
+  if (frame->n_ports == 0)
+    {
+      msg_connection_deliver_read (self, msg_item_new_message (g_steal_pointer (&frame->data)),
+                                   target);
+      msg_wire_frame_free (frame);
+      return TRUE;
+    }
+  envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), frame->n_ports);
+  for (guint i = 0; i < frame->n_ports; i++)
+    {
+      envelope->ports[i] = self->codec->import (&frame->ports[i], &error);
+      if (envelope->ports[i] == NULL)
+        {
+          msg_wire_frame_free (frame);
+          msg_envelope_free (envelope);
+          msg_connection_fail (self, error);
+          return FALSE;
+        }
+    }
+  msg_wire_frame_free (frame);
+  msg_connection_deliver_read (self, msg_item_from_envelope (envelope), target);
+
+  return TRUE;
+}
+
+/* Delivers the frames the decoder holds. FALSE if the connection failed. */
+static gboolean
+msg_connection_decode (MsgConnection *self)
+{
+  MsgEndpoint *target = NULL;
+  gboolean ok = TRUE;
+
+  while (ok)
+    {
+      MsgWireFrame *frame = NULL;
+      GError *error = NULL;
+
+      if (self->decoder == NULL)
+        ok = FALSE;
+      else if (!msg_wire_decoder_next (self->decoder, &frame, &error))
+        {
+          if (error == NULL)
+            break;
+          msg_connection_fail (self, error);
+          ok = FALSE;
+        }
+      else
+        ok = msg_connection_handle_frame (self, frame, &target);
+    }
+  g_clear_pointer (&target, msg_endpoint_unref);
+  return ok;
+}
+
+static void
+connection_eof (MsgConnection *self)
+{
+  MsgConnectionState state;
+
+  msg_mutex_lock (&self->lock);
+  state = self->state;
+  msg_mutex_unlock (&self->lock);
+
+  if (state == CONNECTION_WRITE_CLOSED)
+    msg_connection_fail (self, NULL);  /* both sides said all they had */
+  else if (!msg_wire_decoder_is_empty (self->decoder))
+    msg_connection_fail (self, g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE,
+                                                    "The peer process hung up in the middle of a message"));
+  else
+    msg_connection_fail (self, g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE,
+                                                    "The peer process exited or closed its end of the channel"));
+}
+
+/* One recvmsg() into the decoder, by the reader of the moment. */
+MsgRecvResult
+msg_connection_recv (MsgConnection  *self,
+                     GError        **error)
+{
+  union {
+    struct cmsghdr header;
+    char           buffer[CMSG_SPACE (sizeof (int) * MSG_WIRE_MAX_FDS_PER_SEND)];
+  } control;
+  struct msghdr message = { 0, };
+  struct iovec iov;
+  struct cmsghdr *cmsg;
+  int fds[MSG_WIRE_MAX_FDS_PER_SEND];
+  guint n_fds = 0;
+  gsize size;
+  ssize_t n;
+
+  iov.iov_base = msg_wire_decoder_reserve (self->decoder, READ_SIZE, &size);
+  iov.iov_len = MIN (size, (gsize) 16 * 1024 * 1024);
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control.buffer;
+  message.msg_controllen = sizeof control.buffer;
+
+  do
+    n = msg_io_syscalls ()->recvmsg (self->fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    {
+      int errsv = errno;
+
+      if (errsv == EAGAIN || errsv == EWOULDBLOCK)
+        return RECV_AGAIN;
+      g_set_error (error, MSG_PORT_ERROR, msg_transport_error_code (errsv),
+                   "Reading from the peer process failed: %s", g_strerror (errsv));
+      return RECV_FAILED;
+    }
+
+  for (cmsg = CMSG_FIRSTHDR (&message); cmsg != NULL; cmsg = CMSG_NXTHDR (&message, cmsg))
+    {
+      if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
+        {
+          guint count = (cmsg->cmsg_len - CMSG_LEN (0)) / sizeof (int);
+
+          for (guint j = 0; j < count && n_fds < G_N_ELEMENTS (fds); j++)
+            memcpy (&fds[n_fds++], CMSG_DATA (cmsg) + j * sizeof (int), sizeof (int));
+        }
+    }
+
+  if ((message.msg_flags & MSG_CTRUNC) != 0)
+    {
+      /* The control buffer holds SCM_MAX_FD descriptors, more than one
+       * sendmsg() can carry, and a stream socket never joins the
+       * descriptors of two sends in one read: the kernel dropped them
+       * because this process could not take them (out of descriptors, or
+       * refused by a security module). */
+      for (guint j = 0; j < n_fds; j++)
+        close (fds[j]);
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_MANY_OPEN_FILES,
+                           "Descriptors that came with a message could not be "
+                           "received: this process is out of file descriptors");
+      return RECV_FAILED;
+    }
+  if (n == 0)
+    {
+      for (guint j = 0; j < n_fds; j++)
+        close (fds[j]);
+      return RECV_EOF;
+    }
+
+  msg_wire_decoder_commit (self->decoder, n, fds, n_fds);
+  return (gsize) n < iov.iov_len ? RECV_DRAINED : RECV_DATA;
+}
+
+/* I/O thread: decodes what is pending, then reads the socket if @revents
+ * says it is readable, at most MSG_CONNECTION_MAX_READS times. Returns
+ * TRUE if it read all there was and the connection is still open: the
+ * socket may then be leased (msg_connection_maybe_lease()). */
+gboolean
+msg_connection_read (MsgConnection *self,
+                     GIOCondition   revents)
+{
+  /* Frames handed on with the port, or left by a context that read, come
+   * first. */
+  if (!msg_connection_decode (self))
+    return FALSE;
+  if ((revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) == 0)
+    return FALSE;
+
+  for (guint i = 0; i < MSG_CONNECTION_MAX_READS; i++)
+    {
+      GError *error = NULL;
+
+      switch (msg_connection_recv (self, &error))
+        {
+        case RECV_AGAIN:
+          return TRUE;
+        case RECV_EOF:
+          connection_eof (self);
+          return FALSE;
+        case RECV_FAILED:
+          msg_connection_fail (self, error);
+          return FALSE;
+        case RECV_DRAINED:
+          return msg_connection_decode (self);
+        case RECV_DATA:
+          if (!msg_connection_decode (self))
+            return FALSE;
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+    }
+
+  /* Fair to the other connections: come back on the next iteration. */
+  msg_mutex_lock (&self->lock);
+  msg_connection_kick_locked (self);
+  msg_mutex_unlock (&self->lock);
+  return FALSE;
+}
+
+/* I/O thread: what a context that read handed back. FALSE if the
+ * connection failed. */
+gboolean
+msg_connection_take_handed (MsgConnection *self)
+{
+  MsgWireFrame *frame;
+  GError *error;
+  MsgEndpoint *target = NULL;
+  gboolean ok = TRUE;
+
+  msg_mutex_lock (&self->lock);
+  frame = g_steal_pointer (&self->handed_frame);
+  error = g_steal_pointer (&self->handed_error);
+  msg_mutex_unlock (&self->lock);
+
+  if (frame != NULL)
+    ok = msg_connection_handle_frame (self, frame, &target);
+  g_clear_pointer (&target, msg_endpoint_unref);
+  if (ok && error != NULL)
+    {
+      msg_connection_fail (self, g_steal_pointer (&error));
+      ok = FALSE;
+    }
+  g_clear_error (&error);
+  return ok;
+}

@@ -1,0 +1,217 @@
+/* msg-connection.c: the connection object, its lock, and its end
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * What every part of a connection shares: waiting for and signalling
+ * progress under its lock, kicking the I/O thread, who reads its socket
+ * (the I/O thread, or a context that holds a lease), delivering what was
+ * read, and failing it. See msg-connection-private.h for the object.
+ */
+
+#include "config.h"
+
+#include <unistd.h>
+
+#include "msg-connection-private.h"
+#include "msg-io-thread-private.h"
+#include "msg-lock-private.h"
+#include "msg-transport-private.h"
+
+static gint n_leases;  /* (atomic) */
+
+guint
+msg_transport_count_leases (void)
+{
+  return g_atomic_int_get (&n_leases);
+}
+
+/* Waits, with @self->lock held, until msg_connection_signal_locked(): written
+ * frames, a poster's direct write ending, the connection ending or a
+ * cancellation. */
+void
+msg_connection_wait_locked (MsgConnection *self)
+{
+  self->n_waiters++;
+  msg_cond_wait (&self->written_cond, &self->lock);
+  self->n_waiters--;
+}
+
+/* Called with @self->lock held. A broadcast is a system call even with
+ * nobody waiting: most of the time there is nobody. */
+void
+msg_connection_signal_locked (MsgConnection *self)
+{
+  if (self->n_waiters > 0)
+    g_cond_broadcast (&self->written_cond);
+}
+
+/* Called with @self->lock held. */
+void
+msg_connection_kick_locked (MsgConnection *self)
+{
+  if (!self->kicked)
+    {
+      self->kicked = TRUE;
+      g_source_set_ready_time (&self->source, 0);
+    }
+}
+
+/* Called with @self->lock held: the socket is leased to @holder (a
+ * reference is taken), which reads it from now on. */
+void
+msg_connection_begin_lease_locked (MsgConnection *self,
+                                   MsgDispatcher *holder)
+{
+  self->lease = msg_dispatcher_ref (holder);
+  g_atomic_int_inc (&n_leases);
+}
+
+/* Called with @self->lock held: ends the lease, returning the reference
+ * it held on the leaseholder, for the caller to drop once unlocked. */
+MsgDispatcher *
+msg_connection_end_lease_locked (MsgConnection *self)
+{
+  MsgDispatcher *holder = g_steal_pointer (&self->lease);
+
+  if (holder != NULL)
+    {
+      g_atomic_int_add (&n_leases, -1);
+      /* The I/O thread polls for input again. */
+      msg_connection_kick_locked (self);
+    }
+  return holder;
+}
+
+/* Ends the lease once the context that reads has finished what it was
+ * reading; if @from is not %NULL, only a lease @from holds. Returns the
+ * reference the lease held on its holder, or %NULL. */
+MsgDispatcher *
+msg_connection_take_lease_back (MsgConnection *self,
+                                MsgDispatcher *from)
+{
+  MsgDispatcher *holder = NULL;
+
+  msg_mutex_lock (&self->lock);
+  while (self->context_reading)
+    msg_connection_wait_locked (self);
+  if (from == NULL || self->lease == from)
+    holder = msg_connection_end_lease_locked (self);
+  msg_mutex_unlock (&self->lock);
+  return holder;
+}
+
+/* I/O thread: takes the socket back, and tells its holder. */
+void
+msg_connection_revoke_lease (MsgConnection *self)
+{
+  MsgDispatcher *holder = msg_connection_take_lease_back (self, NULL);
+
+  if (holder != NULL)
+    {
+      msg_dispatcher_drop_lease (holder, (MsgLease *) self);
+      msg_dispatcher_unref (holder);
+    }
+}
+
+/* Ends the connection: the descriptor is closed, what was not written is
+ * dropped, and the port at this end emits ::close with @reason (taken). */
+void
+msg_connection_fail (MsgConnection *self,
+                     GError        *reason)
+{
+  MsgEndpoint *endpoint;
+  GQueue dropped;
+  gboolean trim;
+
+  /* Nobody else reads it from now on. */
+  msg_connection_revoke_lease (self);
+
+  msg_mutex_lock (&self->lock);
+  while (self->writing)
+    msg_connection_wait_locked (self);
+  g_clear_pointer (&self->handed_frame, msg_wire_frame_free);
+  g_clear_error (&self->handed_error);
+  if (self->state == CONNECTION_DEAD || self->state == CONNECTION_MOVED)
+    {
+      msg_mutex_unlock (&self->lock);
+      g_clear_error (&reason);
+      return;
+    }
+  self->state = CONNECTION_DEAD;
+  dropped = self->out.items;
+  g_queue_init (&self->out.items);
+  trim = self->out.trim_wanted;
+  trim |= msg_out_queue_forget (&self->out);
+  endpoint = g_steal_pointer (&self->endpoint);
+  msg_connection_signal_locked (self);
+  msg_mutex_unlock (&self->lock);
+
+  if (self->fd_tag != NULL)
+    g_source_remove_unix_fd (&self->source, g_steal_pointer (&self->fd_tag));
+  if (self->fd >= 0)
+    close (self->fd);
+  self->fd = -1;
+  g_clear_pointer (&self->decoder, msg_wire_decoder_free);
+  g_source_destroy (&self->source);
+
+  msg_out_list_free (&dropped);
+  if (trim)
+    msg_io_give_back_memory ();
+  if (reason == NULL)
+    reason = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE,
+                                  "The connection to the peer process ended");
+  if (endpoint != NULL)
+    {
+      GError *own_reason = g_error_copy (reason);
+
+      msg_endpoint_disentangle (endpoint, own_reason, g_steal_pointer (&reason));
+      msg_endpoint_unref (endpoint);
+    }
+  g_clear_error (&reason);
+}
+
+void
+msg_connection_fail_write (MsgConnection *self,
+                           int            errsv)
+{
+  msg_connection_fail (self, g_error_new (MSG_PORT_ERROR, msg_transport_error_code (errsv),
+                                          "Writing to the peer process failed: %s",
+                                          g_strerror (errsv)));
+}
+
+/* The endpoint that what is read goes to, or NULL. */
+MsgEndpoint *
+msg_connection_ref_target (MsgConnection *self)
+{
+  MsgEndpoint *endpoint, *target = NULL;
+
+  msg_mutex_lock (&self->lock);
+  endpoint = self->endpoint != NULL ? msg_endpoint_ref (self->endpoint) : NULL;
+  msg_mutex_unlock (&self->lock);
+
+  if (endpoint != NULL)
+    {
+      msg_mutex_lock (&endpoint->lock);
+      if (endpoint->peer != NULL)
+        target = msg_endpoint_ref (endpoint->peer);
+      msg_mutex_unlock (&endpoint->lock);
+      msg_endpoint_unref (endpoint);
+    }
+  return target;
+}
+
+/* Delivers @item (taken), read from the socket, to *@target, looked up
+ * on first use and kept for the rest of the batch: if the channel ends
+ * meanwhile, the target has ended too and drops them. */
+void
+msg_connection_deliver_read (MsgConnection  *self,
+                             MsgItem        *item,
+                             MsgEndpoint   **target)
+{
+  if (*target == NULL)
+    *target = msg_connection_ref_target (self);
+  if (*target != NULL)
+    msg_endpoint_deliver (*target, item);
+  else
+    msg_item_free (item);
+}

@@ -1,0 +1,263 @@
+/* msg-out-queue.c: what a connection has to write
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * An out queue holds encoded frames (and envelopes the I/O thread has yet
+ * to encode), each item with the descriptors that go with its first byte,
+ * and how far the head is written. It builds the iovecs of one sendmsg(),
+ * advances past what went out, and, when a port moves on, flattens what
+ * was not written into the bytes and descriptors its next owner writes
+ * first. Nothing here knows a socket: it is tested on its own.
+ */
+
+#include "config.h"
+
+#include <unistd.h>
+
+#include "msg-out-queue-private.h"
+
+MsgOutItem *
+msg_out_item_new (void)
+{
+  MsgOutItem *item = g_new0 (MsgOutItem, 1);
+
+  item->link.data = item;
+  return item;
+}
+
+void
+msg_out_item_free (MsgOutItem *item)
+{
+  msg_envelope_free (item->envelope);
+  msg_wire_encoded_clear (&item->encoded);
+  g_clear_pointer (&item->message, msg_variant_unref);
+  g_free (item);
+}
+
+void
+msg_out_list_free (GQueue *items)
+{
+  GList *link;
+
+  while ((link = g_queue_pop_head_link (items)) != NULL)
+    msg_out_item_free (link->data);
+}
+
+gsize
+msg_out_item_size (MsgOutItem *item)
+{
+  return g_bytes_get_size (item->encoded.head) +
+         (item->encoded.data != NULL ? g_bytes_get_size (item->encoded.data) : 0);
+}
+
+guint
+msg_out_item_unsent_fds (MsgOutItem *item)
+{
+  return item->encoded.fds != NULL ? item->encoded.fds->len - item->fds_sent : 0;
+}
+
+/* Points at most two entries of @iov at what is left to write of @item,
+ * adds their length to @total and returns how many it used. */
+guint
+msg_out_item_add_iov (MsgOutItem      *item,
+                      struct iovec *iov,
+                      gsize        *total)
+{
+  gsize head_size = g_bytes_get_size (item->encoded.head);
+  gsize offset = item->offset;
+  guint n_iov = 0;
+
+  if (offset < head_size)
+    {
+      iov[n_iov].iov_base = (guint8 *) g_bytes_get_data (item->encoded.head, NULL) + offset;
+      iov[n_iov].iov_len = head_size - offset;
+      *total += iov[n_iov++].iov_len;
+      offset = head_size;
+    }
+  if (item->encoded.data != NULL && g_bytes_get_size (item->encoded.data) > 0)
+    {
+      iov[n_iov].iov_base = (guint8 *) g_bytes_get_data (item->encoded.data, NULL) + (offset - head_size);
+      iov[n_iov].iov_len = g_bytes_get_size (item->encoded.data) - (offset - head_size);
+      *total += iov[n_iov++].iov_len;
+    }
+  return n_iov;
+}
+
+/* Counts @item's bytes in the backlog, once it is encoded. */
+void
+msg_out_queue_count (MsgOutQueue *self,
+                     MsgOutItem  *item)
+{
+  self->bytes += msg_out_item_size (item) - item->offset;
+  self->peak = MAX (self->peak, self->bytes);
+}
+
+void
+msg_out_queue_push (MsgOutQueue *self,
+                    MsgOutItem  *item)
+{
+  g_queue_push_tail_link (&self->items, &item->link);
+  if (item->envelope == NULL)
+    msg_out_queue_count (self, item);
+}
+
+/* @self->items was emptied some other way than by writing it (taken, or
+ * dropped): returns whether a backlog that deserves a trim went. */
+gboolean
+msg_out_queue_forget (MsgOutQueue *self)
+{
+  gboolean backlog = self->peak >= MSG_OUT_TRIM_AFTER_BACKLOG;
+
+  self->bytes = 0;
+  self->peak = 0;
+  self->trim_wanted = FALSE;
+  return backlog;
+}
+
+/* @n bytes from the head on went out: the items written whole move to
+ * @done, and their number is returned; *@close_written is set if one was
+ * the close frame. */
+guint
+msg_out_queue_advance (MsgOutQueue *self,
+                       gsize        n,
+                       GQueue      *done,
+                       gboolean    *close_written)
+{
+  guint n_done = 0;
+
+  while (n > 0)
+    {
+      MsgOutItem *item = g_queue_peek_head (&self->items);
+      gsize remaining = msg_out_item_size (item) - item->offset;
+
+      if (n < remaining)
+        {
+          item->offset += n;
+          self->bytes -= n;
+          return n_done;
+        }
+      n -= remaining;
+      self->bytes -= remaining;
+      g_queue_pop_head_link (&self->items);
+      g_queue_push_tail_link (done, &item->link);
+      n_done++;
+      *close_written |= item->is_close;
+    }
+  if (self->items.length == 0)
+    {
+      self->trim_wanted |= self->peak >= MSG_OUT_TRIM_AFTER_BACKLOG;
+      self->bytes = 0;
+      self->peak = 0;
+    }
+  return n_done;
+}
+
+/* Points @iov at the plain frames at the head of @self, as many as one
+ * sendmsg() takes (at most MSG_OUT_MAX_IOV - 1 entries and about
+ * MSG_OUT_MAX_WRITE_BYTES), and returns how many entries it used, their
+ * length in @total. It stops before an envelope (not encoded yet), and
+ * before any item with descriptors still to send, unless @with_fds: then
+ * the head may carry descriptors, which go with its first byte, and
+ * stops before the next that does. If the head has more descriptors than
+ * one sendmsg() carries, only its next byte is taken. Posters do not
+ * write the close frame (@with_fds FALSE stops there too). */
+guint
+msg_out_queue_fill_iov (MsgOutQueue  *self,
+                        struct iovec *iov,
+                        gboolean      with_fds,
+                        gsize        *total)
+{
+  MsgOutItem *head = g_queue_peek_head (&self->items);
+  guint n_iov = 0;
+
+  *total = 0;
+  for (GList *l = self->items.head;
+       l != NULL && n_iov < MSG_OUT_MAX_IOV - 1 && *total < MSG_OUT_MAX_WRITE_BYTES;
+       l = l->next)
+    {
+      MsgOutItem *item = l->data;
+
+      if (item->envelope != NULL)
+        break;
+      if (!with_fds && (item->is_close || msg_out_item_unsent_fds (item) > 0))
+        break;
+      if (with_fds && item != head && msg_out_item_unsent_fds (item) > 0)
+        break;
+      n_iov += msg_out_item_add_iov (item, iov + n_iov, total);
+      if (with_fds && msg_out_item_unsent_fds (head) > MSG_WIRE_MAX_FDS_PER_SEND)
+        {
+          n_iov = 1;
+          iov[0].iov_len = 1;
+          *total = 1;
+          break;
+        }
+    }
+  return n_iov;
+}
+
+/* The rest of a frame (@mid_frame) or whole frames that a port's previous
+ * owner had not written: @size bytes of @prefix from @offset, and @n_fds
+ * descriptors of @fds from @first_fd, which are taken (-1 left there). */
+MsgOutItem *
+msg_out_item_new_raw (GBytes   *prefix,
+                      gsize     offset,
+                      gsize     size,
+                      gboolean  mid_frame,
+                      GArray   *fds,
+                      guint     first_fd,
+                      guint     n_fds)
+{
+  MsgOutItem *item = msg_out_item_new ();
+
+  item->mid_frame = mid_frame;
+  item->encoded.head = g_bytes_new_from_bytes (prefix, offset, size);
+  item->encoded.fds = g_array_new (FALSE, FALSE, sizeof (int));
+  for (guint i = 0; i < n_fds; i++)
+    {
+      g_array_append_val (item->encoded.fds, g_array_index (fds, int, first_fd + i));
+      g_array_index (fds, int, first_fd + i) = -1;
+    }
+  return item;
+}
+
+/* What a moving port had not written goes on with it: the rest of the
+ * bytes of @items (taken; all encoded), and their descriptors not sent
+ * yet, appended to @bytes and @fds. *@partial is set to what is left of a
+ * frame partly written, or of one that came with the port in the middle
+ * (only the head can be either), else left alone. */
+void
+msg_out_list_flatten (GQueue     *items,
+                      GByteArray *bytes,
+                      GArray     *fds,
+                      gsize      *partial)
+{
+  GList *link;
+
+  while ((link = g_queue_pop_head_link (items)) != NULL)
+    {
+      MsgOutItem *item = link->data;
+      gsize head_size = g_bytes_get_size (item->encoded.head);
+
+      g_assert (item->envelope == NULL);
+      if (item->offset > 0 || item->mid_frame)
+        *partial = msg_out_item_size (item) - item->offset;
+      if (item->offset < head_size)
+        g_byte_array_append (bytes,
+                             (const guint8 *) g_bytes_get_data (item->encoded.head, NULL) + item->offset,
+                             head_size - item->offset);
+      if (item->encoded.data != NULL)
+        {
+          gsize skip = item->offset > head_size ? item->offset - head_size : 0;
+
+          g_byte_array_append (bytes,
+                               (const guint8 *) g_bytes_get_data (item->encoded.data, NULL) + skip,
+                               g_bytes_get_size (item->encoded.data) - skip);
+        }
+      for (guint i = item->fds_sent; item->encoded.fds != NULL && i < item->encoded.fds->len; i++)
+        {
+          g_array_append_val (fds, g_array_index (item->encoded.fds, int, i));
+          g_array_index (item->encoded.fds, int, i) = -1;
+        }
+      msg_out_item_free (item);
+    }
+}

@@ -25,7 +25,8 @@
 
 #include "config.h"
 
-#include "msg-endpoint-private.h"
+#include "msg-dispatcher-private.h"
+#include "msg-port-main-private.h"
 #include "wire/msg-transport-private.h"
 
 typedef struct

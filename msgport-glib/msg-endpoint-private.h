@@ -30,12 +30,12 @@
 #include <glib-object.h>
 
 #include "msg-lock-private.h"
-#include "msg-port-main.h"
 
 G_BEGIN_DECLS
 
 typedef struct _MsgEndpoint   MsgEndpoint;
 typedef struct _MsgDispatcher MsgDispatcher;
+typedef struct _MsgPortMain   MsgPortMain;
 typedef struct _MsgEnvelope   MsgEnvelope;
 typedef struct _MsgSink       MsgSink;
 
@@ -177,53 +177,5 @@ void         msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
                                              GMainContext **wake_later);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgEndpoint, msg_endpoint_unref)
-
-/* msg-dispatcher.c */
-MsgDispatcher *msg_dispatcher_acquire    (GMainContext  *context);
-void           msg_dispatcher_release    (MsgDispatcher *self);
-MsgDispatcher *msg_dispatcher_ref        (MsgDispatcher *self);
-void           msg_dispatcher_unref      (MsgDispatcher *self);
-void           msg_dispatcher_mark_ready (MsgDispatcher  *self,
-                                          MsgEndpoint    *endpoint,
-                                          GMainContext  **wake_later);
-void           msg_dispatcher_unready    (MsgDispatcher *self,
-                                          MsgEndpoint   *endpoint);
-
-/* Context reads: a socket whose reading the process transport hands to the
- * dispatcher of the context its messages go to, while that context waits
- * in poll(), so that a message costs no wake-up of the I/O thread (see
- * msg-transport-unix.c). The transport implements MsgLease. */
-typedef struct _MsgLease MsgLease;
-
-/* Whether @self's context is waiting in poll() now, and how many
- * iterations it has made (it made none since the last call that returned
- * the same count: it is busy, or not running). Any thread. */
-gboolean       msg_dispatcher_is_polling (MsgDispatcher *self,
-                                          guint         *iterations);
-/* Lets @self poll @fd and read @lease (a reference is taken) when it is
- * readable; FALSE if @self is going away. Any thread. */
-gboolean       msg_dispatcher_add_lease  (MsgDispatcher *self,
-                                          MsgLease      *lease,
-                                          int            fd);
-/* @lease was taken back: @self stops polling its descriptor. Any thread. */
-void           msg_dispatcher_drop_lease (MsgDispatcher *self,
-                                          MsgLease      *lease);
-
-/* msg-port-main.c */
-MsgPortMain *msg_port_main_new_for_endpoint (MsgEndpoint  *endpoint);
-MsgEndpoint *msg_port_main_get_endpoint     (MsgPortMain  *self);
-void         msg_port_main_dispatch         (MsgPortMain      *self,
-                                             MsgItem          *item,
-                                             MsgMessageEvent **spare);
-
-/* msg-message-event.c */
-MsgMessageEvent *msg_message_event_new_take   (GVariant         *data,
-                                               MsgPortMain     **ports,
-                                               guint             n_ports);
-void             msg_message_event_reset_take (MsgMessageEvent  *self,
-                                               GVariant         *data,
-                                               MsgPortMain     **ports,
-                                               guint             n_ports);
-gboolean         msg_message_event_recycle    (MsgMessageEvent  *self);
 
 G_END_DECLS

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "msg-endpoint-private.h"
+/* Until readiness goes through an interface (the next commit). */
+#include "msg-dispatcher-private.h"
 #include "msg-port-error.h"
 
 #ifdef MSG_HAVE_TSAN

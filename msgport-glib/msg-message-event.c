@@ -5,8 +5,8 @@
 
 #include "config.h"
 
-#include "msg-endpoint-private.h"
-#include "msg-message-event.h"
+#include "msg-lock-private.h"
+#include "msg-message-event-private.h"
 #include "msg-port-main.h"
 
 /**

@@ -9,9 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "msg-endpoint-private.h"
+#include "msg-dispatcher-private.h"
+#include "msg-message-event-private.h"
 #include "msg-port-error.h"
-#include "msg-port-main.h"
+#include "msg-port-main-private.h"
 #include "wire/msg-transport-private.h"
 #include "wire/msg-wire-private.h"
 

@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#include "msg-endpoint-private.h"
+#include <gio/gio.h>
+
+#include "msg-dispatcher-private.h"
 #include "msg-port-error.h"
 
 G_BEGIN_DECLS

@@ -1,0 +1,47 @@
+/* msg-dispatcher-private.h: one GSource per GMainContext for its ports
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The dispatcher of a context delivers the items of the endpoints started
+ * there (see msg-dispatcher.c). It knows endpoints and nothing above them:
+ * the port binds an endpoint to it, and the process transport lends it
+ * sockets to read.
+ */
+
+#pragma once
+
+#include "msg-endpoint-private.h"
+
+G_BEGIN_DECLS
+
+MsgDispatcher *msg_dispatcher_acquire    (GMainContext  *context);
+void           msg_dispatcher_release    (MsgDispatcher *self);
+MsgDispatcher *msg_dispatcher_ref        (MsgDispatcher *self);
+void           msg_dispatcher_unref      (MsgDispatcher *self);
+void           msg_dispatcher_mark_ready (MsgDispatcher  *self,
+                                          MsgEndpoint    *endpoint,
+                                          GMainContext  **wake_later);
+void           msg_dispatcher_unready    (MsgDispatcher *self,
+                                          MsgEndpoint   *endpoint);
+
+/* Context reads: a socket whose reading the process transport hands to the
+ * dispatcher of the context its messages go to, while that context waits
+ * in poll(), so that a message costs no wake-up of the I/O thread (see
+ * msg-transport-unix.c). The transport implements MsgLease. */
+typedef struct _MsgLease MsgLease;
+
+/* Whether @self's context is waiting in poll() now, and how many
+ * iterations it has made (it made none since the last call that returned
+ * the same count: it is busy, or not running). Any thread. */
+gboolean       msg_dispatcher_is_polling (MsgDispatcher *self,
+                                          guint         *iterations);
+/* Lets @self poll @fd and read @lease (a reference is taken) when it is
+ * readable; FALSE if @self is going away. Any thread. */
+gboolean       msg_dispatcher_add_lease  (MsgDispatcher *self,
+                                          MsgLease      *lease,
+                                          int            fd);
+/* @lease was taken back: @self stops polling its descriptor. Any thread. */
+void           msg_dispatcher_drop_lease (MsgDispatcher *self,
+                                          MsgLease      *lease);
+
+G_END_DECLS

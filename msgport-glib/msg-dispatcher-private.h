@@ -14,15 +14,26 @@
 
 G_BEGIN_DECLS
 
+typedef struct _MsgDispatcher MsgDispatcher;
+
 MsgDispatcher *msg_dispatcher_acquire    (GMainContext  *context);
 void           msg_dispatcher_release    (MsgDispatcher *self);
 MsgDispatcher *msg_dispatcher_ref        (MsgDispatcher *self);
 void           msg_dispatcher_unref      (MsgDispatcher *self);
-void           msg_dispatcher_mark_ready (MsgDispatcher  *self,
-                                          MsgEndpoint    *endpoint,
-                                          GMainContext  **wake_later);
-void           msg_dispatcher_unready    (MsgDispatcher *self,
-                                          MsgEndpoint   *endpoint);
+
+/* Called with @endpoint->lock held, by start(): @self delivers the items
+ * of @endpoint from now on, each passed to @emit with endpoint->port.
+ * Takes the reference of msg_dispatcher_acquire(). */
+void           msg_dispatcher_bind_locked   (MsgDispatcher *self,
+                                             MsgEndpoint   *endpoint,
+                                             MsgEmitFunc    emit);
+/* Called with @endpoint->lock held: @endpoint is no longer delivered.
+ * Returns its dispatcher, whose reference the caller releases once
+ * unlocked; %NULL if it was not bound. */
+MsgDispatcher *msg_dispatcher_unbind_locked (MsgEndpoint   *endpoint);
+/* Called with @endpoint->lock held: the dispatcher @endpoint is bound to
+ * (transfer none), or %NULL. */
+MsgDispatcher *msg_dispatcher_get_bound_locked (MsgEndpoint *endpoint);
 
 /* Context reads: a socket whose reading the process transport hands to the
  * dispatcher of the context its messages go to, while that context waits

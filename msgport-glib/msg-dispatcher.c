@@ -26,13 +26,14 @@
 #include "config.h"
 
 #include "msg-dispatcher-private.h"
-#include "msg-port-main-private.h"
+/* Until leases go through an interface (the next commit). */
 #include "wire/msg-transport-private.h"
 
 typedef struct
 {
   MsgEndpoint *endpoint;  /* (owned) */
   MsgPortMain *port;      /* (owned) (nullable): its handle, if still bound here */
+  MsgEmitFunc  emit;      /* what the port was started with */
   guint        budget;
 } MsgBatchItem;
 
@@ -58,6 +59,7 @@ typedef struct
 struct _MsgDispatcher
 {
   GSource       source;
+  MsgReadyList  ready_list;  /* what bound endpoints know of us */
   GMainContext *context;   /* (owned) */
   GMutex        lock;
   GQueue        ready;     /* protected by @lock: MsgEndpoint.ready_link, each
@@ -67,8 +69,8 @@ struct _MsgDispatcher
                             * cleared when dispatch() takes it */
   MsgBatchItem *batch;     /* (owned): only used by dispatch() */
   guint         batch_size;  /* allocated items in @batch */
-  MsgMessageEvent *spare;  /* (owned) (nullable): a reusable event; only
-                            * used by dispatch() */
+  MsgEmitCache  emit_cache;  /* lent to the emit functions; only used by
+                              * dispatch() */
 
   /* Context reads. The leased descriptors are polled by @reader, not by
    * this source: GLib takes the descriptors of a source out of the poll
@@ -101,6 +103,9 @@ struct _MsgDispatcher
 static GMutex dispatchers_lock;
 static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatcher */
 
+#define MSG_DISPATCHER_OF_READY_LIST(list) \
+  ((MsgDispatcher *) ((char *) (list) - G_STRUCT_OFFSET (MsgDispatcher, ready_list)))
+
 /* Puts @endpoint on the ready list. When that arms the source, the
  * context must be woken: at once, or, if @wake_later is not %NULL, by the
  * caller once it has released its endpoint lock (so that the woken thread
@@ -113,7 +118,7 @@ static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatch
  * thread, clearing it later, then sees armed; or it sees it cleared, and
  * wakes the context.) A post answered while the receiving thread is still
  * in the dispatch that sent it, the rule on one CPU, costs no wake-up. */
-void
+static void
 msg_dispatcher_mark_ready (MsgDispatcher  *self,
                            MsgEndpoint    *endpoint,
                            GMainContext  **wake_later)
@@ -141,9 +146,21 @@ msg_dispatcher_mark_ready (MsgDispatcher  *self,
     g_main_context_wakeup (self->context);
 }
 
+static void
+msg_dispatcher_ready_list_mark_ready (MsgReadyList  *list,
+                                      MsgEndpoint   *endpoint,
+                                      GMainContext **wake_later)
+{
+  msg_dispatcher_mark_ready (MSG_DISPATCHER_OF_READY_LIST (list), endpoint, wake_later);
+}
+
+static const MsgReadyListFuncs msg_dispatcher_ready_list_funcs = {
+  .mark_ready = msg_dispatcher_ready_list_mark_ready,
+};
+
 /* Called with @endpoint->lock held; the caller holds a reference on
  * @endpoint, so the one dropped here is never the last. */
-void
+static void
 msg_dispatcher_unready (MsgDispatcher *self,
                         MsgEndpoint   *endpoint)
 {
@@ -162,6 +179,41 @@ msg_dispatcher_unready (MsgDispatcher *self,
     msg_endpoint_unref (endpoint);
 }
 
+void
+msg_dispatcher_bind_locked (MsgDispatcher *self,
+                            MsgEndpoint   *endpoint,
+                            MsgEmitFunc    emit)
+{
+  g_assert (endpoint->ready_list == NULL);
+
+  endpoint->ready_list = &self->ready_list;
+  endpoint->emit = emit;
+  if (endpoint->queue.length > 0)
+    msg_endpoint_mark_ready_locked (endpoint, NULL);
+}
+
+MsgDispatcher *
+msg_dispatcher_get_bound_locked (MsgEndpoint *endpoint)
+{
+  if (endpoint->ready_list == NULL)
+    return NULL;
+  return MSG_DISPATCHER_OF_READY_LIST (endpoint->ready_list);
+}
+
+MsgDispatcher *
+msg_dispatcher_unbind_locked (MsgEndpoint *endpoint)
+{
+  MsgDispatcher *self = msg_dispatcher_get_bound_locked (endpoint);
+
+  if (self != NULL)
+    {
+      endpoint->ready_list = NULL;
+      endpoint->emit = NULL;
+      msg_dispatcher_unready (self, endpoint);
+    }
+  return self;
+}
+
 /* Delivers at most @work->budget items of its endpoint, one at a time so
  * that a handler that transfers or closes the port stops the delivery at
  * once. Takes @work->port. */
@@ -171,6 +223,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
 {
   MsgEndpoint *endpoint = work->endpoint;
   MsgPortMain *port = g_steal_pointer (&work->port);
+  MsgEmitFunc emit = work->emit;
   guint budget = work->budget;
   gboolean unbound = FALSE;
 
@@ -181,7 +234,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
       msg_mutex_lock (&endpoint->lock);
       /* Transferred, or even transferred and started again here under a
        * new handle: either way this handle emits no more. */
-      if (endpoint->dispatcher != self || endpoint->port != port ||
+      if (endpoint->ready_list != &self->ready_list || endpoint->port != port ||
           (item = msg_queue_pop (&endpoint->queue)) == NULL)
         {
           msg_mutex_unlock (&endpoint->lock);
@@ -195,11 +248,10 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
           /* The last item this end will ever see: unbind, and let go
            * of the reference the started port held on itself. */
           unbound = TRUE;
-          endpoint->dispatcher = NULL;
           endpoint->close_emitted = TRUE;
           g_clear_error (&endpoint->close_reason);
           endpoint->close_reason = g_steal_pointer (&envelope->reason);
-          msg_dispatcher_unready (self, endpoint);
+          msg_dispatcher_unbind_locked (endpoint);
         }
       else if (budget == 0 && endpoint->queue.length > 0)
         {
@@ -210,7 +262,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
         }
       msg_mutex_unlock (&endpoint->lock);
 
-      msg_port_main_dispatch (port, item, &self->spare);
+      emit (port, item, &self->emit_cache);
 
       if (unbound)
         {
@@ -483,7 +535,7 @@ msg_dispatcher_dispatch (GSource     *source,
   /* Dispatches of one context follow each other, also when different
    * threads own it in turn (g_main_context_acquire(), under GLib's lock,
    * which TSan cannot see): this one comes after the last one's
-   * msg_source_dispatched(), and may use what it left (the spare event). */
+   * msg_source_dispatched(), and may use what it left (the emit cache). */
   MSG_TSAN_ACQUIRE (source);
   g_atomic_int_set (&self->in_dispatch, 1);
   __atomic_store_n (&self->polling, 0, __ATOMIC_RELEASE);
@@ -504,7 +556,7 @@ msg_dispatcher_dispatch (GSource     *source,
       MsgEndpoint *endpoint = link->data;
 
       endpoint->ready = FALSE;
-      self->batch[n++] = (MsgBatchItem) { endpoint, NULL, 0 };
+      self->batch[n++] = (MsgBatchItem) { endpoint, NULL, NULL, 0 };
     }
   g_atomic_int_set (&self->armed, 0);
   msg_mutex_unlock (&self->lock);
@@ -516,9 +568,10 @@ msg_dispatcher_dispatch (GSource     *source,
       MsgBatchItem *item = &self->batch[i];
 
       msg_mutex_lock (&item->endpoint->lock);
-      if (item->endpoint->dispatcher == self)
+      if (item->endpoint->ready_list == &self->ready_list)
         {
           item->port = g_object_ref (item->endpoint->port);
+          item->emit = item->endpoint->emit;
           item->budget = item->endpoint->queue.length;
         }
       msg_mutex_unlock (&item->endpoint->lock);
@@ -549,7 +602,8 @@ msg_dispatcher_finalize (GSource *source)
   g_clear_pointer (&self->leases, g_array_unref);
   g_clear_pointer (&self->readable, g_array_unref);
   g_clear_pointer (&self->batch, g_free);
-  g_clear_object (&self->spare);
+  if (self->emit_cache.data != NULL)
+    self->emit_cache.destroy (g_steal_pointer (&self->emit_cache.data));
   g_clear_pointer (&self->context, g_main_context_unref);
   g_mutex_clear (&self->lock);
   msg_source_finalized (source);
@@ -624,6 +678,7 @@ msg_dispatcher_acquire (GMainContext *context)
       GSource *source = g_source_new (&msg_dispatcher_funcs, sizeof (MsgDispatcher));
 
       self = (MsgDispatcher *) source;
+      self->ready_list.funcs = &msg_dispatcher_ready_list_funcs;
       self->context = g_main_context_ref (context);
       g_mutex_init (&self->lock);
       g_queue_init (&self->ready);

@@ -12,8 +12,5 @@ G_BEGIN_DECLS
 
 MsgPortMain *msg_port_main_new_for_endpoint (MsgEndpoint  *endpoint);
 MsgEndpoint *msg_port_main_get_endpoint     (MsgPortMain  *self);
-void         msg_port_main_dispatch         (MsgPortMain      *self,
-                                             MsgItem          *item,
-                                             MsgMessageEvent **spare);
 
 G_END_DECLS

@@ -324,14 +324,16 @@ msg_port_main_get_endpoint (MsgPortMain *self)
   return self->endpoint;
 }
 
-/* Emits what @item carries on @self, in its context, and frees it.
- * @spare is the dispatcher's reusable event (see
- * msg_message_event_recycle()), owned by the dispatching thread. */
-void
-msg_port_main_dispatch (MsgPortMain      *self,
-                        MsgItem          *item,
-                        MsgMessageEvent **spare)
+/* The MsgEmitFunc of a started port: emits what @item carries on @self,
+ * in its context, and frees it. @cache holds the dispatcher's reusable
+ * event (see msg_message_event_recycle()), owned by the dispatching
+ * thread. */
+static void
+msg_port_main_emit (MsgPortMain  *self,
+                    MsgItem      *item,
+                    MsgEmitCache *cache)
 {
+  MsgMessageEvent **spare = (MsgMessageEvent **) &cache->data;
   MsgEnvelope *envelope = NULL;
   MsgMessageEvent *event;
   MsgPortMain **ports = NULL;
@@ -388,7 +390,10 @@ msg_port_main_dispatch (MsgPortMain      *self,
     }
 
   if (msg_message_event_recycle (event))
-    *spare = event;
+    {
+      *spare = event;
+      cache->destroy = g_object_unref;
+    }
 
   msg_envelope_free (envelope);
 }
@@ -492,14 +497,11 @@ msg_port_main_take_transfer (MsgPortMain   *self,
 
           endpoint->port = NULL;
           endpoint->started = FALSE;
-          if (endpoint->dispatcher != NULL)
-            {
-              /* Started: its queue goes with it, unemitted, and the
-               * reference it held on its handle is let go. */
-              released[i] = g_steal_pointer (&endpoint->dispatcher);
-              msg_dispatcher_unready (released[i], endpoint);
-              self_refs[i] = transfer[i];
-            }
+          /* Started: its queue goes with it, unemitted, and the
+           * reference it held on its handle is let go. */
+          released[i] = msg_dispatcher_unbind_locked (endpoint);
+          if (released[i] != NULL)
+            self_refs[i] = transfer[i];
           if (endpoint->close_emitted)
             {
               /* It had ended here: it ends again at its new home. */
@@ -775,10 +777,8 @@ msg_port_main_start (MsgPortMain *self)
     {
       bound = TRUE;
       endpoint->started = TRUE;
-      endpoint->dispatcher = dispatcher;
       g_object_ref (self);
-      if (endpoint->queue.length > 0)
-        msg_endpoint_mark_ready_locked (endpoint, NULL);
+      msg_dispatcher_bind_locked (dispatcher, endpoint, msg_port_main_emit);
     }
   msg_mutex_unlock (&endpoint->lock);
 

@@ -1474,8 +1474,9 @@ connection_maybe_lease (MsgConnection *self)
     return;
 
   msg_mutex_lock (&target->lock);
-  if (target->dispatcher != NULL)
-    dispatcher = msg_dispatcher_ref (target->dispatcher);
+  dispatcher = msg_dispatcher_get_bound_locked (target);
+  if (dispatcher != NULL)
+    msg_dispatcher_ref (dispatcher);
   msg_mutex_unlock (&target->lock);
   msg_endpoint_unref (target);
   if (dispatcher == NULL)

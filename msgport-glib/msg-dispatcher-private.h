@@ -38,19 +38,40 @@ MsgDispatcher *msg_dispatcher_get_bound_locked (MsgEndpoint *endpoint);
 /* Context reads: a socket whose reading the process transport hands to the
  * dispatcher of the context its messages go to, while that context waits
  * in poll(), so that a message costs no wake-up of the I/O thread (see
- * msg-transport-unix.c). The transport implements MsgLease. */
+ * msg-transport-unix.c). The dispatcher knows a lease only through the
+ * functions the transport passes with it. */
 typedef struct _MsgLease MsgLease;
+
+typedef struct
+{
+  MsgLease *(*ref)       (MsgLease      *lease);
+  void      (*unref)     (MsgLease      *lease);
+  /* Reads what @lease's socket holds and delivers it; FALSE once the lease
+   * is gone (taken back, or given back because something only the I/O
+   * thread handles came), after which @dispatcher stops polling it. */
+  gboolean  (*read)      (MsgLease      *lease,
+                          MsgDispatcher *dispatcher);
+  /* @dispatcher goes away: the I/O thread reads @lease's socket again. */
+  void      (*give_back) (MsgLease      *lease,
+                          MsgDispatcher *dispatcher);
+  /* A dispatcher holding leases left poll(): the transport makes sure it
+   * checks, soon, that it comes back. Cheap; called on every main-loop
+   * iteration of such a dispatcher. */
+  void      (*poke)      (void);
+} MsgLeaseFuncs;
 
 /* Whether @self's context is waiting in poll() now, and how many
  * iterations it has made (it made none since the last call that returned
  * the same count: it is busy, or not running). Any thread. */
 gboolean       msg_dispatcher_is_polling (MsgDispatcher *self,
                                           guint         *iterations);
-/* Lets @self poll @fd and read @lease (a reference is taken) when it is
- * readable; FALSE if @self is going away. Any thread. */
-gboolean       msg_dispatcher_add_lease  (MsgDispatcher *self,
-                                          MsgLease      *lease,
-                                          int            fd);
+/* Lets @self poll @fd and read @lease (a reference is taken) with @funcs
+ * when it is readable; FALSE if @self is going away. Every lease of one
+ * dispatcher has the same @funcs (there is one transport). Any thread. */
+gboolean       msg_dispatcher_add_lease  (MsgDispatcher       *self,
+                                          MsgLease            *lease,
+                                          const MsgLeaseFuncs *funcs,
+                                          int                  fd);
 /* @lease was taken back: @self stops polling its descriptor. Any thread. */
 void           msg_dispatcher_drop_lease (MsgDispatcher *self,
                                           MsgLease      *lease);

@@ -26,8 +26,6 @@
 #include "config.h"
 
 #include "msg-dispatcher-private.h"
-/* Until leases go through an interface (the next commit). */
-#include "wire/msg-transport-private.h"
 
 typedef struct
 {
@@ -42,18 +40,21 @@ typedef struct
  * has a serial number of its own, so that only the one that ended goes. */
 typedef struct
 {
-  MsgLease *lease;    /* (owned) */
-  guint     serial;
-  int       fd;
-  GPollFD  *poll;     /* (owned) (nullable): added by prepare(), on the context's thread */
-  gboolean  dropped;  /* to be removed by prepare() */
+  MsgLease            *lease;    /* (owned) */
+  const MsgLeaseFuncs *funcs;
+  guint                serial;
+  int                  fd;
+  GPollFD             *poll;     /* (owned) (nullable): added by prepare(), on
+                                  * the context's thread */
+  gboolean             dropped;  /* to be removed by prepare() */
 } MsgLeaseEntry;
 
-/* What read_leases() reads. */
+/* What read_leases() reads, and update_leases() lets go of. */
 typedef struct
 {
-  MsgLease *lease;    /* (owned) */
-  guint     serial;
+  MsgLease            *lease;    /* (owned) */
+  const MsgLeaseFuncs *funcs;
+  guint                serial;
 } MsgReadable;
 
 struct _MsgDispatcher
@@ -97,6 +98,8 @@ struct _MsgDispatcher
   gint          iterations;   /* (atomic): prepare() calls */
   guint         next_serial;  /* protected by @lock: for the next entry,
                                * never 0 */
+  const MsgLeaseFuncs *lease_funcs;  /* (atomic) (nullable): those of the
+                                      * leases, for poke() */
   GArray       *readable;  /* of MsgReadable; only used by dispatch() */
 };
 
@@ -286,11 +289,12 @@ msg_dispatcher_is_polling (MsgDispatcher *self,
 }
 
 gboolean
-msg_dispatcher_add_lease (MsgDispatcher *self,
-                          MsgLease      *lease,
-                          int            fd)
+msg_dispatcher_add_lease (MsgDispatcher       *self,
+                          MsgLease            *lease,
+                          const MsgLeaseFuncs *funcs,
+                          int                  fd)
 {
-  MsgLeaseEntry entry = { NULL, 0, fd, NULL, FALSE };
+  MsgLeaseEntry entry = { NULL, funcs, 0, fd, NULL, FALSE };
 
   msg_mutex_lock (&self->lock);
   if (self->going_away)
@@ -298,7 +302,8 @@ msg_dispatcher_add_lease (MsgDispatcher *self,
       msg_mutex_unlock (&self->lock);
       return FALSE;
     }
-  entry.lease = msg_transport_lease_ref (lease);
+  entry.lease = funcs->ref (lease);
+  g_atomic_pointer_set (&self->lease_funcs, funcs);
   /* 0 means every entry to mark_dropped_locked(). */
   if (++self->next_serial == 0)
     self->next_serial = 1;
@@ -348,7 +353,7 @@ msg_dispatcher_drop_lease (MsgDispatcher *self,
 static void
 update_leases (MsgDispatcher *self)
 {
-  g_autoptr(GPtrArray) unref = NULL;
+  g_autoptr(GArray) unref = NULL;
 
   msg_mutex_lock (&self->lock);
   if (!self->reader_attached && !self->going_away && self->leases->len > 0)
@@ -368,8 +373,8 @@ update_leases (MsgDispatcher *self)
               g_free (entry->poll);
             }
           if (unref == NULL)
-            unref = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_transport_lease_unref);
-          g_ptr_array_add (unref, entry->lease);
+            unref = g_array_new (FALSE, FALSE, sizeof (MsgReadable));
+          g_array_append_vals (unref, &(MsgReadable) { entry->lease, entry->funcs, 0 }, 1);
           g_array_remove_index (self->leases, i);
         }
       else if (entry->poll == NULL)
@@ -382,6 +387,13 @@ update_leases (MsgDispatcher *self)
     }
   g_atomic_int_set (&self->n_leases, self->leases->len);
   msg_mutex_unlock (&self->lock);
+
+  for (guint i = 0; unref != NULL && i < unref->len; i++)
+    {
+      MsgReadable *item = &g_array_index (unref, MsgReadable, i);
+
+      item->funcs->unref (item->lease);
+    }
 }
 
 /* Whether the socket of @entry is readable (or hung up, or gone), as the
@@ -421,7 +433,7 @@ read_leases (MsgDispatcher *self)
 
       if (entry_readable (entry))
         {
-          MsgReadable item = { msg_transport_lease_ref (entry->lease), entry->serial };
+          MsgReadable item = { entry->funcs->ref (entry->lease), entry->funcs, entry->serial };
 
           g_array_append_val (readable, item);
         }
@@ -434,13 +446,13 @@ read_leases (MsgDispatcher *self)
 
       /* Only this entry: the I/O thread may have leased the socket to us
        * again already, as a new entry that must stay. */
-      if (!msg_transport_lease_read (item->lease, self))
+      if (!item->funcs->read (item->lease, self))
         {
           msg_mutex_lock (&self->lock);
           mark_dropped_locked (self, item->lease, item->serial);
           msg_mutex_unlock (&self->lock);
         }
-      msg_transport_lease_unref (item->lease);
+      item->funcs->unref (item->lease);
     }
   g_array_set_size (readable, 0);
 }
@@ -473,8 +485,8 @@ give_back_leases (MsgDispatcher *self,
           g_free (entry->poll);
         }
       if (!entry->dropped)
-        msg_transport_lease_give_back (entry->lease, self);
-      msg_transport_lease_unref (entry->lease);
+        entry->funcs->give_back (entry->lease, self);
+      entry->funcs->unref (entry->lease);
     }
   g_array_unref (leases);
 }
@@ -522,6 +534,17 @@ static GSourceFuncs msg_reader_funcs = {
 };
 
 /* The GSource ---------------------------------------------------------------- */
+
+/* Tells the transport that this dispatcher, which holds leases, left
+ * poll() (see MsgLeaseFuncs). */
+static inline void
+poke (MsgDispatcher *self)
+{
+  const MsgLeaseFuncs *funcs = g_atomic_pointer_get (&self->lease_funcs);
+
+  if (funcs != NULL)
+    funcs->poke ();
+}
 
 static gboolean
 msg_dispatcher_dispatch (GSource     *source,
@@ -632,7 +655,7 @@ msg_dispatcher_prepare (GSource *source,
   __atomic_store_n (&self->iterations, __atomic_load_n (&self->iterations, __ATOMIC_RELAXED) + 1,
                     __ATOMIC_RELEASE);
   if (armed && g_atomic_int_get (&self->n_leases) > 0)
-    msg_transport_watchdog_poke ();
+    poke (self);
   *timeout = -1;
   return armed;
 }
@@ -647,7 +670,7 @@ msg_dispatcher_check (GSource *source)
     {
       /* Busy from now on: the I/O thread must come and see whether this
        * context polls again. */
-      msg_transport_watchdog_poke ();
+      poke (self);
       if (leases_readable (self))
         return TRUE;
     }

@@ -64,20 +64,16 @@ guint         msg_transport_count_leases      (void);
 /* How many times a drained backlog gave memory back. Tests only. */
 guint         msg_transport_count_memory_given_back (void);
 
-/* Called by a dispatcher: reads what @lease's socket holds and delivers it;
- * FALSE once the lease is gone (taken back, or given back because
- * something only the I/O thread handles came), after which @dispatcher
- * stops polling it. */
+/* The MsgLeaseFuncs of a socket leased to a dispatcher (see there). */
 gboolean      msg_transport_lease_read        (MsgLease          *lease,
                                                MsgDispatcher     *dispatcher);
-/* @dispatcher goes away: the I/O thread reads @lease's socket again. */
 void          msg_transport_lease_give_back   (MsgLease          *lease,
                                                MsgDispatcher     *dispatcher);
 MsgLease     *msg_transport_lease_ref         (MsgLease          *lease);
 void          msg_transport_lease_unref       (MsgLease          *lease);
-/* A dispatcher holding leases left poll(): makes sure the I/O thread
- * checks, within the watchdog period, that it comes back. Cheap when the
- * watchdog is armed already. */
+/* Makes sure the I/O thread checks, within the watchdog period, that a
+ * leaseholder that left poll() comes back. Cheap when the watchdog is
+ * armed already. */
 void          msg_transport_watchdog_poke     (void);
 
 /* Checks that @fd is a connected AF_UNIX SOCK_STREAM socket. */

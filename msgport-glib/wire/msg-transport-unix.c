@@ -1452,6 +1452,15 @@ msg_transport_lease_give_back (MsgLease      *lease,
     msg_dispatcher_unref (holder);
 }
 
+/* What a dispatcher knows of a connection whose socket it reads. */
+static const MsgLeaseFuncs connection_lease_funcs = {
+  .ref = msg_transport_lease_ref,
+  .unref = msg_transport_lease_unref,
+  .read = msg_transport_lease_read,
+  .give_back = msg_transport_lease_give_back,
+  .poke = msg_transport_watchdog_poke,
+};
+
 /* I/O thread, after reading all there was: leases the socket to the
  * context the messages go to, if it is waiting in poll(). */
 static void
@@ -1492,7 +1501,7 @@ connection_maybe_lease (MsgConnection *self)
   g_atomic_int_inc (&n_leases);
   msg_mutex_unlock (&self->lock);
 
-  if (!msg_dispatcher_add_lease (dispatcher, (MsgLease *) self, self->fd))
+  if (!msg_dispatcher_add_lease (dispatcher, (MsgLease *) self, &connection_lease_funcs, self->fd))
     {
       msg_transport_lease_give_back ((MsgLease *) self, dispatcher);
       msg_dispatcher_unref (dispatcher);

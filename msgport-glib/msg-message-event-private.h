@@ -9,13 +9,18 @@
 
 G_BEGIN_DECLS
 
-MsgMessageEvent *msg_message_event_new_take   (GVariant         *data,
-                                               MsgPortMain     **ports,
-                                               guint             n_ports);
-void             msg_message_event_reset_take (MsgMessageEvent  *self,
-                                               GVariant         *data,
-                                               MsgPortMain     **ports,
-                                               guint             n_ports);
-gboolean         msg_message_event_recycle    (MsgMessageEvent  *self);
+/* The events of one context, reused from one message to the next when
+ * nobody kept them (see msg-message-event.c). Only the context's thread
+ * uses a pool. */
+typedef struct _MsgEventPool MsgEventPool;
+
+MsgEventPool    *msg_event_pool_new       (void);
+void             msg_event_pool_free      (gpointer          pool);
+MsgMessageEvent *msg_event_pool_take      (MsgEventPool     *pool,
+                                           GVariant         *data,
+                                           MsgPortMain     **ports,
+                                           guint             n_ports);
+void             msg_event_pool_give_back (MsgEventPool     *pool,
+                                           MsgMessageEvent  *event);
 
 G_END_DECLS

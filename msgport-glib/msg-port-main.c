@@ -239,7 +239,9 @@ msg_port_main_class_init (MsgPortMainClass *klass)
    *
    * Ports in @event are not started; keep a reference on them (the event
    * owns the ones it holds) and start them in the thread that should
-   * receive their messages.
+   * receive their messages. Keep @event itself with g_object_ref(): once
+   * the handlers return, an event nobody holds a reference on may be used
+   * again for a later message (see #MsgMessageEvent).
    *
    * Not emitted while a function set with msg_port_main_set_message_func()
    * receives the messages instead. Only the port emits this signal: its
@@ -325,15 +327,13 @@ msg_port_main_get_endpoint (MsgPortMain *self)
 }
 
 /* The MsgEmitFunc of a started port: emits what @item carries on @self,
- * in its context, and frees it. @cache holds the dispatcher's reusable
- * event (see msg_message_event_recycle()), owned by the dispatching
- * thread. */
+ * in its context, and frees it. @cache holds the MsgEventPool of the
+ * context. */
 static void
 msg_port_main_emit (MsgPortMain  *self,
                     MsgItem      *item,
                     MsgEmitCache *cache)
 {
-  MsgMessageEvent **spare = (MsgMessageEvent **) &cache->data;
   MsgEnvelope *envelope = NULL;
   MsgMessageEvent *event;
   MsgPortMain **ports = NULL;
@@ -365,11 +365,12 @@ msg_port_main_emit (MsgPortMain  *self,
       data = (GVariant *) item;
     }
 
-  event = g_steal_pointer (spare);
-  if (event != NULL)
-    msg_message_event_reset_take (event, data, ports, n_ports);
-  else
-    event = msg_message_event_new_take (data, ports, n_ports);
+  if (cache->data == NULL)
+    {
+      cache->data = msg_event_pool_new ();
+      cache->destroy = msg_event_pool_free;
+    }
+  event = msg_event_pool_take (cache->data, data, ports, n_ports);
 
   if (self->message_func != NULL)
     {
@@ -389,11 +390,7 @@ msg_port_main_emit (MsgPortMain  *self,
       g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, event);
     }
 
-  if (msg_message_event_recycle (event))
-    {
-      *spare = event;
-      cache->destroy = g_object_unref;
-    }
+  msg_event_pool_give_back (cache->data, event);
 
   msg_envelope_free (envelope);
 }
@@ -695,7 +692,9 @@ msg_port_main_post (MsgPortMain  *self,
  *
  * Has every message that arrives on @self passed to @func instead of
  * emitted as #MsgPortMain::message: in the same order, in the same
- * context, with the same event (which @func may keep with g_object_ref()).
+ * context, with the same event (which @func may keep with g_object_ref():
+ * an event nobody holds a reference on may be used again for a later
+ * message, see #MsgMessageEvent).
  * A port has at most one such function; setting one replaces the last.
  * #MsgPortMain::close is still a signal.
  *

@@ -6,7 +6,7 @@
 #include "config.h"
 
 #include "msg-channel-main.h"
-#include "msg-endpoint-private.h"
+#include "msg-port-main-private.h"
 
 /**
  * SECTION:msg-channel-main

@@ -25,13 +25,13 @@
 
 #include "config.h"
 
-#include "msg-endpoint-private.h"
-#include "wire/msg-transport-private.h"
+#include "msg-dispatcher-private.h"
 
 typedef struct
 {
   MsgEndpoint *endpoint;  /* (owned) */
   MsgPortMain *port;      /* (owned) (nullable): its handle, if still bound here */
+  MsgEmitFunc  emit;      /* what the port was started with */
   guint        budget;
 } MsgBatchItem;
 
@@ -40,23 +40,27 @@ typedef struct
  * has a serial number of its own, so that only the one that ended goes. */
 typedef struct
 {
-  MsgLease *lease;    /* (owned) */
-  guint     serial;
-  int       fd;
-  GPollFD  *poll;     /* (owned) (nullable): added by prepare(), on the context's thread */
-  gboolean  dropped;  /* to be removed by prepare() */
+  MsgLease            *lease;    /* (owned) */
+  const MsgLeaseFuncs *funcs;
+  guint                serial;
+  int                  fd;
+  GPollFD             *poll;     /* (owned) (nullable): added by prepare(), on
+                                  * the context's thread */
+  gboolean             dropped;  /* to be removed by prepare() */
 } MsgLeaseEntry;
 
-/* What read_leases() reads. */
+/* What read_leases() reads, and update_leases() lets go of. */
 typedef struct
 {
-  MsgLease *lease;    /* (owned) */
-  guint     serial;
+  MsgLease            *lease;    /* (owned) */
+  const MsgLeaseFuncs *funcs;
+  guint                serial;
 } MsgReadable;
 
 struct _MsgDispatcher
 {
   GSource       source;
+  MsgReadyList  ready_list;  /* what bound endpoints know of us */
   GMainContext *context;   /* (owned) */
   GMutex        lock;
   GQueue        ready;     /* protected by @lock: MsgEndpoint.ready_link, each
@@ -66,8 +70,8 @@ struct _MsgDispatcher
                             * cleared when dispatch() takes it */
   MsgBatchItem *batch;     /* (owned): only used by dispatch() */
   guint         batch_size;  /* allocated items in @batch */
-  MsgMessageEvent *spare;  /* (owned) (nullable): a reusable event; only
-                            * used by dispatch() */
+  MsgEmitCache  emit_cache;  /* lent to the emit functions; only used by
+                              * dispatch() */
 
   /* Context reads. The leased descriptors are polled by @reader, not by
    * this source: GLib takes the descriptors of a source out of the poll
@@ -94,11 +98,16 @@ struct _MsgDispatcher
   gint          iterations;   /* (atomic): prepare() calls */
   guint         next_serial;  /* protected by @lock: for the next entry,
                                * never 0 */
+  const MsgLeaseFuncs *lease_funcs;  /* (atomic) (nullable): those of the
+                                      * leases, for poke() */
   GArray       *readable;  /* of MsgReadable; only used by dispatch() */
 };
 
 static GMutex dispatchers_lock;
 static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatcher */
+
+#define MSG_DISPATCHER_OF_READY_LIST(list) \
+  ((MsgDispatcher *) ((char *) (list) - G_STRUCT_OFFSET (MsgDispatcher, ready_list)))
 
 /* Puts @endpoint on the ready list. When that arms the source, the
  * context must be woken: at once, or, if @wake_later is not %NULL, by the
@@ -112,7 +121,7 @@ static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatch
  * thread, clearing it later, then sees armed; or it sees it cleared, and
  * wakes the context.) A post answered while the receiving thread is still
  * in the dispatch that sent it, the rule on one CPU, costs no wake-up. */
-void
+static void
 msg_dispatcher_mark_ready (MsgDispatcher  *self,
                            MsgEndpoint    *endpoint,
                            GMainContext  **wake_later)
@@ -140,9 +149,21 @@ msg_dispatcher_mark_ready (MsgDispatcher  *self,
     g_main_context_wakeup (self->context);
 }
 
+static void
+msg_dispatcher_ready_list_mark_ready (MsgReadyList  *list,
+                                      MsgEndpoint   *endpoint,
+                                      GMainContext **wake_later)
+{
+  msg_dispatcher_mark_ready (MSG_DISPATCHER_OF_READY_LIST (list), endpoint, wake_later);
+}
+
+static const MsgReadyListFuncs msg_dispatcher_ready_list_funcs = {
+  .mark_ready = msg_dispatcher_ready_list_mark_ready,
+};
+
 /* Called with @endpoint->lock held; the caller holds a reference on
  * @endpoint, so the one dropped here is never the last. */
-void
+static void
 msg_dispatcher_unready (MsgDispatcher *self,
                         MsgEndpoint   *endpoint)
 {
@@ -161,6 +182,41 @@ msg_dispatcher_unready (MsgDispatcher *self,
     msg_endpoint_unref (endpoint);
 }
 
+void
+msg_dispatcher_bind_locked (MsgDispatcher *self,
+                            MsgEndpoint   *endpoint,
+                            MsgEmitFunc    emit)
+{
+  g_assert (endpoint->ready_list == NULL);
+
+  endpoint->ready_list = &self->ready_list;
+  endpoint->emit = emit;
+  if (endpoint->queue.length > 0)
+    msg_endpoint_mark_ready_locked (endpoint, NULL);
+}
+
+MsgDispatcher *
+msg_dispatcher_get_bound_locked (MsgEndpoint *endpoint)
+{
+  if (endpoint->ready_list == NULL)
+    return NULL;
+  return MSG_DISPATCHER_OF_READY_LIST (endpoint->ready_list);
+}
+
+MsgDispatcher *
+msg_dispatcher_unbind_locked (MsgEndpoint *endpoint)
+{
+  MsgDispatcher *self = msg_dispatcher_get_bound_locked (endpoint);
+
+  if (self != NULL)
+    {
+      endpoint->ready_list = NULL;
+      endpoint->emit = NULL;
+      msg_dispatcher_unready (self, endpoint);
+    }
+  return self;
+}
+
 /* Delivers at most @work->budget items of its endpoint, one at a time so
  * that a handler that transfers or closes the port stops the delivery at
  * once. Takes @work->port. */
@@ -170,6 +226,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
 {
   MsgEndpoint *endpoint = work->endpoint;
   MsgPortMain *port = g_steal_pointer (&work->port);
+  MsgEmitFunc emit = work->emit;
   guint budget = work->budget;
   gboolean unbound = FALSE;
 
@@ -180,7 +237,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
       msg_mutex_lock (&endpoint->lock);
       /* Transferred, or even transferred and started again here under a
        * new handle: either way this handle emits no more. */
-      if (endpoint->dispatcher != self || endpoint->port != port ||
+      if (endpoint->ready_list != &self->ready_list || endpoint->port != port ||
           (item = msg_queue_pop (&endpoint->queue)) == NULL)
         {
           msg_mutex_unlock (&endpoint->lock);
@@ -194,11 +251,10 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
           /* The last item this end will ever see: unbind, and let go
            * of the reference the started port held on itself. */
           unbound = TRUE;
-          endpoint->dispatcher = NULL;
           endpoint->close_emitted = TRUE;
           g_clear_error (&endpoint->close_reason);
           endpoint->close_reason = g_steal_pointer (&envelope->reason);
-          msg_dispatcher_unready (self, endpoint);
+          msg_dispatcher_unbind_locked (endpoint);
         }
       else if (budget == 0 && endpoint->queue.length > 0)
         {
@@ -209,7 +265,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
         }
       msg_mutex_unlock (&endpoint->lock);
 
-      msg_port_main_dispatch (port, item, &self->spare);
+      emit (port, item, &self->emit_cache);
 
       if (unbound)
         {
@@ -233,11 +289,12 @@ msg_dispatcher_is_polling (MsgDispatcher *self,
 }
 
 gboolean
-msg_dispatcher_add_lease (MsgDispatcher *self,
-                          MsgLease      *lease,
-                          int            fd)
+msg_dispatcher_add_lease (MsgDispatcher       *self,
+                          MsgLease            *lease,
+                          const MsgLeaseFuncs *funcs,
+                          int                  fd)
 {
-  MsgLeaseEntry entry = { NULL, 0, fd, NULL, FALSE };
+  MsgLeaseEntry entry = { NULL, funcs, 0, fd, NULL, FALSE };
 
   msg_mutex_lock (&self->lock);
   if (self->going_away)
@@ -245,7 +302,8 @@ msg_dispatcher_add_lease (MsgDispatcher *self,
       msg_mutex_unlock (&self->lock);
       return FALSE;
     }
-  entry.lease = msg_transport_lease_ref (lease);
+  entry.lease = funcs->ref (lease);
+  g_atomic_pointer_set (&self->lease_funcs, funcs);
   /* 0 means every entry to mark_dropped_locked(). */
   if (++self->next_serial == 0)
     self->next_serial = 1;
@@ -295,7 +353,7 @@ msg_dispatcher_drop_lease (MsgDispatcher *self,
 static void
 update_leases (MsgDispatcher *self)
 {
-  g_autoptr(GPtrArray) unref = NULL;
+  g_autoptr(GArray) unref = NULL;
 
   msg_mutex_lock (&self->lock);
   if (!self->reader_attached && !self->going_away && self->leases->len > 0)
@@ -315,8 +373,8 @@ update_leases (MsgDispatcher *self)
               g_free (entry->poll);
             }
           if (unref == NULL)
-            unref = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_transport_lease_unref);
-          g_ptr_array_add (unref, entry->lease);
+            unref = g_array_new (FALSE, FALSE, sizeof (MsgReadable));
+          g_array_append_vals (unref, &(MsgReadable) { entry->lease, entry->funcs, 0 }, 1);
           g_array_remove_index (self->leases, i);
         }
       else if (entry->poll == NULL)
@@ -329,6 +387,13 @@ update_leases (MsgDispatcher *self)
     }
   g_atomic_int_set (&self->n_leases, self->leases->len);
   msg_mutex_unlock (&self->lock);
+
+  for (guint i = 0; unref != NULL && i < unref->len; i++)
+    {
+      MsgReadable *item = &g_array_index (unref, MsgReadable, i);
+
+      item->funcs->unref (item->lease);
+    }
 }
 
 /* Whether the socket of @entry is readable (or hung up, or gone), as the
@@ -368,7 +433,7 @@ read_leases (MsgDispatcher *self)
 
       if (entry_readable (entry))
         {
-          MsgReadable item = { msg_transport_lease_ref (entry->lease), entry->serial };
+          MsgReadable item = { entry->funcs->ref (entry->lease), entry->funcs, entry->serial };
 
           g_array_append_val (readable, item);
         }
@@ -381,13 +446,13 @@ read_leases (MsgDispatcher *self)
 
       /* Only this entry: the I/O thread may have leased the socket to us
        * again already, as a new entry that must stay. */
-      if (!msg_transport_lease_read (item->lease, self))
+      if (!item->funcs->read (item->lease, self))
         {
           msg_mutex_lock (&self->lock);
           mark_dropped_locked (self, item->lease, item->serial);
           msg_mutex_unlock (&self->lock);
         }
-      msg_transport_lease_unref (item->lease);
+      item->funcs->unref (item->lease);
     }
   g_array_set_size (readable, 0);
 }
@@ -420,8 +485,8 @@ give_back_leases (MsgDispatcher *self,
           g_free (entry->poll);
         }
       if (!entry->dropped)
-        msg_transport_lease_give_back (entry->lease, self);
-      msg_transport_lease_unref (entry->lease);
+        entry->funcs->give_back (entry->lease, self);
+      entry->funcs->unref (entry->lease);
     }
   g_array_unref (leases);
 }
@@ -470,6 +535,17 @@ static GSourceFuncs msg_reader_funcs = {
 
 /* The GSource ---------------------------------------------------------------- */
 
+/* Tells the transport that this dispatcher, which holds leases, left
+ * poll() (see MsgLeaseFuncs). */
+static inline void
+poke (MsgDispatcher *self)
+{
+  const MsgLeaseFuncs *funcs = g_atomic_pointer_get (&self->lease_funcs);
+
+  if (funcs != NULL)
+    funcs->poke ();
+}
+
 static gboolean
 msg_dispatcher_dispatch (GSource     *source,
                          GSourceFunc  callback,
@@ -482,7 +558,7 @@ msg_dispatcher_dispatch (GSource     *source,
   /* Dispatches of one context follow each other, also when different
    * threads own it in turn (g_main_context_acquire(), under GLib's lock,
    * which TSan cannot see): this one comes after the last one's
-   * msg_source_dispatched(), and may use what it left (the spare event). */
+   * msg_source_dispatched(), and may use what it left (the emit cache). */
   MSG_TSAN_ACQUIRE (source);
   g_atomic_int_set (&self->in_dispatch, 1);
   __atomic_store_n (&self->polling, 0, __ATOMIC_RELEASE);
@@ -503,7 +579,7 @@ msg_dispatcher_dispatch (GSource     *source,
       MsgEndpoint *endpoint = link->data;
 
       endpoint->ready = FALSE;
-      self->batch[n++] = (MsgBatchItem) { endpoint, NULL, 0 };
+      self->batch[n++] = (MsgBatchItem) { endpoint, NULL, NULL, 0 };
     }
   g_atomic_int_set (&self->armed, 0);
   msg_mutex_unlock (&self->lock);
@@ -515,9 +591,10 @@ msg_dispatcher_dispatch (GSource     *source,
       MsgBatchItem *item = &self->batch[i];
 
       msg_mutex_lock (&item->endpoint->lock);
-      if (item->endpoint->dispatcher == self)
+      if (item->endpoint->ready_list == &self->ready_list)
         {
           item->port = g_object_ref (item->endpoint->port);
+          item->emit = item->endpoint->emit;
           item->budget = item->endpoint->queue.length;
         }
       msg_mutex_unlock (&item->endpoint->lock);
@@ -548,7 +625,8 @@ msg_dispatcher_finalize (GSource *source)
   g_clear_pointer (&self->leases, g_array_unref);
   g_clear_pointer (&self->readable, g_array_unref);
   g_clear_pointer (&self->batch, g_free);
-  g_clear_object (&self->spare);
+  if (self->emit_cache.data != NULL)
+    self->emit_cache.destroy (g_steal_pointer (&self->emit_cache.data));
   g_clear_pointer (&self->context, g_main_context_unref);
   g_mutex_clear (&self->lock);
   msg_source_finalized (source);
@@ -577,7 +655,7 @@ msg_dispatcher_prepare (GSource *source,
   __atomic_store_n (&self->iterations, __atomic_load_n (&self->iterations, __ATOMIC_RELAXED) + 1,
                     __ATOMIC_RELEASE);
   if (armed && g_atomic_int_get (&self->n_leases) > 0)
-    msg_transport_watchdog_poke ();
+    poke (self);
   *timeout = -1;
   return armed;
 }
@@ -592,7 +670,7 @@ msg_dispatcher_check (GSource *source)
     {
       /* Busy from now on: the I/O thread must come and see whether this
        * context polls again. */
-      msg_transport_watchdog_poke ();
+      poke (self);
       if (leases_readable (self))
         return TRUE;
     }
@@ -623,6 +701,7 @@ msg_dispatcher_acquire (GMainContext *context)
       GSource *source = g_source_new (&msg_dispatcher_funcs, sizeof (MsgDispatcher));
 
       self = (MsgDispatcher *) source;
+      self->ready_list.funcs = &msg_dispatcher_ready_list_funcs;
       self->context = g_main_context_ref (context);
       g_mutex_init (&self->lock);
       g_queue_init (&self->ready);

@@ -13,7 +13,10 @@
  * A started endpoint is bound to the MsgDispatcher of its GMainContext: one
  * GSource per context, shared by every port started there, armed only when
  * its ready list goes from empty to non-empty (one wake-up per batch, and no
- * cost per idle port on any main-loop iteration).
+ * cost per idle port on any main-loop iteration). The endpoint knows it only
+ * as a MsgReadyList, and is told by start() how to hand an item to its
+ * handle (MsgEmitFunc): the layers depend one way, queue <- endpoint <-
+ * dispatcher <- port, and the process transport sits beside the port.
  *
  * A sink replaces the queue where messages for this end must go somewhere
  * else than to local handlers: the process transport installs one to relay
@@ -30,12 +33,11 @@
 #include <glib-object.h>
 
 #include "msg-lock-private.h"
-#include "msg-port-main.h"
 
 G_BEGIN_DECLS
 
 typedef struct _MsgEndpoint   MsgEndpoint;
-typedef struct _MsgDispatcher MsgDispatcher;
+typedef struct _MsgPortMain   MsgPortMain;
 typedef struct _MsgEnvelope   MsgEnvelope;
 typedef struct _MsgSink       MsgSink;
 
@@ -132,6 +134,43 @@ struct _MsgSink
   const MsgSinkFuncs *funcs;
 };
 
+/* Where a started endpoint goes when its queue has items to deliver: its
+ * dispatcher, which implements this so that the endpoint does not depend
+ * on it. mark_ready() is called with the endpoint's lock held; it may not
+ * take any endpoint lock, emit or free anything. If it must wake the
+ * context and @wake_later is not %NULL, it returns the context there (a
+ * reference) for the caller to wake once its lock is released. */
+typedef struct _MsgReadyList MsgReadyList;
+
+typedef struct
+{
+  void (*mark_ready) (MsgReadyList  *list,
+                      MsgEndpoint   *endpoint,
+                      GMainContext **wake_later);
+} MsgReadyListFuncs;
+
+struct _MsgReadyList
+{
+  const MsgReadyListFuncs *funcs;
+};
+
+/* What a dispatcher lends the emit functions of its endpoints, on its
+ * context's thread only, to keep what they reuse from one item to the next
+ * (the port keeps its spare event there). The dispatcher frees @data with
+ * @destroy when it goes, and touches it in no other way. */
+typedef struct
+{
+  gpointer       data;     /* (owned) (nullable) */
+  GDestroyNotify destroy;  /* (nullable): set with @data */
+} MsgEmitCache;
+
+/* How a started endpoint's items reach the handlers of @port, its handle:
+ * set when the port is started, called by the dispatcher in the endpoint's
+ * context with no lock held. Takes @item. */
+typedef void (*MsgEmitFunc) (MsgPortMain  *port,
+                             MsgItem      *item,
+                             MsgEmitCache *cache);
+
 struct _MsgEndpoint
 {
   gatomicrefcount  ref_count;
@@ -144,8 +183,9 @@ struct _MsgEndpoint
                                     * closed, if it writes to a sink: what
                                     * flush() waits on after close() */
   MsgPortMain     *port;           /* (nullable): the handle that owns this end;
-                                    * a strong reference while @dispatcher is set */
-  MsgDispatcher   *dispatcher;     /* (nullable): bound by start() */
+                                    * a strong reference while @ready_list is set */
+  MsgReadyList    *ready_list;     /* (nullable): its dispatcher, bound by start() */
+  MsgEmitFunc      emit;           /* (nullable): set with @ready_list */
   MsgSink         *sink;           /* (owned) (nullable) */
   GError          *close_reason;   /* (owned) (nullable) */
   guint            started : 1;    /* start() was called on the current handle */
@@ -153,7 +193,7 @@ struct _MsgEndpoint
   guint            ended : 1;      /* a close envelope was queued: no more arrivals */
   guint            close_emitted : 1;
 
-  /* protected by dispatcher->lock */
+  /* protected by the lock of the dispatcher of @ready_list */
   GList            ready_link;     /* ready_link.data == the endpoint */
   guint            ready : 1;      /* in dispatcher->ready */
 };
@@ -179,53 +219,5 @@ void         msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
                                              GMainContext **wake_later);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgEndpoint, msg_endpoint_unref)
-
-/* msg-dispatcher.c */
-MsgDispatcher *msg_dispatcher_acquire    (GMainContext  *context);
-void           msg_dispatcher_release    (MsgDispatcher *self);
-MsgDispatcher *msg_dispatcher_ref        (MsgDispatcher *self);
-void           msg_dispatcher_unref      (MsgDispatcher *self);
-void           msg_dispatcher_mark_ready (MsgDispatcher  *self,
-                                          MsgEndpoint    *endpoint,
-                                          GMainContext  **wake_later);
-void           msg_dispatcher_unready    (MsgDispatcher *self,
-                                          MsgEndpoint   *endpoint);
-
-/* Context reads: a socket whose reading the process transport hands to the
- * dispatcher of the context its messages go to, while that context waits
- * in poll(), so that a message costs no wake-up of the I/O thread (see
- * wire/msg-context-reads.c). The transport implements MsgLease. */
-typedef struct _MsgLease MsgLease;
-
-/* Whether @self's context is waiting in poll() now, and how many
- * iterations it has made (it made none since the last call that returned
- * the same count: it is busy, or not running). Any thread. */
-gboolean       msg_dispatcher_is_polling (MsgDispatcher *self,
-                                          guint         *iterations);
-/* Lets @self poll @fd and read @lease (a reference is taken) when it is
- * readable; FALSE if @self is going away. Any thread. */
-gboolean       msg_dispatcher_add_lease  (MsgDispatcher *self,
-                                          MsgLease      *lease,
-                                          int            fd);
-/* @lease was taken back: @self stops polling its descriptor. Any thread. */
-void           msg_dispatcher_drop_lease (MsgDispatcher *self,
-                                          MsgLease      *lease);
-
-/* msg-port-main.c */
-MsgPortMain *msg_port_main_new_for_endpoint (MsgEndpoint  *endpoint);
-MsgEndpoint *msg_port_main_get_endpoint     (MsgPortMain  *self);
-void         msg_port_main_dispatch         (MsgPortMain      *self,
-                                             MsgItem          *item,
-                                             MsgMessageEvent **spare);
-
-/* msg-message-event.c */
-MsgMessageEvent *msg_message_event_new_take   (GVariant         *data,
-                                               MsgPortMain     **ports,
-                                               guint             n_ports);
-void             msg_message_event_reset_take (MsgMessageEvent  *self,
-                                               GVariant         *data,
-                                               MsgPortMain     **ports,
-                                               guint             n_ports);
-gboolean         msg_message_event_recycle    (MsgMessageEvent  *self);
 
 G_END_DECLS

@@ -209,7 +209,7 @@ msg_endpoint_unref (MsgEndpoint *self)
    * reference), and nobody can start or dispatch it (handles and
    * dispatchers hold references). */
   g_assert (self->peer == NULL);
-  g_assert (self->dispatcher == NULL);
+  g_assert (self->ready_list == NULL);
   g_clear_pointer (&self->flush_peer, msg_endpoint_unref);
   g_assert (!self->ready);
 
@@ -233,14 +233,14 @@ msg_endpoint_entangle (MsgEndpoint *a,
 }
 
 /* Called with @self->lock held when an envelope was appended to an empty
- * queue (or a dispatch left some behind). See msg_dispatcher_mark_ready()
- * for @wake_later. */
+ * queue (or a dispatch left some behind). See MsgReadyListFuncs for
+ * @wake_later. */
 void
 msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
                                 GMainContext **wake_later)
 {
-  if (self->dispatcher != NULL)
-    msg_dispatcher_mark_ready (self->dispatcher, self, wake_later);
+  if (self->ready_list != NULL)
+    self->ready_list->funcs->mark_ready (self->ready_list, self, wake_later);
 }
 
 /* Returns what the sink refused, to be freed once the lock is released. */
@@ -290,7 +290,7 @@ msg_endpoint_set_sink (MsgEndpoint *self,
   MsgItem *item;
 
   msg_mutex_lock (&self->lock);
-  g_assert (self->sink == NULL && self->dispatcher == NULL);
+  g_assert (self->sink == NULL && self->ready_list == NULL);
   g_atomic_pointer_set (&self->sink, sink);
   queued = msg_queue_steal (&self->queue);
   while ((item = msg_queue_pop (&queued)) != NULL)

@@ -5,8 +5,8 @@
 
 #include "config.h"
 
-#include "msg-endpoint-private.h"
-#include "msg-message-event.h"
+#include "msg-lock-private.h"
+#include "msg-message-event-private.h"
 #include "msg-port-main.h"
 
 /**
@@ -23,6 +23,13 @@
  * Take a reference on the ones you keep, and start each in the thread
  * that should receive its messages.
  *
+ * The event itself is a handler's for the call. To keep it, take a
+ * reference with g_object_ref() (bindings do so when they keep it): an
+ * event that nobody holds a reference on once the handler returns may be
+ * used again for a later message of the same #GMainContext, so a weak
+ * reference, a #GWeakRef or data set on the event without a reference of
+ * one's own does not see it end.
+ *
  * From C, msg_message_event_get_ports() gives them as an array. Bindings
  * also have #MsgMessageEvent:ports, a #GListModel, so that `event.ports`
  * works as it does in the DOM: in JavaScript it is iterable
@@ -38,6 +45,8 @@ struct _MsgMessageEvent
   MsgPortMain **ports;    /* (owned) (array length=n_ports zero-terminated=1) (nullable) */
   guint         n_ports;
   GListModel   *port_list; /* (owned) (nullable) (atomic): made on first use */
+  gint          shared;   /* (atomic): someone besides its pool holds a
+                           * reference, as the pool's toggle reference says */
 };
 
 enum {
@@ -154,55 +163,98 @@ msg_message_event_init (MsgMessageEvent *self)
 {
 }
 
-/* Takes @data and @ports (a NULL-terminated array of @n_ports ports, or
- * NULL if there are none). */
-MsgMessageEvent *
-msg_message_event_new_take (GVariant     *data,
-                            MsgPortMain **ports,
-                            guint         n_ports)
-{
-  MsgMessageEvent *self = g_object_new (MSG_TYPE_MESSAGE_EVENT, NULL);
+/* Event pools ------------------------------------------------------------ */
 
-  msg_message_event_reset_take (self, data, ports, n_ports);
-  return self;
+/* Constructing and finalizing a GObject per message cost about a quarter of
+ * a same-thread message. A pool keeps the event of the last message for
+ * the next one when nobody else kept it. It learns that from GObject's
+ * public API, never from the object's fields: it holds its event through
+ * a toggle reference, whose notifications say whether any other reference
+ * exists (a handler's, a binding's, another thread's). Reuse is then as
+ * safe as finalization would be: nobody holds the event, and the rule in
+ * the documentation above tells that weak references and data do not keep
+ * it. A binding's toggle reference comes with a strong reference that we
+ * see first, and we give ours up at once then, so that GObject notifies
+ * the binding's again (GObject notifies nobody while there are two).
+ *
+ * (The pool used to read the object's reference count and its qdata
+ * pointer instead, which are GObject's own and changed after GLib 2.74;
+ * its rule also spared events with weak references, which it cannot see
+ * now: the documentation says what to do instead.) */
+
+struct _MsgEventPool
+{
+  MsgMessageEvent *spare;  /* (owned) (nullable): through its toggle reference */
+};
+
+/* Any thread: whoever takes the second reference, or drops it. With GLib
+ * before 2.80, g_object_unref() reads the object after the decrement that
+ * makes ours the last reference until it has called this, which is why
+ * the pool only reuses an event once this said so. */
+static void
+on_toggle (gpointer  data,
+           GObject  *object,
+           gboolean  is_last_ref)
+{
+  g_atomic_int_set (&((MsgMessageEvent *) object)->shared, !is_last_ref);
 }
 
-/* Fills an empty event (new, or given back by msg_message_event_recycle()). */
-void
-msg_message_event_reset_take (MsgMessageEvent  *self,
-                              GVariant         *data,
-                              MsgPortMain     **ports,
-                              guint             n_ports)
+MsgEventPool *
+msg_event_pool_new (void)
 {
-  g_assert (self->data == NULL && self->ports == NULL && self->port_list == NULL);
+  return g_new0 (MsgEventPool, 1);
+}
 
+void
+msg_event_pool_free (gpointer data)
+{
+  MsgEventPool *pool = data;
+
+  if (pool->spare != NULL)
+    g_object_remove_toggle_ref (G_OBJECT (pool->spare), on_toggle, NULL);
+  g_free (pool);
+}
+
+/* An event for a message (taking @data and @ports, a NULL-terminated array
+ * of @n_ports ports, or NULL if there are none), on which the caller holds
+ * the pool's reference for the emission: it gives it back with
+ * msg_event_pool_give_back(). */
+MsgMessageEvent *
+msg_event_pool_take (MsgEventPool  *pool,
+                     GVariant      *data,
+                     MsgPortMain  **ports,
+                     guint          n_ports)
+{
+  MsgMessageEvent *self = g_steal_pointer (&pool->spare);
+
+  if (self == NULL)
+    {
+      self = g_object_new (MSG_TYPE_MESSAGE_EVENT, NULL);
+      g_object_add_toggle_ref (G_OBJECT (self), on_toggle, NULL);
+      /* Ours is the only reference now: on_toggle() says so. */
+      g_object_unref (self);
+    }
+
+  g_assert (self->data == NULL && self->ports == NULL && self->port_list == NULL);
   self->data = data;
   self->ports = ports;
   self->n_ports = n_ports;
+  return self;
 }
 
-/* Called by the dispatcher after emission, holding the only reference it
- * knows of. If nobody else holds one and nothing is attached to it (no
- * handler kept the event, no binding wraps it, no weak reference), empties
- * @self and returns TRUE: the dispatcher uses it again for
- * the next message, saving an object's construction and finalization per
- * message. Otherwise drops that reference and returns FALSE. */
-gboolean
-msg_message_event_recycle (MsgMessageEvent *self)
+/* After emission: keeps @self for the next message if nobody else holds a
+ * reference on it, or lets it go to those who do. */
+void
+msg_event_pool_give_back (MsgEventPool    *pool,
+                          MsgMessageEvent *self)
 {
-  GObject *object = G_OBJECT (self);
-
-  /* Weak references, toggle references (bindings) and data attached to the
-   * event all live in its qdata: such an event keeps its identity. */
-  if (g_atomic_int_get (&object->ref_count) != 1 ||
-      ((guintptr) g_atomic_pointer_get (&object->qdata) & ~(guintptr) G_DATALIST_FLAGS_MASK) != 0)
+  if (!g_atomic_int_get (&self->shared) && pool->spare == NULL)
     {
-      g_object_unref (self);
-      return FALSE;
+      msg_message_event_clear (self);
+      pool->spare = self;
+      return;
     }
-
-  msg_message_event_clear (self);
-  return TRUE;
+  g_object_remove_toggle_ref (G_OBJECT (self), on_toggle, NULL);
 }
 
 /**

@@ -9,9 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "msg-endpoint-private.h"
+#include "msg-dispatcher-private.h"
+#include "msg-message-event-private.h"
 #include "msg-port-error.h"
-#include "msg-port-main.h"
+#include "msg-port-main-private.h"
 #include "wire/msg-transport-private.h"
 #include "wire/msg-wire-private.h"
 
@@ -238,7 +239,9 @@ msg_port_main_class_init (MsgPortMainClass *klass)
    *
    * Ports in @event are not started; keep a reference on them (the event
    * owns the ones it holds) and start them in the thread that should
-   * receive their messages.
+   * receive their messages. Keep @event itself with g_object_ref(): once
+   * the handlers return, an event nobody holds a reference on may be used
+   * again for a later message (see #MsgMessageEvent).
    *
    * Not emitted while a function set with msg_port_main_set_message_func()
    * receives the messages instead. Only the port emits this signal: its
@@ -323,13 +326,13 @@ msg_port_main_get_endpoint (MsgPortMain *self)
   return self->endpoint;
 }
 
-/* Emits what @item carries on @self, in its context, and frees it.
- * @spare is the dispatcher's reusable event (see
- * msg_message_event_recycle()), owned by the dispatching thread. */
-void
-msg_port_main_dispatch (MsgPortMain      *self,
-                        MsgItem          *item,
-                        MsgMessageEvent **spare)
+/* The MsgEmitFunc of a started port: emits what @item carries on @self,
+ * in its context, and frees it. @cache holds the MsgEventPool of the
+ * context. */
+static void
+msg_port_main_emit (MsgPortMain  *self,
+                    MsgItem      *item,
+                    MsgEmitCache *cache)
 {
   MsgEnvelope *envelope = NULL;
   MsgMessageEvent *event;
@@ -362,11 +365,12 @@ msg_port_main_dispatch (MsgPortMain      *self,
       data = (GVariant *) item;
     }
 
-  event = g_steal_pointer (spare);
-  if (event != NULL)
-    msg_message_event_reset_take (event, data, ports, n_ports);
-  else
-    event = msg_message_event_new_take (data, ports, n_ports);
+  if (cache->data == NULL)
+    {
+      cache->data = msg_event_pool_new ();
+      cache->destroy = msg_event_pool_free;
+    }
+  event = msg_event_pool_take (cache->data, data, ports, n_ports);
 
   if (self->message_func != NULL)
     {
@@ -386,8 +390,7 @@ msg_port_main_dispatch (MsgPortMain      *self,
       g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, event);
     }
 
-  if (msg_message_event_recycle (event))
-    *spare = event;
+  msg_event_pool_give_back (cache->data, event);
 
   msg_envelope_free (envelope);
 }
@@ -491,14 +494,11 @@ msg_port_main_take_transfer (MsgPortMain   *self,
 
           endpoint->port = NULL;
           endpoint->started = FALSE;
-          if (endpoint->dispatcher != NULL)
-            {
-              /* Started: its queue goes with it, unemitted, and the
-               * reference it held on its handle is let go. */
-              released[i] = g_steal_pointer (&endpoint->dispatcher);
-              msg_dispatcher_unready (released[i], endpoint);
-              self_refs[i] = transfer[i];
-            }
+          /* Started: its queue goes with it, unemitted, and the
+           * reference it held on its handle is let go. */
+          released[i] = msg_dispatcher_unbind_locked (endpoint);
+          if (released[i] != NULL)
+            self_refs[i] = transfer[i];
           if (endpoint->close_emitted)
             {
               /* It had ended here: it ends again at its new home. */
@@ -692,7 +692,9 @@ msg_port_main_post (MsgPortMain  *self,
  *
  * Has every message that arrives on @self passed to @func instead of
  * emitted as #MsgPortMain::message: in the same order, in the same
- * context, with the same event (which @func may keep with g_object_ref()).
+ * context, with the same event (which @func may keep with g_object_ref():
+ * an event nobody holds a reference on may be used again for a later
+ * message, see #MsgMessageEvent).
  * A port has at most one such function; setting one replaces the last.
  * #MsgPortMain::close is still a signal.
  *
@@ -774,10 +776,8 @@ msg_port_main_start (MsgPortMain *self)
     {
       bound = TRUE;
       endpoint->started = TRUE;
-      endpoint->dispatcher = dispatcher;
       g_object_ref (self);
-      if (endpoint->queue.length > 0)
-        msg_endpoint_mark_ready_locked (endpoint, NULL);
+      msg_dispatcher_bind_locked (dispatcher, endpoint, msg_port_main_emit);
     }
   msg_mutex_unlock (&endpoint->lock);
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "msg-test-utils.h"
+#include "msg-port-main-private.h"
 #include "wire/msg-transport-private.h"
 #include "wire/msg-wire-private.h"
 

@@ -25,6 +25,7 @@
 
 #pragma once
 
+#include "msg-dispatcher-private.h"
 #include "msg-endpoint-private.h"
 #include "msg-out-queue-private.h"
 #include "msg-wire-private.h"

@@ -42,14 +42,14 @@ static Watchdog *watchdog;   /* (atomic): on the I/O thread's context */
 static guint watchdog_forks;  /* I/O thread: msg_io_thread_get_forks() when
                                * @watchdog was made */
 
-MsgLease *
+static MsgLease *
 msg_transport_lease_ref (MsgLease *lease)
 {
   g_source_ref ((GSource *) lease);
   return lease;
 }
 
-void
+static void
 msg_transport_lease_unref (MsgLease *lease)
 {
   msg_source_unref ((GSource *) lease);
@@ -62,7 +62,7 @@ watchdog_arm (Watchdog *self)
     g_source_set_ready_time (&self->source, g_get_monotonic_time () + WATCHDOG_USEC);
 }
 
-void
+static void
 msg_transport_watchdog_poke (void)
 {
   Watchdog *self = g_atomic_pointer_get (&watchdog);
@@ -71,7 +71,7 @@ msg_transport_watchdog_poke (void)
     watchdog_arm (self);
 }
 
-void
+static void
 msg_transport_lease_give_back (MsgLease      *lease,
                                MsgDispatcher *dispatcher)
 {
@@ -166,6 +166,8 @@ watchdog_get (void)
   return self;
 }
 
+static const MsgLeaseFuncs connection_lease_funcs;
+
 /* I/O thread, after reading all there was: leases the socket to the
  * context the messages go to, if it is waiting in poll(). */
 void
@@ -188,8 +190,9 @@ msg_connection_maybe_lease (MsgConnection *self)
     return;
 
   msg_mutex_lock (&target->lock);
-  if (target->dispatcher != NULL)
-    dispatcher = msg_dispatcher_ref (target->dispatcher);
+  dispatcher = msg_dispatcher_get_bound_locked (target);
+  if (dispatcher != NULL)
+    msg_dispatcher_ref (dispatcher);
   msg_mutex_unlock (&target->lock);
   msg_endpoint_unref (target);
   if (dispatcher == NULL)
@@ -204,7 +207,7 @@ msg_connection_maybe_lease (MsgConnection *self)
   msg_connection_begin_lease_locked (self, dispatcher);
   msg_mutex_unlock (&self->lock);
 
-  if (!msg_dispatcher_add_lease (dispatcher, (MsgLease *) self, self->fd))
+  if (!msg_dispatcher_add_lease (dispatcher, (MsgLease *) self, &connection_lease_funcs, self->fd))
     {
       msg_transport_lease_give_back ((MsgLease *) self, dispatcher);
       msg_dispatcher_unref (dispatcher);
@@ -245,7 +248,7 @@ context_decode (MsgConnection  *self,
     }
 }
 
-gboolean
+static gboolean
 msg_transport_lease_read (MsgLease      *lease,
                           MsgDispatcher *dispatcher)
 {
@@ -300,3 +303,12 @@ msg_transport_lease_read (MsgLease      *lease,
     msg_dispatcher_unref (holder);
   return keep;
 }
+
+/* What a dispatcher that holds a lease does with it. */
+static const MsgLeaseFuncs connection_lease_funcs = {
+  .ref = msg_transport_lease_ref,
+  .unref = msg_transport_lease_unref,
+  .read = msg_transport_lease_read,
+  .give_back = msg_transport_lease_give_back,
+  .poke = msg_transport_watchdog_poke,
+};

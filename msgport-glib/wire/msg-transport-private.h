@@ -7,6 +7,9 @@
 
 #include <errno.h>
 
+#include <gio/gio.h>
+
+#include "msg-dispatcher-private.h"
 #include "msg-endpoint-private.h"
 #include "msg-io-thread-private.h"
 #include "msg-socket-private.h"
@@ -40,22 +43,6 @@ void          msg_transport_set_burst_gap     (gint               usec);
 
 /* How many sockets are read by a port's context now. Tests only. */
 guint         msg_transport_count_leases      (void);
-
-/* Called by a dispatcher: reads what @lease's socket holds and delivers it;
- * FALSE once the lease is gone (taken back, or given back because
- * something only the I/O thread handles came), after which @dispatcher
- * stops polling it. */
-gboolean      msg_transport_lease_read        (MsgLease          *lease,
-                                               MsgDispatcher     *dispatcher);
-/* @dispatcher goes away: the I/O thread reads @lease's socket again. */
-void          msg_transport_lease_give_back   (MsgLease          *lease,
-                                               MsgDispatcher     *dispatcher);
-MsgLease     *msg_transport_lease_ref         (MsgLease          *lease);
-void          msg_transport_lease_unref       (MsgLease          *lease);
-/* A dispatcher holding leases left poll(): makes sure the I/O thread
- * checks, within the watchdog period, that it comes back. Cheap when the
- * watchdog is armed already. */
-void          msg_transport_watchdog_poke     (void);
 
 /* A new endpoint whose peer is the port at the other end of @fd (taken
  * only on success). */

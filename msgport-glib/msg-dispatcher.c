@@ -187,6 +187,8 @@ msg_dispatcher_bind_locked (MsgDispatcher *self,
                             MsgEndpoint   *endpoint,
                             MsgEmitFunc    emit)
 {
+  msg_mutex_assert_held (&endpoint->lock);
+
   g_assert (endpoint->ready_list == NULL);
 
   endpoint->ready_list = &self->ready_list;
@@ -198,6 +200,8 @@ msg_dispatcher_bind_locked (MsgDispatcher *self,
 MsgDispatcher *
 msg_dispatcher_get_bound_locked (MsgEndpoint *endpoint)
 {
+  msg_mutex_assert_held (&endpoint->lock);
+
   if (endpoint->ready_list == NULL)
     return NULL;
   return MSG_DISPATCHER_OF_READY_LIST (endpoint->ready_list);
@@ -208,6 +212,7 @@ msg_dispatcher_unbind_locked (MsgEndpoint *endpoint)
 {
   MsgDispatcher *self = msg_dispatcher_get_bound_locked (endpoint);
 
+  msg_mutex_assert_held (&endpoint->lock);
   if (self != NULL)
     {
       endpoint->ready_list = NULL;
@@ -325,6 +330,8 @@ mark_dropped_locked (MsgDispatcher *self,
                      MsgLease      *lease,
                      guint          serial)
 {
+  msg_mutex_assert_held (&self->lock);
+
   for (guint i = 0; i < self->leases->len; i++)
     {
       MsgLeaseEntry *entry = &g_array_index (self->leases, MsgLeaseEntry, i);
@@ -561,7 +568,7 @@ msg_dispatcher_dispatch (GSource     *source,
    * msg_source_dispatched(), and may use what it left (the emit cache). */
   MSG_TSAN_ACQUIRE (source);
   g_atomic_int_set (&self->in_dispatch, 1);
-  __atomic_store_n (&self->polling, 0, __ATOMIC_RELEASE);
+  msg_atomic_int_set_release (&self->polling, 0);
   if (g_atomic_int_get (&self->n_leases) > 0)
     read_leases (self);
 
@@ -647,13 +654,12 @@ msg_dispatcher_prepare (GSource *source,
    * GLib does not call check(), which clears the flag, before dispatch():
    * the I/O thread must not lease a socket to a context that dispatches. */
   armed = g_atomic_int_get (&self->armed);
-  __atomic_store_n (&self->polling, !armed, __ATOMIC_RELEASE);
+  msg_atomic_int_set_release (&self->polling, !armed);
   /* Counted here, not in check(), which GLib skips when this returns
    * TRUE: a context that dispatches on every iteration makes progress.
    * For the same reason the watchdog is told here that a leaseholder is
    * busy, when check() will not tell it. */
-  __atomic_store_n (&self->iterations, __atomic_load_n (&self->iterations, __ATOMIC_RELAXED) + 1,
-                    __ATOMIC_RELEASE);
+  msg_atomic_int_set_release (&self->iterations, msg_atomic_int_get_relaxed (&self->iterations) + 1);
   if (armed && g_atomic_int_get (&self->n_leases) > 0)
     poke (self);
   *timeout = -1;
@@ -665,7 +671,7 @@ msg_dispatcher_check (GSource *source)
 {
   MsgDispatcher *self = (MsgDispatcher *) source;
 
-  __atomic_store_n (&self->polling, 0, __ATOMIC_RELEASE);
+  msg_atomic_int_set_release (&self->polling, 0);
   if (g_atomic_int_get (&self->n_leases) > 0)
     {
       /* Busy from now on: the I/O thread must come and see whether this

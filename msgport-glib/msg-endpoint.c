@@ -239,6 +239,8 @@ void
 msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
                                 GMainContext **wake_later)
 {
+  msg_mutex_assert_held (&self->lock);
+
   if (self->ready_list != NULL)
     self->ready_list->funcs->mark_ready (self->ready_list, self, wake_later);
 }
@@ -249,6 +251,8 @@ msg_endpoint_push_locked (MsgEndpoint   *self,
                           MsgItem       *item,
                           GMainContext **wake_later)
 {
+  msg_mutex_assert_held (&self->lock);
+
   if (self->sink != NULL)
     return self->sink->funcs->deliver (self->sink, item);
 
@@ -325,6 +329,8 @@ static MsgItem *
 msg_endpoint_end_locked (MsgEndpoint *self,
                          GError      *reason)
 {
+  msg_mutex_assert_held (&self->lock);
+
   if (self->ended)
     {
       g_clear_error (&reason);

@@ -85,6 +85,40 @@ msg_tsan_glib_end (void)
 #endif
 }
 
+/* The lock rules written in comments are checked in debug builds: a
+ * function named *_locked() starts with msg_mutex_assert_held() on the
+ * lock it needs. A GMutex does not know which thread holds it, so this
+ * checks that some thread does: a caller that forgot to lock is caught
+ * (a try-lock that succeeds), whatever the timing. Release builds compile
+ * it away. */
+#ifdef MSG_ENABLE_LOCK_CHECKS
+# define msg_mutex_assert_held(mutex) G_STMT_START {                        \
+  if (G_UNLIKELY (g_mutex_trylock (mutex)))                                 \
+    {                                                                       \
+      g_mutex_unlock (mutex);                                               \
+      g_error ("%s: %s is not locked", G_STRFUNC, #mutex);                  \
+    }                                                                       \
+} G_STMT_END
+#else
+# define msg_mutex_assert_held(mutex) G_STMT_START { } G_STMT_END
+#endif
+
+/* Atomics: g_atomic_*() everywhere (sequentially consistent), except
+ * where a weaker order is argued where it is used; those go through these,
+ * never through __atomic_*() directly. */
+static inline void
+msg_atomic_int_set_release (gint *atomic,
+                            gint  value)
+{
+  __atomic_store_n (atomic, value, __ATOMIC_RELEASE);
+}
+
+static inline gint
+msg_atomic_int_get_relaxed (const gint *atomic)
+{
+  return __atomic_load_n (atomic, __ATOMIC_RELAXED);
+}
+
 static inline void
 msg_mutex_lock (GMutex *mutex)
 {

@@ -31,6 +31,8 @@ msg_transport_count_leases (void)
 void
 msg_connection_wait_locked (MsgConnection *self)
 {
+  msg_mutex_assert_held (&self->lock);
+
   self->n_waiters++;
   msg_cond_wait (&self->written_cond, &self->lock);
   self->n_waiters--;
@@ -41,6 +43,8 @@ msg_connection_wait_locked (MsgConnection *self)
 void
 msg_connection_signal_locked (MsgConnection *self)
 {
+  msg_mutex_assert_held (&self->lock);
+
   if (self->n_waiters > 0)
     g_cond_broadcast (&self->written_cond);
 }
@@ -49,6 +53,8 @@ msg_connection_signal_locked (MsgConnection *self)
 void
 msg_connection_kick_locked (MsgConnection *self)
 {
+  msg_mutex_assert_held (&self->lock);
+
   if (!self->kicked)
     {
       self->kicked = TRUE;
@@ -62,6 +68,8 @@ void
 msg_connection_begin_lease_locked (MsgConnection *self,
                                    MsgDispatcher *holder)
 {
+  msg_mutex_assert_held (&self->lock);
+
   self->lease = msg_dispatcher_ref (holder);
   g_atomic_int_inc (&n_leases);
 }
@@ -73,6 +81,7 @@ msg_connection_end_lease_locked (MsgConnection *self)
 {
   MsgDispatcher *holder = g_steal_pointer (&self->lease);
 
+  msg_mutex_assert_held (&self->lock);
   if (holder != NULL)
     {
       g_atomic_int_add (&n_leases, -1);

@@ -3,7 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  *   msgport-bench TOPOLOGY WORKLOAD METRIC [N]
- *   msgport-bench memory unstarted|started [CHANNELS]
+ *   msgport-bench memory unstarted|started|used [CHANNELS]
  *   msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]
  *
  * The first form plugs into the anchor runner (`run --with`): the workloads,
@@ -30,7 +30,9 @@
  *
  * memory: RSS (and malloc heap) per channel for CHANNELS channels that
  * were never started (default 1,000,000), or whose two ports were both
- * started on the main context (default 10,000).
+ * started on the main context (default 10,000), or "used": started, then
+ * 1,000 messages posted on each and all delivered (default 1,000; the
+ * heap is the figure there, as RSS keeps what the messages freed).
  *
  * idle-ports: W-small throughput of one channel while IDLE_PORTS other
  * ports, started and idle, share the receiving end's GMainContext; run it
@@ -60,10 +62,12 @@
 #define EXIT_UNSUPPORTED         77
 #define DEFAULT_UNSTARTED        1000000
 #define DEFAULT_STARTED          10000
+#define DEFAULT_USED             1000
+#define USED_MESSAGES            1000
 
 static const char *usage =
   "msgport-bench same-thread|cross-thread|cross-process WORKLOAD METRIC [N]\n"
-  "       msgport-bench memory unstarted|started [CHANNELS]\n"
+  "       msgport-bench memory unstarted|started|used [CHANNELS]\n"
   "       msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]";
 
 static const char *topology;
@@ -458,10 +462,12 @@ heap_bytes (void)
   return info.uordblks + info.hblkhd;
 }
 
-/* Makes @n channels, starts both ports of each if @started, and reports
- * what they cost. Nothing is freed: the process exits. */
+/* Makes @n channels, starts both ports of each if @started, and, if
+ * @used, posts USED_MESSAGES messages on each and delivers them all; then
+ * reports what the channels cost. Nothing is freed: the process exits. */
 static int
 run_memory (gboolean started,
+            gboolean used,
             guint    n)
 {
   MsgChannelMain **channels = g_new (MsgChannelMain *, n);
@@ -485,13 +491,20 @@ run_memory (gboolean started,
           msg_port_main_start (msg_channel_main_get_port2 (channels[i]));
         }
     }
+  for (guint i = 0; used && i < n; i++)
+    {
+      for (guint j = 0; j < USED_MESSAGES; j++)
+        msg_port_main_post (msg_channel_main_get_port1 (channels[i]), g_variant_new_uint32 (j), NULL);
+      while (g_main_context_iteration (NULL, FALSE))
+        ;
+    }
   rss_after = resident_bytes ();
   heap_after = heap_bytes ();
 
   printf ("{\"anchor\":\"%s\",\"topology\":\"same-thread\",\"metric\":\"memory\","
           "\"state\":\"%s\",\"channels\":%u,\"rss_delta_bytes\":%" G_GSIZE_FORMAT ","
           "\"rss_bytes_per_channel\":%.1f,\"heap_bytes_per_channel\":%.1f}\n",
-          ANCHOR, started ? "started" : "unstarted", n, rss_after - rss_before,
+          ANCHOR, used ? "used" : started ? "started" : "unstarted", n, rss_after - rss_before,
           (double) (rss_after - rss_before) / n,
           (double) (heap_after - heap_before) / n);
   fflush (stdout);
@@ -518,12 +531,14 @@ main (int    argc,
 
   if (argc >= 3 && strcmp (argv[1], "memory") == 0)
     {
-      gboolean started = strcmp (argv[2], "started") == 0;
+      gboolean used = strcmp (argv[2], "used") == 0;
+      gboolean started = used || strcmp (argv[2], "started") == 0;
 
       if (argc > 4 || (!started && strcmp (argv[2], "unstarted") != 0))
         bench_usage_exit (usage);
-      return run_memory (started, argc == 4 ? parse_count (argv[3])
-                                            : started ? DEFAULT_STARTED : DEFAULT_UNSTARTED);
+      return run_memory (started, used,
+                         argc == 4 ? parse_count (argv[3])
+                                   : used ? DEFAULT_USED : started ? DEFAULT_STARTED : DEFAULT_UNSTARTED);
     }
 
   if (argc >= 4 && strcmp (argv[1], "idle-ports") == 0)

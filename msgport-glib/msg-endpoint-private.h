@@ -100,8 +100,8 @@ MsgEnvelope *msg_item_steal_envelope  (MsgItem      *item);
 void         msg_item_free            (MsgItem      *item);
 
 /* A FIFO of items: a ring, allocated on the first push, that doubles when
- * full. Once empty it is kept for the next burst up to 1024 items (8 KiB)
- * and freed beyond, so a backlog does not pin its memory. */
+ * full. Once empty it keeps up to 64 items (512 bytes) for the next
+ * burst and shrinks to that beyond, so a backlog does not pin its memory. */
 typedef struct
 {
   MsgItem **items;     /* (owned) (nullable) */

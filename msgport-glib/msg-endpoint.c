@@ -103,7 +103,7 @@ msg_item_free (MsgItem *item)
 /* Queues ----------------------------------------------------------------- */
 
 #define MSG_QUEUE_MIN_CAPACITY  8     /* what a queue starts with */
-#define MSG_QUEUE_MAX_KEPT      1024  /* the most it keeps once empty: 8 KiB */
+#define MSG_QUEUE_MAX_KEPT      64    /* the most it keeps once empty: 512 bytes */
 
 void
 msg_queue_push (MsgQueue *queue,
@@ -130,8 +130,11 @@ msg_queue_push (MsgQueue *queue,
 }
 
 /* The first item, or NULL if @queue is empty. A queue that empties keeps
- * its ring for the next burst (growing it again costs more than the
- * messages: the allocator consolidates), unless a backlog made it large. */
+ * a ring of up to MSG_QUEUE_MAX_KEPT items for the next burst, so that
+ * small bursts allocate nothing; a larger ring shrinks to that, so that a
+ * channel that once held a backlog does not keep its size (a burst of
+ * 1,000 grows it again with four reallocations, against a thousand
+ * messages). */
 MsgItem *
 msg_queue_pop (MsgQueue *queue)
 {
@@ -148,8 +151,8 @@ msg_queue_pop (MsgQueue *queue)
       queue->head = 0;
       if (queue->capacity > MSG_QUEUE_MAX_KEPT)
         {
-          g_clear_pointer (&queue->items, g_free);
-          queue->capacity = 0;
+          queue->items = g_renew (MsgItem *, queue->items, MSG_QUEUE_MAX_KEPT);
+          queue->capacity = MSG_QUEUE_MAX_KEPT;
         }
     }
 

@@ -107,7 +107,7 @@ static GMutex dispatchers_lock;
 static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatcher */
 
 #define MSG_DISPATCHER_OF_READY_LIST(list) \
-  ((MsgDispatcher *) ((char *) (list) - G_STRUCT_OFFSET (MsgDispatcher, ready_list)))
+  ((MsgDispatcher *) (void *) ((char *) (list) - G_STRUCT_OFFSET (MsgDispatcher, ready_list)))
 
 /* Puts @endpoint on the ready list. When that arms the source, the
  * context must be woken: at once, or, if @wake_later is not %NULL, by the

@@ -237,13 +237,14 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
 
   while (budget > 0)
     {
+      MsgReadWatch *resume = NULL;
       MsgItem *item;
 
       msg_mutex_lock (&endpoint->lock);
       /* Transferred, or even transferred and started again here under a
        * new handle: either way this handle emits no more. */
       if (endpoint->ready_list != &self->ready_list || endpoint->port != port ||
-          (item = msg_queue_pop (&endpoint->queue)) == NULL)
+          (item = msg_endpoint_pop_locked (endpoint, &resume)) == NULL)
         {
           msg_mutex_unlock (&endpoint->lock);
           break;
@@ -270,6 +271,8 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
         }
       msg_mutex_unlock (&endpoint->lock);
 
+      /* A socket reader paused for this endpoint reads on. */
+      msg_read_watch_resume (resume);
       emit (port, item, &self->emit_cache);
 
       if (unbound)

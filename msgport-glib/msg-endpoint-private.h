@@ -171,6 +171,35 @@ typedef void (*MsgEmitFunc) (MsgPortMain  *port,
                              MsgItem      *item,
                              MsgEmitCache *cache);
 
+/* Read-ahead: what a socket reader (the process transport) has queued on
+ * an endpoint and nobody has taken yet is bounded. Above the high marks
+ * the reader pauses (it stops reading its socket, so that the kernel's
+ * buffer pushes back on the sender) until the queue is down to the low
+ * marks. Items and bytes of message data; whichever is reached first. */
+#define MSG_READ_AHEAD_HIGH_ITEMS   16384
+#define MSG_READ_AHEAD_HIGH_BYTES   (8 * 1024 * 1024)
+#define MSG_READ_AHEAD_LOW_ITEMS    (MSG_READ_AHEAD_HIGH_ITEMS / 2)
+#define MSG_READ_AHEAD_LOW_BYTES    (MSG_READ_AHEAD_HIGH_BYTES / 2)
+
+/* A reader that pauses for an endpoint, implemented by the transport:
+ * pause() is called with the endpoint's lock held (it may take the
+ * reader's own lock, which comes after endpoint locks, and must take a
+ * reference on the reader for the endpoint); resume() with no lock held,
+ * once the queue went down to the low marks, or was taken away (it drops
+ * that reference). */
+typedef struct _MsgReadWatch MsgReadWatch;
+
+typedef struct
+{
+  void (*pause)  (MsgReadWatch *watch);
+  void (*resume) (MsgReadWatch *watch);
+} MsgReadWatchFuncs;
+
+struct _MsgReadWatch
+{
+  const MsgReadWatchFuncs *funcs;
+};
+
 struct _MsgEndpoint
 {
   gatomicrefcount  ref_count;
@@ -188,6 +217,9 @@ struct _MsgEndpoint
   MsgEmitFunc      emit;           /* (nullable): set with @ready_list */
   MsgSink         *sink;           /* (owned) (nullable) */
   GError          *close_reason;   /* (owned) (nullable) */
+  gsize            read_bytes;     /* message bytes in @queue, if @counted */
+  MsgReadWatch    *paused_reader;  /* (nullable): holds a reference (see there) */
+  guint            counted : 1;    /* a reader delivers here: @read_bytes counts */
   guint            started : 1;    /* start() was called on the current handle */
   guint            closed : 1;     /* close() was called */
   guint            ended : 1;      /* a close envelope was queued: no more arrivals */
@@ -217,6 +249,14 @@ void         msg_endpoint_discard_full (MsgEndpoint  *self,
                                         GError       *peer_reason);
 void         msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
                                              GMainContext **wake_later);
+void         msg_endpoint_deliver_read (MsgEndpoint  *self,
+                                        MsgItem      *item,
+                                        MsgReadWatch *reader);
+MsgItem     *msg_endpoint_pop_locked   (MsgEndpoint   *self,
+                                        MsgReadWatch **resume);
+MsgQueue     msg_endpoint_steal_queue_locked (MsgEndpoint   *self,
+                                              MsgReadWatch **resume);
+void         msg_read_watch_resume     (MsgReadWatch  *watch);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgEndpoint, msg_endpoint_unref)
 

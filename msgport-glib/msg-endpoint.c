@@ -248,6 +248,18 @@ msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
     self->ready_list->funcs->mark_ready (self->ready_list, self, wake_later);
 }
 
+/* The bytes of message data @item holds, as read-ahead counts them. The
+ * same for an item whenever it is asked (a GVariant's size does not
+ * change). */
+static gsize
+msg_item_data_size (MsgItem *item)
+{
+  GVariant *data = msg_item_is_envelope (item) ? msg_item_peek_envelope (item)->data
+                                               : (GVariant *) item;
+
+  return data != NULL ? g_variant_get_size (data) : 0;
+}
+
 /* Returns what the sink refused, to be freed once the lock is released. */
 static MsgItem *
 msg_endpoint_push_locked (MsgEndpoint   *self,
@@ -260,6 +272,8 @@ msg_endpoint_push_locked (MsgEndpoint   *self,
     return self->sink->funcs->deliver (self->sink, item);
 
   msg_queue_push (&self->queue, item);
+  if (self->counted)
+    self->read_bytes += msg_item_data_size (item);
   if (self->queue.length == 1)
     msg_endpoint_mark_ready_locked (self, wake_later);
   return NULL;
@@ -287,6 +301,81 @@ msg_endpoint_deliver (MsgEndpoint *self,
   msg_item_free (item);
 }
 
+/* What a socket reader read for @self: as msg_endpoint_deliver(), and if
+ * @self now holds more than the read-ahead allows, @reader pauses until
+ * it is down to the low marks (see MSG_READ_AHEAD_HIGH_ITEMS). Any
+ * thread. */
+void
+msg_endpoint_deliver_read (MsgEndpoint  *self,
+                           MsgItem      *item,
+                           MsgReadWatch *reader)
+{
+  GMainContext *wake = NULL;
+
+  msg_mutex_lock (&self->lock);
+  if (!self->ended)
+    {
+      self->counted = TRUE;
+      item = msg_endpoint_push_locked (self, item, &wake);
+      if (self->paused_reader == NULL && self->sink == NULL &&
+          (self->queue.length >= MSG_READ_AHEAD_HIGH_ITEMS ||
+           self->read_bytes >= MSG_READ_AHEAD_HIGH_BYTES))
+        {
+          self->paused_reader = reader;
+          reader->funcs->pause (reader);
+        }
+    }
+  msg_mutex_unlock (&self->lock);
+
+  if (wake != NULL)
+    {
+      g_main_context_wakeup (wake);
+      g_main_context_unref (wake);
+    }
+  msg_item_free (item);
+}
+
+/* The first queued item, or NULL. If that takes the queue down to the low
+ * marks, the reader paused for @self is returned in *@resume, for the
+ * caller to resume once the lock is released (msg_read_watch_resume()). */
+MsgItem *
+msg_endpoint_pop_locked (MsgEndpoint   *self,
+                         MsgReadWatch **resume)
+{
+  MsgItem *item;
+
+  msg_mutex_assert_held (&self->lock);
+
+  item = msg_queue_pop (&self->queue);
+  if (item != NULL && self->counted)
+    self->read_bytes -= MIN (self->read_bytes, msg_item_data_size (item));
+  if (self->paused_reader != NULL &&
+      self->queue.length <= MSG_READ_AHEAD_LOW_ITEMS &&
+      self->read_bytes <= MSG_READ_AHEAD_LOW_BYTES)
+    *resume = g_steal_pointer (&self->paused_reader);
+  return item;
+}
+
+/* Everything queued, for the caller to hand on or free; a paused reader
+ * goes to *@resume, as with msg_endpoint_pop_locked(). */
+MsgQueue
+msg_endpoint_steal_queue_locked (MsgEndpoint   *self,
+                                 MsgReadWatch **resume)
+{
+  msg_mutex_assert_held (&self->lock);
+
+  self->read_bytes = 0;
+  *resume = g_steal_pointer (&self->paused_reader);
+  return msg_queue_steal (&self->queue);
+}
+
+void
+msg_read_watch_resume (MsgReadWatch *watch)
+{
+  if (watch != NULL)
+    watch->funcs->resume (watch);
+}
+
 /* Makes @sink (taken) receive everything that arrives for @self from now
  * on, after what is already queued, in order. */
 void
@@ -294,12 +383,13 @@ msg_endpoint_set_sink (MsgEndpoint *self,
                        MsgSink     *sink)
 {
   MsgQueue queued, refused = MSG_QUEUE_INIT;
+  MsgReadWatch *resume = NULL;
   MsgItem *item;
 
   msg_mutex_lock (&self->lock);
   g_assert (self->sink == NULL && self->ready_list == NULL);
   g_atomic_pointer_set (&self->sink, sink);
-  queued = msg_queue_steal (&self->queue);
+  queued = msg_endpoint_steal_queue_locked (self, &resume);
   while ((item = msg_queue_pop (&queued)) != NULL)
     {
       item = msg_endpoint_push_locked (self, item, NULL);
@@ -308,6 +398,7 @@ msg_endpoint_set_sink (MsgEndpoint *self,
     }
   msg_mutex_unlock (&self->lock);
 
+  msg_read_watch_resume (resume);
   msg_queue_clear (&queued);
   msg_queue_clear (&refused);
 }
@@ -425,15 +516,17 @@ msg_endpoint_discard_full (MsgEndpoint *self,
                            GError      *peer_reason)
 {
   MsgEndpoint *peer;
+  MsgReadWatch *resume = NULL;
   MsgQueue dropped;
 
   msg_mutex_lock (&self->lock);
   peer = g_steal_pointer (&self->peer);
   self->ended = TRUE;
   self->closed = TRUE;
-  dropped = msg_queue_steal (&self->queue);
+  dropped = msg_endpoint_steal_queue_locked (self, &resume);
   msg_mutex_unlock (&self->lock);
 
+  msg_read_watch_resume (resume);
   msg_queue_clear (&dropped);
   if (peer != NULL)
     {

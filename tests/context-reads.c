@@ -215,11 +215,13 @@ test_context_reads_watchdog (void)
 {
   MsgPortMain *a, *b;
   g_autoptr(MsgRecorder) rec = NULL;
-  Blocker blocker = { NULL, 160, FALSE };
+  /* 4 MiB: more than the socket buffers hold, less than the port takes
+   * before it is read again (read-ahead). */
+  Blocker blocker = { NULL, 64, FALSE };
   guint base;
 
   g_test_summary ("A context that holds a lease and blocks (here in a handler that waits "
-                  "for its own 10 MiB to be read) loses it: the I/O thread reads again");
+                  "for its own 4 MiB to be read) loses it: the I/O thread reads again");
 
   rec = leased_ports (&a, &b);
 

@@ -62,6 +62,10 @@ struct _MsgConnection
 {
   GSource          source;       /* its reference count is the connection's */
   MsgSink          sink;         /* owned by @endpoint: a reference on @source */
+  MsgReadWatch     read_watch;   /* paused for the endpoint read for: a
+                                  * reference on @source while it is */
+  gint             read_paused;  /* (atomic): set by read_watch's pause(),
+                                  * cleared by its resume() */
   const MsgPortCodec *codec;
   gpointer         fd_tag;       /* I/O thread */
   int              fd;           /* I/O thread; -1 once closed or moved */
@@ -98,12 +102,18 @@ struct _MsgConnection
   guint            seen_iterations;  /* the leaseholder's, at the last watchdog run */
   gboolean         want_out;
   GIOCondition     polled;       /* what @fd_tag asks for */
+  gboolean         unpolled;     /* @fd is out of the poll set: reading is
+                                  * paused, and it hung up */
   gboolean         peer_closed;  /* its close frame was read */
 };
 
 #define CONNECTION_FROM_SINK(s) ((MsgConnection *) (void *) ((guint8 *) (s) - G_STRUCT_OFFSET (MsgConnection, sink)))
+#define CONNECTION_FROM_READ_WATCH(w) \
+  ((MsgConnection *) (void *) ((guint8 *) (w) - G_STRUCT_OFFSET (MsgConnection, read_watch)))
 
 /* msg-connection.c */
+extern const MsgReadWatchFuncs msg_connection_read_watch_funcs;
+gboolean       msg_connection_read_paused      (MsgConnection  *self);
 void           msg_connection_wait_locked      (MsgConnection  *self);
 void           msg_connection_signal_locked    (MsgConnection  *self);
 void           msg_connection_kick_locked      (MsgConnection  *self);

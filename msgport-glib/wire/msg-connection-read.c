@@ -95,14 +95,16 @@ msg_connection_handle_frame (MsgConnection  *self,
   return TRUE;
 }
 
-/* Delivers the frames the decoder holds. FALSE if the connection failed. */
+/* Delivers the frames the decoder holds, until the endpoint read for has
+ * all it may hold (the rest wait in the decoder). FALSE if the connection
+ * failed. */
 static gboolean
 msg_connection_decode (MsgConnection *self)
 {
   MsgEndpoint *target = NULL;
   gboolean ok = TRUE;
 
-  while (ok)
+  while (ok && !msg_connection_read_paused (self))
     {
       MsgWireFrame *frame = NULL;
       GError *error = NULL;
@@ -217,16 +219,17 @@ msg_connection_recv (MsgConnection  *self,
 }
 
 /* I/O thread: decodes what is pending, then reads the socket if @revents
- * says it is readable, at most MSG_CONNECTION_MAX_READS times. Returns
- * TRUE if it read all there was and the connection is still open: the
- * socket may then be leased (msg_connection_maybe_lease()). */
+ * says it is readable, at most MSG_CONNECTION_MAX_READS times, and not
+ * while reading is paused (read-ahead). Returns TRUE if it read all there
+ * was and the connection is still open: the socket may then be leased
+ * (msg_connection_maybe_lease()). */
 gboolean
 msg_connection_read (MsgConnection *self,
                      GIOCondition   revents)
 {
   /* Frames handed on with the port, or left by a context that read, come
    * first. */
-  if (!msg_connection_decode (self))
+  if (!msg_connection_decode (self) || msg_connection_read_paused (self))
     return FALSE;
   if ((revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) == 0)
     return FALSE;
@@ -246,9 +249,9 @@ msg_connection_read (MsgConnection *self,
           msg_connection_fail (self, error);
           return FALSE;
         case RECV_DRAINED:
-          return msg_connection_decode (self);
+          return msg_connection_decode (self) && !msg_connection_read_paused (self);
         case RECV_DATA:
-          if (!msg_connection_decode (self))
+          if (!msg_connection_decode (self) || msg_connection_read_paused (self))
             return FALSE;
           break;
         default:

@@ -44,6 +44,7 @@ msg_connection_new (int                 fd,
   g_cond_init (&self->written_cond);
   g_queue_init (&self->out.items);
   self->sink.funcs = &msg_connection_sink_funcs;
+  self->read_watch.funcs = &msg_connection_read_watch_funcs;
   self->codec = codec;
   self->fd = fd;
   msg_socket_grow_send_buffer (fd);
@@ -84,7 +85,7 @@ connection_service (GSource *source)
   MsgConnection *self = (MsgConnection *) source;
   GIOCondition revents = 0, wanted;
   MsgConnectionState state;
-  gboolean leased;
+  gboolean leased, paused;
 
   /* Both calls below wake this thread's context again when they change
    * anything: only make them when something did change. */
@@ -101,6 +102,13 @@ connection_service (GSource *source)
   if (state != CONNECTION_OPEN && state != CONNECTION_WRITE_CLOSED)
     return;
 
+  /* Reading resumed after a hang-up left it out of the poll set. */
+  if (self->unpolled && !msg_connection_read_paused (self))
+    {
+      self->polled = G_IO_IN | G_IO_HUP | G_IO_ERR;
+      self->fd_tag = g_source_add_unix_fd (source, self->fd, self->polled);
+      self->unpolled = FALSE;
+    }
   if (self->fd_tag != NULL)
     revents = g_source_query_unix_fd (source, self->fd_tag);
 
@@ -111,7 +119,7 @@ connection_service (GSource *source)
     return;
   if (state == CONNECTION_OPEN)
     msg_connection_write (self);
-  if (self->fd_tag == NULL)
+  if (self->fd < 0)
     return;
 
   /* The I/O thread does not poll a leased socket for input, but hears of
@@ -138,7 +146,21 @@ connection_service (GSource *source)
   msg_mutex_lock (&self->lock);
   leased = self->lease != NULL;
   msg_mutex_unlock (&self->lock);
-  wanted = (leased ? 0 : G_IO_IN) | G_IO_HUP | G_IO_ERR | (self->want_out ? G_IO_OUT : 0);
+  paused = msg_connection_read_paused (self);
+  if (self->fd < 0)
+    return;
+  if (paused && !self->want_out && (revents & (G_IO_HUP | G_IO_ERR)) != 0)
+    {
+      /* poll() reports a hang-up whatever it is asked: while the port
+       * takes what was read, the socket is not polled at all (the rest of
+       * what the peer sent, and its end of file, wait in it). */
+      if (self->fd_tag != NULL)
+        g_source_remove_unix_fd (source, g_steal_pointer (&self->fd_tag));
+      self->unpolled = TRUE;
+      return;
+    }
+  wanted = (leased || paused ? 0 : G_IO_IN) | G_IO_HUP | G_IO_ERR |
+           (self->want_out ? G_IO_OUT : 0);
   if (self->fd_tag != NULL && wanted != self->polled)
     {
       g_source_modify_unix_fd (source, self->fd_tag, wanted);

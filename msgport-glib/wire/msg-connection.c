@@ -209,6 +209,45 @@ msg_connection_ref_target (MsgConnection *self)
   return target;
 }
 
+/* Read-ahead (MSG_READ_AHEAD_HIGH_ITEMS): the endpoint read for pauses
+ * its reader, with that endpoint's lock held, and resumes it once it took
+ * enough, with no lock held. A paused connection reads nothing: the
+ * I/O thread stops polling it for input, and a context that holds its
+ * lease gives it back. */
+static void
+connection_read_pause (MsgReadWatch *watch)
+{
+  MsgConnection *self = CONNECTION_FROM_READ_WATCH (watch);
+
+  g_source_ref (&self->source);
+  g_atomic_int_set (&self->read_paused, 1);
+}
+
+static void
+connection_read_resume (MsgReadWatch *watch)
+{
+  MsgConnection *self = CONNECTION_FROM_READ_WATCH (watch);
+
+  g_atomic_int_set (&self->read_paused, 0);
+  /* The I/O thread polls for input again. */
+  msg_mutex_lock (&self->lock);
+  msg_connection_kick_locked (self);
+  msg_mutex_unlock (&self->lock);
+  msg_source_unref (&self->source);
+}
+
+const MsgReadWatchFuncs msg_connection_read_watch_funcs = {
+  connection_read_pause,
+  connection_read_resume,
+};
+
+/* Whether the endpoint read for has all it may hold: read nothing more. */
+gboolean
+msg_connection_read_paused (MsgConnection *self)
+{
+  return g_atomic_int_get (&self->read_paused);
+}
+
 /* Delivers @item (taken), read from the socket, to *@target, looked up
  * on first use and kept for the rest of the batch: if the channel ends
  * meanwhile, the target has ended too and drops them. */
@@ -220,7 +259,7 @@ msg_connection_deliver_read (MsgConnection  *self,
   if (*target == NULL)
     *target = msg_connection_ref_target (self);
   if (*target != NULL)
-    msg_endpoint_deliver (*target, item);
+    msg_endpoint_deliver_read (*target, item, &self->read_watch);
   else
     msg_item_free (item);
 }

@@ -235,6 +235,10 @@ context_decode (MsgConnection  *self,
       MsgWireFrame *frame = NULL;
       MsgItem *item;
 
+      /* The port has all it may hold: the I/O thread reads on once it
+       * took enough. */
+      if (msg_connection_read_paused (self))
+        return FALSE;
       if (!msg_wire_decoder_next (self->decoder, &frame, error))
         return *error == NULL;
       if (frame->kind != MSG_WIRE_FRAME_MESSAGE || frame->n_ports > 0 || frame->data_fd >= 0)

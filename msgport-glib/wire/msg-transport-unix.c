@@ -233,6 +233,7 @@ connection_move (MsgConnection  *self,
   GArray *in_fds = g_array_new (FALSE, FALSE, sizeof (int));
   GArray *out_fds = g_array_new (FALSE, FALSE, sizeof (int));
   MsgQueue queued = MSG_QUEUE_INIT;
+  MsgReadWatch *resume = NULL;
   GQueue unwritten;
   MsgEndpoint *remote;
   MsgOutItem *head;
@@ -264,8 +265,11 @@ connection_move (MsgConnection  *self,
   msg_mutex_lock (&endpoint->lock);
   movable = movable && !endpoint->ended;
   if (movable)
-    queued = msg_queue_steal (&endpoint->queue);
+    queued = msg_endpoint_steal_queue_locked (endpoint, &resume);
   msg_mutex_unlock (&endpoint->lock);
+  /* This connection, if it paused for @endpoint: it goes on with the port,
+   * and its next owner counts afresh. */
+  msg_read_watch_resume (resume);
   if (!movable)
     {
       g_array_unref (in_fds);

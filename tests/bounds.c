@@ -1,0 +1,242 @@
+/* bounds.c: what a peer process can make this process spend
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * A peer writes valid data, as fast as the socket takes it, through the
+ * raw end of a socket whose other end is a port of this process that does
+ * not take what arrives (not started, or started on a context that never
+ * iterates). The port takes a bounded amount (the read-ahead), then stops
+ * reading, so that the socket fills and pushes back on the peer; once the
+ * port is served, everything arrives, in order, nothing dropped.
+ *
+ * "The peer stopped being able to write" is the thing that must happen;
+ * what must not happen is that it goes on: each case waits a bounded time
+ * (FULL_PATIENCE_MS) for the socket to take more, and fails if the peer
+ * could write more than the read-ahead and the socket buffers hold.
+ */
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "msg-endpoint-private.h"
+#include "msg-test-utils.h"
+#include "wire/msg-wire-private.h"
+
+/* How long the socket must stay full to count as pushed back on. A
+ * reader that did not pause drains it within microseconds. */
+#define FULL_PATIENCE_MS  500
+/* What the kernel holds in a socket pair (both ends' buffers, grown by
+ * the port's end to 512 KiB), one read (256 KiB) and one frame, with room
+ * to spare: the bound is the read-ahead plus this. */
+#define KERNEL_AND_ONE_READ  (4 * 1024 * 1024)
+
+/* The frame of message @i: "(uay)", @i and @size bytes. */
+static GBytes *
+encode_message (guint32 i,
+                gsize   size)
+{
+  g_autofree guint8 *blob = g_malloc0 (size);
+  MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data_fd = -1 };
+  MsgWireEncoded encoded;
+  g_autoptr(GByteArray) bytes = g_byte_array_new ();
+  g_autoptr(GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
+
+  memset (blob, i & 0xff, size);
+  frame.data = g_variant_ref_sink (g_variant_new ("(u@ay)", i,
+                                                  g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
+                                                                             blob, size, 1)));
+  g_assert_true (msg_wire_encode (&frame, &encoded, NULL));
+  msg_wire_encoded_append (&encoded, bytes, fds);
+  msg_wire_encoded_clear (&encoded);
+  g_variant_unref (frame.data);
+  return g_byte_array_free_to_bytes (g_steal_pointer (&bytes));
+}
+
+typedef struct
+{
+  int      raw;
+  gsize    message_size;
+  guint32  n_sent;       /* whole frames written */
+  guint64  bytes_sent;
+  GBytes  *pending;      /* (owned) (nullable): the frame being written */
+  gsize    offset;       /* of @pending, written */
+} Flood;
+
+/* Writes frames to @self->raw, non-blocking, until the socket has stayed
+ * full for FULL_PATIENCE_MS or @max_bytes went. Returns whether it was
+ * pushed back on. */
+static gboolean
+flood_until_full (Flood  *self,
+                  guint64 max_bytes)
+{
+  while (self->bytes_sent < max_bytes)
+    {
+      const guint8 *data;
+      gsize size;
+      ssize_t n;
+
+      if (self->pending == NULL)
+        {
+          self->pending = encode_message (self->n_sent, self->message_size);
+          self->offset = 0;
+        }
+      data = g_bytes_get_data (self->pending, &size);
+      n = send (self->raw, data + self->offset, size - self->offset, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0)
+        {
+          self->offset += n;
+          self->bytes_sent += n;
+          if (self->offset == size)
+            {
+              g_clear_pointer (&self->pending, g_bytes_unref);
+              self->n_sent++;
+            }
+        }
+      else
+        {
+          struct pollfd pfd = { self->raw, POLLOUT, 0 };
+
+          g_assert_true (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+          if (poll (&pfd, 1, FULL_PATIENCE_MS) == 0)
+            return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+/* Writes the rest of the frame in progress, once the port reads again:
+ * @context, the port's, runs meanwhile. */
+static gboolean
+flood_finished (Flood *self)
+{
+  gsize size;
+  const guint8 *data;
+  ssize_t n;
+
+  if (self->pending == NULL)
+    return TRUE;
+  data = g_bytes_get_data (self->pending, &size);
+  n = send (self->raw, data + self->offset, size - self->offset, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n > 0)
+    self->offset += n;
+  if (self->offset == size)
+    {
+      g_clear_pointer (&self->pending, g_bytes_unref);
+      self->n_sent++;
+    }
+  return self->pending == NULL;
+}
+
+/* Whether @flood is all written and @rec has it all (or closed). */
+static gboolean
+all_arrived (MsgRecorder *rec,
+             Flood       *flood)
+{
+  return flood_finished (flood) && (rec->events->len == flood->n_sent || rec->n_close > 0);
+}
+
+static void
+assert_in_order (MsgRecorder *rec,
+                 Flood       *flood)
+{
+  g_assert_cmpuint (rec->n_close, ==, 0);
+  g_assert_cmpuint (rec->events->len, ==, flood->n_sent);
+  for (guint i = 0; i < rec->events->len; i++)
+    {
+      guint32 got;
+
+      g_variant_get_child (msg_recorder_data (rec, i), 0, "u", &got);
+      g_assert_cmpuint (got, ==, i);
+    }
+}
+
+/* A port that is not started, or started on @context, which nobody
+ * iterates until the flood is pushed back on. */
+static void
+read_ahead_case (gsize    message_size,
+                 gboolean started_elsewhere)
+{
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(MsgRecorder) rec = NULL;
+  MsgPortMain *port;
+  Flood flood = { 0, };
+  guint64 bound = MSG_READ_AHEAD_HIGH_BYTES + KERNEL_AND_ONE_READ +
+                  (guint64) MSG_READ_AHEAD_HIGH_ITEMS * 64;
+
+  msg_test_socket_port (&flood.raw, &port);
+  flood.message_size = message_size;
+  rec = msg_recorder_new (port);
+  if (started_elsewhere)
+    {
+      g_main_context_push_thread_default (context);
+      msg_port_main_start (port);
+      g_main_context_pop_thread_default (context);
+    }
+
+  /* Without read-ahead the port takes all of it (64 MiB) and more. */
+  g_assert_true (flood_until_full (&flood, 64 * 1024 * 1024));
+  g_test_message ("the peer wrote %" G_GUINT64_FORMAT " bytes, %u messages of %" G_GSIZE_FORMAT
+                  " bytes, before the socket pushed back",
+                  flood.bytes_sent, flood.n_sent, message_size);
+  g_assert_cmpuint (flood.bytes_sent, <=, bound);
+  g_assert_cmpuint (rec->events->len, ==, 0);
+
+  /* Served: everything arrives, in order. A handle started on a context
+   * stays there: that context is the one that runs now. */
+  if (!started_elsewhere)
+    {
+      g_main_context_unref (context);
+      context = g_main_context_ref (g_main_context_default ());
+      msg_port_main_start (port);
+    }
+  /* One iteration at a time: all_arrived() writes the rest as it goes,
+   * and the condition is checked again after each. */
+  msg_test_wait_until (context, all_arrived (rec, &flood));
+  assert_in_order (rec, &flood);
+
+  close (flood.raw);
+  msg_test_wait_until (context, rec->n_close == 1);
+  g_clear_pointer (&rec, msg_recorder_free);
+  g_object_unref (port);
+}
+
+static void
+test_read_ahead_not_started (void)
+{
+  g_test_summary ("A peer floods 1 KiB messages into a port that is not started: the port "
+                  "takes at most its read-ahead (8 MiB) before the socket pushes back, and "
+                  "once started gets every message, in order");
+  read_ahead_case (1024, FALSE);
+}
+
+static void
+test_read_ahead_small (void)
+{
+  g_test_summary ("The same with 4-byte messages: the read-ahead's count of messages "
+                  "(16,384) bounds them, not its bytes");
+  read_ahead_case (4, FALSE);
+}
+
+static void
+test_read_ahead_busy_context (void)
+{
+  g_test_summary ("A peer floods a port started on a context that does not iterate (a busy "
+                  "thread): the same bound; everything arrives once the context runs");
+  read_ahead_case (1024, TRUE);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/bounds/read-ahead/not-started", test_read_ahead_not_started);
+  g_test_add_func ("/bounds/read-ahead/small", test_read_ahead_small);
+  g_test_add_func ("/bounds/read-ahead/busy-context", test_read_ahead_busy_context);
+
+  return g_test_run ();
+}

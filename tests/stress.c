@@ -1073,6 +1073,8 @@ main (int    argc,
   const char *soak = g_getenv ("MSG_STRESS_SECONDS");
   guint seconds = soak != NULL ? atoi (soak) : 0;
   gint64 seed = -1;
+  GSource *keep_list;
+  int ret;
 
   if (argc > 1 && strcmp (argv[1], "--child") == 0)
     return child_main ();
@@ -1097,6 +1099,12 @@ main (int    argc,
     }
 
   g_test_init (&argc, &argv, NULL);
+  /* The children's waits return through GLib's worker thread: see
+   * msg_test_keep_source_list(). And a sanitizer's symbolizer, started by
+   * the first report or suppression it matches, would be new descriptors
+   * at the end of a seed. */
+  keep_list = msg_test_keep_source_list (NULL);
+  msg_test_start_symbolizer ();
 
   if (seed >= 0)
     g_test_add_data_func ("/stress/seed", GUINT_TO_POINTER ((guint32) seed), test_stress_seed);
@@ -1115,5 +1123,8 @@ main (int    argc,
         g_test_add_data_func (path, GUINT_TO_POINTER (i), test_stress_seed);
       }
 
-  return g_test_run ();
+  ret = g_test_run ();
+  g_source_destroy (keep_list);
+  g_source_unref (keep_list);
+  return ret;
 }

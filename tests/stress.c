@@ -1069,12 +1069,14 @@ test_stress_soak (gconstpointer data)
  * a seed adds. */
 #define RESERVED_HANDLERS 8000
 
+#ifdef MSG_HAVE_TSAN
 static void
 reserved_notify (GObject    *object,
                  GParamSpec *pspec,
                  gpointer    user_data)
 {
 }
+#endif
 
 static GPtrArray *
 reserve_signal_tables (void)

@@ -413,3 +413,18 @@ msg_test_start_symbolizer (void)
   __sanitizer_symbolize_pc (__builtin_return_address (0), "%p %F %L", frame, sizeof frame);
 #endif
 }
+
+/* GLib's worker and the contexts' lists -------------------------------------- */
+
+/* A source that never dispatches. */
+static GSourceFuncs keep_source_list_funcs = { NULL, };
+
+GSource *
+msg_test_keep_source_list (GMainContext *context)
+{
+  GSource *source = g_source_new (&keep_source_list_funcs, sizeof (GSource));
+
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_attach (source, context);
+  return source;
+}

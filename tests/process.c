@@ -1977,9 +1977,6 @@ test_child_python (void)
   child_wait (&child, 0);
 }
 
-/* A source that never dispatches. See main(). */
-static GSourceFuncs idle_forever_funcs = { NULL, };
-
 int
 main (int    argc,
       char **argv)
@@ -1990,18 +1987,10 @@ main (int    argc,
   g_test_init (&argc, &argv, NULL);
   signal (SIGPIPE, SIG_IGN);
 
-  /* GLib's worker thread, which reaps the children, returns each wait's
-   * GTask through a source that it attaches to the main context and then
-   * unrefs, maybe after this thread has run it and the ports' dispatcher
-   * has gone: then the worker removes the last source of the default
-   * priority and frees the context's list for it, which this thread made,
-   * ordered by the context's lock only. ThreadSanitizer cannot see that
-   * lock, nor name the GLib function that frees (it is static), so no
-   * suppression can name it (docs/testing.md). A source that stays keeps
-   * that list alive, and this thread frees it at the end. */
-  keep_list = g_source_new (&idle_forever_funcs, sizeof (GSource));
-  g_source_set_priority (keep_list, G_PRIORITY_DEFAULT);
-  g_source_attach (keep_list, NULL);
+  /* GLib's worker thread frees the main context's list of default
+   * priority behind TSan's back, unless a source keeps it (see
+   * msg_test_keep_source_list()). */
+  keep_list = msg_test_keep_source_list (NULL);
 
   g_test_add_func ("/process/new-for-fd/invalid", test_new_for_fd_invalid);
   g_test_add_func ("/process/new-for-launcher/invalid", test_new_for_launcher_invalid);

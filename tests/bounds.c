@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -228,6 +229,164 @@ test_read_ahead_busy_context (void)
   read_ahead_case (1024, TRUE);
 }
 
+/* Closing ---------------------------------------------------------------- */
+
+/* Raises the soft limit on descriptors to at least @wanted if the hard
+ * limit allows; returns the soft limit now. */
+static rlim_t
+raise_fd_limit (rlim_t wanted)
+{
+  struct rlimit rl;
+
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &rl), ==, 0);
+  if (rl.rlim_cur < wanted)
+    {
+      rl.rlim_cur = MIN (wanted, rl.rlim_max);
+      g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &rl), ==, 0);
+    }
+  return rl.rlim_cur;
+}
+
+/* Makes what a process makes once (the I/O thread, its context, the
+ * watchdog), so that counts of descriptors start from there. */
+static void
+warm_up (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec = NULL;
+
+  msg_test_socket_ports (&a, &b);
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+  msg_port_main_post (a, g_variant_new_string ("warm"), NULL);
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
+/* Reads @raw to its end; returns how many bytes came. */
+static gsize
+read_to_end (int raw)
+{
+  guint8 buffer[4096];
+  gsize total = 0;
+  ssize_t n;
+
+  while ((n = read (raw, buffer, sizeof buffer)) > 0)
+    total += n;
+  g_assert_cmpint (n, ==, 0);
+  return total;
+}
+
+static void
+test_close_peer_never_reads (void)
+{
+  guint n = 1000, baseline;
+  g_autofree int *raw = NULL;
+  g_autofree MsgPortMain **ports = NULL;
+  rlim_t limit;
+
+  g_test_summary ("1,000 ports close while their peers neither read nor hang up: every "
+                  "descriptor of ours is closed within the close deadline (2 s), and "
+                  "the close frame is in each peer's socket");
+
+  limit = raise_fd_limit (4 * n);
+  warm_up ();
+  baseline = msg_test_count_fds ();
+  if (limit < baseline + 2 * n + 64)
+    n = (limit - baseline - 64) / 2;
+  raw = g_new (int, n);
+  ports = g_new (MsgPortMain *, n);
+  for (guint i = 0; i < n; i++)
+    msg_test_socket_port (&raw[i], &ports[i]);
+  for (guint i = 0; i < n; i++)
+    msg_port_main_close (ports[i]);
+
+  /* Only the peers' ends are left: ours went, without the peers' help. */
+  msg_test_wait_for_fds_at_most (baseline + n);
+
+  /* What was written before went out: a close frame, then the end. */
+  for (guint i = 0; i < n; i++)
+    {
+      g_assert_cmpuint (read_to_end (raw[i]), ==, MSG_WIRE_HEADER_SIZE);
+      close (raw[i]);
+      g_object_unref (ports[i]);
+    }
+  msg_test_wait_for_fds_at_most (baseline);
+}
+
+static void
+test_close_no_import_after (void)
+{
+  MsgPortMain *port;
+  g_autoptr(MsgRecorder) rec = NULL;
+  MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data_fd = -1 };
+  MsgWireEncoded encoded;
+  g_autoptr(GByteArray) bytes = g_byte_array_new ();
+  g_autoptr(GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
+  struct msghdr message = { 0, };
+  struct iovec iov;
+  union {
+    struct cmsghdr header;
+    char           buffer[CMSG_SPACE (sizeof (int))];
+  } control;
+  struct cmsghdr *cmsg;
+  int raw, pair[2];
+  guint baseline;
+
+  g_test_summary ("A port arrives on a socket whose port here has closed: its descriptor "
+                  "is closed at once, and no port is made of it (nothing is written to "
+                  "it, not even a close frame)");
+
+  msg_test_socket_port (&raw, &port);
+  rec = msg_recorder_new (port);
+  msg_port_main_start (port);
+  msg_port_main_close (port);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  warm_up ();
+  baseline = msg_test_count_fds ();
+
+  /* The peer, which has not read our close frame yet, sends a port. */
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), ==, 0);
+  frame.data = g_variant_ref_sink (g_variant_new_string ("too late"));
+  frame.n_ports = 1;
+  frame.ports = g_new0 (MsgWirePort, 1);
+  frame.ports[0].fd = -1;
+  g_assert_true (msg_wire_encode (&frame, &encoded, NULL));
+  msg_wire_encoded_append (&encoded, bytes, fds);
+  msg_wire_encoded_clear (&encoded);
+  g_clear_pointer (&frame.data, g_variant_unref);
+  g_free (frame.ports);
+  g_assert_cmpuint (fds->len, ==, 1);
+  g_array_index (fds, int, 0) = pair[0];
+
+  memset (&control, 0, sizeof control);
+  iov.iov_base = bytes->data;
+  iov.iov_len = bytes->len;
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control.buffer;
+  message.msg_controllen = CMSG_SPACE (sizeof (int));
+  cmsg = CMSG_FIRSTHDR (&message);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN (sizeof (int));
+  memcpy (CMSG_DATA (cmsg), &pair[0], sizeof (int));
+  g_assert_cmpint (sendmsg (raw, &message, MSG_NOSIGNAL), ==, (gssize) bytes->len);
+  close (pair[0]);
+
+  /* Its other end sees the end of file, and nothing before it. */
+  g_assert_cmpuint (read_to_end (pair[1]), ==, 0);
+  close (pair[1]);
+
+  close (raw);
+  msg_test_wait_for_fds_at_most (baseline - 1);
+  g_clear_pointer (&rec, msg_recorder_free);
+  g_object_unref (port);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -237,6 +396,8 @@ main (int    argc,
   g_test_add_func ("/bounds/read-ahead/not-started", test_read_ahead_not_started);
   g_test_add_func ("/bounds/read-ahead/small", test_read_ahead_small);
   g_test_add_func ("/bounds/read-ahead/busy-context", test_read_ahead_busy_context);
+  g_test_add_func ("/bounds/close/peer-never-reads", test_close_peer_never_reads);
+  g_test_add_func ("/bounds/close/no-import-after", test_close_no_import_after);
 
   return g_test_run ();
 }

@@ -32,6 +32,12 @@
 
 G_BEGIN_DECLS
 
+/* A connection whose port closed waits for the peer's close frame (or its
+ * hang-up) at most this long, and at most this many wait at once; beyond,
+ * they end as soon as their close frame is written (or could not be). */
+#define MSG_CLOSE_DEADLINE_MS   2000
+#define MSG_MAX_CLOSING         64
+
 /* The most recvmsg() calls one reader makes in a turn: as much as the I/O
  * thread reads in one go, and a context in one dispatch. */
 #define MSG_CONNECTION_MAX_READS  32
@@ -79,6 +85,8 @@ struct _MsgConnection
   guint64          n_written;
   MsgConnectionState state;
   gboolean         close_queued;
+  gboolean         write_dead;   /* the peer hung up on a write: nothing more
+                                  * is written, what it sent is still read */
   gboolean         kicked;       /* @source is ready: the I/O thread will write */
   gboolean         deadline;     /* @source is due within FLUSH_DEADLINE_USEC */
   gboolean         flush_scheduled;  /* a ConnectionFlush is attached somewhere */
@@ -105,6 +113,9 @@ struct _MsgConnection
   gboolean         unpolled;     /* @fd is out of the poll set: reading is
                                   * paused, and it hung up */
   gboolean         peer_closed;  /* its close frame was read */
+
+  GSource         *closing;      /* (owned) (nullable): the close deadline,
+                                  * once the close is queued */
 };
 
 #define CONNECTION_FROM_SINK(s) ((MsgConnection *) (void *) ((guint8 *) (s) - G_STRUCT_OFFSET (MsgConnection, sink)))
@@ -125,6 +136,8 @@ MsgDispatcher *msg_connection_take_lease_back  (MsgConnection  *self,
 void           msg_connection_revoke_lease     (MsgConnection  *self);
 void           msg_connection_fail             (MsgConnection  *self,
                                                 GError         *reason);
+void           msg_connection_begin_closing    (MsgConnection  *self);
+gboolean       msg_connection_is_closing       (MsgConnection  *self);
 void           msg_connection_fail_write       (MsgConnection  *self,
                                                 int             errsv);
 MsgEndpoint   *msg_connection_ref_target       (MsgConnection  *self);

@@ -64,6 +64,14 @@ msg_connection_handle_frame (MsgConnection  *self,
       return TRUE;
     }
 
+  /* Our port closed: nothing goes to it any more. A frame that would
+   * cost something to take in (ports to make, a memfd to map) is dropped
+   * here, its descriptors closed at once. */
+  if ((frame->n_ports > 0 || frame->data_fd >= 0) && msg_connection_is_closing (self))
+    {
+      msg_wire_frame_free (frame);
+      return TRUE;
+    }
   if (!msg_wire_frame_map_data (frame, &error))
     {
       msg_wire_frame_free (frame);

@@ -11,12 +11,14 @@
 
 #include "config.h"
 
+#include <string.h>
 #include <unistd.h>
 
 #include "msg-connection-private.h"
 #include "msg-io-thread-private.h"
 #include "msg-lock-private.h"
 #include "msg-socket-private.h"
+#include "msg-transport-private.h"
 
 static GSourceFuncs connection_source_funcs;
 
@@ -117,10 +119,12 @@ connection_service (GSource *source)
    * still ends the port with PEER_CLOSED. */
   if (!msg_connection_take_handed (self))
     return;
-  if (state == CONNECTION_OPEN)
+  if (state == CONNECTION_OPEN && !self->write_dead)
     msg_connection_write (self);
   if (self->fd < 0)
     return;
+  if (self->closing == NULL && msg_connection_is_closing (self))
+    msg_connection_begin_closing (self);
 
   /* The I/O thread does not poll a leased socket for input, but hears of
    * a hang-up or an error, which it handles itself. */
@@ -186,6 +190,7 @@ connection_finalize (GSource *source)
   msg_source_finalizing (source);
   g_assert (self->endpoint == NULL);
   g_assert (self->lease == NULL);
+  g_assert (self->closing == NULL);
   g_clear_pointer (&self->handed_frame, msg_wire_frame_free);
   g_clear_error (&self->handed_error);
   if (self->fd >= 0)

@@ -293,7 +293,7 @@ connection_deliver (MsgSink *sink,
     }
 
   msg_mutex_lock (&self->lock);
-  if (self->state != CONNECTION_OPEN || self->close_queued)
+  if (self->state != CONNECTION_OPEN || self->close_queued || self->write_dead)
     {
       msg_mutex_unlock (&self->lock);
       if (item->envelope != NULL)

@@ -10,6 +10,7 @@
 
 #include "config.h"
 
+#include <errno.h>
 #include <unistd.h>
 
 #include "msg-connection-private.h"
@@ -122,6 +123,66 @@ msg_connection_revoke_lease (MsgConnection *self)
     }
 }
 
+/* Closing ------------------------------------------------------------------ */
+
+/* A connection whose port closed writes its close frame, then reads (and
+ * drops) what comes until the peer answers with its own or hangs up: the
+ * peer's writes meanwhile do not fail, so it ends with PEER_CLOSED, after
+ * everything, not PEER_GONE. Closing an AF_UNIX stream loses nothing
+ * already written, so the wait is a courtesy, bounded: a peer that never
+ * reads nor hangs up would otherwise pin a descriptor (and a connection)
+ * per port for ever. */
+static gint n_closing;  /* (atomic): connections with a close deadline */
+
+static gboolean
+connection_close_deadline (gpointer data)
+{
+  msg_connection_fail (data, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+/* I/O thread, once the close is queued: starts the close deadline,
+ * MSG_CLOSE_DEADLINE_MS, or none if MSG_MAX_CLOSING connections wait
+ * already. */
+void
+msg_connection_begin_closing (MsgConnection *self)
+{
+  guint deadline_ms = MSG_CLOSE_DEADLINE_MS;
+
+  if (self->closing != NULL)
+    return;
+  if (g_atomic_int_add (&n_closing, 1) >= MSG_MAX_CLOSING)
+    deadline_ms = 0;
+  self->closing = g_timeout_source_new (deadline_ms);
+  g_source_set_static_name (self->closing, "MsgPortMain close deadline");
+  g_source_set_callback (self->closing, connection_close_deadline,
+                         g_source_ref (&self->source), (GDestroyNotify) msg_source_unref);
+  g_source_attach (self->closing, msg_io_thread_get_context ());
+}
+
+/* Whether the port at this end closed: what the peer sends from now on
+ * goes nowhere, and the ports in it are not even made. */
+gboolean
+msg_connection_is_closing (MsgConnection *self)
+{
+  gboolean closing;
+
+  msg_mutex_lock (&self->lock);
+  closing = self->close_queued;
+  msg_mutex_unlock (&self->lock);
+  return closing;
+}
+
+static void
+connection_end_closing (MsgConnection *self)
+{
+  if (self->closing == NULL)
+    return;
+  g_source_destroy (self->closing);
+  g_clear_pointer (&self->closing, g_source_unref);
+  g_atomic_int_add (&n_closing, -1);
+}
+
 /* Ends the connection: the descriptor is closed, what was not written is
  * dropped, and the port at this end emits ::close with @reason (taken). */
 void
@@ -132,8 +193,11 @@ msg_connection_fail (MsgConnection *self,
   GQueue dropped;
   gboolean trim;
 
-  /* Nobody else reads it from now on. */
+  /* Nobody else reads it from now on. The context (the I/O thread's)
+   * holds a reference on it until g_source_destroy() below: dropping the
+   * deadline's is never the last. */
   msg_connection_revoke_lease (self);
+  connection_end_closing (self);
 
   msg_mutex_lock (&self->lock);
   while (self->writing)
@@ -183,6 +247,28 @@ void
 msg_connection_fail_write (MsgConnection *self,
                            int            errsv)
 {
+  /* The peer hung up. What it wrote before, its close frame perhaps, is
+   * still in the socket, and comes first: reading goes on to the end of
+   * file, which ends the connection, so that a port whose peer closed
+   * ends with PEER_CLOSED even if it was writing then. Nothing more is
+   * written or taken to write, and the close deadline bounds the wait for
+   * a peer that only shut down its reading. */
+  if (errsv == EPIPE || errsv == ECONNRESET)
+    {
+      GQueue dropped;
+
+      msg_mutex_lock (&self->lock);
+      self->write_dead = TRUE;
+      dropped = self->out.items;
+      g_queue_init (&self->out.items);
+      msg_out_queue_forget (&self->out);
+      msg_connection_signal_locked (self);
+      msg_mutex_unlock (&self->lock);
+      msg_out_list_free (&dropped);
+      self->want_out = FALSE;
+      msg_connection_begin_closing (self);
+      return;
+    }
   msg_connection_fail (self, g_error_new (MSG_PORT_ERROR, msg_transport_error_code (errsv),
                                           "Writing to the peer process failed: %s",
                                           g_strerror (errsv)));

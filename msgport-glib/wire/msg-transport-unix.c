@@ -254,7 +254,8 @@ connection_move (MsgConnection  *self,
       return MOVE_IMPOSSIBLE;
     }
   msg_mutex_lock (&self->lock);
-  movable = self->state == CONNECTION_OPEN && !self->close_queued && self->endpoint != NULL;
+  movable = self->state == CONNECTION_OPEN && !self->close_queued && !self->write_dead &&
+            self->endpoint != NULL;
   head = g_queue_peek_head (&self->out.items);
   /* The rest of a partly written frame travels without descriptors: one
    * whose descriptors are not all sent yet (more than one sendmsg() takes)

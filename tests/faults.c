@@ -231,10 +231,11 @@ test_faults_reset_mid_stream (gconstpointer data)
   msg_port_main_start (a);
   msg_port_main_start (b);
 
-  /* Direct: whole writes, and every post written directly, so that the
+  /* Direct: whole writes, and every post written directly (this thread
+   * posts outside any callback, so each finds nothing queued), so that the
    * failing sendmsg() is the posting thread's, which must still end the
-   * connection. */
-  msg_transport_set_burst_gap (direct ? 0 : -1);
+   * connection; else every post queued for the I/O thread. */
+  msg_transport_set_always_queue (!direct);
   g_atomic_int_set (&fault_budget, 40);
   msg_transport_set_syscalls (direct ? &budgeted : &faulty);
   for (guint i = 0; i < 500; i++)
@@ -242,7 +243,7 @@ test_faults_reset_mid_stream (gconstpointer data)
 
   msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
   msg_transport_set_syscalls (NULL);
-  msg_transport_set_burst_gap (-1);
+  msg_transport_set_always_queue (FALSE);
   g_atomic_int_set (&fault_budget, -1);
 
   reason = msg_port_main_get_close_reason (a);
@@ -282,7 +283,7 @@ test_faults_write_error_io (gconstpointer data)
   /* Direct: whole writes, each post written by the posting thread, whose
    * failed write the I/O thread must still report; else short writes,
    * mostly by the I/O thread. */
-  msg_transport_set_burst_gap (direct ? 0 : -1);
+  msg_transport_set_always_queue (!direct);
   g_atomic_int_set (&fault_errno, EIO);
   g_atomic_int_set (&fault_budget, 40);
   msg_transport_set_syscalls (direct ? &budgeted : &faulty);
@@ -291,7 +292,7 @@ test_faults_write_error_io (gconstpointer data)
 
   msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
   msg_transport_set_syscalls (NULL);
-  msg_transport_set_burst_gap (-1);
+  msg_transport_set_always_queue (FALSE);
   g_atomic_int_set (&fault_budget, -1);
   g_atomic_int_set (&fault_errno, ECONNRESET);
 
@@ -326,8 +327,8 @@ test_faults_concurrent_posters (void)
                   "short writes and EAGAIN left: each thread's messages arrive once, "
                   "whole and in its order");
 
-  /* Every post that finds the queue empty is written directly. */
-  msg_transport_set_burst_gap (0);
+  /* Every post that finds the queue empty is written directly: these
+   * threads post outside any main-loop callback. */
   msg_transport_set_syscalls (&faulty);
   msg_test_socket_ports (&a, &b);
   rec = msg_recorder_new (b);
@@ -356,7 +357,6 @@ test_faults_concurrent_posters (void)
   msg_port_main_close (a);
   msg_test_wait_until (NULL, rec->n_close == 1);
   msg_transport_set_syscalls (NULL);
-  msg_transport_set_burst_gap (-1);
   g_object_unref (a);
   g_object_unref (b);
 }

@@ -3,8 +3,9 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * The connection is its endpoint's sink: a post is encoded by the posting
- * thread and written at once when nothing is queued, or queued for the I/O
- * thread, which writes many frames with one sendmsg(), encodes envelopes
+ * thread and written at once when nothing is queued (unless an earlier
+ * post of the same main-loop callback was), or queued for the I/O thread,
+ * which writes many frames with one sendmsg(), encodes envelopes
  * (ports in them are exported through the connection's MsgPortCodec), and
  * waits for a full socket to drain. flush() waits for what was posted to
  * be written.

@@ -296,6 +296,12 @@ msg_dispatcher_is_polling (MsgDispatcher *self,
   return g_atomic_int_get (&self->polling);
 }
 
+GMainContext *
+msg_dispatcher_get_context (MsgDispatcher *self)
+{
+  return self->context;
+}
+
 gboolean
 msg_dispatcher_add_lease (MsgDispatcher       *self,
                           MsgLease            *lease,

@@ -231,10 +231,11 @@ test_faults_reset_mid_stream (gconstpointer data)
   msg_port_main_start (a);
   msg_port_main_start (b);
 
-  /* Direct: whole writes, and every post written directly, so that the
+  /* Direct: whole writes, and every post written directly (this thread
+   * posts outside any callback, so each finds nothing queued), so that the
    * failing sendmsg() is the posting thread's, which must still end the
-   * connection. */
-  msg_transport_set_burst_gap (direct ? 0 : -1);
+   * connection; else every post queued for the I/O thread. */
+  msg_transport_set_always_queue (!direct);
   g_atomic_int_set (&fault_budget, 40);
   msg_transport_set_syscalls (direct ? &budgeted : &faulty);
   for (guint i = 0; i < 500; i++)
@@ -242,7 +243,7 @@ test_faults_reset_mid_stream (gconstpointer data)
 
   msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
   msg_transport_set_syscalls (NULL);
-  msg_transport_set_burst_gap (-1);
+  msg_transport_set_always_queue (FALSE);
   g_atomic_int_set (&fault_budget, -1);
 
   reason = msg_port_main_get_close_reason (a);
@@ -282,7 +283,7 @@ test_faults_write_error_io (gconstpointer data)
   /* Direct: whole writes, each post written by the posting thread, whose
    * failed write the I/O thread must still report; else short writes,
    * mostly by the I/O thread. */
-  msg_transport_set_burst_gap (direct ? 0 : -1);
+  msg_transport_set_always_queue (!direct);
   g_atomic_int_set (&fault_errno, EIO);
   g_atomic_int_set (&fault_budget, 40);
   msg_transport_set_syscalls (direct ? &budgeted : &faulty);
@@ -291,7 +292,7 @@ test_faults_write_error_io (gconstpointer data)
 
   msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
   msg_transport_set_syscalls (NULL);
-  msg_transport_set_burst_gap (-1);
+  msg_transport_set_always_queue (FALSE);
   g_atomic_int_set (&fault_budget, -1);
   g_atomic_int_set (&fault_errno, ECONNRESET);
 
@@ -326,8 +327,8 @@ test_faults_concurrent_posters (void)
                   "short writes and EAGAIN left: each thread's messages arrive once, "
                   "whole and in its order");
 
-  /* Every post that finds the queue empty is written directly. */
-  msg_transport_set_burst_gap (0);
+  /* Every post that finds the queue empty is written directly: these
+   * threads post outside any main-loop callback. */
   msg_transport_set_syscalls (&faulty);
   msg_test_socket_ports (&a, &b);
   rec = msg_recorder_new (b);
@@ -356,7 +357,6 @@ test_faults_concurrent_posters (void)
   msg_port_main_close (a);
   msg_test_wait_until (NULL, rec->n_close == 1);
   msg_transport_set_syscalls (NULL);
-  msg_transport_set_burst_gap (-1);
   g_object_unref (a);
   g_object_unref (b);
 }
@@ -911,6 +911,120 @@ test_faults_export_out_of_descriptors (void)
   msg_test_wait_for_fds_at_most (baseline);
 }
 
+/* Which thread writes: sendmsg() calls made by @counted_thread. */
+static GThread *counted_thread;  /* (atomic) */
+static gint n_counted_writes;    /* (atomic) */
+
+static ssize_t
+counting_sendmsg (int                  fd,
+                  const struct msghdr *message,
+                  int                  flags)
+{
+  if (g_thread_self () == g_atomic_pointer_get (&counted_thread))
+    g_atomic_int_inc (&n_counted_writes);
+  return sendmsg (fd, message, flags);
+}
+
+static const MsgSyscalls counting = {
+  counting_sendmsg,
+  faulty_recvmsg,
+  faulty_socketpair,
+};
+
+static void
+echo_message (MsgPortMain     *port,
+              MsgMessageEvent *event,
+              gpointer         user_data)
+{
+  msg_port_main_post (port, g_variant_new_uint32 (1), NULL);
+}
+
+typedef struct
+{
+  MsgPortMain *port;
+  guint        n_posts;  /* in each call */
+  guint        n_calls;  /* left */
+  guint        n_posted;
+} PathPoster;
+
+/* From an idle: posts @n_posts messages a call, and checks that this
+ * thread wrote the first of each call, and only the first. The I/O thread
+ * may still be writing the previous call's: a post behind it would be
+ * queued, rightly, so the call first waits for it. */
+static gboolean
+post_from_idle (gpointer data)
+{
+  PathPoster *poster = data;
+  gint before;
+
+  g_assert_true (msg_port_main_flush (poster->port, NULL, NULL));
+  before = g_atomic_int_get (&n_counted_writes);
+
+  for (guint i = 0; i < poster->n_posts; i++)
+    msg_port_main_post (poster->port, g_variant_new_uint32 (poster->n_posted++), NULL);
+  g_assert_cmpint (g_atomic_int_get (&n_counted_writes), ==, before + 1);
+  return --poster->n_calls > 0 ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+static void
+test_faults_writer_paths (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec_a = NULL;
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  PathPoster poster;
+  gulong echo;
+
+  g_test_summary ("Which thread writes, whatever the machine's speed: a post that finds "
+                  "nothing queued is written by the posting thread, outside any callback "
+                  "and as a callback's only post (a reply); a callback's posts after its "
+                  "first are held and written by the I/O thread once it returns; all "
+                  "arrive in order");
+
+  msg_test_socket_ports (&a, &b);
+  rec_a = msg_recorder_new (a);
+  rec_b = msg_recorder_new (b);
+  msg_port_main_start (a);
+  msg_port_main_start (b);
+  /* Anything the connections queued when they started goes out first. */
+  g_assert_true (msg_port_main_flush (a, NULL, NULL));
+  g_assert_true (msg_port_main_flush (b, NULL, NULL));
+  g_atomic_pointer_set (&counted_thread, g_thread_self ());
+  msg_transport_set_syscalls (&counting);
+
+  /* Ping-pong: the ping from outside any callback, the reply from b's
+   * handler, each written at once by this thread, one after the other. */
+  echo = g_signal_connect (b, "message", G_CALLBACK (echo_message), NULL);
+  for (guint i = 0; i < 20; i++)
+    {
+      msg_port_main_post (a, g_variant_new_uint32 (i), NULL);
+      msg_test_wait_until (NULL, rec_a->events->len == i + 1);
+      g_assert_cmpint (g_atomic_int_get (&n_counted_writes), ==, 2 * (i + 1));
+    }
+  g_signal_handler_disconnect (b, echo);
+
+  /* One post a call, each call in its own iteration: each written at once. */
+  poster = (PathPoster) { a, 1, 5, 0 };
+  g_idle_add (post_from_idle, &poster);
+  msg_test_wait_until (NULL, rec_b->events->len == 20 + 5);
+
+  /* Bursts: the first of each call written by this thread, the rest by
+   * the I/O thread once the call has returned. */
+  poster = (PathPoster) { a, 50, 4, 5 };
+  g_atomic_int_set (&n_counted_writes, 0);
+  g_idle_add (post_from_idle, &poster);
+  msg_test_wait_until (NULL, rec_b->events->len == 20 + 5 + 200);
+  g_assert_cmpint (g_atomic_int_get (&n_counted_writes), ==, 4);
+  for (guint i = 0; i < 5 + 200; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec_b, 20 + i)), ==, i);
+
+  msg_transport_set_syscalls (NULL);
+  g_atomic_pointer_set (&counted_thread, NULL);
+  g_object_unref (a);
+  g_object_unref (b);
+  msg_test_drain (NULL);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -933,6 +1047,7 @@ main (int    argc,
   g_test_add_data_func ("/faults/write-error/io/direct", GINT_TO_POINTER (TRUE),
                         test_faults_write_error_io);
   g_test_add_func ("/faults/concurrent-posters", test_faults_concurrent_posters);
+  g_test_add_func ("/faults/writer-paths", test_faults_writer_paths);
   g_test_add_data_func ("/faults/move-unwritten", GINT_TO_POINTER (FALSE), test_faults_move_unwritten);
   g_test_add_data_func ("/faults/move-unwritten/memfd", GINT_TO_POINTER (TRUE), test_faults_move_unwritten);
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);

@@ -89,11 +89,18 @@ struct _MsgConnection
                                   * is written, what it sent is still read */
   gboolean         kicked;       /* @source is ready: the I/O thread will write */
   gboolean         deadline;     /* @source is due within FLUSH_DEADLINE_USEC */
-  gboolean         flush_scheduled;  /* a ConnectionFlush is attached somewhere */
+  gboolean         flush_scheduled;  /* a ConnectionFlush is attached ... */
+  GMainContext    *flush_context;    /* ... to this context (unowned: the
+                                      * flush runs before it is freed),
+                                      * whose callback holds what it posts */
+  GMainContext    *hold_context;     /* (unowned): that of the reader's
+                                      * dispatcher in @hold_iteration of
+                                      * which a callback posted; it holds
+                                      * what it posts next */
+  guint            hold_iteration;
   gboolean         write_blocked;    /* the I/O thread waits for the socket to drain */
   gboolean         writing;      /* a poster writes to @fd, unlocked */
   guint            n_waiters;    /* threads in msg_connection_wait_locked() */
-  gint64           last_post;    /* monotonic time of the last post */
   GQueue           garbage;      /* protected by @lock: MsgOutItems written by
                                   * posters, for the I/O thread to free */
   int              write_errno;  /* what failed a poster's write, for the I/O thread */

@@ -3,8 +3,9 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * The connection is its endpoint's sink: a post is encoded by the posting
- * thread and written at once when nothing is queued, or queued for the I/O
- * thread, which writes many frames with one sendmsg(), encodes envelopes
+ * thread and written at once when nothing is queued (unless an earlier
+ * post of the same main-loop callback was), or queued for the I/O thread,
+ * which writes many frames with one sendmsg(), encodes envelopes
  * (ports in them are exported through the connection's MsgPortCodec), and
  * waits for a full socket to drain. flush() waits for what was posted to
  * be written.
@@ -22,22 +23,23 @@
 #include "msg-lock-private.h"
 #include "msg-transport-private.h"
 
-/* Posts closer together than this are a burst: they are queued for the I/O
- * thread, which writes many with one sendmsg(), rather than written one by
- * one by the posting thread. */
-#define BURST_GAP_USEC        10
-
 /* A burst posted from a main-loop callback is handed to the I/O thread
  * when the callback returns; if the thread's context does not come back
- * to its loop by then, after this long at most. */
+ * to its loop by then, after this long at most. This bounds how long a
+ * held message waits; it never decides a message's path: whether a post
+ * is written at once or queued is decided in connection_deliver(), from
+ * the queue, a write in progress and the callback's own earlier post
+ * alone, before this deadline is armed, and what the deadline wakes, the
+ * I/O thread, writes exactly what a return of the callback would have
+ * had it write: the queue. */
 #define FLUSH_DEADLINE_USEC   1000
 
-static gint burst_gap = BURST_GAP_USEC;  /* (atomic) */
+static gint always_queue;  /* (atomic): tests only */
 
 void
-msg_transport_set_burst_gap (gint usec)
+msg_transport_set_always_queue (gboolean always)
 {
-  g_atomic_int_set (&burst_gap, usec >= 0 ? usec : BURST_GAP_USEC);
+  g_atomic_int_set (&always_queue, always);
 }
 
 /* A one-shot source, attached to the context of a thread that posted a
@@ -58,6 +60,7 @@ connection_flush_run (gpointer data)
   msg_mutex_lock (&self->lock);
   flush->ran = TRUE;
   self->flush_scheduled = FALSE;
+  self->flush_context = NULL;
   if (!self->write_blocked && self->out.items.length > 0)
     msg_connection_kick_locked (self);
   msg_mutex_unlock (&self->lock);
@@ -77,49 +80,129 @@ connection_flush_free (gpointer data)
   g_free (flush);
 }
 
-/* Called with @self->lock held, after a post queued an item: makes sure
- * the I/O thread will write it. Returns a context to attach a flush to
- * (a reference), or NULL.
- *
- * Nothing to do if the I/O thread was kicked already, or waits for the
- * socket to drain: it writes everything queued when it can. A thread
- * inside a main-loop callback (posting a burst from an idle, say) does
- * not wake the I/O thread for every few messages, as it would otherwise
- * while the two race each other: the I/O thread is kicked once the
- * callback returns, and writes the whole burst with one sendmsg(). Its
- * source is made due FLUSH_DEADLINE_USEC later all the same, whenever it
- * is not already due, so that whatever is queued and not kicked (by a
- * callback that does not return soon, from a context that is not
- * iterated again, or from another thread while a flush is pending) goes
- * out that much later at most: a long callback streams out a burst a
- * millisecond. Setting the ready time wakes the I/O thread (GLib has it
- * recompute its timeout), so a burst costs it two wake-ups. A post
- * outside any callback, or from the I/O thread's own (a relay), kicks at
- * once. */
+/* The context of the main-loop callback the calling thread is in, if it
+ * is not the I/O thread's own (a relay); NULL outside any callback. */
 static GMainContext *
-connection_schedule_write_locked (MsgConnection *self)
+connection_callback_context (MsgConnection *self)
 {
-  GSource *current;
-  GMainContext *context;
+  GSource *current = g_main_current_source ();
+  GMainContext *context = current != NULL ? g_source_get_context (current) : NULL;
 
-  if (self->kicked || self->write_blocked)
+  return context != g_source_get_context (&self->source) ? context : NULL;
+}
+
+/* Called with @self->lock held: if @context is that of the dispatcher
+ * that reads @self's socket (the usual case for a reply, posted from the
+ * handler of the message it answers), the number of main-loop iterations
+ * it has made, which tells this callback from one of a later iteration
+ * without a source of its own. */
+static gboolean
+connection_lease_iteration_locked (MsgConnection *self,
+                                   GMainContext  *context,
+                                   guint         *iteration)
+{
+  if (self->lease == NULL || msg_dispatcher_get_context (self->lease) != context)
+    return FALSE;
+  msg_dispatcher_is_polling (self->lease, iteration);
+  return TRUE;
+}
+
+/* Called with @self->lock held: whether a post from a callback of
+ * @context (NULL outside any callback) is held, queued until the callback
+ * returns rather than written. It is when an earlier post of the same
+ * callback was not: one whose flush (a source in @context, run when the
+ * callback has returned) has not run yet, or, if the socket's reader
+ * dispatches in @context, one of the same iteration of it. Then *@flush_context
+ * is set to @context (a reference) if no flush was attached yet, for the
+ * caller to attach one, which kicks the I/O thread once the callback has
+ * returned. A callback that posts a burst (from an idle, say) thus costs
+ * one sendmsg() for its first message and one for the rest, written
+ * together by the I/O thread, which it wakes once; a callback that posts
+ * one message (a reply) writes it at once. Held messages wait for nothing
+ * but the callback's return (or flush(), or FLUSH_DEADLINE_USEC at most:
+ * see connection_schedule_write_locked()).
+ *
+ * Other callbacks of the same iteration count as the same callback: they
+ * are dispatched before the flush, which was attached during this one. */
+static gboolean
+connection_holds_locked (MsgConnection  *self,
+                         GMainContext   *context,
+                         GMainContext  **flush_context)
+{
+  guint iteration;
+
+  if (context == NULL)
+    return FALSE;
+  if (self->flush_scheduled)
+    return self->flush_context == context;
+  if (self->hold_context != context ||
+      !connection_lease_iteration_locked (self, context, &iteration) ||
+      iteration != self->hold_iteration)
+    return FALSE;
+  self->flush_scheduled = TRUE;
+  self->flush_context = context;
+  *flush_context = g_main_context_ref (context);
+  return TRUE;
+}
+
+/* Called with @self->lock held: the first post of a callback of @context
+ * (NULL outside any) was written, or queued; what the callback posts
+ * after it is held until it returns. Returns @context (a reference) to
+ * attach a flush to, or NULL if none is needed: outside any callback; in
+ * a callback of the socket's reader, whose iteration is noted instead
+ * (a reply then costs no source); or if a flush is attached already, in
+ * another thread's context, whose callback returns without regard to
+ * this one. */
+static GMainContext *
+connection_begin_hold_locked (MsgConnection *self,
+                              GMainContext  *context)
+{
+  guint iteration;
+
+  if (context == NULL || self->flush_scheduled)
     return NULL;
-  current = g_main_current_source ();
-  context = current != NULL ? g_source_get_context (current) : NULL;
-  if (context == NULL || context == g_source_get_context (&self->source))
+  if (connection_lease_iteration_locked (self, context, &iteration))
     {
-      msg_connection_kick_locked (self);
+      self->hold_context = context;
+      self->hold_iteration = iteration;
       return NULL;
     }
-  if (!self->deadline)
+  self->flush_scheduled = TRUE;
+  self->flush_context = context;
+  return g_main_context_ref (context);
+}
+
+/* Called with @self->lock held, after a post queued an item: makes sure
+ * the I/O thread will write it.
+ *
+ * Nothing to do if the I/O thread was kicked already, or waits for the
+ * socket to drain: it writes everything queued when it can. A post held
+ * by its callback (connection_holds_locked()) does not wake the I/O
+ * thread for every few messages, as it would otherwise while the two race
+ * each other: the I/O thread is kicked once the callback returns, by the
+ * flush, and writes the whole burst with one sendmsg(). Its source is
+ * made due FLUSH_DEADLINE_USEC later all the same, whenever it is not
+ * already due, so that what is held goes out that much later at most if
+ * the callback does not return soon, or its context is not iterated
+ * again: a long callback streams out a burst a millisecond. Setting the
+ * ready time wakes the I/O thread (GLib has it recompute its timeout), so
+ * a burst costs it two wake-ups. A post queued behind others outside any
+ * callback, from a callback of a context that holds nothing, or from the
+ * I/O thread's own (a relay), kicks at once; so does the first post of a
+ * callback whose direct write the socket did not take whole. */
+static void
+connection_schedule_write_locked (MsgConnection *self,
+                                  gboolean       held)
+{
+  if (self->kicked || self->write_blocked)
+    return;
+  if (!held)
+    msg_connection_kick_locked (self);
+  else if (!self->deadline)
     {
       self->deadline = TRUE;
       g_source_set_ready_time (&self->source, g_get_monotonic_time () + FLUSH_DEADLINE_USEC);
     }
-  if (self->flush_scheduled)
-    return NULL;
-  self->flush_scheduled = TRUE;
-  return g_main_context_ref (context);
 }
 
 static void
@@ -266,12 +349,13 @@ connection_deliver (MsgSink *sink,
 {
   MsgConnection *self = CONNECTION_FROM_SINK (sink);
   GVariant *data = msg_item_is_envelope (queued) ? NULL : (GVariant *) queued;
+  GMainContext *callback_context = NULL;
   GMainContext *flush_context = NULL;
+  gboolean held = FALSE;
   GQueue written = G_QUEUE_INIT;
   GQueue helped = G_QUEUE_INIT;
   GList *link;
   MsgOutItem *item;
-  gint64 now;
 
   item = g_new0 (MsgOutItem, 1);
   item->link.data = item;
@@ -306,26 +390,41 @@ connection_deliver (MsgSink *sink,
   if (item->is_close)
     self->close_queued = TRUE;
   self->n_queued++;
-  now = g_get_monotonic_time ();
+  /* The path is decided by the connection's state alone, never by a
+   * clock: a message is written at once whenever nothing is queued and no
+   * write is in progress (the I/O thread writes only what is queued, and
+   * posters are serialized), as Mojo's channel does, so that a reply
+   * costs one sendmsg() and no thread hop whatever the machine's speed.
+   * Batching comes from the socket being full (what it would not take is
+   * queued, and what is posted behind it too) and from main-loop
+   * callbacks: after the first post of a callback, the rest are held
+   * until it returns (connection_holds_locked()). */
   if (item->envelope == NULL && item->encoded.fds == NULL &&
-      now - self->last_post >= g_atomic_int_get (&burst_gap))
+      !g_atomic_int_get (&always_queue))
     {
-      if (self->out.items.length == 0)
-        item = connection_write_direct_locked (self, item, &written);
-      else if (self->write_blocked && !self->writing && self->write_errno == 0)
+      callback_context = connection_callback_context (self);
+      held = connection_holds_locked (self, callback_context, &flush_context);
+      if (!held)
         {
-          connection_queue_message_locked (self, item, &queued);
-          item = NULL;
-          connection_help_write_locked (self, &helped);
+          if (self->out.items.length == 0)
+            item = connection_write_direct_locked (self, item, &written);
+          else if (self->write_blocked && !self->writing && self->write_errno == 0)
+            {
+              connection_queue_message_locked (self, item, &queued);
+              item = NULL;
+              connection_help_write_locked (self, &helped);
+            }
+          /* Whichever way this first post went, the callback's next ones
+           * are held. */
+          flush_context = connection_begin_hold_locked (self, callback_context);
         }
     }
-  self->last_post = now;
   /* Else, or if the socket did not take all of it, the I/O thread writes
    * the rest. */
   if (item != NULL)
     {
       connection_queue_message_locked (self, item, &queued);
-      flush_context = connection_schedule_write_locked (self);
+      connection_schedule_write_locked (self, held);
     }
   /* What a helping write finished was queued, and holds its poster's
    * reference on its message, perhaps the last: the I/O thread frees it

@@ -36,10 +36,12 @@ msg_transport_error_code (int errsv)
     }
 }
 
-/* Sets how close together posts must be to count as a burst, which the I/O
- * thread writes, rather than be written by the posting thread (-1 restores
- * the default; 0 writes directly whenever nothing is queued). Tests only. */
-void          msg_transport_set_burst_gap     (gint               usec);
+/* With @always, every post is queued for the I/O thread, none written by
+ * the posting thread; without (the default), a post that finds nothing
+ * queued and no write in progress is written at once, except after the
+ * first in one main-loop callback. Tests only: the default path is then
+ * direct for a thread that posts outside any callback. */
+void          msg_transport_set_always_queue  (gboolean           always);
 
 /* How many sockets are read by a port's context now. Tests only. */
 guint         msg_transport_count_leases      (void);

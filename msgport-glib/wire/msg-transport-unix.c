@@ -13,11 +13,12 @@
  * Reading, and whatever writing has to wait, happens on one library thread
  * with its own GMainContext, so I/O makes progress whatever the
  * application's main contexts do. A plain message posted while nothing is
- * queued, and not right after another one, is written at once by the
- * posting thread: a lone message costs one sendmsg() and no thread switch.
- * Otherwise posting encodes and appends to the connection's output queue,
- * and wakes that thread when the queue was empty: in a burst, one sendmsg()
- * carries many messages, and one recvmsg() brings many in.
+ * queued and no write is in progress is written at once by the posting
+ * thread, unless an earlier post of the same main-loop callback was: a lone
+ * message costs one sendmsg() and no thread switch. Otherwise posting
+ * encodes and appends to the connection's output queue, and wakes that
+ * thread when the queue was empty or the callback returns: in a burst, one
+ * sendmsg() carries many messages, and one recvmsg() brings many in.
  *
  * A port that is itself backed by a socket moves to another process with
  * its descriptor: the I/O thread stops reading it and sends the descriptor

@@ -101,6 +101,8 @@ connection_lease_iteration_locked (MsgConnection *self,
                                    GMainContext  *context,
                                    guint         *iteration)
 {
+  msg_mutex_assert_held (&self->lock);
+
   if (self->lease == NULL || msg_dispatcher_get_context (self->lease) != context)
     return FALSE;
   msg_dispatcher_is_polling (self->lease, iteration);
@@ -131,6 +133,7 @@ connection_holds_locked (MsgConnection  *self,
 {
   guint iteration;
 
+  msg_mutex_assert_held (&self->lock);
   if (context == NULL)
     return FALSE;
   if (self->flush_scheduled)
@@ -159,6 +162,7 @@ connection_begin_hold_locked (MsgConnection *self,
 {
   guint iteration;
 
+  msg_mutex_assert_held (&self->lock);
   if (context == NULL || self->flush_scheduled)
     return NULL;
   if (connection_lease_iteration_locked (self, context, &iteration))
@@ -194,6 +198,8 @@ static void
 connection_schedule_write_locked (MsgConnection *self,
                                   gboolean       held)
 {
+  msg_mutex_assert_held (&self->lock);
+
   if (self->kicked || self->write_blocked)
     return;
   if (!held)
@@ -237,6 +243,7 @@ connection_send_from_poster_locked (MsgConnection *self,
   ssize_t n;
   int errsv;
 
+  msg_mutex_assert_held (&self->lock);
   message.msg_iov = iov;
   message.msg_iovlen = n_iov;
   self->writing = TRUE;
@@ -276,6 +283,7 @@ connection_write_direct_locked (MsgConnection *self,
   guint n_iov = msg_out_item_add_iov (item, iov, &total);
   ssize_t n;
 
+  msg_mutex_assert_held (&self->lock);
   n = connection_send_from_poster_locked (self, iov, n_iov);
   if (n > 0 && (gsize) n == total)
     {
@@ -315,6 +323,7 @@ connection_help_write_locked (MsgConnection *self,
   guint n_iov;
   ssize_t n;
 
+  msg_mutex_assert_held (&self->lock);
   n_iov = msg_out_queue_fill_iov (&self->out, iov, FALSE, &total);
   if (n_iov == 0)
     return;
@@ -337,6 +346,8 @@ connection_queue_message_locked (MsgConnection  *self,
                                  MsgOutItem        *item,
                                  MsgItem       **queued)
 {
+  msg_mutex_assert_held (&self->lock);
+
   if (item->envelope == NULL && item->encoded.fds == NULL && *queued != NULL)
     item->message = (GVariant *) g_steal_pointer (queued);
   msg_out_queue_push (&self->out, item);

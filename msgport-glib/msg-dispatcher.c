@@ -213,6 +213,7 @@ msg_dispatcher_unbind_locked (MsgEndpoint *endpoint)
   MsgDispatcher *self = msg_dispatcher_get_bound_locked (endpoint);
 
   msg_mutex_assert_held (&endpoint->lock);
+
   if (self != NULL)
     {
       endpoint->ready_list = NULL;

@@ -134,6 +134,7 @@ connection_holds_locked (MsgConnection  *self,
   guint iteration;
 
   msg_mutex_assert_held (&self->lock);
+
   if (context == NULL)
     return FALSE;
   if (self->flush_scheduled)
@@ -163,6 +164,7 @@ connection_begin_hold_locked (MsgConnection *self,
   guint iteration;
 
   msg_mutex_assert_held (&self->lock);
+
   if (context == NULL || self->flush_scheduled)
     return NULL;
   if (connection_lease_iteration_locked (self, context, &iteration))
@@ -244,6 +246,7 @@ connection_send_from_poster_locked (MsgConnection *self,
   int errsv;
 
   msg_mutex_assert_held (&self->lock);
+
   message.msg_iov = iov;
   message.msg_iovlen = n_iov;
   self->writing = TRUE;
@@ -284,6 +287,7 @@ connection_write_direct_locked (MsgConnection *self,
   ssize_t n;
 
   msg_mutex_assert_held (&self->lock);
+
   n = connection_send_from_poster_locked (self, iov, n_iov);
   if (n > 0 && (gsize) n == total)
     {
@@ -324,6 +328,7 @@ connection_help_write_locked (MsgConnection *self,
   ssize_t n;
 
   msg_mutex_assert_held (&self->lock);
+
   n_iov = msg_out_queue_fill_iov (&self->out, iov, FALSE, &total);
   if (n_iov == 0)
     return;
@@ -343,7 +348,7 @@ connection_help_write_locked (MsgConnection *self,
  * it (which orders that read before the free, for ThreadSanitizer too). */
 static void
 connection_queue_message_locked (MsgConnection  *self,
-                                 MsgOutItem        *item,
+                                 MsgOutItem     *item,
                                  MsgItem       **queued)
 {
   msg_mutex_assert_held (&self->lock);

@@ -83,6 +83,7 @@ msg_connection_end_lease_locked (MsgConnection *self)
   MsgDispatcher *holder = g_steal_pointer (&self->lease);
 
   msg_mutex_assert_held (&self->lock);
+
   if (holder != NULL)
     {
       g_atomic_int_add (&n_leases, -1);

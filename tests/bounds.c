@@ -326,13 +326,6 @@ test_close_no_import_after (void)
   MsgWireEncoded encoded;
   g_autoptr(GByteArray) bytes = g_byte_array_new ();
   g_autoptr(GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
-  struct msghdr message = { 0, };
-  struct iovec iov;
-  union {
-    struct cmsghdr header;
-    char           buffer[CMSG_SPACE (sizeof (int))];
-  } control;
-  struct cmsghdr *cmsg;
   int raw, pair[2];
   guint baseline;
 
@@ -362,19 +355,8 @@ test_close_no_import_after (void)
   g_assert_cmpuint (fds->len, ==, 1);
   g_array_index (fds, int, 0) = pair[0];
 
-  memset (&control, 0, sizeof control);
-  iov.iov_base = bytes->data;
-  iov.iov_len = bytes->len;
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control.buffer;
-  message.msg_controllen = CMSG_SPACE (sizeof (int));
-  cmsg = CMSG_FIRSTHDR (&message);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN (sizeof (int));
-  memcpy (CMSG_DATA (cmsg), &pair[0], sizeof (int));
-  g_assert_cmpint (sendmsg (raw, &message, MSG_NOSIGNAL), ==, (gssize) bytes->len);
+  g_assert_cmpint (msg_test_send_raw (raw, bytes->data, bytes->len, pair, 1), ==,
+                   (gssize) bytes->len);
   close (pair[0]);
 
   /* Its other end sees the end of file, and nothing before it. */

@@ -22,39 +22,6 @@
 #define count_fds msg_test_count_fds
 #define wait_for_fd_count msg_test_wait_for_fd_count
 
-static gssize
-try_send_raw (int           fd,
-              const void   *data,
-              gsize         size,
-              const int    *fds,
-              guint         n_fds)
-{
-  struct iovec iov = { (void *) data, size };
-  struct msghdr message = { 0, };
-  union {
-    struct cmsghdr header;
-    char           buffer[CMSG_SPACE (sizeof (int) * 8)];
-  } control;
-
-  g_assert_cmpuint (n_fds, <=, 8);
-  memset (&control, 0, sizeof control);
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  if (n_fds > 0)
-    {
-      struct cmsghdr *cmsg;
-
-      message.msg_control = control.buffer;
-      message.msg_controllen = CMSG_SPACE (sizeof (int) * n_fds);
-      cmsg = CMSG_FIRSTHDR (&message);
-      cmsg->cmsg_level = SOL_SOCKET;
-      cmsg->cmsg_type = SCM_RIGHTS;
-      cmsg->cmsg_len = CMSG_LEN (sizeof (int) * n_fds);
-      memcpy (CMSG_DATA (cmsg), fds, sizeof (int) * n_fds);
-    }
-  return sendmsg (fd, &message, MSG_NOSIGNAL);
-}
-
 static void
 send_raw (int           fd,
           const void   *data,
@@ -62,7 +29,7 @@ send_raw (int           fd,
           const int    *fds,
           guint         n_fds)
 {
-  g_assert_cmpint (try_send_raw (fd, data, size, fds, n_fds), ==, (gssize) size);
+  g_assert_cmpint (msg_test_send_raw (fd, data, size, fds, n_fds), ==, (gssize) size);
 }
 
 /* A header with the given fields, little endian. */
@@ -354,7 +321,7 @@ send_fd_flood (int raw)
     flood[i] = fds[i % 2];
   /* The port may hang up after the first batch already. */
   for (guint i = 0; i < 4; i++)
-    try_send_raw (raw, "x", 1, flood, G_N_ELEMENTS (flood));
+    msg_test_send_raw (raw, "x", 1, flood, G_N_ELEMENTS (flood));
   close (fds[0]);
   close (fds[1]);
 }

@@ -4,6 +4,7 @@
  */
 
 #include <dirent.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "msg-test-utils.h"
@@ -427,4 +428,39 @@ msg_test_keep_source_list (GMainContext *context)
   g_source_set_priority (source, G_PRIORITY_DEFAULT);
   g_source_attach (source, context);
   return source;
+}
+
+/* One sendmsg() of @size bytes of @data on @fd, with @n_fds (at most 8)
+ * descriptors attached: what a peer process writes. */
+gssize
+msg_test_send_raw (int         fd,
+                   const void *data,
+                   gsize       size,
+                   const int  *fds,
+                   guint       n_fds)
+{
+  struct iovec iov = { (void *) data, size };
+  struct msghdr message = { 0, };
+  union {
+    struct cmsghdr header;
+    char           buffer[CMSG_SPACE (sizeof (int) * 8)];
+  } control;
+
+  g_assert_cmpuint (n_fds, <=, 8);
+  memset (&control, 0, sizeof control);
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  if (n_fds > 0)
+    {
+      struct cmsghdr *cmsg;
+
+      message.msg_control = control.buffer;
+      message.msg_controllen = CMSG_SPACE (sizeof (int) * n_fds);
+      cmsg = CMSG_FIRSTHDR (&message);
+      cmsg->cmsg_level = SOL_SOCKET;
+      cmsg->cmsg_type = SCM_RIGHTS;
+      cmsg->cmsg_len = CMSG_LEN (sizeof (int) * n_fds);
+      memcpy (CMSG_DATA (cmsg), fds, sizeof (int) * n_fds);
+    }
+  return sendmsg (fd, &message, MSG_NOSIGNAL);
 }

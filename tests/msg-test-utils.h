@@ -81,6 +81,11 @@ void         msg_test_socket_ports   (MsgPortMain **a,
                                       MsgPortMain **b);
 void         msg_test_socket_port    (int          *raw,
                                       MsgPortMain **port);
+gssize       msg_test_send_raw       (int           fd,
+                                      const void   *data,
+                                      gsize         size,
+                                      const int    *fds,
+                                      guint         n_fds);
 
 /* A thread running its own thread-default GMainContext, to which work is
  * sent with msg_test_worker_invoke(). */

@@ -1,6 +1,12 @@
 /* msg-port-main.c: one end of a message channel
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Over 1,000 lines, on purpose: this is the public type, and about half of
+ * it is its reference documentation (gtk-doc and introspection annotations
+ * next to each function, as GLib keeps them). The engine is elsewhere:
+ * endpoints and queues (msg-endpoint.c), dispatch (msg-dispatcher.c), other
+ * processes (wire/).
  */
 
 #include "config.h"

@@ -244,6 +244,17 @@ msg_connection_fail (MsgConnection *self,
   g_clear_error (&reason);
 }
 
+/* What a port ends with when the close frame of its peer says @reason. */
+GError *
+msg_connection_close_reason (MsgWireCloseReason reason)
+{
+  if (reason == MSG_WIRE_CLOSE_TOO_LARGE)
+    return g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE,
+                                "The other process ended the channel: what was posted "
+                                "on it could not cross");
+  return msg_endpoint_new_peer_closed_reason ();
+}
+
 void
 msg_connection_fail_write (MsgConnection *self,
                            int            errsv)

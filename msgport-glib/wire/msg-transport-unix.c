@@ -169,7 +169,13 @@ encode_envelope (MsgEnvelope     *envelope,
   gboolean ok = TRUE;
 
   if (envelope->kind == MSG_ENVELOPE_CLOSE)
-    frame = msg_wire_frame_new (MSG_WIRE_FRAME_CLOSE, NULL, 0);
+    {
+      frame = msg_wire_frame_new (MSG_WIRE_FRAME_CLOSE, NULL, 0);
+      /* The one reason the other end is told: that what was posted
+       * could not cross. Any other end is a plain close to it. */
+      if (g_error_matches (envelope->reason, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE))
+        frame->close_reason = MSG_WIRE_CLOSE_TOO_LARGE;
+    }
   else
     frame = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE,
                                 g_steal_pointer (&envelope->data), envelope->n_ports);

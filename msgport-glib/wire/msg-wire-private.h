@@ -40,6 +40,14 @@ typedef enum
   MSG_WIRE_FRAME_CLOSE = 2,
 } MsgWireFrameKind;
 
+/* Why the sender of a close frame ended the channel: the header's u32 at
+ * offset 20, which is 0 in a message frame. */
+typedef enum
+{
+  MSG_WIRE_CLOSE_CLOSED = 0,     /* closed */
+  MSG_WIRE_CLOSE_TOO_LARGE = 1,  /* what was posted could not cross */
+} MsgWireCloseReason;
+
 /* One port carried by a frame: a connected socket whose other end is the
  * port's peer, and the state of the connection it continues: bytes (and
  * their descriptors) already read from that socket or queued for the port
@@ -70,6 +78,7 @@ typedef struct
   int               data_fd;   /* (owned) or -1 */
   char             *data_type; /* (owned) (nullable) */
   gsize             data_size;
+  MsgWireCloseReason close_reason;  /* CLOSE only */
 } MsgWireFrame;
 
 void          msg_wire_port_clear        (MsgWirePort   *port);

@@ -911,6 +911,108 @@ test_faults_export_out_of_descriptors (void)
   msg_test_wait_for_fds_at_most (baseline);
 }
 
+/* A tuple of @n bytes: its type string is @n + 2 characters long. */
+static GVariant *
+tuple_of_bytes (guint n)
+{
+  g_autofree GVariant **children = g_new (GVariant *, n);
+
+  for (guint i = 0; i < n; i++)
+    children[i] = g_variant_new_byte (i);
+  return g_variant_new_tuple (children, n);
+}
+
+/* Posts "before", a message the wire cannot carry (its type string is
+ * over 64 KiB) and "after" on an in-process port whose peer goes to
+ * another process through @x, to @y: before the peer is posted, so that
+ * the message is queued on it and reaches the bridge when it is made, or
+ * after it arrived there, when post_message() refuses it. */
+static void
+assert_too_large_ends_own_channel (MsgPortMain *x,
+                                   MsgPortMain *y,
+                                   gboolean     bridged_first)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *a = msg_channel_main_get_port1 (channel);
+  MsgPortMain *b = msg_channel_main_get_port2 (channel);
+  g_autoptr(MsgRecorder) rec_a = msg_recorder_new (a);
+  g_autoptr(MsgRecorder) rec_y = msg_recorder_new (y);
+  g_autoptr(MsgRecorder) rec_received = NULL;
+  MsgPortMain *received;
+
+  msg_port_main_start (a);
+  msg_port_main_start (y);
+  if (!bridged_first)
+    {
+      g_assert_true (msg_port_main_post (a, g_variant_new_string ("before"), NULL));
+      g_assert_true (msg_port_main_post (a, tuple_of_bytes (64 * 1024), NULL));
+      g_assert_true (msg_port_main_post (a, g_variant_new_string ("after"), NULL));
+    }
+  g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("carrying"), &b, 1, NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 1 || rec_y->n_close > 0);
+  received = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
+  rec_received = msg_recorder_new (received);
+  msg_port_main_start (received);
+  if (bridged_first)
+    {
+      g_autoptr(GError) error = NULL;
+
+      /* Its peer is across a socket now: refused, nothing sent, nothing
+       * closes. */
+      g_assert_true (msg_port_main_post (a, g_variant_new_string ("before"), NULL));
+      g_assert_false (msg_port_main_post (a, tuple_of_bytes (64 * 1024), &error));
+      g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
+      g_assert_true (msg_port_main_post (a, g_variant_new_string ("after"), NULL));
+      msg_test_wait_until (NULL, rec_received->events->len == 2 || rec_received->n_close > 0);
+      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_received, 1), NULL), ==, "after");
+      msg_port_main_close (a);
+      msg_test_wait_until (NULL, rec_received->n_close == 1);
+      msg_test_assert_close_reason (received, MSG_PORT_ERROR_PEER_CLOSED);
+      g_assert_cmpuint (rec_received->n_messages_at_close, ==, 2);
+      return;
+    }
+
+  /* Only the channel of the message ends, with TOO_LARGE on both ends,
+   * after what was posted before it. */
+  msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_received->n_close == 1);
+  msg_test_assert_close_reason (a, MSG_PORT_ERROR_TOO_LARGE);
+  msg_test_assert_close_reason (received, MSG_PORT_ERROR_TOO_LARGE);
+  g_assert_cmpuint (rec_received->n_messages_at_close, ==, 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_received, 0), NULL), ==, "before");
+  g_assert_cmpuint (rec_a->events->len, ==, 0);
+
+  /* The carrier goes on. */
+  g_assert_true (msg_port_main_post (x, g_variant_new_string ("still fine"), NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 2 || rec_y->n_close > 0);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_y, 1), NULL), ==, "still fine");
+}
+
+static void
+test_faults_bridge_too_large (void)
+{
+  MsgPortMain *x, *y;
+  guint baseline;
+
+  g_test_summary ("A message over the wire's limits, posted in process on a port whose "
+                  "peer is then bridged to another process: only its own channel ends, "
+                  "with TOO_LARGE on both ends, after what was posted before it; the "
+                  "carrier goes on, and no descriptor is left. Posted once the peer is "
+                  "across, it is refused and nothing ends");
+
+  msg_test_socket_ports (&x, &y);
+  assert_port_crosses (x, y);
+  baseline = msg_test_count_fds ();
+
+  assert_too_large_ends_own_channel (x, y, FALSE);
+  assert_too_large_ends_own_channel (x, y, TRUE);
+
+  msg_port_main_close (x);
+  g_object_unref (x);
+  g_object_unref (y);
+  msg_test_wait_for_fds_at_most (baseline);
+}
+
 /* Which thread writes: sendmsg() calls made by @counted_thread. */
 static GThread *counted_thread;  /* (atomic) */
 static gint n_counted_writes;    /* (atomic) */
@@ -1052,6 +1154,7 @@ main (int    argc,
   g_test_add_data_func ("/faults/move-unwritten/memfd", GINT_TO_POINTER (TRUE), test_faults_move_unwritten);
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);
   g_test_add_func ("/faults/export-out-of-descriptors", test_faults_export_out_of_descriptors);
+  g_test_add_func ("/faults/bridge-too-large", test_faults_bridge_too_large);
   g_test_add_func ("/faults/move-partial-twice", test_faults_move_partial_twice);
   g_test_add_func ("/faults/backlog/gives-memory-back", test_faults_backlog_gives_back);
 

@@ -168,6 +168,16 @@ encode_envelope (MsgEnvelope     *envelope,
   g_autoptr(MsgWireFrame) frame = NULL;
   gboolean ok = TRUE;
 
+  /* A message the wire cannot carry (posted in this process, before its
+   * port was bridged) fails before its ports are touched: they are
+   * discarded with it, not moved first. */
+  if (envelope->kind != MSG_ENVELOPE_CLOSE &&
+      !msg_wire_check_message (envelope->data, envelope->n_ports, error))
+    {
+      msg_envelope_free (envelope);
+      return FALSE;
+    }
+
   if (envelope->kind == MSG_ENVELOPE_CLOSE)
     {
       frame = msg_wire_frame_new (MSG_WIRE_FRAME_CLOSE, NULL, 0);

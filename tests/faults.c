@@ -911,6 +911,110 @@ test_faults_export_out_of_descriptors (void)
   msg_test_wait_for_fds_at_most (baseline);
 }
 
+/* How many items wait in @port's queue (it is not started). */
+static guint
+queue_length (MsgPortMain *port)
+{
+  MsgEndpoint *endpoint = msg_port_main_get_endpoint (port);
+  guint length;
+
+  msg_mutex_lock (&endpoint->lock);
+  length = endpoint->queue.length;
+  msg_mutex_unlock (&endpoint->lock);
+  return length;
+}
+
+#define N_HEAVY 4
+
+static void
+test_faults_move_too_large (void)
+{
+  MsgPortMain *x, *y, *s, *peer, *received;
+  g_autoptr(MsgRecorder) rec_y = NULL;
+  g_autoptr(MsgRecorder) rec_peer = NULL;
+  g_autoptr(MsgRecorder) rec_received = NULL;
+  MsgChannelMain **channels = g_new0 (MsgChannelMain *, N_HEAVY * MSG_WIRE_MAX_PORTS);
+  MsgPortMain *ports[MSG_WIRE_MAX_PORTS];
+  guint baseline, wake_id;
+
+  g_test_summary ("A socket-backed port whose queued messages carry more ports than one "
+                  "frame may hold is posted to another process: it cannot move, and only "
+                  "its own channel ends, with TOO_LARGE at both ends, after what was "
+                  "queued on it; the carrier goes on, and no descriptor is left");
+
+  msg_test_socket_ports (&x, &y);
+  assert_port_crosses (x, y);
+  baseline = msg_test_count_fds ();
+  rec_y = msg_recorder_new (y);
+
+  /* Queued on s, unread: N_HEAVY messages of 1024 ports each, one
+   * descriptor a port, more than the 4096 one frame may carry. */
+  msg_test_socket_ports (&s, &peer);
+  rec_peer = msg_recorder_new (peer);
+  msg_port_main_start (peer);
+  for (guint m = 0; m < N_HEAVY; m++)
+    {
+      for (guint i = 0; i < MSG_WIRE_MAX_PORTS; i++)
+        {
+          channels[m * MSG_WIRE_MAX_PORTS + i] = msg_channel_main_new ();
+          ports[i] = msg_channel_main_get_port2 (channels[m * MSG_WIRE_MAX_PORTS + i]);
+        }
+      g_assert_true (msg_port_main_post_message (peer, g_variant_new_uint32 (m), ports,
+                                                 MSG_WIRE_MAX_PORTS, NULL));
+    }
+  /* They reach s on the I/O thread, which does not wake this context. */
+  wake_id = g_timeout_add (5, wake, NULL);
+  msg_test_wait_until (NULL, queue_length (s) == N_HEAVY);
+  g_source_remove (wake_id);
+
+  g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("carrying"), &s, 1, NULL));
+  g_assert_true (msg_port_main_post (x, g_variant_new_string ("after"), NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 2 || rec_y->n_close > 0);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_y, 1), NULL), ==, "after");
+
+  /* Its peer is told why. */
+  msg_test_wait_until (NULL, rec_peer->n_close == 1);
+  msg_test_assert_close_reason (peer, MSG_PORT_ERROR_TOO_LARGE);
+  g_assert_cmpuint (rec_peer->events->len, ==, 0);
+
+  /* It arrives with what was queued on it, then ends with the same
+   * reason. */
+  received = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
+  rec_received = msg_recorder_new (received);
+  msg_port_main_start (received);
+  msg_test_wait_until (NULL, rec_received->n_close == 1);
+  msg_test_assert_close_reason (received, MSG_PORT_ERROR_TOO_LARGE);
+  g_assert_cmpuint (rec_received->n_messages_at_close, ==, N_HEAVY);
+  for (guint m = 0; m < N_HEAVY; m++)
+    {
+      MsgMessageEvent *event = g_ptr_array_index (rec_received->events, m);
+
+      g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec_received, m)), ==, m);
+      g_assert_cmpuint (msg_message_event_get_n_ports (event), ==, MSG_WIRE_MAX_PORTS);
+    }
+
+  /* The carrier goes on. */
+  g_assert_true (msg_port_main_post (x, g_variant_new_string ("still fine"), NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 3);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+
+  msg_port_main_close (x);
+  msg_test_wait_until (NULL, rec_y->n_close == 1);
+
+  g_clear_pointer (&rec_received, msg_recorder_free);
+  g_clear_pointer (&rec_y, msg_recorder_free);
+  g_clear_pointer (&rec_peer, msg_recorder_free);
+  for (guint i = 0; i < N_HEAVY * MSG_WIRE_MAX_PORTS; i++)
+    g_object_unref (channels[i]);
+  g_free (channels);
+  g_object_unref (s);
+  g_object_unref (peer);
+  g_object_unref (x);
+  g_object_unref (y);
+  msg_test_wait_for_fds_at_most (baseline);
+}
+
 /* A tuple of @n bytes: its type string is @n + 2 characters long. */
 static GVariant *
 tuple_of_bytes (guint n)
@@ -1154,6 +1258,7 @@ main (int    argc,
   g_test_add_data_func ("/faults/move-unwritten/memfd", GINT_TO_POINTER (TRUE), test_faults_move_unwritten);
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);
   g_test_add_func ("/faults/export-out-of-descriptors", test_faults_export_out_of_descriptors);
+  g_test_add_func ("/faults/move-too-large", test_faults_move_too_large);
   g_test_add_func ("/faults/bridge-too-large", test_faults_bridge_too_large);
   g_test_add_func ("/faults/move-partial-twice", test_faults_move_partial_twice);
   g_test_add_func ("/faults/backlog/gives-memory-back", test_faults_backlog_gives_back);

@@ -160,6 +160,9 @@ gboolean        msg_wire_decoder_next        (MsgWireDecoder *self,
                                               GError        **error);
 /* Whether the decoder holds nothing: no partial frame, no descriptors. */
 gboolean        msg_wire_decoder_is_empty    (MsgWireDecoder *self);
+/* What it holds undecoded: descriptors, and bytes. */
+guint           msg_wire_decoder_count_fds   (MsgWireDecoder *self);
+gsize           msg_wire_decoder_count_bytes (MsgWireDecoder *self);
 /* Takes what was received but not decoded yet, to hand it on. */
 void            msg_wire_decoder_steal       (MsgWireDecoder *self,
                                               GByteArray     *bytes,

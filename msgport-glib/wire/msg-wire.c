@@ -629,6 +629,18 @@ msg_wire_decoder_is_empty (MsgWireDecoder *self)
   return self->start == self->end && self->tail == NULL && self->fds->len == 0;
 }
 
+guint
+msg_wire_decoder_count_fds (MsgWireDecoder *self)
+{
+  return self->fds->len;
+}
+
+gsize
+msg_wire_decoder_count_bytes (MsgWireDecoder *self)
+{
+  return self->end - self->start + self->tail_filled;
+}
+
 void
 msg_wire_decoder_steal (MsgWireDecoder *self,
                         GByteArray     *bytes,

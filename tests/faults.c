@@ -926,6 +926,108 @@ queue_length (MsgPortMain *port)
 
 #define N_HEAVY 4
 
+/* Posts @n messages of 1024 in-process ports (their channels go to
+ * *@channels, which is grown) on @from, and waits until @to, not started,
+ * holds @n_queued messages. */
+static void
+post_heavy (MsgPortMain *from,
+            MsgPortMain *to,
+            GPtrArray   *channels,
+            guint        n,
+            guint        n_queued)
+{
+  MsgPortMain *ports[MSG_WIRE_MAX_PORTS];
+  guint wake_id;
+
+  for (guint m = 0; m < n; m++)
+    {
+      for (guint i = 0; i < MSG_WIRE_MAX_PORTS; i++)
+        {
+          MsgChannelMain *channel = msg_channel_main_new ();
+
+          g_ptr_array_add (channels, channel);
+          ports[i] = msg_channel_main_get_port2 (channel);
+        }
+      g_assert_true (msg_port_main_post_message (from, g_variant_new_uint32 (m), ports,
+                                                 MSG_WIRE_MAX_PORTS, NULL));
+    }
+  /* They arrive on the I/O thread, which does not wake this context. */
+  wake_id = g_timeout_add (5, wake, NULL);
+  msg_test_wait_until (NULL, queue_length (to) == n_queued);
+  g_source_remove (wake_id);
+}
+
+static void
+test_faults_move_too_large_nested (void)
+{
+  MsgPortMain *x, *y, *s, *peer, *t, *t_peer, *received;
+  g_autoptr(MsgRecorder) rec_y = NULL;
+  g_autoptr(MsgRecorder) rec_peer = NULL;
+  g_autoptr(MsgRecorder) rec_t_peer = NULL;
+  g_autoptr(MsgRecorder) rec_received = NULL;
+  g_autoptr(GPtrArray) channels = g_ptr_array_new_with_free_func (g_object_unref);
+  guint baseline;
+
+  g_test_summary ("A socket-backed port whose queue holds a port that moves with a state "
+                  "of its own, and which together with the rest would not fit in one "
+                  "frame, is posted to another process: only its own channel ends, with "
+                  "TOO_LARGE at both ends (the queued port's channel with it); the "
+                  "carrier goes on, and no descriptor is left");
+
+  msg_test_socket_ports (&x, &y);
+  assert_port_crosses (x, y);
+  baseline = msg_test_count_fds ();
+  rec_y = msg_recorder_new (y);
+
+  /* t holds three messages of 1024 ports: it fits in a frame alone. */
+  msg_test_socket_ports (&t, &t_peer);
+  rec_t_peer = msg_recorder_new (t_peer);
+  msg_port_main_start (t_peer);
+  post_heavy (t_peer, t, channels, 3, 3);
+
+  /* Queued on s: t, which moves there with its queue, then 1024 more
+   * ports. Counted one a port, they would fit; they do not. */
+  msg_test_socket_ports (&s, &peer);
+  rec_peer = msg_recorder_new (peer);
+  msg_port_main_start (peer);
+  g_assert_true (msg_port_main_post_message (peer, NULL, &t, 1, NULL));
+  post_heavy (peer, s, channels, 1, 2);
+
+  g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("carrying"), &s, 1, NULL));
+  g_assert_true (msg_port_main_post (x, g_variant_new_string ("after"), NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 2 || rec_y->n_close > 0);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_y, 1), NULL), ==, "after");
+
+  msg_test_wait_until (NULL, rec_peer->n_close == 1 && rec_t_peer->n_close == 1);
+  msg_test_assert_close_reason (peer, MSG_PORT_ERROR_TOO_LARGE);
+  received = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
+  rec_received = msg_recorder_new (received);
+  msg_port_main_start (received);
+  msg_test_wait_until (NULL, rec_received->n_close == 1);
+  msg_test_assert_close_reason (received, MSG_PORT_ERROR_TOO_LARGE);
+
+  /* The carrier goes on. */
+  g_assert_true (msg_port_main_post (x, g_variant_new_string ("still fine"), NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 3);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+
+  msg_port_main_close (x);
+  msg_test_wait_until (NULL, rec_y->n_close == 1);
+  g_clear_pointer (&rec_received, msg_recorder_free);
+  g_clear_pointer (&rec_y, msg_recorder_free);
+  g_clear_pointer (&rec_peer, msg_recorder_free);
+  g_clear_pointer (&rec_t_peer, msg_recorder_free);
+  g_clear_pointer (&channels, g_ptr_array_unref);
+  g_object_unref (s);
+  g_object_unref (peer);
+  g_object_unref (t);
+  g_object_unref (t_peer);
+  g_object_unref (x);
+  g_object_unref (y);
+  msg_test_wait_for_fds_at_most (baseline);
+}
+
 static void
 test_faults_move_too_large (void)
 {
@@ -1259,6 +1361,7 @@ main (int    argc,
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);
   g_test_add_func ("/faults/export-out-of-descriptors", test_faults_export_out_of_descriptors);
   g_test_add_func ("/faults/move-too-large", test_faults_move_too_large);
+  g_test_add_func ("/faults/move-too-large/nested", test_faults_move_too_large_nested);
   g_test_add_func ("/faults/bridge-too-large", test_faults_bridge_too_large);
   g_test_add_func ("/faults/move-partial-twice", test_faults_move_partial_twice);
   g_test_add_func ("/faults/backlog/gives-memory-back", test_faults_backlog_gives_back);

@@ -296,7 +296,8 @@ typedef enum
 {
   MOVE_DONE,
   MOVE_IMPOSSIBLE,   /* the connection is ending: bridge instead */
-  MOVE_TOO_LARGE,    /* it would not fit in the frame: nothing was taken */
+  MOVE_TOO_LARGE,    /* it would not fit in the frame: the connection is
+                      * whole (what was queued on the port may be gone) */
   MOVE_FAILED,       /* something was taken, and is lost */
 } MoveResult;
 
@@ -413,6 +414,27 @@ connection_move (MsgConnection    *self,
       g_array_unref (out_fds);
       return MOVE_FAILED;
     }
+
+  /* Sized again, exactly, now that the ports in its queues are exported
+   * (one of them may have moved with a state of its own): still before
+   * the connection is taken apart. What was queued on the port is lost
+   * (its ports end), as when a port closes; the connection is whole. */
+  msg_mutex_lock (&self->lock);
+  connection_move_size_locked (self, &n_fds, &n_bytes);
+  msg_mutex_unlock (&self->lock);
+  n_fds += in_fds->len;
+  n_bytes += in_bytes->len;
+  if (n_fds > room->n_fds || n_bytes > room->n_bytes)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE,
+                   "A port whose socket and queues need %u descriptors and %"
+                   G_GUINT64_FORMAT " bytes cannot move to another process in one frame",
+                   n_fds, n_bytes);
+      msg_wire_close_fds (in_fds);
+      g_array_unref (in_fds);
+      g_array_unref (out_fds);
+      return MOVE_TOO_LARGE;
+    }
   msg_wire_decoder_steal (self->decoder, in_bytes, in_fds);
 
   msg_mutex_lock (&self->lock);
@@ -483,10 +505,10 @@ connection_export (MsgEndpoint  *endpoint,
       result = connection_move (backing, endpoint, port, room, &move_error);
       if (result == MOVE_TOO_LARGE)
         {
-          /* Nothing was taken and its connection still works: its channel
-           * ends in order, after what was posted on it, and the close
-           * frame tells the other end why; the port, sent on ended below,
-           * tells its new owner the same through its bridge. */
+          /* Its connection still works: its channel ends in order, after
+           * what was posted on it, and the close frame tells the other
+           * end why; the port, sent on ended below, tells its new owner
+           * the same through its bridge. */
           g_debug ("A port could not move to another process: %s", move_error->message);
           msg_connection_end (backing, g_steal_pointer (&move_error));
         }

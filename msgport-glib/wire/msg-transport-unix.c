@@ -175,7 +175,12 @@ encode_envelope (MsgEnvelope     *envelope,
                  GError         **error)
 {
   g_autoptr(MsgWireFrame) frame = NULL;
-  FrameRoom room = { MSG_WIRE_MAX_FDS, MSG_WIRE_MAX_PORTS_SIZE };
+  /* What the ports may take of the frame's limits: all but the memfd its
+   * data may go in, and each entry with the padding of its prefixes. */
+  FrameRoom room = {
+    MSG_WIRE_MAX_FDS - 1,
+    MSG_WIRE_MAX_PORTS_SIZE - (guint64) envelope->n_ports * (MSG_WIRE_PORT_ENTRY_SIZE + 2 * 7),
+  };
   gboolean ok = TRUE;
 
   /* A message the wire cannot carry (posted in this process, before its

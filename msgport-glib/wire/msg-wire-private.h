@@ -23,6 +23,9 @@ G_BEGIN_DECLS
 #define MSG_WIRE_MAX_PORTS_SIZE   (512u * 1024 * 1024)  /* the port table, with what queued ports carry */
 #define MSG_WIRE_MAX_FDS          4096                   /* descriptors in one frame */
 #define MSG_WIRE_MAX_FDS_PER_SEND 253                    /* SCM_MAX_FD */
+/* A port's entry in a frame's port table, before its two prefixes (each
+ * padded to 8 bytes). */
+#define MSG_WIRE_PORT_ENTRY_SIZE  32
 
 /* Header flags. */
 #define MSG_WIRE_FLAG_DATA        0x01  /* the message is not NULL */

@@ -40,7 +40,7 @@
 /* The data of a frame this large or larger is read into a buffer of its
  * own, which becomes the message's GBytes: no copy. */
 #define MIN_TAIL_SIZE     (64 * 1024)
-#define PORT_ENTRY_SIZE 32
+#define PORT_ENTRY_SIZE MSG_WIRE_PORT_ENTRY_SIZE
 
 static inline guint16
 read_u16 (const guint8 *p)

@@ -911,6 +911,314 @@ test_faults_export_out_of_descriptors (void)
   msg_test_wait_for_fds_at_most (baseline);
 }
 
+/* How many items wait in @port's queue (it is not started). */
+static guint
+queue_length (MsgPortMain *port)
+{
+  MsgEndpoint *endpoint = msg_port_main_get_endpoint (port);
+  guint length;
+
+  msg_mutex_lock (&endpoint->lock);
+  length = endpoint->queue.length;
+  msg_mutex_unlock (&endpoint->lock);
+  return length;
+}
+
+#define N_HEAVY 4
+
+/* Posts @n messages of 1024 in-process ports (their channels go to
+ * *@channels, which is grown) on @from, and waits until @to, not started,
+ * holds @n_queued messages. */
+static void
+post_heavy (MsgPortMain *from,
+            MsgPortMain *to,
+            GPtrArray   *channels,
+            guint        n,
+            guint        n_queued)
+{
+  MsgPortMain *ports[MSG_WIRE_MAX_PORTS];
+  guint wake_id;
+
+  for (guint m = 0; m < n; m++)
+    {
+      for (guint i = 0; i < MSG_WIRE_MAX_PORTS; i++)
+        {
+          MsgChannelMain *channel = msg_channel_main_new ();
+
+          g_ptr_array_add (channels, channel);
+          ports[i] = msg_channel_main_get_port2 (channel);
+        }
+      g_assert_true (msg_port_main_post_message (from, g_variant_new_uint32 (m), ports,
+                                                 MSG_WIRE_MAX_PORTS, NULL));
+    }
+  /* They arrive on the I/O thread, which does not wake this context. */
+  wake_id = g_timeout_add (5, wake, NULL);
+  msg_test_wait_until (NULL, queue_length (to) == n_queued);
+  g_source_remove (wake_id);
+}
+
+static void
+test_faults_move_too_large_nested (void)
+{
+  MsgPortMain *x, *y, *s, *peer, *t, *t_peer, *received;
+  g_autoptr(MsgRecorder) rec_y = NULL;
+  g_autoptr(MsgRecorder) rec_peer = NULL;
+  g_autoptr(MsgRecorder) rec_t_peer = NULL;
+  g_autoptr(MsgRecorder) rec_received = NULL;
+  g_autoptr(GPtrArray) channels = g_ptr_array_new_with_free_func (g_object_unref);
+  guint baseline;
+
+  g_test_summary ("A socket-backed port whose queue holds a port that moves with a state "
+                  "of its own, and which together with the rest would not fit in one "
+                  "frame, is posted to another process: only its own channel ends, with "
+                  "TOO_LARGE at both ends (the queued port's channel with it); the "
+                  "carrier goes on, and no descriptor is left");
+
+  msg_test_socket_ports (&x, &y);
+  assert_port_crosses (x, y);
+  baseline = msg_test_count_fds ();
+  rec_y = msg_recorder_new (y);
+
+  /* t holds three messages of 1024 ports: it fits in a frame alone. */
+  msg_test_socket_ports (&t, &t_peer);
+  rec_t_peer = msg_recorder_new (t_peer);
+  msg_port_main_start (t_peer);
+  post_heavy (t_peer, t, channels, 3, 3);
+
+  /* Queued on s: t, which moves there with its queue, then 1024 more
+   * ports. Counted one a port, they would fit; they do not. */
+  msg_test_socket_ports (&s, &peer);
+  rec_peer = msg_recorder_new (peer);
+  msg_port_main_start (peer);
+  g_assert_true (msg_port_main_post_message (peer, NULL, &t, 1, NULL));
+  post_heavy (peer, s, channels, 1, 2);
+
+  g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("carrying"), &s, 1, NULL));
+  g_assert_true (msg_port_main_post (x, g_variant_new_string ("after"), NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 2 || rec_y->n_close > 0);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_y, 1), NULL), ==, "after");
+
+  msg_test_wait_until (NULL, rec_peer->n_close == 1 && rec_t_peer->n_close == 1);
+  msg_test_assert_close_reason (peer, MSG_PORT_ERROR_TOO_LARGE);
+  received = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
+  rec_received = msg_recorder_new (received);
+  msg_port_main_start (received);
+  msg_test_wait_until (NULL, rec_received->n_close == 1);
+  msg_test_assert_close_reason (received, MSG_PORT_ERROR_TOO_LARGE);
+
+  /* The carrier goes on. */
+  g_assert_true (msg_port_main_post (x, g_variant_new_string ("still fine"), NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 3);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+
+  msg_port_main_close (x);
+  msg_test_wait_until (NULL, rec_y->n_close == 1);
+  g_clear_pointer (&rec_received, msg_recorder_free);
+  g_clear_pointer (&rec_y, msg_recorder_free);
+  g_clear_pointer (&rec_peer, msg_recorder_free);
+  g_clear_pointer (&rec_t_peer, msg_recorder_free);
+  g_clear_pointer (&channels, g_ptr_array_unref);
+  g_object_unref (s);
+  g_object_unref (peer);
+  g_object_unref (t);
+  g_object_unref (t_peer);
+  g_object_unref (x);
+  g_object_unref (y);
+  msg_test_wait_for_fds_at_most (baseline);
+}
+
+static void
+test_faults_move_too_large (void)
+{
+  MsgPortMain *x, *y, *s, *peer, *received;
+  g_autoptr(MsgRecorder) rec_y = NULL;
+  g_autoptr(MsgRecorder) rec_peer = NULL;
+  g_autoptr(MsgRecorder) rec_received = NULL;
+  MsgChannelMain **channels = g_new0 (MsgChannelMain *, N_HEAVY * MSG_WIRE_MAX_PORTS);
+  MsgPortMain *ports[MSG_WIRE_MAX_PORTS];
+  guint baseline, wake_id;
+
+  g_test_summary ("A socket-backed port whose queued messages carry more ports than one "
+                  "frame may hold is posted to another process: it cannot move, and only "
+                  "its own channel ends, with TOO_LARGE at both ends, after what was "
+                  "queued on it; the carrier goes on, and no descriptor is left");
+
+  msg_test_socket_ports (&x, &y);
+  assert_port_crosses (x, y);
+  baseline = msg_test_count_fds ();
+  rec_y = msg_recorder_new (y);
+
+  /* Queued on s, unread: N_HEAVY messages of 1024 ports each, one
+   * descriptor a port, more than the 4096 one frame may carry. */
+  msg_test_socket_ports (&s, &peer);
+  rec_peer = msg_recorder_new (peer);
+  msg_port_main_start (peer);
+  for (guint m = 0; m < N_HEAVY; m++)
+    {
+      for (guint i = 0; i < MSG_WIRE_MAX_PORTS; i++)
+        {
+          channels[m * MSG_WIRE_MAX_PORTS + i] = msg_channel_main_new ();
+          ports[i] = msg_channel_main_get_port2 (channels[m * MSG_WIRE_MAX_PORTS + i]);
+        }
+      g_assert_true (msg_port_main_post_message (peer, g_variant_new_uint32 (m), ports,
+                                                 MSG_WIRE_MAX_PORTS, NULL));
+    }
+  /* They reach s on the I/O thread, which does not wake this context. */
+  wake_id = g_timeout_add (5, wake, NULL);
+  msg_test_wait_until (NULL, queue_length (s) == N_HEAVY);
+  g_source_remove (wake_id);
+
+  g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("carrying"), &s, 1, NULL));
+  g_assert_true (msg_port_main_post (x, g_variant_new_string ("after"), NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 2 || rec_y->n_close > 0);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_y, 1), NULL), ==, "after");
+
+  /* Its peer is told why. */
+  msg_test_wait_until (NULL, rec_peer->n_close == 1);
+  msg_test_assert_close_reason (peer, MSG_PORT_ERROR_TOO_LARGE);
+  g_assert_cmpuint (rec_peer->events->len, ==, 0);
+
+  /* It arrives with what was queued on it, then ends with the same
+   * reason. */
+  received = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
+  rec_received = msg_recorder_new (received);
+  msg_port_main_start (received);
+  msg_test_wait_until (NULL, rec_received->n_close == 1);
+  msg_test_assert_close_reason (received, MSG_PORT_ERROR_TOO_LARGE);
+  g_assert_cmpuint (rec_received->n_messages_at_close, ==, N_HEAVY);
+  for (guint m = 0; m < N_HEAVY; m++)
+    {
+      MsgMessageEvent *event = g_ptr_array_index (rec_received->events, m);
+
+      g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec_received, m)), ==, m);
+      g_assert_cmpuint (msg_message_event_get_n_ports (event), ==, MSG_WIRE_MAX_PORTS);
+    }
+
+  /* The carrier goes on. */
+  g_assert_true (msg_port_main_post (x, g_variant_new_string ("still fine"), NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 3);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+
+  msg_port_main_close (x);
+  msg_test_wait_until (NULL, rec_y->n_close == 1);
+
+  g_clear_pointer (&rec_received, msg_recorder_free);
+  g_clear_pointer (&rec_y, msg_recorder_free);
+  g_clear_pointer (&rec_peer, msg_recorder_free);
+  for (guint i = 0; i < N_HEAVY * MSG_WIRE_MAX_PORTS; i++)
+    g_object_unref (channels[i]);
+  g_free (channels);
+  g_object_unref (s);
+  g_object_unref (peer);
+  g_object_unref (x);
+  g_object_unref (y);
+  msg_test_wait_for_fds_at_most (baseline);
+}
+
+/* A tuple of @n bytes: its type string is @n + 2 characters long. */
+static GVariant *
+tuple_of_bytes (guint n)
+{
+  g_autofree GVariant **children = g_new (GVariant *, n);
+
+  for (guint i = 0; i < n; i++)
+    children[i] = g_variant_new_byte (i);
+  return g_variant_new_tuple (children, n);
+}
+
+/* Posts "before", a message the wire cannot carry (its type string is
+ * over 64 KiB) and "after" on an in-process port whose peer goes to
+ * another process through @x, to @y: before the peer is posted, so that
+ * the message is queued on it and reaches the bridge when it is made, or
+ * after it arrived there, when post_message() refuses it. */
+static void
+assert_too_large_ends_own_channel (MsgPortMain *x,
+                                   MsgPortMain *y,
+                                   gboolean     bridged_first)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *a = msg_channel_main_get_port1 (channel);
+  MsgPortMain *b = msg_channel_main_get_port2 (channel);
+  g_autoptr(MsgRecorder) rec_a = msg_recorder_new (a);
+  g_autoptr(MsgRecorder) rec_y = msg_recorder_new (y);
+  g_autoptr(MsgRecorder) rec_received = NULL;
+  MsgPortMain *received;
+
+  msg_port_main_start (a);
+  msg_port_main_start (y);
+  if (!bridged_first)
+    {
+      g_assert_true (msg_port_main_post (a, g_variant_new_string ("before"), NULL));
+      g_assert_true (msg_port_main_post (a, tuple_of_bytes (64 * 1024), NULL));
+      g_assert_true (msg_port_main_post (a, g_variant_new_string ("after"), NULL));
+    }
+  g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("carrying"), &b, 1, NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 1 || rec_y->n_close > 0);
+  received = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
+  rec_received = msg_recorder_new (received);
+  msg_port_main_start (received);
+  if (bridged_first)
+    {
+      g_autoptr(GError) error = NULL;
+
+      /* Its peer is across a socket now: refused, nothing sent, nothing
+       * closes. */
+      g_assert_true (msg_port_main_post (a, g_variant_new_string ("before"), NULL));
+      g_assert_false (msg_port_main_post (a, tuple_of_bytes (64 * 1024), &error));
+      g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
+      g_assert_true (msg_port_main_post (a, g_variant_new_string ("after"), NULL));
+      msg_test_wait_until (NULL, rec_received->events->len == 2 || rec_received->n_close > 0);
+      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_received, 1), NULL), ==, "after");
+      msg_port_main_close (a);
+      msg_test_wait_until (NULL, rec_received->n_close == 1);
+      msg_test_assert_close_reason (received, MSG_PORT_ERROR_PEER_CLOSED);
+      g_assert_cmpuint (rec_received->n_messages_at_close, ==, 2);
+      return;
+    }
+
+  /* Only the channel of the message ends, with TOO_LARGE on both ends,
+   * after what was posted before it. */
+  msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_received->n_close == 1);
+  msg_test_assert_close_reason (a, MSG_PORT_ERROR_TOO_LARGE);
+  msg_test_assert_close_reason (received, MSG_PORT_ERROR_TOO_LARGE);
+  g_assert_cmpuint (rec_received->n_messages_at_close, ==, 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_received, 0), NULL), ==, "before");
+  g_assert_cmpuint (rec_a->events->len, ==, 0);
+
+  /* The carrier goes on. */
+  g_assert_true (msg_port_main_post (x, g_variant_new_string ("still fine"), NULL));
+  msg_test_wait_until (NULL, rec_y->events->len == 2 || rec_y->n_close > 0);
+  g_assert_cmpuint (rec_y->n_close, ==, 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_y, 1), NULL), ==, "still fine");
+}
+
+static void
+test_faults_bridge_too_large (void)
+{
+  MsgPortMain *x, *y;
+  guint baseline;
+
+  g_test_summary ("A message over the wire's limits, posted in process on a port whose "
+                  "peer is then bridged to another process: only its own channel ends, "
+                  "with TOO_LARGE on both ends, after what was posted before it; the "
+                  "carrier goes on, and no descriptor is left. Posted once the peer is "
+                  "across, it is refused and nothing ends");
+
+  msg_test_socket_ports (&x, &y);
+  assert_port_crosses (x, y);
+  baseline = msg_test_count_fds ();
+
+  assert_too_large_ends_own_channel (x, y, FALSE);
+  assert_too_large_ends_own_channel (x, y, TRUE);
+
+  msg_port_main_close (x);
+  g_object_unref (x);
+  g_object_unref (y);
+  msg_test_wait_for_fds_at_most (baseline);
+}
+
 /* Which thread writes: sendmsg() calls made by @counted_thread. */
 static GThread *counted_thread;  /* (atomic) */
 static gint n_counted_writes;    /* (atomic) */
@@ -1052,6 +1360,9 @@ main (int    argc,
   g_test_add_data_func ("/faults/move-unwritten/memfd", GINT_TO_POINTER (TRUE), test_faults_move_unwritten);
   g_test_add_func ("/faults/move-failed", test_faults_move_failed);
   g_test_add_func ("/faults/export-out-of-descriptors", test_faults_export_out_of_descriptors);
+  g_test_add_func ("/faults/move-too-large", test_faults_move_too_large);
+  g_test_add_func ("/faults/move-too-large/nested", test_faults_move_too_large_nested);
+  g_test_add_func ("/faults/bridge-too-large", test_faults_bridge_too_large);
   g_test_add_func ("/faults/move-partial-twice", test_faults_move_partial_twice);
   g_test_add_func ("/faults/backlog/gives-memory-back", test_faults_backlog_gives_back);
 

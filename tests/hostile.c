@@ -263,6 +263,17 @@ send_close_with_data (int raw)
   send_raw (raw, h, sizeof h, NULL, 0);
 }
 
+/* A close frame whose reason (the u32 at offset 20) is none we know. */
+static void
+send_unknown_close_reason (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_CLOSE, 0, 0, 0, 0, 0, 0);
+  h[20] = MSG_WIRE_CLOSE_TOO_LARGE + 1;
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
 static void
 send_unknown_kind (int raw)
 {
@@ -415,6 +426,7 @@ static const HostileCase cases[] = {
   { "/hostile/surplus-fds", send_surplus_fds, MSG_PORT_ERROR_PROTOCOL, 1 },
   { "/hostile/pipe-as-port", send_pipe_as_port, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/close-with-data", send_close_with_data, MSG_PORT_ERROR_PROTOCOL, 0 },
+  { "/hostile/unknown-close-reason", send_unknown_close_reason, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/unknown-kind", send_unknown_kind, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/reserved-bits", send_reserved_bits, MSG_PORT_ERROR_PROTOCOL, 1 },
   { "/hostile/port-table-mismatch", send_port_table_mismatch, MSG_PORT_ERROR_PROTOCOL, 3 },

@@ -72,7 +72,7 @@ append_message (Stream   *stream,
 }
 
 /* Small and large messages, a large one with a port whose descriptor comes
- * with a byte in the middle of its data, a close. */
+ * with a byte in the middle of its data, a close with a reason. */
 static void
 stream_init (Stream *stream)
 {
@@ -87,6 +87,7 @@ stream_init (Stream *stream)
   stream->fd = -1;
   stream->expected = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
 
+  close_frame->close_reason = MSG_WIRE_CLOSE_TOO_LARGE;
   append_message (stream, small);
   stream->large_offset = stream->bytes->len;
   append_message (stream, large);
@@ -176,6 +177,8 @@ check_frames (Stream    *stream,
     }
   g_assert_cmpint (((MsgWireFrame *) g_ptr_array_index (frames, frames->len - 1))->kind,
                    ==, MSG_WIRE_FRAME_CLOSE);
+  g_assert_cmpint (((MsgWireFrame *) g_ptr_array_index (frames, frames->len - 1))->close_reason,
+                   ==, MSG_WIRE_CLOSE_TOO_LARGE);
 }
 
 static void

@@ -143,6 +143,9 @@ MsgDispatcher *msg_connection_take_lease_back  (MsgConnection  *self,
 void           msg_connection_revoke_lease     (MsgConnection  *self);
 void           msg_connection_fail             (MsgConnection  *self,
                                                 GError         *reason);
+void           msg_connection_end              (MsgConnection  *self,
+                                                GError         *reason);
+GError        *msg_connection_close_reason     (MsgWireCloseReason reason);
 void           msg_connection_begin_closing    (MsgConnection  *self);
 gboolean       msg_connection_is_closing       (MsgConnection  *self);
 void           msg_connection_fail_write       (MsgConnection  *self,

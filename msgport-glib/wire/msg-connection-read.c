@@ -36,6 +36,7 @@ msg_connection_handle_frame (MsgConnection  *self,
 
   if (frame->kind == MSG_WIRE_FRAME_CLOSE)
     {
+      MsgWireCloseReason close_reason = frame->close_reason;
       MsgEndpoint *endpoint;
       MsgConnectionState state;
 
@@ -56,9 +57,8 @@ msg_connection_handle_frame (MsgConnection  *self,
        * up. */
       if (endpoint != NULL)
         {
-          msg_endpoint_disentangle (endpoint,
-                                    msg_endpoint_new_peer_closed_reason (),
-                                    msg_endpoint_new_peer_closed_reason ());
+          msg_endpoint_disentangle (endpoint, msg_connection_close_reason (close_reason),
+                                    msg_connection_close_reason (close_reason));
           msg_endpoint_unref (endpoint);
         }
       return TRUE;

@@ -491,6 +491,50 @@ connection_wait_writable (MsgConnection *self)
   msg_mutex_unlock (&self->lock);
 }
 
+/* @item, the head of the queue, could not be encoded: it is over the
+ * wire's limits (a message posted in this process before its port was
+ * bridged to another, which post_message() could not refuse). Its channel
+ * ends there, with @reason (taken, TOO_LARGE) on both ends, and no other
+ * channel does (not the one that carried the port, say): what was posted
+ * before it has gone out, the close frame follows, and @item and what was
+ * posted after it are dropped, as a closing channel drops them. The
+ * endpoint ends first, so that nothing more is posted behind the close. */
+static void
+connection_end_at (MsgConnection *self,
+                   MsgOutItem    *item,
+                   GError        *reason)
+{
+  GQueue dropped = G_QUEUE_INIT;
+  MsgOutItem *tail;
+  gboolean ended;
+
+  msg_mutex_lock (&self->lock);
+  /* A close posted behind it (its port closed meanwhile) stays: the
+   * channel was ending anyway. */
+  ended = self->close_queued;
+  msg_mutex_unlock (&self->lock);
+  if (!ended)
+    msg_connection_end (self, g_steal_pointer (&reason));
+  g_clear_error (&reason);
+
+  msg_mutex_lock (&self->lock);
+  if (self->state != CONNECTION_OPEN)
+    {
+      /* msg_connection_end() could not queue a close, and failed the
+       * connection: its queue, @item with it, is gone. */
+      msg_mutex_unlock (&self->lock);
+      return;
+    }
+  tail = g_queue_peek_tail (&self->out.items);
+  ended = self->close_queued && tail != item && tail->is_close;
+  msg_out_queue_drop (&self->out, item, ended ? tail : NULL, &dropped);
+  msg_mutex_unlock (&self->lock);
+  msg_out_list_free (&dropped);
+
+  if (!ended)
+    msg_connection_fail (self, NULL);
+}
+
 void
 msg_connection_write (MsgConnection *self)
 {
@@ -551,6 +595,13 @@ msg_connection_write (MsgConnection *self)
           msg_mutex_unlock (&self->lock);
           if (!self->codec->encode (envelope, &head->encoded, &error))
             {
+              if (g_error_matches (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE))
+                {
+                  /* A message the wire cannot carry, posted before its
+                   * port was bridged here: only its channel ends. */
+                  connection_end_at (self, head, error);
+                  continue;
+                }
               msg_connection_fail (self, error);
               return;
             }

@@ -244,6 +244,46 @@ msg_connection_fail (MsgConnection *self,
   g_clear_error (&reason);
 }
 
+/* Ends the channel that @self carries because of what was posted on it
+ * (@reason, taken: MSG_PORT_ERROR_TOO_LARGE), not because of the socket:
+ * its port here ends with @reason, and the close frame queued after what
+ * was posted before tells the other end the same (close reasons in
+ * docs/wire-format.md). Unlike msg_connection_fail(), what is queued is
+ * still written and what comes is still read, up to the peer's close. I/O
+ * thread. */
+void
+msg_connection_end (MsgConnection *self,
+                    GError        *reason)
+{
+  MsgEndpoint *endpoint = NULL;
+
+  msg_mutex_lock (&self->lock);
+  if (self->state == CONNECTION_OPEN && !self->close_queued && !self->write_dead &&
+      self->endpoint != NULL)
+    endpoint = msg_endpoint_ref (self->endpoint);
+  msg_mutex_unlock (&self->lock);
+
+  if (endpoint == NULL)
+    {
+      /* Nothing more can be written: the peer only sees the socket go. */
+      msg_connection_fail (self, reason);
+      return;
+    }
+  msg_endpoint_disentangle (endpoint, g_error_copy (reason), reason);
+  msg_endpoint_unref (endpoint);
+}
+
+/* What a port ends with when the close frame of its peer says @reason. */
+GError *
+msg_connection_close_reason (MsgWireCloseReason reason)
+{
+  if (reason == MSG_WIRE_CLOSE_TOO_LARGE)
+    return g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE,
+                                "The other process ended the channel: what was posted "
+                                "on it could not cross");
+  return msg_endpoint_new_peer_closed_reason ();
+}
+
 void
 msg_connection_fail_write (MsgConnection *self,
                            int            errsv)

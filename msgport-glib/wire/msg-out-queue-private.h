@@ -68,6 +68,10 @@ void        msg_out_queue_count      (MsgOutQueue   *self,
 void        msg_out_queue_push       (MsgOutQueue   *self,
                                       MsgOutItem    *item);
 gboolean    msg_out_queue_forget     (MsgOutQueue   *self);
+void        msg_out_queue_drop       (MsgOutQueue   *self,
+                                      MsgOutItem    *from,
+                                      MsgOutItem    *until,
+                                      GQueue        *dropped);
 guint       msg_out_queue_advance    (MsgOutQueue   *self,
                                       gsize          n,
                                       GQueue        *done,

@@ -114,6 +114,33 @@ msg_out_queue_forget (MsgOutQueue *self)
   return backlog;
 }
 
+/* Moves @from, an item none of which was written and that is not
+ * counted (an envelope that could not be encoded), and the items after it
+ * up to @until (excluded; %NULL: all), to @dropped: they will not be
+ * written. */
+void
+msg_out_queue_drop (MsgOutQueue *self,
+                    MsgOutItem  *from,
+                    MsgOutItem  *until,
+                    GQueue      *dropped)
+{
+  GList *link = &from->link;
+
+  g_assert (from->offset == 0);
+
+  while (link != NULL && link->data != until)
+    {
+      GList *next = link->next;
+      MsgOutItem *item = link->data;
+
+      if (item != from && item->envelope == NULL)
+        self->bytes -= msg_out_item_size (item) - item->offset;
+      g_queue_unlink (&self->items, link);
+      g_queue_push_tail_link (dropped, link);
+      link = next;
+    }
+}
+
 /* @n bytes from the head on went out: the items written whole move to
  * @done, and their number is returned; *@close_written is set if one was
  * the close frame. */

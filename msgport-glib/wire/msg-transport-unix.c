@@ -58,10 +58,19 @@
 
 static const MsgPortCodec port_codec;
 
+/* What is left of one frame's limits (docs/wire-format.md, "Limits") for
+ * the ports it carries and the state they move with. */
+typedef struct
+{
+  guint   n_fds;
+  guint64 n_bytes;
+} FrameRoom;
+
 /* Encoding a frame exports the ports in it; moving a port re-encodes what
  * its queue holds, which may carry ports in turn. */
 static gboolean connection_export (MsgEndpoint  *endpoint,
                                    MsgWirePort  *port,
+                                   FrameRoom    *room,
                                    GError      **error);
 
 MsgEndpoint *
@@ -166,16 +175,38 @@ encode_envelope (MsgEnvelope     *envelope,
                  GError         **error)
 {
   g_autoptr(MsgWireFrame) frame = NULL;
+  /* What the ports may take of the frame's limits: all but the memfd its
+   * data may go in, and each entry with the padding of its prefixes. */
+  FrameRoom room = {
+    MSG_WIRE_MAX_FDS - 1,
+    MSG_WIRE_MAX_PORTS_SIZE - (guint64) envelope->n_ports * (MSG_WIRE_PORT_ENTRY_SIZE + 2 * 7),
+  };
   gboolean ok = TRUE;
 
+  /* A message the wire cannot carry (posted in this process, before its
+   * port was bridged) fails before its ports are touched: they are
+   * discarded with it, not moved first. */
+  if (envelope->kind != MSG_ENVELOPE_CLOSE &&
+      !msg_wire_check_message (envelope->data, envelope->n_ports, error))
+    {
+      msg_envelope_free (envelope);
+      return FALSE;
+    }
+
   if (envelope->kind == MSG_ENVELOPE_CLOSE)
-    frame = msg_wire_frame_new (MSG_WIRE_FRAME_CLOSE, NULL, 0);
+    {
+      frame = msg_wire_frame_new (MSG_WIRE_FRAME_CLOSE, NULL, 0);
+      /* The one reason the other end is told: that what was posted
+       * could not cross. Any other end is a plain close to it. */
+      if (g_error_matches (envelope->reason, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE))
+        frame->close_reason = MSG_WIRE_CLOSE_TOO_LARGE;
+    }
   else
     frame = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE,
                                 g_steal_pointer (&envelope->data), envelope->n_ports);
 
   for (guint i = 0; i < envelope->n_ports && ok; i++)
-    ok = connection_export (g_steal_pointer (&envelope->ports[i]), &frame->ports[i], error);
+    ok = connection_export (g_steal_pointer (&envelope->ports[i]), &frame->ports[i], &room, error);
   msg_envelope_free (envelope);
 
   return ok && msg_wire_encode (frame, encoded, error);
@@ -214,20 +245,75 @@ connection_encode_out (MsgConnection  *self,
   return TRUE;
 }
 
+/* At least what moving the connection behind a port in flight adds to the
+ * frame that carries it: its socket, the descriptors and bytes of what
+ * was read and not decoded, of what is queued for it to write, and of the
+ * messages queued on the port (one descriptor for each port they carry,
+ * which is exact unless such a port moves with a state of its own, and
+ * their data). Called with @self->lock held, on the thread that reads it. */
+static void
+connection_move_size_locked (MsgConnection *self,
+                             guint         *n_fds,
+                             guint64       *n_bytes)
+{
+  msg_mutex_assert_held (&self->lock);
+
+  *n_fds = 1 + msg_wire_decoder_count_fds (self->decoder);
+  *n_bytes = msg_wire_decoder_count_bytes (self->decoder) + self->out.bytes;
+  for (GList *l = self->out.items.head; l != NULL; l = l->next)
+    {
+      MsgOutItem *item = l->data;
+
+      *n_fds += msg_out_item_unsent_fds (item);
+      if (item->envelope != NULL)
+        *n_fds += item->envelope->n_ports;
+    }
+}
+
+/* The same for the messages queued on @endpoint, with its lock held. */
+static void
+endpoint_move_size_locked (MsgEndpoint *endpoint,
+                           guint       *n_fds,
+                           guint64     *n_bytes)
+{
+  const MsgQueue *queue = &endpoint->queue;
+
+  msg_mutex_assert_held (&endpoint->lock);
+
+  for (guint i = 0; i < queue->length; i++)
+    {
+      MsgItem *item = queue->items[(queue->head + i) & (queue->capacity - 1)];
+
+      if (msg_item_is_envelope (item))
+        {
+          MsgEnvelope *envelope = msg_item_peek_envelope (item);
+
+          *n_fds += envelope->n_ports;
+          if (envelope->data != NULL)
+            *n_bytes += g_variant_get_size (envelope->data);
+        }
+      else
+        *n_bytes += g_variant_get_size ((GVariant *) item);
+    }
+}
+
 typedef enum
 {
   MOVE_DONE,
   MOVE_IMPOSSIBLE,   /* the connection is ending: bridge instead */
-  MOVE_FAILED,
+  MOVE_TOO_LARGE,    /* it would not fit in the frame: the connection is
+                      * whole (what was queued on the port may be gone) */
+  MOVE_FAILED,       /* something was taken, and is lost */
 } MoveResult;
 
 /* Moves the connection that backs @endpoint (a port in flight) into
  * @port: its descriptor, and everything read or queued but not handed on. */
 static MoveResult
-connection_move (MsgConnection  *self,
-                 MsgEndpoint    *endpoint,
-                 MsgWirePort    *port,
-                 GError        **error)
+connection_move (MsgConnection    *self,
+                 MsgEndpoint      *endpoint,
+                 MsgWirePort      *port,
+                 const FrameRoom  *room,
+                 GError          **error)
 {
   g_autoptr(GByteArray) in_bytes = g_byte_array_new ();
   g_autoptr(GByteArray) out_bytes = g_byte_array_new ();
@@ -239,8 +325,10 @@ connection_move (MsgConnection  *self,
   MsgEndpoint *remote;
   MsgOutItem *head;
   MsgItem *read_item;
-  gboolean movable;
+  gboolean movable, too_large = FALSE;
   gsize out_partial = 0;
+  guint n_fds = 0;
+  guint64 n_bytes = 0;
   int fd;
 
   /* Only this thread reads the connection from now on (what a context
@@ -263,15 +351,39 @@ connection_move (MsgConnection  *self,
    * cannot move; the port is bridged instead. */
   if (head != NULL && head->offset > 0 && msg_out_item_unsent_fds (head) > 0)
     movable = FALSE;
+  if (movable)
+    connection_move_size_locked (self, &n_fds, &n_bytes);
   msg_mutex_unlock (&self->lock);
   msg_mutex_lock (&endpoint->lock);
   movable = movable && !endpoint->ended;
   if (movable)
+    {
+      endpoint_move_size_locked (endpoint, &n_fds, &n_bytes);
+      too_large = n_fds > room->n_fds || n_bytes > room->n_bytes;
+    }
+  if (movable && !too_large)
     queued = msg_endpoint_steal_queue_locked (endpoint, &resume);
   msg_mutex_unlock (&endpoint->lock);
   /* This connection, if it paused for @endpoint: it goes on with the port,
    * and its next owner counts afresh. */
   msg_read_watch_resume (resume);
+  /* Sized before anything is taken: a port whose state would not fit in
+   * the frame that carries it (its queue holds more ports than a frame
+   * may carry, say) fails to move, as a whole and untouched, and only its
+   * own channel ends (connection_export()). Bridging it instead would
+   * leave this process relaying, for as long as the port lives, for
+   * whoever stuffed its queue. */
+  if (movable && too_large)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE,
+                   "A port whose socket and queued messages need %u descriptors and %"
+                   G_GUINT64_FORMAT " bytes or more cannot move to another process in "
+                   "one frame",
+                   n_fds, n_bytes);
+      g_array_unref (in_fds);
+      g_array_unref (out_fds);
+      return MOVE_TOO_LARGE;
+    }
   if (!movable)
     {
       g_array_unref (in_fds);
@@ -306,6 +418,27 @@ connection_move (MsgConnection  *self,
       g_array_unref (in_fds);
       g_array_unref (out_fds);
       return MOVE_FAILED;
+    }
+
+  /* Sized again, exactly, now that the ports in its queues are exported
+   * (one of them may have moved with a state of its own): still before
+   * the connection is taken apart. What was queued on the port is lost
+   * (its ports end), as when a port closes; the connection is whole. */
+  msg_mutex_lock (&self->lock);
+  connection_move_size_locked (self, &n_fds, &n_bytes);
+  msg_mutex_unlock (&self->lock);
+  n_fds += in_fds->len;
+  n_bytes += in_bytes->len;
+  if (n_fds > room->n_fds || n_bytes > room->n_bytes)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE,
+                   "A port whose socket and queues need %u descriptors and %"
+                   G_GUINT64_FORMAT " bytes cannot move to another process in one frame",
+                   n_fds, n_bytes);
+      msg_wire_close_fds (in_fds);
+      g_array_unref (in_fds);
+      g_array_unref (out_fds);
+      return MOVE_TOO_LARGE;
     }
   msg_wire_decoder_steal (self->decoder, in_bytes, in_fds);
 
@@ -352,6 +485,7 @@ connection_move (MsgConnection  *self,
 static gboolean
 connection_export (MsgEndpoint  *endpoint,
                    MsgWirePort  *port,
+                   FrameRoom    *room,
                    GError      **error)
 {
   MsgEndpoint *peer = NULL;
@@ -373,8 +507,17 @@ connection_export (MsgEndpoint  *endpoint,
       GError *move_error = NULL;
 
       g_source_ref (&backing->source);
-      result = connection_move (backing, endpoint, port, &move_error);
-      if (result == MOVE_FAILED)
+      result = connection_move (backing, endpoint, port, room, &move_error);
+      if (result == MOVE_TOO_LARGE)
+        {
+          /* Its connection still works: its channel ends in order, after
+           * what was posted on it, and the close frame tells the other
+           * end why; the port, sent on ended below, tells its new owner
+           * the same through its bridge. */
+          g_debug ("A port could not move to another process: %s", move_error->message);
+          msg_connection_end (backing, g_steal_pointer (&move_error));
+        }
+      else if (result == MOVE_FAILED)
         {
           /* What it carried cannot go on whole: end its channel (the
            * remote end sees the socket close) and send the port on, ended,
@@ -387,6 +530,13 @@ connection_export (MsgEndpoint  *endpoint,
       msg_source_unref (&backing->source);
       if (result == MOVE_DONE)
         {
+          guint n_fds = 1 + port->in_fds->len + port->out_fds->len;
+          guint64 n_bytes = (port->in_prefix != NULL ? g_bytes_get_size (port->in_prefix) : 0) +
+                            (port->out_prefix != NULL ? g_bytes_get_size (port->out_prefix) : 0);
+
+          /* The next port of the frame is sized against what is left. */
+          room->n_fds -= MIN (room->n_fds, n_fds);
+          room->n_bytes -= MIN (room->n_bytes, n_bytes);
           msg_endpoint_unref (peer);
           msg_endpoint_unref (endpoint);
           return TRUE;
@@ -413,6 +563,7 @@ connection_export (MsgEndpoint  *endpoint,
   msg_connection_start (bridge);
   msg_endpoint_unref (endpoint);
   port->fd = fds[1];
+  room->n_fds -= MIN (room->n_fds, 1);
   return TRUE;
 }
 

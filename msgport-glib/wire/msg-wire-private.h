@@ -23,6 +23,9 @@ G_BEGIN_DECLS
 #define MSG_WIRE_MAX_PORTS_SIZE   (512u * 1024 * 1024)  /* the port table, with what queued ports carry */
 #define MSG_WIRE_MAX_FDS          4096                   /* descriptors in one frame */
 #define MSG_WIRE_MAX_FDS_PER_SEND 253                    /* SCM_MAX_FD */
+/* A port's entry in a frame's port table, before its two prefixes (each
+ * padded to 8 bytes). */
+#define MSG_WIRE_PORT_ENTRY_SIZE  32
 
 /* Header flags. */
 #define MSG_WIRE_FLAG_DATA        0x01  /* the message is not NULL */
@@ -39,6 +42,14 @@ typedef enum
   MSG_WIRE_FRAME_MESSAGE = 1,
   MSG_WIRE_FRAME_CLOSE = 2,
 } MsgWireFrameKind;
+
+/* Why the sender of a close frame ended the channel: the header's u32 at
+ * offset 20, which is 0 in a message frame. */
+typedef enum
+{
+  MSG_WIRE_CLOSE_CLOSED = 0,     /* closed */
+  MSG_WIRE_CLOSE_TOO_LARGE = 1,  /* what was posted could not cross */
+} MsgWireCloseReason;
 
 /* One port carried by a frame: a connected socket whose other end is the
  * port's peer, and the state of the connection it continues: bytes (and
@@ -70,6 +81,7 @@ typedef struct
   int               data_fd;   /* (owned) or -1 */
   char             *data_type; /* (owned) (nullable) */
   gsize             data_size;
+  MsgWireCloseReason close_reason;  /* CLOSE only */
 } MsgWireFrame;
 
 void          msg_wire_port_clear        (MsgWirePort   *port);
@@ -151,6 +163,9 @@ gboolean        msg_wire_decoder_next        (MsgWireDecoder *self,
                                               GError        **error);
 /* Whether the decoder holds nothing: no partial frame, no descriptors. */
 gboolean        msg_wire_decoder_is_empty    (MsgWireDecoder *self);
+/* What it holds undecoded: descriptors, and bytes. */
+guint           msg_wire_decoder_count_fds   (MsgWireDecoder *self);
+gsize           msg_wire_decoder_count_bytes (MsgWireDecoder *self);
 /* Takes what was received but not decoded yet, to hand it on. */
 void            msg_wire_decoder_steal       (MsgWireDecoder *self,
                                               GByteArray     *bytes,

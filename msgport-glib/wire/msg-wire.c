@@ -10,7 +10,7 @@
  * anything with them but hand them on or close them.
  *
  *   0  u32 magic "MSG1"      8  u32 n_fds       16 u32 ports_len
- *   4  u8  kind              12 u32 type_len    20 u32 reserved (0)
+ *   4  u8  kind              12 u32 type_len    20 u32 close reason (0 in a message)
  *   5  u8  flags (1: data, 2: in a memfd)        24 u64 data_len
  *   6  u16 n_ports
  *
@@ -45,7 +45,7 @@
 /* The data of a frame this large or larger is read into a buffer of its
  * own, which becomes the message's GBytes: no copy. */
 #define MIN_TAIL_SIZE     (64 * 1024)
-#define PORT_ENTRY_SIZE 32
+#define PORT_ENTRY_SIZE MSG_WIRE_PORT_ENTRY_SIZE
 
 static inline guint16
 read_u16 (const guint8 *p)
@@ -324,6 +324,7 @@ msg_wire_encode (MsgWireFrame   *frame,
   write_u32 (head + 8, n_fds);
   write_u32 (head + 12, type_len);
   write_u32 (head + 16, ports_len);
+  write_u32 (head + 20, frame->kind == MSG_WIRE_FRAME_CLOSE ? frame->close_reason : 0);
   write_u64 (head + 24, data_len);
   if (type_len > 0)
     memcpy (head + MSG_WIRE_HEADER_SIZE, type, type_len);
@@ -633,6 +634,18 @@ msg_wire_decoder_is_empty (MsgWireDecoder *self)
   return self->start == self->end && self->tail == NULL && self->fds->len == 0;
 }
 
+guint
+msg_wire_decoder_count_fds (MsgWireDecoder *self)
+{
+  return self->fds->len;
+}
+
+gsize
+msg_wire_decoder_count_bytes (MsgWireDecoder *self)
+{
+  return self->end - self->start + self->tail_filled;
+}
+
 void
 msg_wire_decoder_steal (MsgWireDecoder *self,
                         GByteArray     *bytes,
@@ -764,7 +777,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
 {
   const guint8 *h;
   guint kind, flags, n_ports;
-  guint32 n_fds, type_len, ports_len;
+  guint32 n_fds, type_len, ports_len, reason;
   guint64 data_len, frame_size, frame_start, head_size;
   gsize available = self->end - self->start + self->tail_filled;
   g_autoptr(MsgWireFrame) frame = NULL;
@@ -796,18 +809,22 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   n_fds = read_u32 (h + 8);
   type_len = read_u32 (h + 12);
   ports_len = read_u32 (h + 16);
+  reason = read_u32 (h + 20);
   data_len = read_u64 (h + 24);
 
   n_data_fds = (flags & MSG_WIRE_FLAG_DATA_FD) ? 1 : 0;
 
   if (read_u32 (h) != MSG_WIRE_MAGIC)
     return protocol_error (self, error, "bad frame magic %08x", read_u32 (h));
-  if (read_u32 (h + 20) != 0 || (flags & ~(guint) (MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD)) != 0)
+  if ((kind != MSG_WIRE_FRAME_CLOSE && reason != 0) ||
+      (flags & ~(guint) (MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD)) != 0)
     return protocol_error (self, error, "reserved header bits are set");
   if (kind == MSG_WIRE_FRAME_CLOSE)
     {
       if (flags != 0 || n_ports != 0 || n_fds != 0 || type_len != 0 || ports_len != 0 || data_len != 0)
         return protocol_error (self, error, "a close frame carries data");
+      if (reason > MSG_WIRE_CLOSE_TOO_LARGE)
+        return protocol_error (self, error, "unknown close reason %u", reason);
     }
   else if (kind != MSG_WIRE_FRAME_MESSAGE)
     return protocol_error (self, error, "unknown frame kind %u", kind);
@@ -857,6 +874,8 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   from_tail = self->tail != NULL;
   frame_start = self->offset;
   frame = msg_wire_frame_new (kind, NULL, n_ports);
+  if (kind == MSG_WIRE_FRAME_CLOSE)
+    frame->close_reason = reason;
   if (n_fds > 0)
     fds = g_array_sized_new (FALSE, FALSE, sizeof (int), n_fds);
   if (!take_fds (self, n_fds, frame_start, frame_start + frame_size, fds, error))

@@ -164,6 +164,8 @@ typedef enum
 
 MsgRecvResult  msg_connection_recv             (MsgConnection  *self,
                                                 GError        **error);
+MsgItem       *msg_connection_item_from_frame  (MsgWireFrame   *frame,
+                                                MsgEnvelope   **envelope);
 gboolean       msg_connection_handle_frame     (MsgConnection  *self,
                                                 MsgWireFrame   *frame,
                                                 MsgEndpoint   **target);

@@ -24,6 +24,88 @@
 
 #define READ_SIZE             (256 * 1024)
 
+/* Message data that the context of the port it is for checks and maps
+ * (MsgUnchecked): a frame that holds only that. */
+typedef struct
+{
+  MsgUnchecked  parent;
+  MsgWireFrame *frame;
+} FrameData;
+
+static GVariant *
+frame_data_check (MsgUnchecked  *unchecked,
+                  GError       **error)
+{
+  FrameData *self = (FrameData *) unchecked;
+  GVariant *data = NULL;
+
+  if (msg_wire_frame_map_data (self->frame, error))
+    data = g_steal_pointer (&self->frame->data);
+  msg_wire_frame_free (self->frame);
+  g_free (self);
+  return data;
+}
+
+static void
+frame_data_free (MsgUnchecked *unchecked)
+{
+  FrameData *self = (FrameData *) unchecked;
+
+  msg_wire_frame_free (self->frame);
+  g_free (self);
+}
+
+static const MsgUncheckedFuncs frame_data_funcs = {
+  .check = frame_data_check,
+  .free = frame_data_free,
+};
+
+/* Takes the data of @frame, which must be checked or mapped. */
+static MsgUnchecked *
+frame_data_steal (MsgWireFrame *frame)
+{
+  FrameData *self = g_new0 (FrameData, 1);
+  MsgWireFrame *data = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE,
+                                           g_steal_pointer (&frame->data), 0);
+
+  data->data_unchecked = frame->data_unchecked;
+  data->data_fd = frame->data_fd;
+  data->data_type = g_steal_pointer (&frame->data_type);
+  data->data_size = frame->data_size;
+  frame->data_unchecked = FALSE;
+  frame->data_fd = -1;
+  self->parent.funcs = &frame_data_funcs;
+  self->parent.size = data->data_fd >= 0 ? data->data_size : g_variant_get_size (data->data);
+  self->frame = data;
+  return &self->parent;
+}
+
+/* The item for the message data of @frame (taken from it), with room for
+ * its ports in *@envelope if it needs one. What costs in proportion to
+ * the data, the walk that checks it is in normal form and the mapping of
+ * a memfd, is left to the context of the port it is for (msg_item_check()
+ * in its dispatcher): on the I/O thread, one peer's large messages would
+ * hold up every other channel of the process. */
+MsgItem *
+msg_connection_item_from_frame (MsgWireFrame  *frame,
+                                MsgEnvelope  **envelope)
+{
+  *envelope = NULL;
+  if (frame->data_fd >= 0 || (frame->data_unchecked && frame->n_ports > 0))
+    return msg_item_new_unchecked_envelope (frame_data_steal (frame), frame->n_ports, envelope);
+  if (frame->n_ports > 0)
+    {
+      *envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), frame->n_ports);
+      return msg_item_from_envelope (*envelope);
+    }
+  if (frame->data_unchecked)
+    {
+      frame->data_unchecked = FALSE;
+      return msg_item_new_unchecked (g_steal_pointer (&frame->data));
+    }
+  return msg_item_new_message (g_steal_pointer (&frame->data));
+}
+
 /* Takes @frame; a message goes to *@target (msg_connection_deliver_read()).
  * Returns FALSE if the connection failed. */
 gboolean
@@ -32,6 +114,7 @@ msg_connection_handle_frame (MsgConnection  *self,
                              MsgEndpoint   **target)
 {
   MsgEnvelope *envelope;
+  MsgItem *item;
   GError *error = NULL;
 
   if (frame->kind == MSG_WIRE_FRAME_CLOSE)
@@ -72,33 +155,20 @@ msg_connection_handle_frame (MsgConnection  *self,
       msg_wire_frame_free (frame);
       return TRUE;
     }
-  if (!msg_wire_frame_map_data (frame, &error))
-    {
-      msg_wire_frame_free (frame);
-      msg_connection_fail (self, error);
-      return FALSE;
-    }
-  if (frame->n_ports == 0)
-    {
-      msg_connection_deliver_read (self, msg_item_new_message (g_steal_pointer (&frame->data)),
-                                   target);
-      msg_wire_frame_free (frame);
-      return TRUE;
-    }
-  envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), frame->n_ports);
-  for (guint i = 0; i < frame->n_ports; i++)
+  item = msg_connection_item_from_frame (frame, &envelope);
+  for (guint i = 0; envelope != NULL && i < frame->n_ports; i++)
     {
       envelope->ports[i] = self->codec->import (&frame->ports[i], &error);
       if (envelope->ports[i] == NULL)
         {
           msg_wire_frame_free (frame);
-          msg_envelope_free (envelope);
+          msg_item_free (item);
           msg_connection_fail (self, error);
           return FALSE;
         }
     }
   msg_wire_frame_free (frame);
-  msg_connection_deliver_read (self, msg_item_from_envelope (envelope), target);
+  msg_connection_deliver_read (self, item, target);
 
   return TRUE;
 }

@@ -233,6 +233,7 @@ context_decode (MsgConnection  *self,
   for (;;)
     {
       MsgWireFrame *frame = NULL;
+      MsgEnvelope *envelope;
       MsgItem *item;
 
       /* The port has all it may hold: the I/O thread reads on once it
@@ -246,7 +247,9 @@ context_decode (MsgConnection  *self,
           *handed = frame;
           return FALSE;
         }
-      item = msg_item_new_message (g_steal_pointer (&frame->data));
+      /* Not checked here either: msg_item_check() does, when the
+       * dispatcher takes it. */
+      item = msg_connection_item_from_frame (frame, &envelope);
       msg_wire_frame_free (frame);
       msg_connection_deliver_read (self, item, target);
     }

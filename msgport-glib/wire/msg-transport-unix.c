@@ -168,6 +168,14 @@ encode_envelope (MsgEnvelope     *envelope,
   g_autoptr(MsgWireFrame) frame = NULL;
   gboolean ok = TRUE;
 
+  /* Data read from another process that was not checked yet (a port
+   * sent on with what it had not emitted) is checked by the thread that
+   * sends it on: the encoder needs it as a GVariant. */
+  if (!msg_envelope_check (envelope, error))
+    {
+      msg_envelope_free (envelope);
+      return FALSE;
+    }
   if (envelope->kind == MSG_ENVELOPE_CLOSE)
     frame = msg_wire_frame_new (MSG_WIRE_FRAME_CLOSE, NULL, 0);
   else

@@ -168,6 +168,14 @@ watchdog_get (void)
 
 static const MsgLeaseFuncs connection_lease_funcs;
 
+static gint context_reads_disabled;  /* (atomic) */
+
+void
+msg_transport_set_context_reads (gboolean enabled)
+{
+  g_atomic_int_set (&context_reads_disabled, !enabled);
+}
+
 /* I/O thread, after reading all there was: leases the socket to the
  * context the messages go to, if it is waiting in poll(). */
 void
@@ -179,7 +187,7 @@ msg_connection_maybe_lease (MsgConnection *self)
   guint iterations;
   gboolean ok;
 
-  if (self->decoder == NULL)
+  if (self->decoder == NULL || g_atomic_int_get (&context_reads_disabled))
     return;
 
   msg_mutex_lock (&self->lock);

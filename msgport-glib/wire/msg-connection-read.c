@@ -174,15 +174,16 @@ msg_connection_handle_frame (MsgConnection  *self,
 }
 
 /* Delivers the frames the decoder holds, until the endpoint read for has
- * all it may hold (the rest wait in the decoder). FALSE if the connection
- * failed. */
+ * all it may hold, or the turn's *@budget is spent (the rest wait in the
+ * decoder). FALSE if the connection failed. */
 static gboolean
-msg_connection_decode (MsgConnection *self)
+msg_connection_decode (MsgConnection *self,
+                       gssize        *budget)
 {
   MsgEndpoint *target = NULL;
   gboolean ok = TRUE;
 
-  while (ok && !msg_connection_read_paused (self))
+  while (ok && *budget > 0 && !msg_connection_read_paused (self))
     {
       MsgWireFrame *frame = NULL;
       GError *error = NULL;
@@ -197,7 +198,10 @@ msg_connection_decode (MsgConnection *self)
           ok = FALSE;
         }
       else
-        ok = msg_connection_handle_frame (self, frame, &target);
+        {
+          *budget -= MSG_CONNECTION_FRAME_COST + (gssize) frame->n_ports * MSG_CONNECTION_PORT_COST;
+          ok = msg_connection_handle_frame (self, frame, &target);
+        }
     }
   g_clear_pointer (&target, msg_endpoint_unref);
   return ok;
@@ -222,9 +226,12 @@ connection_eof (MsgConnection *self)
                                                     "The peer process exited or closed its end of the channel"));
 }
 
-/* One recvmsg() into the decoder, by the reader of the moment. */
+/* One recvmsg() of at most @limit bytes into the decoder, by the reader
+ * of the moment; *@n_read is how many it took. */
 MsgRecvResult
 msg_connection_recv (MsgConnection  *self,
+                     gsize           limit,
+                     gsize          *n_read,
                      GError        **error)
 {
   union {
@@ -240,7 +247,8 @@ msg_connection_recv (MsgConnection  *self,
   ssize_t n;
 
   iov.iov_base = msg_wire_decoder_reserve (self->decoder, READ_SIZE, &size);
-  iov.iov_len = MIN (size, (gsize) 16 * 1024 * 1024);
+  iov.iov_len = MIN (size, MIN (limit, MSG_CONNECTION_MAX_READ_SIZE));
+  *n_read = 0;
   message.msg_iov = &iov;
   message.msg_iovlen = 1;
   message.msg_control = control.buffer;
@@ -293,30 +301,35 @@ msg_connection_recv (MsgConnection  *self,
     }
 
   msg_wire_decoder_commit (self->decoder, n, fds, n_fds);
+  *n_read = n;
   return (gsize) n < iov.iov_len ? RECV_DRAINED : RECV_DATA;
 }
 
 /* I/O thread: decodes what is pending, then reads the socket if @revents
- * says it is readable, at most MSG_CONNECTION_MAX_READS times, and not
- * while reading is paused (read-ahead). Returns TRUE if it read all there
- * was and the connection is still open: the socket may then be leased
+ * says it is readable, within the turn's budget of work
+ * (MSG_CONNECTION_TURN_BUDGET), and not while reading is paused
+ * (read-ahead). Returns TRUE if it read all there was and the connection
+ * is still open: the socket may then be leased
  * (msg_connection_maybe_lease()). */
 gboolean
 msg_connection_read (MsgConnection *self,
                      GIOCondition   revents)
 {
-  /* Frames handed on with the port, or left by a context that read, come
-   * first. */
-  if (!msg_connection_decode (self) || msg_connection_read_paused (self))
+  gssize budget = MSG_CONNECTION_TURN_BUDGET;
+
+  /* Frames handed on with the port, left by a context that read, or by
+   * the last turn, come first. */
+  if (!msg_connection_decode (self, &budget) || msg_connection_read_paused (self))
     return FALSE;
-  if ((revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) == 0)
+  if (budget > 0 && (revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) == 0)
     return FALSE;
 
-  for (guint i = 0; i < MSG_CONNECTION_MAX_READS; i++)
+  while (budget > 0)
     {
       GError *error = NULL;
+      gsize n_read;
 
-      switch (msg_connection_recv (self, &error))
+      switch (msg_connection_recv (self, budget, &n_read, &error))
         {
         case RECV_AGAIN:
           return TRUE;
@@ -327,9 +340,16 @@ msg_connection_read (MsgConnection *self,
           msg_connection_fail (self, error);
           return FALSE;
         case RECV_DRAINED:
-          return msg_connection_decode (self) && !msg_connection_read_paused (self);
+          budget -= n_read;
+          if (!msg_connection_decode (self, &budget) || msg_connection_read_paused (self))
+            return FALSE;
+          /* All read, and all delivered unless the budget ran out. */
+          if (budget > 0)
+            return TRUE;
+          break;
         case RECV_DATA:
-          if (!msg_connection_decode (self) || msg_connection_read_paused (self))
+          budget -= n_read;
+          if (!msg_connection_decode (self, &budget) || msg_connection_read_paused (self))
             return FALSE;
           break;
         default:
@@ -337,7 +357,8 @@ msg_connection_read (MsgConnection *self,
         }
     }
 
-  /* Fair to the other connections: come back on the next iteration. */
+  /* Fair to the other connections: come back on the next iteration, for
+   * the rest of the socket or of the decoder. */
   msg_mutex_lock (&self->lock);
   msg_connection_kick_locked (self);
   msg_mutex_unlock (&self->lock);

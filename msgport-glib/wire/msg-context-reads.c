@@ -287,7 +287,9 @@ msg_transport_lease_read (MsgLease      *lease,
    * socket is still readable on the next iteration. */
   for (guint i = 0; i < MSG_CONNECTION_MAX_READS; i++)
     {
-      MsgRecvResult result = msg_connection_recv (self, &error);
+      gsize n_read;
+      MsgRecvResult result = msg_connection_recv (self, MSG_CONNECTION_MAX_READ_SIZE,
+                                                  &n_read, &error);
 
       if (result == RECV_AGAIN)
         break;

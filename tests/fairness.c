@@ -13,9 +13,12 @@
  */
 
 #include <string.h>
+#include <sys/socket.h>
 
 #include "msg-test-utils.h"
 #include "msg-endpoint-private.h"
+#include "wire/msg-connection-private.h"
+#include "wire/msg-io-thread-private.h"
 #include "wire/msg-transport-private.h"
 #include "wire/msg-wire-private.h"
 
@@ -280,6 +283,96 @@ test_fairness_echo_under_load (void)
   msg_transport_set_context_reads (TRUE);
 }
 
+/* The largest read the I/O thread asked for, and how many bytes it read
+ * (the test's main thread reads nothing: context reads are off). */
+static gsize largest_read;  /* (atomic) */
+static gsize bytes_read;    /* (atomic) */
+
+static ssize_t
+watching_recvmsg (int            fd,
+                  struct msghdr *message,
+                  int            flags)
+{
+  ssize_t n;
+  gsize asked = 0, largest;
+
+  for (gsize i = 0; i < (gsize) message->msg_iovlen; i++)
+    asked += message->msg_iov[i].iov_len;
+  do
+    largest = g_atomic_pointer_get (&largest_read);
+  while (asked > largest &&
+         !g_atomic_pointer_compare_and_exchange (&largest_read, largest, asked));
+  n = recvmsg (fd, message, flags);
+  if (n > 0)
+    g_atomic_pointer_add (&bytes_read, n);
+  return n;
+}
+
+static ssize_t
+real_sendmsg (int                  fd,
+              const struct msghdr *message,
+              int                  flags)
+{
+  return sendmsg (fd, message, flags);
+}
+
+static int
+real_socketpair (int domain,
+                 int type,
+                 int protocol,
+                 int fds[2])
+{
+  return socketpair (domain, type, protocol, fds);
+}
+
+static const MsgSyscalls watching = {
+  real_sendmsg,
+  watching_recvmsg,
+  real_socketpair,
+};
+
+static void
+test_fairness_turn_budget (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec = NULL;
+  gsize size = 24 * 1024 * 1024;
+  GVariant *large;
+
+  g_test_summary ("The I/O thread reads a large message a budget at a time, never more "
+                  "in one go, and it arrives whole, in order");
+
+  msg_transport_set_context_reads (FALSE);
+  msg_wire_set_memfd_threshold (0);
+  msg_transport_set_syscalls (&watching);
+  g_atomic_pointer_set (&largest_read, 0);
+  g_atomic_pointer_set (&bytes_read, 0);
+  msg_test_socket_ports (&a, &b);
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+
+  large = g_variant_ref_sink (g_variant_new_from_data (G_VARIANT_TYPE ("ay"), g_malloc0 (size),
+                                                       size, TRUE, g_free, NULL));
+  msg_port_main_post (a, g_variant_new_string ("before"), NULL);
+  msg_port_main_post (a, large, NULL);
+  msg_port_main_post (a, g_variant_new_string ("after"), NULL);
+  msg_test_wait_until (NULL, rec->events->len == 3);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, 0), NULL), ==, "before");
+  g_assert_true (g_variant_equal (msg_recorder_data (rec, 1), large));
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, 2), NULL), ==, "after");
+  g_assert_cmpuint (g_atomic_pointer_get (&bytes_read), >, size);
+  g_assert_cmpuint (g_atomic_pointer_get (&largest_read), <=, MSG_CONNECTION_TURN_BUDGET);
+
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  msg_transport_set_syscalls (NULL);
+  msg_wire_set_memfd_threshold (-1);
+  msg_transport_set_context_reads (TRUE);
+  g_variant_unref (large);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -288,6 +381,7 @@ main (int    argc,
 
   g_test_add_func ("/fairness/checked-by-port-context", test_fairness_checked_by_port_context);
   g_test_add_func ("/fairness/echo-under-load", test_fairness_echo_under_load);
+  g_test_add_func ("/fairness/turn-budget", test_fairness_turn_budget);
 
   return g_test_run ();
 }

@@ -49,7 +49,7 @@ G_BEGIN_DECLS
  * after the others had theirs (a kick). Work is counted in bytes read,
  * plus a cost for each frame delivered and each port imported that stands
  * for what they take beyond their bytes; the rest of what was read waits
- * in the decoder. A turn is then about 0.1 to 0.3 ms, whatever a peer
+ * in the decoder. A turn is then a fraction of a millisecond, whatever a peer
  * sends; what costs in proportion to a message's data beyond reading it
  * (the normal-form walk, mapping a memfd) is not the I/O thread's. */
 #define MSG_CONNECTION_TURN_BUDGET   (1024 * 1024)

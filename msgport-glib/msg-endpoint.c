@@ -114,12 +114,23 @@ msg_item_steal_envelope (MsgItem *item)
   return msg_envelope_new_message (msg_item_peek_message (item), 0);
 }
 
-static void (*check_hook) (gboolean checking);
+typedef void (*CheckHook) (gboolean checking);
+
+static CheckHook check_hook;  /* (atomic) (nullable) */
 
 void
 msg_item_set_check_hook (void (*hook) (gboolean checking))
 {
-  check_hook = hook;
+  g_atomic_pointer_set (&check_hook, hook);
+}
+
+static void
+run_check_hook (gboolean checking)
+{
+  CheckHook hook = g_atomic_pointer_get (&check_hook);
+
+  if (hook != NULL)
+    hook (checking);
 }
 
 /* Whether msg_item_check() has anything to do for @item. */
@@ -142,11 +153,9 @@ msg_envelope_check (MsgEnvelope  *envelope,
 
   if (unchecked == NULL)
     return TRUE;
-  if (check_hook != NULL)
-    check_hook (TRUE);
+  run_check_hook (TRUE);
   envelope->data = unchecked->funcs->check (unchecked, error);
-  if (check_hook != NULL)
-    check_hook (FALSE);
+  run_check_hook (FALSE);
   return envelope->data != NULL;
 }
 
@@ -167,11 +176,9 @@ msg_item_check (MsgItem **item,
     return TRUE;
 
   data = msg_item_peek_message (*item);
-  if (check_hook != NULL)
-    check_hook (TRUE);
+  run_check_hook (TRUE);
   normal = g_variant_is_normal_form (data);
-  if (check_hook != NULL)
-    check_hook (FALSE);
+  run_check_hook (FALSE);
   if (!normal)
     {
       g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,

@@ -7,7 +7,8 @@
  * port at this end: messages, ports (imported through the connection's
  * MsgPortCodec), and the close frame. The I/O thread reads, or a context
  * that holds the socket's lease (msg-context-reads.c), which hands back
- * what only the I/O thread may handle.
+ * what only the I/O thread may handle. Message data goes to the port
+ * unchecked: its own context checks it (msg_item_check()).
  */
 
 #include "config.h"

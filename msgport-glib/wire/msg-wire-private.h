@@ -152,7 +152,8 @@ void            msg_wire_decoder_push        (MsgWireDecoder *self,
                                               guint           n_fds);
 /* Returns TRUE and a frame; FALSE with no error when it needs more bytes;
  * FALSE with @error (MSG_PORT_ERROR_PROTOCOL) when what it was given is not
- * valid, after which it must not be used any more. */
+ * valid, after which it must not be used any more. The frame's data is
+ * not checked yet (see MsgWireFrame): msg_wire_frame_map_data() does. */
 gboolean        msg_wire_decoder_next        (MsgWireDecoder *self,
                                               MsgWireFrame  **frame,
                                               GError        **error);

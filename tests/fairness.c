@@ -117,8 +117,9 @@ sink_clear (Sink        *sink,
 static GVariant *
 new_expensive (gsize size)
 {
-  return g_variant_new_from_data (G_VARIANT_TYPE ("a(yy)"), g_malloc0 (size), size,
-                                  TRUE, g_free, NULL);
+  gpointer data = g_malloc0 (size);
+
+  return g_variant_new_from_data (G_VARIANT_TYPE ("a(yy)"), data, size, TRUE, g_free, data);
 }
 
 static void
@@ -337,6 +338,7 @@ test_fairness_turn_budget (void)
   MsgPortMain *a, *b;
   g_autoptr(MsgRecorder) rec = NULL;
   gsize size = 24 * 1024 * 1024;
+  gpointer data = g_malloc0 (size);
   GVariant *large;
 
   g_test_summary ("The I/O thread reads a large message a budget at a time, never more "
@@ -351,8 +353,8 @@ test_fairness_turn_budget (void)
   rec = msg_recorder_new (b);
   msg_port_main_start (b);
 
-  large = g_variant_ref_sink (g_variant_new_from_data (G_VARIANT_TYPE ("ay"), g_malloc0 (size),
-                                                       size, TRUE, g_free, NULL));
+  large = g_variant_ref_sink (g_variant_new_from_data (G_VARIANT_TYPE ("ay"), data, size,
+                                                       TRUE, g_free, data));
   msg_port_main_post (a, g_variant_new_string ("before"), NULL);
   msg_port_main_post (a, large, NULL);
   msg_port_main_post (a, g_variant_new_string ("after"), NULL);

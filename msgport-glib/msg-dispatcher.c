@@ -274,6 +274,22 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
 
       /* A socket reader paused for this endpoint reads on. */
       msg_read_watch_resume (resume);
+
+      /* What another process sent is checked here, by the context of the
+       * port it is for, not by the I/O thread that every channel shares.
+       * Refused, it is not emitted, nor anything after it: the port ends
+       * with the reason, which is queued in place of what it held. */
+      if (msg_item_needs_check (item))
+        {
+          GError *error = NULL;
+
+          if (!msg_item_check (&item, &error))
+            {
+              msg_item_free (item);
+              msg_endpoint_reject (endpoint, error);
+              continue;
+            }
+        }
       emit (port, item, &self->emit_cache);
 
       if (unbound)

@@ -47,12 +47,37 @@ typedef enum
   MSG_ENVELOPE_CLOSE,
 } MsgEnvelopeKind;
 
-/* What a message with ports, a NULL message or the end of a channel
- * travels in: one allocation, the transferred endpoints inside it. */
+/* Message data read from another process that is not checked yet: the
+ * reader that made it (the process transport) leaves the checks that cost
+ * in proportion to the data (normal form, mapping a memfd) to the context
+ * of the port it is for, so that each port pays for its own data and not
+ * the I/O thread that every channel shares. */
+typedef struct _MsgUnchecked MsgUnchecked;
+
+typedef struct
+{
+  /* Takes @unchecked; returns its data, or NULL and why it is refused
+   * (MSG_PORT_ERROR_PROTOCOL, say). Any thread, no lock held. */
+  GVariant *(*check) (MsgUnchecked  *unchecked,
+                      GError       **error);
+  void      (*free)  (MsgUnchecked  *unchecked);
+} MsgUncheckedFuncs;
+
+struct _MsgUnchecked
+{
+  const MsgUncheckedFuncs *funcs;
+  gsize                    size;   /* bytes of data, for read-ahead */
+};
+
+/* What a message with ports, a NULL message, a message not checked yet
+ * or the end of a channel travels in: one allocation, the transferred
+ * endpoints inside it. */
 struct _MsgEnvelope
 {
   MsgEnvelopeKind  kind;
   GVariant        *data;       /* (owned) (nullable) */
+  MsgUnchecked    *unchecked;  /* (owned) (nullable): instead of @data until
+                                * msg_item_check() */
   GError          *reason;     /* (owned) (nullable): MSG_ENVELOPE_CLOSE only */
   guint            n_ports;
   MsgEndpoint     *ports[];    /* (owned): transferred endpoints, in order */
@@ -67,19 +92,40 @@ void         msg_envelope_free        (MsgEnvelope  *envelope);
  * GVariant and no ports, the everyday case) is the GVariant itself, so
  * queuing it allocates nothing; anything else is an envelope, told apart
  * by the low bit of the pointer (GVariants and envelopes are at least
- * 8-byte aligned). An item owns what it points to. */
+ * 8-byte aligned). A plain message read from another process and not yet
+ * checked to be in normal form has the second bit set instead: it still
+ * allocates nothing, and msg_item_check() checks it where it is emitted.
+ * An item owns what it points to. */
 typedef struct _MsgItem MsgItem;
+
+#define MSG_ITEM_TAG_ENVELOPE   ((guintptr) 1)
+#define MSG_ITEM_TAG_UNCHECKED  ((guintptr) 2)
+#define MSG_ITEM_TAGS           (MSG_ITEM_TAG_ENVELOPE | MSG_ITEM_TAG_UNCHECKED)
 
 static inline gboolean
 msg_item_is_envelope (const MsgItem *item)
 {
-  return ((guintptr) item & 1) != 0;
+  return ((guintptr) item & MSG_ITEM_TAG_ENVELOPE) != 0;
+}
+
+/* A plain message that msg_item_check() must check before it is used. */
+static inline gboolean
+msg_item_is_unchecked_message (const MsgItem *item)
+{
+  return ((guintptr) item & MSG_ITEM_TAG_UNCHECKED) != 0;
+}
+
+/* The GVariant of a plain message, checked or not. */
+static inline GVariant *
+msg_item_peek_message (MsgItem *item)
+{
+  return (GVariant *) ((guintptr) item & ~MSG_ITEM_TAGS);
 }
 
 static inline MsgEnvelope *
 msg_item_peek_envelope (MsgItem *item)
 {
-  return (MsgEnvelope *) ((guintptr) item & ~(guintptr) 1);
+  return (MsgEnvelope *) ((guintptr) item & ~MSG_ITEM_TAG_ENVELOPE);
 }
 
 static inline MsgItem *
@@ -96,8 +142,24 @@ msg_item_is_close (MsgItem *item)
 }
 
 MsgItem     *msg_item_new_message     (GVariant     *data);
+MsgItem     *msg_item_new_unchecked   (GVariant     *data);
+MsgItem     *msg_item_new_unchecked_envelope (MsgUnchecked *unchecked,
+                                              guint         n_ports,
+                                              MsgEnvelope **envelope);
 MsgEnvelope *msg_item_steal_envelope  (MsgItem      *item);
+/* The bytes of message data @item holds (unchecked: as declared). The same
+ * whenever it is asked. */
+gsize        msg_item_data_size       (MsgItem      *item);
+gboolean     msg_item_needs_check     (MsgItem      *item);
+gboolean     msg_item_check           (MsgItem     **item,
+                                       GError      **error);
+gboolean     msg_envelope_check       (MsgEnvelope  *envelope,
+                                       GError      **error);
 void         msg_item_free            (MsgItem      *item);
+
+/* For tests: called with TRUE around each check msg_item_check() makes,
+ * with FALSE after it, on the thread that makes it. */
+void         msg_item_set_check_hook  (void        (*hook) (gboolean checking));
 
 /* A FIFO of items: a ring, allocated on the first push, that doubles when
  * full. Once empty it keeps up to 64 items (512 bytes) for the next
@@ -249,6 +311,8 @@ void         msg_endpoint_discard_full (MsgEndpoint  *self,
                                         GError       *peer_reason);
 void         msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
                                              GMainContext **wake_later);
+void         msg_endpoint_reject       (MsgEndpoint  *self,
+                                        GError       *reason);
 void         msg_endpoint_deliver_read (MsgEndpoint  *self,
                                         MsgItem      *item,
                                         MsgReadWatch *reader);

@@ -26,6 +26,7 @@ msg_envelope_new_message (GVariant *data,
   envelope = g_malloc (sizeof (MsgEnvelope) + n_ports * sizeof (MsgEndpoint *));
   envelope->kind = MSG_ENVELOPE_MESSAGE;
   envelope->data = data;
+  envelope->unchecked = NULL;
   envelope->reason = NULL;
   envelope->n_ports = n_ports;
   for (guint i = 0; i < n_ports; i++)
@@ -55,6 +56,8 @@ msg_envelope_free (MsgEnvelope *envelope)
     return;
 
   g_clear_pointer (&envelope->data, g_variant_unref);
+  if (envelope->unchecked != NULL)
+    envelope->unchecked->funcs->free (g_steal_pointer (&envelope->unchecked));
   g_clear_error (&envelope->reason);
   for (guint i = 0; i < envelope->n_ports; i++)
     {
@@ -78,14 +81,113 @@ msg_item_new_message (GVariant *data)
   return msg_item_from_envelope (msg_envelope_new_message (NULL, 0));
 }
 
+/* Takes @data (not %NULL), read from another process: a plain message
+ * that msg_item_check() checks to be in normal form where it is used. */
+MsgItem *
+msg_item_new_unchecked (GVariant *data)
+{
+  g_assert (data != NULL);
+  return (MsgItem *) ((guintptr) data | MSG_ITEM_TAG_UNCHECKED);
+}
+
+/* Takes @unchecked: a message with @n_ports ports (to be set in
+ * *@envelope's ports) whose data msg_item_check() checks. */
+MsgItem *
+msg_item_new_unchecked_envelope (MsgUnchecked  *unchecked,
+                                 guint          n_ports,
+                                 MsgEnvelope  **envelope)
+{
+  *envelope = msg_envelope_new_message (NULL, n_ports);
+  (*envelope)->unchecked = unchecked;
+  return msg_item_from_envelope (*envelope);
+}
+
 /* Takes @item and returns it as an envelope, wrapping a plain message in
- * one: for the code that has to look inside (the process transport). */
+ * one: for the code that has to look inside (the process transport). A
+ * plain message not checked yet is not checked here: the encoder sends a
+ * message that is not in normal form in its normal form. */
 MsgEnvelope *
 msg_item_steal_envelope (MsgItem *item)
 {
   if (msg_item_is_envelope (item))
     return msg_item_peek_envelope (item);
-  return msg_envelope_new_message ((GVariant *) item, 0);
+  return msg_envelope_new_message (msg_item_peek_message (item), 0);
+}
+
+typedef void (*CheckHook) (gboolean checking);
+
+static CheckHook check_hook;  /* (atomic) (nullable) */
+
+void
+msg_item_set_check_hook (void (*hook) (gboolean checking))
+{
+  g_atomic_pointer_set (&check_hook, hook);
+}
+
+static void
+run_check_hook (gboolean checking)
+{
+  CheckHook hook = g_atomic_pointer_get (&check_hook);
+
+  if (hook != NULL)
+    hook (checking);
+}
+
+/* Whether msg_item_check() has anything to do for @item. */
+gboolean
+msg_item_needs_check (MsgItem *item)
+{
+  if (msg_item_is_envelope (item))
+    return msg_item_peek_envelope (item)->unchecked != NULL;
+  return msg_item_is_unchecked_message (item);
+}
+
+/* Turns the unchecked data of @envelope into its @data. Costs in
+ * proportion to the data (a walk of it, the mapping of a memfd): called
+ * by the thread that emits it, or that sends it on. */
+gboolean
+msg_envelope_check (MsgEnvelope  *envelope,
+                    GError      **error)
+{
+  MsgUnchecked *unchecked = g_steal_pointer (&envelope->unchecked);
+
+  if (unchecked == NULL)
+    return TRUE;
+  run_check_hook (TRUE);
+  envelope->data = unchecked->funcs->check (unchecked, error);
+  run_check_hook (FALSE);
+  return envelope->data != NULL;
+}
+
+/* Checks what in *@item came from another process and was not checked
+ * yet: on success *@item is a checked item; on failure it is left as it
+ * is (for the caller to free) and @error says why it is refused
+ * (MSG_PORT_ERROR_PROTOCOL). */
+gboolean
+msg_item_check (MsgItem **item,
+                GError  **error)
+{
+  GVariant *data;
+  gboolean normal;
+
+  if (msg_item_is_envelope (*item))
+    return msg_envelope_check (msg_item_peek_envelope (*item), error);
+  if (!msg_item_is_unchecked_message (*item))
+    return TRUE;
+
+  data = msg_item_peek_message (*item);
+  run_check_hook (TRUE);
+  normal = g_variant_is_normal_form (data);
+  run_check_hook (FALSE);
+  if (!normal)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                   "Invalid data from the peer process: a message of type %s "
+                   "is not in normal form", g_variant_get_type_string (data));
+      return FALSE;
+    }
+  *item = (MsgItem *) data;
+  return TRUE;
 }
 
 /* Same rule as msg_envelope_free(). */
@@ -97,7 +199,7 @@ msg_item_free (MsgItem *item)
   if (msg_item_is_envelope (item))
     msg_envelope_free (msg_item_peek_envelope (item));
   else
-    msg_variant_unref ((GVariant *) item);
+    msg_variant_unref (msg_item_peek_message (item));
 }
 
 /* Queues ----------------------------------------------------------------- */
@@ -251,11 +353,22 @@ msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
 /* The bytes of message data @item holds, as read-ahead counts them. The
  * same for an item whenever it is asked (a GVariant's size does not
  * change). */
-static gsize
+gsize
 msg_item_data_size (MsgItem *item)
 {
-  GVariant *data = msg_item_is_envelope (item) ? msg_item_peek_envelope (item)->data
-                                               : (GVariant *) item;
+  GVariant *data;
+
+  if (msg_item_is_envelope (item))
+    {
+      MsgEnvelope *envelope = msg_item_peek_envelope (item);
+
+      /* Checking an item turns it into its data, of the same size. */
+      if (envelope->unchecked != NULL)
+        return envelope->unchecked->size;
+      data = envelope->data;
+    }
+  else
+    data = msg_item_peek_message (item);
 
   return data != NULL ? g_variant_get_size (data) : 0;
 }
@@ -497,6 +610,40 @@ msg_endpoint_disentangle (MsgEndpoint *self,
   refused = msg_endpoint_end_locked (self, g_steal_pointer (&reason));
   msg_mutex_unlock (&self->lock);
 
+  msg_item_free (refused);
+  if (peer != NULL)
+    {
+      msg_endpoint_peer_gone (peer, self, g_steal_pointer (&peer_reason));
+      msg_endpoint_forget_peer (self, peer);
+    }
+  g_clear_error (&peer_reason);
+}
+
+/* What @self received from another process is refused (msg_item_check()
+ * failed): it delivers nothing more, neither what came after nor a close
+ * queued with another reason, and ends with @reason (taken), which its
+ * peer (the connection that read it) gets too. Called by the context that
+ * dispatches @self, with no lock held. */
+void
+msg_endpoint_reject (MsgEndpoint *self,
+                     GError      *reason)
+{
+  MsgEndpoint *peer;
+  MsgReadWatch *resume = NULL;
+  GError *peer_reason = g_error_copy (reason);
+  MsgQueue dropped;
+  MsgItem *refused;
+
+  msg_mutex_lock (&self->lock);
+  peer = g_steal_pointer (&self->peer);
+  dropped = msg_endpoint_steal_queue_locked (self, &resume);
+  /* The close goes in place of any queued before. */
+  self->ended = FALSE;
+  refused = msg_endpoint_end_locked (self, reason);
+  msg_mutex_unlock (&self->lock);
+
+  msg_read_watch_resume (resume);
+  msg_queue_clear (&dropped);
   msg_item_free (refused);
   if (peer != NULL)
     {

@@ -410,6 +410,42 @@ send_memfd_not_normal (int raw)
   send_in_descriptor (raw, "s", new_memfd ("abc", F_SEAL_WRITE | F_SEAL_SHRINK), 3);
 }
 
+/* The port's own context checks a message before it emits it, after the
+ * I/O thread read on: valid messages and the peer's close frame that came
+ * after a refused message are read, and must neither be emitted nor
+ * change why the port closed. */
+static void
+send_valid_and_close (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  send_valid (raw, g_variant_new_uint32 (1000), NULL, 0);
+  send_valid (raw, g_variant_new_string ("after"), NULL, 0);
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_CLOSE, 0, 0, 0, 0, 0, 0);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+static void
+send_not_normal_then_more (int raw)
+{
+  send_not_normal (raw);
+  send_valid_and_close (raw);
+}
+
+static void
+send_memfd_not_normal_then_more (int raw)
+{
+  send_memfd_not_normal (raw);
+  send_valid_and_close (raw);
+}
+
+static void
+send_unsealed_memfd_then_more (int raw)
+{
+  send_unsealed_memfd (raw);
+  send_valid_and_close (raw);
+}
+
 static const HostileCase cases[] = {
   { "/hostile/bad-magic", send_bad_magic, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/truncated-then-hang-up", send_truncated_then_hang_up, MSG_PORT_ERROR_PEER_GONE, 3 },
@@ -437,6 +473,10 @@ static const HostileCase cases[] = {
   { "/hostile/memfd/pipe", send_pipe_as_data, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/memfd/too-small", send_memfd_too_small, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/memfd/not-normal-form", send_memfd_not_normal, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/not-normal-form-then-more", send_not_normal_then_more, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/memfd/not-normal-form-then-more", send_memfd_not_normal_then_more,
+    MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/memfd/unsealed-then-more", send_unsealed_memfd_then_more, MSG_PORT_ERROR_PROTOCOL, 3 },
 };
 
 static void
@@ -474,6 +514,7 @@ test_hostile (gconstpointer data)
   g_assert_error (reason, MSG_PORT_ERROR, hostile->code);
   msg_test_drain (NULL);
   g_assert_cmpuint (rec->n_close, ==, 1);
+  g_assert_cmpuint (rec->events->len, ==, hostile->n_valid);
 
   msg_port_main_post (healthy_a, g_variant_new_string ("still here"), NULL);
   msg_test_wait_until (NULL, rec_healthy->events->len == 1);

@@ -38,9 +38,23 @@ G_BEGIN_DECLS
 #define MSG_CLOSE_DEADLINE_MS   2000
 #define MSG_MAX_CLOSING         64
 
-/* The most recvmsg() calls one reader makes in a turn: as much as the I/O
- * thread reads in one go, and a context in one dispatch. */
+/* The most recvmsg() calls a context that holds a socket's lease makes
+ * in one dispatch (msg-context-reads.c): it reads for its own ports. */
 #define MSG_CONNECTION_MAX_READS  32
+/* The most a recvmsg() call takes. */
+#define MSG_CONNECTION_MAX_READ_SIZE  (16 * 1024 * 1024)
+
+/* The I/O thread serves every connection of the process: in one turn, it
+ * does at most this much work for one connection, then comes back to it
+ * after the others had theirs (a kick). Work is counted in bytes read,
+ * plus a cost for each frame delivered and each port imported that stands
+ * for what they take beyond their bytes; the rest of what was read waits
+ * in the decoder. A turn is then a fraction of a millisecond, whatever a peer
+ * sends; what costs in proportion to a message's data beyond reading it
+ * (the normal-form walk, mapping a memfd) is not the I/O thread's. */
+#define MSG_CONNECTION_TURN_BUDGET   (1024 * 1024)
+#define MSG_CONNECTION_FRAME_COST    1024
+#define MSG_CONNECTION_PORT_COST     (64 * 1024)
 
 typedef enum
 {
@@ -166,7 +180,11 @@ typedef enum
 } MsgRecvResult;
 
 MsgRecvResult  msg_connection_recv             (MsgConnection  *self,
+                                                gsize           limit,
+                                                gsize          *n_read,
                                                 GError        **error);
+MsgItem       *msg_connection_item_from_frame  (MsgWireFrame   *frame,
+                                                MsgEnvelope   **envelope);
 gboolean       msg_connection_handle_frame     (MsgConnection  *self,
                                                 MsgWireFrame   *frame,
                                                 MsgEndpoint   **target);

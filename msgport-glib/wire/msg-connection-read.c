@@ -7,7 +7,8 @@
  * port at this end: messages, ports (imported through the connection's
  * MsgPortCodec), and the close frame. The I/O thread reads, or a context
  * that holds the socket's lease (msg-context-reads.c), which hands back
- * what only the I/O thread may handle.
+ * what only the I/O thread may handle. Message data goes to the port
+ * unchecked: its own context checks it (msg_item_check()).
  */
 
 #include "config.h"
@@ -24,6 +25,88 @@
 
 #define READ_SIZE             (256 * 1024)
 
+/* Message data that the context of the port it is for checks and maps
+ * (MsgUnchecked): a frame that holds only that. */
+typedef struct
+{
+  MsgUnchecked  parent;
+  MsgWireFrame *frame;
+} FrameData;
+
+static GVariant *
+frame_data_check (MsgUnchecked  *unchecked,
+                  GError       **error)
+{
+  FrameData *self = (FrameData *) unchecked;
+  GVariant *data = NULL;
+
+  if (msg_wire_frame_map_data (self->frame, error))
+    data = g_steal_pointer (&self->frame->data);
+  msg_wire_frame_free (self->frame);
+  g_free (self);
+  return data;
+}
+
+static void
+frame_data_free (MsgUnchecked *unchecked)
+{
+  FrameData *self = (FrameData *) unchecked;
+
+  msg_wire_frame_free (self->frame);
+  g_free (self);
+}
+
+static const MsgUncheckedFuncs frame_data_funcs = {
+  .check = frame_data_check,
+  .free = frame_data_free,
+};
+
+/* Takes the data of @frame, which must be checked or mapped. */
+static MsgUnchecked *
+frame_data_steal (MsgWireFrame *frame)
+{
+  FrameData *self = g_new0 (FrameData, 1);
+  MsgWireFrame *data = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE,
+                                           g_steal_pointer (&frame->data), 0);
+
+  data->data_unchecked = frame->data_unchecked;
+  data->data_fd = frame->data_fd;
+  data->data_type = g_steal_pointer (&frame->data_type);
+  data->data_size = frame->data_size;
+  frame->data_unchecked = FALSE;
+  frame->data_fd = -1;
+  self->parent.funcs = &frame_data_funcs;
+  self->parent.size = data->data_fd >= 0 ? data->data_size : g_variant_get_size (data->data);
+  self->frame = data;
+  return &self->parent;
+}
+
+/* The item for the message data of @frame (taken from it), with room for
+ * its ports in *@envelope if it needs one. What costs in proportion to
+ * the data, the walk that checks it is in normal form and the mapping of
+ * a memfd, is left to the context of the port it is for (msg_item_check()
+ * in its dispatcher): on the I/O thread, one peer's large messages would
+ * hold up every other channel of the process. */
+MsgItem *
+msg_connection_item_from_frame (MsgWireFrame  *frame,
+                                MsgEnvelope  **envelope)
+{
+  *envelope = NULL;
+  if (frame->data_fd >= 0 || (frame->data_unchecked && frame->n_ports > 0))
+    return msg_item_new_unchecked_envelope (frame_data_steal (frame), frame->n_ports, envelope);
+  if (frame->n_ports > 0)
+    {
+      *envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), frame->n_ports);
+      return msg_item_from_envelope (*envelope);
+    }
+  if (frame->data_unchecked)
+    {
+      frame->data_unchecked = FALSE;
+      return msg_item_new_unchecked (g_steal_pointer (&frame->data));
+    }
+  return msg_item_new_message (g_steal_pointer (&frame->data));
+}
+
 /* Takes @frame; a message goes to *@target (msg_connection_deliver_read()).
  * Returns FALSE if the connection failed. */
 gboolean
@@ -32,6 +115,7 @@ msg_connection_handle_frame (MsgConnection  *self,
                              MsgEndpoint   **target)
 {
   MsgEnvelope *envelope;
+  MsgItem *item;
   GError *error = NULL;
 
   if (frame->kind == MSG_WIRE_FRAME_CLOSE)
@@ -72,47 +156,35 @@ msg_connection_handle_frame (MsgConnection  *self,
       msg_wire_frame_free (frame);
       return TRUE;
     }
-  if (!msg_wire_frame_map_data (frame, &error))
-    {
-      msg_wire_frame_free (frame);
-      msg_connection_fail (self, error);
-      return FALSE;
-    }
-  if (frame->n_ports == 0)
-    {
-      msg_connection_deliver_read (self, msg_item_new_message (g_steal_pointer (&frame->data)),
-                                   target);
-      msg_wire_frame_free (frame);
-      return TRUE;
-    }
-  envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), frame->n_ports);
-  for (guint i = 0; i < frame->n_ports; i++)
+  item = msg_connection_item_from_frame (frame, &envelope);
+  for (guint i = 0; envelope != NULL && i < frame->n_ports; i++)
     {
       envelope->ports[i] = self->codec->import (&frame->ports[i], &error);
       if (envelope->ports[i] == NULL)
         {
           msg_wire_frame_free (frame);
-          msg_envelope_free (envelope);
+          msg_item_free (item);
           msg_connection_fail (self, error);
           return FALSE;
         }
     }
   msg_wire_frame_free (frame);
-  msg_connection_deliver_read (self, msg_item_from_envelope (envelope), target);
+  msg_connection_deliver_read (self, item, target);
 
   return TRUE;
 }
 
 /* Delivers the frames the decoder holds, until the endpoint read for has
- * all it may hold (the rest wait in the decoder). FALSE if the connection
- * failed. */
+ * all it may hold, or the turn's *@budget is spent (the rest wait in the
+ * decoder). FALSE if the connection failed. */
 static gboolean
-msg_connection_decode (MsgConnection *self)
+msg_connection_decode (MsgConnection *self,
+                       gssize        *budget)
 {
   MsgEndpoint *target = NULL;
   gboolean ok = TRUE;
 
-  while (ok && !msg_connection_read_paused (self))
+  while (ok && *budget > 0 && !msg_connection_read_paused (self))
     {
       MsgWireFrame *frame = NULL;
       GError *error = NULL;
@@ -127,7 +199,10 @@ msg_connection_decode (MsgConnection *self)
           ok = FALSE;
         }
       else
-        ok = msg_connection_handle_frame (self, frame, &target);
+        {
+          *budget -= MSG_CONNECTION_FRAME_COST + (gssize) frame->n_ports * MSG_CONNECTION_PORT_COST;
+          ok = msg_connection_handle_frame (self, frame, &target);
+        }
     }
   g_clear_pointer (&target, msg_endpoint_unref);
   return ok;
@@ -152,9 +227,12 @@ connection_eof (MsgConnection *self)
                                                     "The peer process exited or closed its end of the channel"));
 }
 
-/* One recvmsg() into the decoder, by the reader of the moment. */
+/* One recvmsg() of at most @limit bytes into the decoder, by the reader
+ * of the moment; *@n_read is how many it took. */
 MsgRecvResult
 msg_connection_recv (MsgConnection  *self,
+                     gsize           limit,
+                     gsize          *n_read,
                      GError        **error)
 {
   union {
@@ -170,7 +248,8 @@ msg_connection_recv (MsgConnection  *self,
   ssize_t n;
 
   iov.iov_base = msg_wire_decoder_reserve (self->decoder, READ_SIZE, &size);
-  iov.iov_len = MIN (size, (gsize) 16 * 1024 * 1024);
+  iov.iov_len = MIN (size, MIN (limit, MSG_CONNECTION_MAX_READ_SIZE));
+  *n_read = 0;
   message.msg_iov = &iov;
   message.msg_iovlen = 1;
   message.msg_control = control.buffer;
@@ -223,30 +302,35 @@ msg_connection_recv (MsgConnection  *self,
     }
 
   msg_wire_decoder_commit (self->decoder, n, fds, n_fds);
+  *n_read = n;
   return (gsize) n < iov.iov_len ? RECV_DRAINED : RECV_DATA;
 }
 
 /* I/O thread: decodes what is pending, then reads the socket if @revents
- * says it is readable, at most MSG_CONNECTION_MAX_READS times, and not
- * while reading is paused (read-ahead). Returns TRUE if it read all there
- * was and the connection is still open: the socket may then be leased
+ * says it is readable, within the turn's budget of work
+ * (MSG_CONNECTION_TURN_BUDGET), and not while reading is paused
+ * (read-ahead). Returns TRUE if it read all there was and the connection
+ * is still open: the socket may then be leased
  * (msg_connection_maybe_lease()). */
 gboolean
 msg_connection_read (MsgConnection *self,
                      GIOCondition   revents)
 {
-  /* Frames handed on with the port, or left by a context that read, come
-   * first. */
-  if (!msg_connection_decode (self) || msg_connection_read_paused (self))
+  gssize budget = MSG_CONNECTION_TURN_BUDGET;
+
+  /* Frames handed on with the port, left by a context that read, or by
+   * the last turn, come first. */
+  if (!msg_connection_decode (self, &budget) || msg_connection_read_paused (self))
     return FALSE;
-  if ((revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) == 0)
+  if (budget > 0 && (revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) == 0)
     return FALSE;
 
-  for (guint i = 0; i < MSG_CONNECTION_MAX_READS; i++)
+  while (budget > 0)
     {
       GError *error = NULL;
+      gsize n_read;
 
-      switch (msg_connection_recv (self, &error))
+      switch (msg_connection_recv (self, budget, &n_read, &error))
         {
         case RECV_AGAIN:
           return TRUE;
@@ -257,9 +341,16 @@ msg_connection_read (MsgConnection *self,
           msg_connection_fail (self, error);
           return FALSE;
         case RECV_DRAINED:
-          return msg_connection_decode (self) && !msg_connection_read_paused (self);
+          budget -= n_read;
+          if (!msg_connection_decode (self, &budget) || msg_connection_read_paused (self))
+            return FALSE;
+          /* All read, and all delivered unless the budget ran out. */
+          if (budget > 0)
+            return TRUE;
+          break;
         case RECV_DATA:
-          if (!msg_connection_decode (self) || msg_connection_read_paused (self))
+          budget -= n_read;
+          if (!msg_connection_decode (self, &budget) || msg_connection_read_paused (self))
             return FALSE;
           break;
         default:
@@ -267,7 +358,8 @@ msg_connection_read (MsgConnection *self,
         }
     }
 
-  /* Fair to the other connections: come back on the next iteration. */
+  /* Fair to the other connections: come back on the next iteration, for
+   * the rest of the socket or of the decoder. */
   msg_mutex_lock (&self->lock);
   msg_connection_kick_locked (self);
   msg_mutex_unlock (&self->lock);

@@ -364,7 +364,10 @@ connection_deliver (MsgSink *sink,
                     MsgItem *queued)
 {
   MsgConnection *self = CONNECTION_FROM_SINK (sink);
-  GVariant *data = msg_item_is_envelope (queued) ? NULL : (GVariant *) queued;
+  /* A message read from another process and not checked yet (a port
+   * sent on with what it had not emitted) goes to the I/O thread too. */
+  GVariant *data = msg_item_is_envelope (queued) || msg_item_is_unchecked_message (queued)
+                   ? NULL : (GVariant *) queued;
   GMainContext *callback_context = NULL;
   GMainContext *flush_context = NULL;
   gboolean held = FALSE;

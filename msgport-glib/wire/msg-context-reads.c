@@ -168,6 +168,14 @@ watchdog_get (void)
 
 static const MsgLeaseFuncs connection_lease_funcs;
 
+static gint context_reads_disabled;  /* (atomic) */
+
+void
+msg_transport_set_context_reads (gboolean enabled)
+{
+  g_atomic_int_set (&context_reads_disabled, !enabled);
+}
+
 /* I/O thread, after reading all there was: leases the socket to the
  * context the messages go to, if it is waiting in poll(). */
 void
@@ -179,7 +187,7 @@ msg_connection_maybe_lease (MsgConnection *self)
   guint iterations;
   gboolean ok;
 
-  if (self->decoder == NULL)
+  if (self->decoder == NULL || g_atomic_int_get (&context_reads_disabled))
     return;
 
   msg_mutex_lock (&self->lock);
@@ -233,6 +241,7 @@ context_decode (MsgConnection  *self,
   for (;;)
     {
       MsgWireFrame *frame = NULL;
+      MsgEnvelope *envelope;
       MsgItem *item;
 
       /* The port has all it may hold: the I/O thread reads on once it
@@ -246,7 +255,9 @@ context_decode (MsgConnection  *self,
           *handed = frame;
           return FALSE;
         }
-      item = msg_item_new_message (g_steal_pointer (&frame->data));
+      /* Not checked here either: msg_item_check() does, when the
+       * dispatcher takes it. */
+      item = msg_connection_item_from_frame (frame, &envelope);
       msg_wire_frame_free (frame);
       msg_connection_deliver_read (self, item, target);
     }
@@ -276,7 +287,9 @@ msg_transport_lease_read (MsgLease      *lease,
    * socket is still readable on the next iteration. */
   for (guint i = 0; i < MSG_CONNECTION_MAX_READS; i++)
     {
-      MsgRecvResult result = msg_connection_recv (self, &error);
+      gsize n_read;
+      MsgRecvResult result = msg_connection_recv (self, MSG_CONNECTION_MAX_READ_SIZE,
+                                                  &n_read, &error);
 
       if (result == RECV_AGAIN)
         break;

@@ -57,4 +57,9 @@ gboolean      msg_transport_flush             (MsgSink            *sink,
                                                GCancellable       *cancellable,
                                                GError            **error);
 
+/* For tests: whether the I/O thread may lease a socket to the context its
+ * messages go to (msg-context-reads.c); on by default. Off, the I/O
+ * thread reads every socket. */
+void msg_transport_set_context_reads (gboolean enabled);
+
 G_END_DECLS

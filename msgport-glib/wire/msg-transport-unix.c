@@ -183,11 +183,15 @@ encode_envelope (MsgEnvelope     *envelope,
   };
   gboolean ok = TRUE;
 
-  /* A message the wire cannot carry (posted in this process, before its
-   * port was bridged) fails before its ports are touched: they are
-   * discarded with it, not moved first. */
-  if (envelope->kind != MSG_ENVELOPE_CLOSE &&
-      !msg_wire_check_message (envelope->data, envelope->n_ports, error))
+  /* Data read from another process that was not checked yet (a port
+   * sent on with what it had not emitted) is checked by the thread that
+   * sends it on: the encoder needs it as a GVariant. Then a message the
+   * wire cannot carry (posted in this process, before its port was
+   * bridged) fails before its ports are touched: they are discarded with
+   * it, not moved first. */
+  if (!msg_envelope_check (envelope, error) ||
+      (envelope->kind != MSG_ENVELOPE_CLOSE &&
+       !msg_wire_check_message (envelope->data, envelope->n_ports, error)))
     {
       msg_envelope_free (envelope);
       return FALSE;
@@ -285,15 +289,8 @@ endpoint_move_size_locked (MsgEndpoint *endpoint,
       MsgItem *item = queue->items[(queue->head + i) & (queue->capacity - 1)];
 
       if (msg_item_is_envelope (item))
-        {
-          MsgEnvelope *envelope = msg_item_peek_envelope (item);
-
-          *n_fds += envelope->n_ports;
-          if (envelope->data != NULL)
-            *n_bytes += g_variant_get_size (envelope->data);
-        }
-      else
-        *n_bytes += g_variant_get_size ((GVariant *) item);
+        *n_fds += msg_item_peek_envelope (item)->n_ports;
+      *n_bytes += msg_item_data_size (item);
     }
 }
 

@@ -71,11 +71,17 @@ typedef struct
 
 /* A decoded message whose data came in a sealed memfd has @data_fd, its
  * @data_type and @data_size instead of @data, until
- * msg_wire_frame_map_data() maps it: the decoder does no I/O. */
+ * msg_wire_frame_map_data() maps it: the decoder does no I/O. Data that
+ * came in the frame is @data at once, but the decoder does not walk it:
+ * unless its type needs no check (an array of fixed-size basic values),
+ * it is @data_unchecked until msg_wire_frame_map_data() checks that it is
+ * in normal form. Both cost in proportion to the data, and are left to
+ * whoever takes the message (the context of the port it is for). */
 typedef struct
 {
   MsgWireFrameKind  kind;
   GVariant         *data;      /* (owned) (nullable): MESSAGE only */
+  gboolean          data_unchecked;  /* @data may not be in normal form */
   guint             n_ports;
   MsgWirePort      *ports;     /* (owned) (array length=n_ports) */
   int               data_fd;   /* (owned) or -1 */
@@ -96,7 +102,8 @@ void          msg_wire_close_fds         (GArray        *fds);
 /* Turns a frame's data descriptor into its @data: checks that it is a
  * memfd sealed against writing and shrinking, of the declared size, and
  * maps it. This one does I/O. A descriptor that fails the checks is a
- * protocol error. */
+ * protocol error. Checks that data the decoder left unchecked is in
+ * normal form, the same. On failure @data is %NULL. */
 gboolean      msg_wire_frame_map_data    (MsgWireFrame  *frame,
                                           GError       **error);
 /* For tests and benchmarks: the size from which messages go in a memfd;
@@ -157,7 +164,8 @@ void            msg_wire_decoder_push        (MsgWireDecoder *self,
                                               guint           n_fds);
 /* Returns TRUE and a frame; FALSE with no error when it needs more bytes;
  * FALSE with @error (MSG_PORT_ERROR_PROTOCOL) when what it was given is not
- * valid, after which it must not be used any more. */
+ * valid, after which it must not be used any more. The frame's data is
+ * not checked yet (see MsgWireFrame): msg_wire_frame_map_data() does. */
 gboolean        msg_wire_decoder_next        (MsgWireDecoder *self,
                                               MsgWireFrame  **frame,
                                               GError        **error);

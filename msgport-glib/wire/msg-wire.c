@@ -718,10 +718,13 @@ fixed_array_element_size (const char *type)
     }
 }
 
-/* The message of @type in @bytes, or NULL and what is wrong with it. */
+/* The message of @type in @bytes, or NULL and what is wrong with it. If
+ * @unchecked is not %NULL, a message that needs a walk to be checked is
+ * not walked: *@unchecked says so, for msg_wire_frame_map_data(). */
 static GVariant *
 message_from_bytes (const char  *type,
                     GBytes      *bytes,
+                    gboolean    *unchecked,
                     const char **problem)
 {
   gsize element_size = fixed_array_element_size (type);
@@ -737,6 +740,11 @@ message_from_bytes (const char  *type,
       return g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE (type), bytes, TRUE));
     }
   data = g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE (type), bytes, FALSE));
+  if (unchecked != NULL)
+    {
+      *unchecked = TRUE;
+      return data;
+    }
   if (!g_variant_is_normal_form (data))
     {
       g_variant_unref (data);
@@ -934,7 +942,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
             }
           else
             bytes = g_bytes_new (data_start, data_len);
-          data = message_from_bytes (type, bytes, &problem);
+          data = message_from_bytes (type, bytes, &frame->data_unchecked, &problem);
           g_bytes_unref (bytes);
           if (data == NULL)
             {
@@ -1107,6 +1115,18 @@ msg_wire_frame_map_data (MsgWireFrame  *frame,
   struct stat st;
   int seals;
 
+  if (frame->data_unchecked)
+    {
+      frame->data_unchecked = FALSE;
+      if (!g_variant_is_normal_form (frame->data))
+        {
+          g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                       "Invalid data from the peer process: a message of type %s "
+                       "is not in normal form", g_variant_get_type_string (frame->data));
+          g_clear_pointer (&frame->data, g_variant_unref);
+          return FALSE;
+        }
+    }
   if (frame->data_fd < 0)
     return TRUE;
 
@@ -1146,7 +1166,7 @@ msg_wire_frame_map_data (MsgWireFrame  *frame,
   frame->data_fd = -1;
 
   bytes = g_bytes_new_with_free_func (mapping->address, mapping->size, mapping_free, mapping);
-  frame->data = message_from_bytes (frame->data_type, bytes, &problem);
+  frame->data = message_from_bytes (frame->data_type, bytes, NULL, &problem);
   if (frame->data == NULL)
     {
       g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,

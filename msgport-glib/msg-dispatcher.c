@@ -21,11 +21,22 @@
  * stops polling a leased socket, and takes it back when the context stays
  * busy (wire/msg-context-reads.c), which is why prepare() and
  * check() record when the context polls.
+ *
+ * The dispatcher holds no reference on its context, as no GSource does: a
+ * started port must not keep alive the context of a thread that quit its
+ * loop and dropped it, nor, through it, itself, its peer and its socket,
+ * while its peer posts on. When the context is finalized it destroys this
+ * source, and the destroy notify of its callback (called by
+ * g_main_context_unref(), on whatever thread dropped the last reference)
+ * ends every port still bound here, as closed: nothing can ever dispatch
+ * them again. Until then, the context is only woken under @lock, so that
+ * no thread wakes a context that is being finalized.
  */
 
 #include "config.h"
 
 #include "msg-dispatcher-private.h"
+#include "msg-port-error.h"
 
 typedef struct
 {
@@ -61,11 +72,26 @@ struct _MsgDispatcher
 {
   GSource       source;
   MsgReadyList  ready_list;  /* what bound endpoints know of us */
-  GMainContext *context;   /* (owned) */
+  GMainContext *context;   /* (atomic) (nullable): not owned (see above);
+                            * set to %NULL under @lock when it is finalized */
+  gconstpointer context_key;  /* @context as it was: our key in dispatchers,
+                               * never dereferenced */
   GMutex        lock;
+  GCond         cond;      /* signalled when @context_users goes to 0 */
+  guint         context_users;  /* protected by @lock: threads that use
+                                 * @context outside @lock (release()), which
+                                 * its finalization waits for */
+  GThread      *destroying;  /* (atomic) (nullable): the thread in release()
+                              * that destroys this source, whose destroy
+                              * notify then has nothing to do */
   GQueue        ready;     /* protected by @lock: MsgEndpoint.ready_link, each
                             * holding a reference */
+  GQueue        bound;     /* protected by @lock: MsgEndpoint.bound_link, of
+                            * every bound endpoint (no reference: unbinding
+                            * takes them out) */
   guint         n_bound;   /* protected by dispatchers_lock */
+  gboolean      orphaned;  /* protected by dispatchers_lock: the context was
+                            * finalized, and @dispatchers has forgotten us */
   gint          armed;     /* (atomic): set when @ready becomes non-empty,
                             * cleared when dispatch() takes it */
   MsgBatchItem *batch;     /* (owned): only used by dispatch() */
@@ -109,10 +135,25 @@ static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatch
 #define MSG_DISPATCHER_OF_READY_LIST(list) \
   ((MsgDispatcher *) (void *) ((char *) (list) - G_STRUCT_OFFSET (MsgDispatcher, ready_list)))
 
+/* Called with @self->lock held, which keeps the context from being
+ * finalized while it is woken (the destroy notify takes the lock). The
+ * wake-up is an eventfd write, under no lock of the context's: the woken
+ * thread's prepare() and check() take no lock either. */
+static void
+wake_locked (MsgDispatcher *self)
+{
+  GMainContext *context = g_atomic_pointer_get (&self->context);
+
+  msg_mutex_assert_held (&self->lock);
+
+  if (context != NULL)
+    g_main_context_wakeup (context);
+}
+
 /* Puts @endpoint on the ready list. When that arms the source, the
  * context must be woken: at once, or, if @wake_later is not %NULL, by the
  * caller once it has released its endpoint lock (so that the woken thread
- * does not find it locked), through the context returned there.
+ * does not find it locked), with the ready list returned there.
  *
  * Unless the dispatcher is dispatching, on its own thread or on another:
  * then its context runs prepare() before it polls again, which sees the
@@ -124,7 +165,7 @@ static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatch
 static void
 msg_dispatcher_mark_ready (MsgDispatcher  *self,
                            MsgEndpoint    *endpoint,
-                           GMainContext  **wake_later)
+                           MsgReadyList  **wake_later)
 {
   gboolean wake = FALSE;
 
@@ -140,29 +181,41 @@ msg_dispatcher_mark_ready (MsgDispatcher  *self,
           wake = !g_atomic_int_get (&self->in_dispatch);
         }
     }
-  msg_mutex_unlock (&self->lock);
-
   /* The caller holds a reference that keeps us bound, so alive. */
   if (wake && wake_later != NULL)
-    *wake_later = g_main_context_ref (self->context);
+    *wake_later = &msg_dispatcher_ref (self)->ready_list;
   else if (wake)
-    g_main_context_wakeup (self->context);
+    wake_locked (self);
+  msg_mutex_unlock (&self->lock);
 }
 
 static void
 msg_dispatcher_ready_list_mark_ready (MsgReadyList  *list,
                                       MsgEndpoint   *endpoint,
-                                      GMainContext **wake_later)
+                                      MsgReadyList **wake_later)
 {
   msg_dispatcher_mark_ready (MSG_DISPATCHER_OF_READY_LIST (list), endpoint, wake_later);
 }
 
+static void
+msg_dispatcher_ready_list_wake (MsgReadyList *list)
+{
+  MsgDispatcher *self = MSG_DISPATCHER_OF_READY_LIST (list);
+
+  msg_mutex_lock (&self->lock);
+  wake_locked (self);
+  msg_mutex_unlock (&self->lock);
+  msg_dispatcher_unref (self);
+}
+
 static const MsgReadyListFuncs msg_dispatcher_ready_list_funcs = {
   .mark_ready = msg_dispatcher_ready_list_mark_ready,
+  .wake = msg_dispatcher_ready_list_wake,
 };
 
-/* Called with @endpoint->lock held; the caller holds a reference on
- * @endpoint, so the one dropped here is never the last. */
+/* Called with @endpoint->lock held, when @endpoint is unbound; the caller
+ * holds a reference on @endpoint, so the one dropped here is never the
+ * last. */
 static void
 msg_dispatcher_unready (MsgDispatcher *self,
                         MsgEndpoint   *endpoint)
@@ -170,6 +223,7 @@ msg_dispatcher_unready (MsgDispatcher *self,
   gboolean was_ready;
 
   msg_mutex_lock (&self->lock);
+  g_queue_unlink (&self->bound, &endpoint->bound_link);
   was_ready = endpoint->ready;
   if (was_ready)
     {
@@ -193,6 +247,10 @@ msg_dispatcher_bind_locked (MsgDispatcher *self,
 
   endpoint->ready_list = &self->ready_list;
   endpoint->emit = emit;
+  endpoint->bound_link.data = endpoint;
+  msg_mutex_lock (&self->lock);
+  g_queue_push_tail_link (&self->bound, &endpoint->bound_link);
+  msg_mutex_unlock (&self->lock);
   if (endpoint->queue.length > 0)
     msg_endpoint_mark_ready_locked (endpoint, NULL);
 }
@@ -300,7 +358,7 @@ msg_dispatcher_is_polling (MsgDispatcher *self,
 GMainContext *
 msg_dispatcher_get_context (MsgDispatcher *self)
 {
-  return self->context;
+  return g_atomic_pointer_get (&self->context);
 }
 
 gboolean
@@ -326,10 +384,10 @@ msg_dispatcher_add_lease (MsgDispatcher       *self,
   g_array_append_val (self->leases, entry);
   g_atomic_int_set (&self->n_leases, self->leases->len);
   g_atomic_int_set (&self->changed, 1);
+  /* prepare() adds the descriptor to the poll set. */
+  wake_locked (self);
   msg_mutex_unlock (&self->lock);
 
-  /* prepare() adds the descriptor to the poll set. */
-  g_main_context_wakeup (self->context);
   return TRUE;
 }
 
@@ -360,8 +418,8 @@ msg_dispatcher_drop_lease (MsgDispatcher *self,
 {
   msg_mutex_lock (&self->lock);
   mark_dropped_locked (self, lease, 0);
+  wake_locked (self);
   msg_mutex_unlock (&self->lock);
-  g_main_context_wakeup (self->context);
 }
 
 /* On the context's thread: puts new leases' descriptors into the poll set
@@ -375,7 +433,7 @@ update_leases (MsgDispatcher *self)
   msg_mutex_lock (&self->lock);
   if (!self->reader_attached && !self->going_away && self->leases->len > 0)
     {
-      g_source_attach (self->reader, self->context);
+      g_source_attach (self->reader, g_atomic_pointer_get (&self->context));
       self->reader_attached = TRUE;
     }
   for (guint i = self->leases->len; i-- > 0;)
@@ -496,9 +554,11 @@ give_back_leases (MsgDispatcher *self,
     {
       MsgLeaseEntry *entry = &g_array_index (leases, MsgLeaseEntry, i);
 
+      /* The finalized context destroyed @reader, and its poll set. */
       if (entry->poll != NULL)
         {
-          g_source_remove_poll (self->reader, entry->poll);
+          if (!g_source_is_destroyed (self->reader))
+            g_source_remove_poll (self->reader, entry->poll);
           g_free (entry->poll);
         }
       if (!entry->dropped)
@@ -638,13 +698,14 @@ msg_dispatcher_finalize (GSource *source)
 
   msg_source_finalizing (source);
   g_assert (self->ready.length == 0);
+  g_assert (self->bound.length == 0);
   g_assert (self->leases->len == 0);
   g_clear_pointer (&self->leases, g_array_unref);
   g_clear_pointer (&self->readable, g_array_unref);
   g_clear_pointer (&self->batch, g_free);
   if (self->emit_cache.data != NULL)
     self->emit_cache.destroy (g_steal_pointer (&self->emit_cache.data));
-  g_clear_pointer (&self->context, g_main_context_unref);
+  g_cond_clear (&self->cond);
   g_mutex_clear (&self->lock);
   msg_source_finalized (source);
 }
@@ -700,6 +761,8 @@ static GSourceFuncs msg_dispatcher_funcs = {
   .finalize = msg_dispatcher_finalize,
 };
 
+static void msg_dispatcher_context_gone (gpointer data);
+
 /* Returns the dispatcher of @context, creating it if needed; every call is
  * balanced by msg_dispatcher_release(). */
 MsgDispatcher *
@@ -718,9 +781,12 @@ msg_dispatcher_acquire (GMainContext *context)
 
       self = (MsgDispatcher *) source;
       self->ready_list.funcs = &msg_dispatcher_ready_list_funcs;
-      self->context = g_main_context_ref (context);
+      self->context = context;
+      self->context_key = context;
       g_mutex_init (&self->lock);
+      g_cond_init (&self->cond);
       g_queue_init (&self->ready);
+      g_queue_init (&self->bound);
       self->leases = g_array_new (FALSE, FALSE, sizeof (MsgLeaseEntry));
       self->readable = g_array_new (FALSE, FALSE, sizeof (MsgReadable));
       g_source_set_static_name (source, "MsgPortMain dispatcher");
@@ -730,6 +796,8 @@ msg_dispatcher_acquire (GMainContext *context)
       g_source_set_static_name (self->reader, "MsgPortMain socket reader");
       g_source_set_priority (self->reader, G_PRIORITY_DEFAULT);
       g_source_set_can_recurse (self->reader, TRUE);
+      /* No function: dispatch() calls none. Only its destroy notify. */
+      g_source_set_callback (source, NULL, self, msg_dispatcher_context_gone);
       g_source_attach (source, context);
       g_hash_table_insert (dispatchers, context, self);
     }
@@ -755,29 +823,139 @@ msg_dispatcher_unref (MsgDispatcher *self)
 void
 msg_dispatcher_release (MsgDispatcher *self)
 {
+  GMainContext *context;
   gboolean last;
 
   msg_mutex_lock (&dispatchers_lock);
   g_assert (self->n_bound > 0);
   last = --self->n_bound == 0;
-  if (last)
-    g_hash_table_remove (dispatchers, self->context);
+  /* An orphan was taken out of the table when its context went: another
+   * context may have the same address by now. */
+  if (last && !self->orphaned)
+    g_hash_table_remove (dispatchers, self->context_key);
   msg_mutex_unlock (&dispatchers_lock);
 
-  if (last)
-    {
-      /* Finalizing the source drops its reference on the context, which
-       * GLib still locks after finalize() returns: keep the context alive
-       * until it is done. */
-      GMainContext *context = g_main_context_ref (self->context);
+  if (!last)
+    return;
 
-      give_back_leases (self, TRUE);
-      /* Nothing uses @reader once the leases are given back; its own
-       * reference keeps this dispatcher alive as long as it is. */
-      g_source_destroy (self->reader);
-      msg_source_unref (self->reader);
-      g_source_destroy (&self->source);
-      msg_source_unref (&self->source);
-      g_main_context_unref (context);
+  /* Destroying the sources locks the context: it must not be finalized
+   * meanwhile, by a thread that drops the last reference to it, which
+   * waits for us in msg_dispatcher_context_gone(). Destroying the source
+   * calls that too, on this thread, where it has nothing to do. */
+  msg_mutex_lock (&self->lock);
+  context = g_atomic_pointer_get (&self->context);
+  if (context != NULL)
+    self->context_users++;
+  msg_mutex_unlock (&self->lock);
+  g_atomic_pointer_set (&self->destroying, g_thread_self ());
+
+  give_back_leases (self, TRUE);
+  /* Nothing uses @reader once the leases are given back; its own
+   * reference keeps this dispatcher alive as long as it is. */
+  g_source_destroy (self->reader);
+  g_source_destroy (&self->source);
+
+  g_atomic_pointer_set (&self->destroying, NULL);
+  msg_mutex_lock (&self->lock);
+  if (context != NULL && --self->context_users == 0)
+    g_cond_broadcast (&self->cond);
+  msg_mutex_unlock (&self->lock);
+
+  msg_source_unref (self->reader);
+  msg_source_unref (&self->source);
+}
+
+/* Ends @endpoint, bound here when the context was finalized, if it still
+ * is: as closed, with no ::close (nothing can emit it any more), its queue
+ * dropped and its peer told, and the reference its port held on itself let
+ * go. Any thread. */
+static void
+msg_dispatcher_orphan_endpoint (MsgDispatcher *self,
+                                MsgEndpoint   *endpoint)
+{
+  MsgPortMain *port = NULL;
+
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->ready_list == &self->ready_list)
+    {
+      port = endpoint->port;
+      msg_dispatcher_unbind_locked (endpoint);
+      g_clear_error (&endpoint->close_reason);
+      endpoint->close_reason = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
+                                                    "The port's main context was finalized");
     }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (port == NULL)
+    return;
+
+  msg_endpoint_discard_full (endpoint,
+                             g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_CLOSED,
+                                                  "The main context of the other end was finalized"));
+  g_object_unref (port);
+  msg_dispatcher_release (self);
+}
+
+/* The destroy notify of the dispatcher's callback: called when the source
+ * is destroyed, by release() (with the context alive: nothing to do) or
+ * by g_main_context_unref() of its last reference, on that thread. Then
+ * every port still bound here ends. Nothing may touch the context here,
+ * which is half finalized. */
+static void
+msg_dispatcher_context_gone (gpointer data)
+{
+  MsgDispatcher *self = data;
+  gboolean orphaned;
+
+  if (g_atomic_pointer_get (&self->destroying) == g_thread_self ())
+    return;
+
+  /* The source is alive: the context holds a reference on it until this
+   * returns. Ours keeps it so while the ports go. */
+  msg_dispatcher_ref (self);
+
+  /* From now on no thread wakes the context or destroys the sources in
+   * it; one that does so now finishes first. */
+  msg_mutex_lock (&self->lock);
+  g_atomic_pointer_set (&self->context, NULL);
+  while (self->context_users > 0)
+    g_cond_wait (&self->cond, &self->lock);
+  msg_mutex_unlock (&self->lock);
+
+  msg_mutex_lock (&dispatchers_lock);
+  orphaned = self->n_bound > 0;
+  if (orphaned)
+    {
+      self->orphaned = TRUE;
+      g_hash_table_remove (dispatchers, self->context_key);
+    }
+  msg_mutex_unlock (&dispatchers_lock);
+
+  if (orphaned)
+    {
+      /* The context took the reader's descriptors out of its poll set
+       * (and @reader out of the context): the I/O thread reads them
+       * again. */
+      give_back_leases (self, TRUE);
+
+      for (;;)
+        {
+          MsgEndpoint *endpoint = NULL;
+
+          msg_mutex_lock (&self->lock);
+          if (self->bound.head != NULL)
+            endpoint = msg_endpoint_ref (self->bound.head->data);
+          msg_mutex_unlock (&self->lock);
+
+          if (endpoint == NULL)
+            break;
+          /* Unbinding takes it out of @bound (here, or by a thread that
+           * transfers or closes it at the same time). The last one may
+           * finalize the port, on this thread. */
+          msg_dispatcher_orphan_endpoint (self, endpoint);
+          msg_endpoint_unref (endpoint);
+        }
+    }
+
+  msg_dispatcher_unref (self);
 }

@@ -240,7 +240,7 @@ msg_endpoint_entangle (MsgEndpoint *a,
  * @wake_later. */
 void
 msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
-                                GMainContext **wake_later)
+                                MsgReadyList **wake_later)
 {
   msg_mutex_assert_held (&self->lock);
 
@@ -264,7 +264,7 @@ msg_item_data_size (MsgItem *item)
 static MsgItem *
 msg_endpoint_push_locked (MsgEndpoint   *self,
                           MsgItem       *item,
-                          GMainContext **wake_later)
+                          MsgReadyList **wake_later)
 {
   msg_mutex_assert_held (&self->lock);
 
@@ -286,7 +286,7 @@ void
 msg_endpoint_deliver (MsgEndpoint *self,
                       MsgItem     *item)
 {
-  GMainContext *wake = NULL;
+  MsgReadyList *wake = NULL;
 
   msg_mutex_lock (&self->lock);
   if (!self->ended)
@@ -294,10 +294,7 @@ msg_endpoint_deliver (MsgEndpoint *self,
   msg_mutex_unlock (&self->lock);
 
   if (wake != NULL)
-    {
-      g_main_context_wakeup (wake);
-      g_main_context_unref (wake);
-    }
+    wake->funcs->wake (wake);
   msg_item_free (item);
 }
 
@@ -310,7 +307,7 @@ msg_endpoint_deliver_read (MsgEndpoint  *self,
                            MsgItem      *item,
                            MsgReadWatch *reader)
 {
-  GMainContext *wake = NULL;
+  MsgReadyList *wake = NULL;
 
   msg_mutex_lock (&self->lock);
   if (!self->ended)
@@ -328,10 +325,7 @@ msg_endpoint_deliver_read (MsgEndpoint  *self,
   msg_mutex_unlock (&self->lock);
 
   if (wake != NULL)
-    {
-      g_main_context_wakeup (wake);
-      g_main_context_unref (wake);
-    }
+    wake->funcs->wake (wake);
   msg_item_free (item);
 }
 

@@ -48,7 +48,11 @@
  * the messages that had already reached it. Dropping the last reference to
  * a port that is not started closes it; a started port holds a reference
  * on itself until it is closed, disconnected or transferred, so a port whose
- * only owner is a connected handler keeps working.
+ * only owner is a connected handler keeps working. It holds no reference on
+ * its #GMainContext, as a #GSource holds none: when the context is
+ * finalized, the port ends without emitting anything, with
+ * %MSG_PORT_ERROR_CLOSED as its close reason, and its peer closes with
+ * %MSG_PORT_ERROR_PEER_CLOSED.
  *
  * Ports also connect processes: msg_port_main_new_for_fd() makes a port of
  * one end of a connected `AF_UNIX` stream socket whose other end another
@@ -752,7 +756,11 @@ msg_port_main_set_message_func (MsgPortMain            *self,
  *
  * A port is started once: calling this again, or on a closed or neutered
  * port, does nothing. A started port holds a reference on itself until it
- * is closed, disconnected or transferred.
+ * is closed, disconnected or transferred, or until the last reference to
+ * its context is dropped: the context is not kept alive by the port, and
+ * when it is finalized the port ends as if dropped before it was started
+ * (its peer emits #MsgPortMain::close; it emits nothing), on the thread
+ * that finalized it.
  *
  * Since: 1.0
  */
@@ -767,9 +775,11 @@ msg_port_main_start (MsgPortMain *self)
   g_return_if_fail (MSG_IS_PORT_MAIN (self));
 
   endpoint = self->endpoint;
+  /* The dispatcher holds no reference on the context: ours keeps it from
+   * being finalized before the port is bound, which would leave the port
+   * bound to a dispatcher that ended its ports already. */
   context = g_main_context_ref_thread_default ();
   dispatcher = msg_dispatcher_acquire (context);
-  g_main_context_unref (context);
 
   msg_mutex_lock (&endpoint->lock);
   if (endpoint->port == self && !endpoint->started && !endpoint->closed)
@@ -783,6 +793,7 @@ msg_port_main_start (MsgPortMain *self)
 
   if (!bound)
     msg_dispatcher_release (dispatcher);
+  g_main_context_unref (context);
 }
 
 /**

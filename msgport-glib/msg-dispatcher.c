@@ -7,10 +7,8 @@
  * of ready endpoints; an endpoint joins it when its queue goes from empty to
  * non-empty, and the source is armed (an atomic flag) and its context woken
  * only when the list was empty, so a burst of posts from another thread
- * costs one wake-up. The wake-up (an eventfd write) happens after the
- * dispatcher's lock is released, and no context lock is taken: a woken
- * thread finds nothing locked. prepare() and check() read the flag: one
- * load per context per main-loop iteration, whatever the number of ports.
+ * costs one wake-up. prepare() and check() read the flag: one load per
+ * context per main-loop iteration, whatever the number of ports.
  *
  * Context reads: the process transport may lease a socket to the
  * dispatcher of the context its messages go to, while that context waits
@@ -29,8 +27,15 @@
  * source, and the destroy notify of its callback (called by
  * g_main_context_unref(), on whatever thread dropped the last reference)
  * ends every port still bound here, as closed: nothing can ever dispatch
- * them again. Until then, the context is only woken under @lock, so that
- * no thread wakes a context that is being finalized.
+ * them again. Until then, whoever uses the context (to wake it, or to
+ * destroy the sources in it) counts as a user of it, which the notify
+ * waits for (context_enter()). It is woken with g_source_set_ready_time(),
+ * not g_main_context_wakeup(): between the last g_main_context_unref()
+ * and the notify the context is still there, but with no reference left,
+ * which g_main_context_wakeup() refuses with a critical, while
+ * g_source_set_ready_time() goes through the source, under the context's
+ * lock, under which the context takes its sources out of itself before it
+ * is finalized.
  */
 
 #include "config.h"
@@ -77,10 +82,11 @@ struct _MsgDispatcher
   gconstpointer context_key;  /* @context as it was: our key in dispatchers,
                                * never dereferenced */
   GMutex        lock;
-  GCond         cond;      /* signalled when @context_users goes to 0 */
-  guint         context_users;  /* protected by @lock: threads that use
-                                 * @context outside @lock (release()), which
-                                 * its finalization waits for */
+  GCond         cond;      /* with @lock: @context_users went to 0 after
+                            * @context was cleared */
+  gint          context_users;  /* (atomic): threads that use @context now
+                                 * (context_enter()), which its
+                                 * finalization waits for */
   GThread      *destroying;  /* (atomic) (nullable): the thread in release()
                               * that destroys this source, whose destroy
                               * notify then has nothing to do */
@@ -94,6 +100,8 @@ struct _MsgDispatcher
                             * finalized, and @dispatchers has forgotten us */
   gint          armed;     /* (atomic): set when @ready becomes non-empty,
                             * cleared when dispatch() takes it */
+  gint          woken;     /* (atomic): the ready time was set to wake the
+                            * context; dispatch() resets it */
   MsgBatchItem *batch;     /* (owned): only used by dispatch() */
   guint         batch_size;  /* allocated items in @batch */
   MsgEmitCache  emit_cache;  /* lent to the emit functions; only used by
@@ -135,19 +143,47 @@ static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatch
 #define MSG_DISPATCHER_OF_READY_LIST(list) \
   ((MsgDispatcher *) (void *) ((char *) (list) - G_STRUCT_OFFSET (MsgDispatcher, ready_list)))
 
-/* Called with @self->lock held, which keeps the context from being
- * finalized while it is woken (the destroy notify takes the lock). The
- * wake-up is an eventfd write, under no lock of the context's: the woken
- * thread's prepare() and check() take no lock either. */
 static void
-wake_locked (MsgDispatcher *self)
+context_leave (MsgDispatcher *self)
 {
-  GMainContext *context = g_atomic_pointer_get (&self->context);
+  /* The notify may wait for us: it cleared @context first. */
+  if (g_atomic_int_dec_and_test (&self->context_users) &&
+      g_atomic_pointer_get (&self->context) == NULL)
+    {
+      msg_mutex_lock (&self->lock);
+      g_cond_broadcast (&self->cond);
+      msg_mutex_unlock (&self->lock);
+    }
+}
 
-  msg_mutex_assert_held (&self->lock);
+/* Whether the context is alive, and stays so until context_leave(): the
+ * notify, which clears @context and then waits for the users to leave,
+ * runs before the context is freed. Lock-free, so that a wake-up takes no
+ * lock of ours: both sides store, then load, sequentially consistent, so
+ * that either this sees @context cleared, or the notify sees this user. */
+static gboolean
+context_enter (MsgDispatcher *self)
+{
+  g_atomic_int_inc (&self->context_users);
+  if (g_atomic_pointer_get (&self->context) != NULL)
+    return TRUE;
+  context_leave (self);
+  return FALSE;
+}
 
-  if (context != NULL)
-    g_main_context_wakeup (context);
+/* Any thread, with no lock held (the woken thread takes ours first
+ * thing): see above. A ready time of 0 makes the context dispatch us,
+ * which resets it; dispatch() finds nothing to do if the wake-up was for
+ * prepare() (a new lease). */
+static void
+wake (MsgDispatcher *self)
+{
+  if (context_enter (self))
+    {
+      g_atomic_int_set (&self->woken, 1);
+      g_source_set_ready_time (&self->source, 0);
+      context_leave (self);
+    }
 }
 
 /* Puts @endpoint on the ready list. When that arms the source, the
@@ -167,7 +203,7 @@ msg_dispatcher_mark_ready (MsgDispatcher  *self,
                            MsgEndpoint    *endpoint,
                            MsgReadyList  **wake_later)
 {
-  gboolean wake = FALSE;
+  gboolean must_wake = FALSE;
 
   msg_mutex_lock (&self->lock);
   if (!endpoint->ready)
@@ -178,15 +214,16 @@ msg_dispatcher_mark_ready (MsgDispatcher  *self,
       if (self->ready.length == 1)
         {
           g_atomic_int_set (&self->armed, 1);
-          wake = !g_atomic_int_get (&self->in_dispatch);
+          must_wake = !g_atomic_int_get (&self->in_dispatch);
         }
     }
-  /* The caller holds a reference that keeps us bound, so alive. */
-  if (wake && wake_later != NULL)
-    *wake_later = &msg_dispatcher_ref (self)->ready_list;
-  else if (wake)
-    wake_locked (self);
   msg_mutex_unlock (&self->lock);
+
+  /* The caller holds a reference that keeps us bound, so alive. */
+  if (must_wake && wake_later != NULL)
+    *wake_later = &msg_dispatcher_ref (self)->ready_list;
+  else if (must_wake)
+    wake (self);
 }
 
 static void
@@ -202,9 +239,7 @@ msg_dispatcher_ready_list_wake (MsgReadyList *list)
 {
   MsgDispatcher *self = MSG_DISPATCHER_OF_READY_LIST (list);
 
-  msg_mutex_lock (&self->lock);
-  wake_locked (self);
-  msg_mutex_unlock (&self->lock);
+  wake (self);
   msg_dispatcher_unref (self);
 }
 
@@ -384,10 +419,10 @@ msg_dispatcher_add_lease (MsgDispatcher       *self,
   g_array_append_val (self->leases, entry);
   g_atomic_int_set (&self->n_leases, self->leases->len);
   g_atomic_int_set (&self->changed, 1);
-  /* prepare() adds the descriptor to the poll set. */
-  wake_locked (self);
   msg_mutex_unlock (&self->lock);
 
+  /* prepare() adds the descriptor to the poll set. */
+  wake (self);
   return TRUE;
 }
 
@@ -418,8 +453,8 @@ msg_dispatcher_drop_lease (MsgDispatcher *self,
 {
   msg_mutex_lock (&self->lock);
   mark_dropped_locked (self, lease, 0);
-  wake_locked (self);
   msg_mutex_unlock (&self->lock);
+  wake (self);
 }
 
 /* On the context's thread: puts new leases' descriptors into the poll set
@@ -638,6 +673,12 @@ msg_dispatcher_dispatch (GSource     *source,
    * msg_source_dispatched(), and may use what it left (the emit cache). */
   MSG_TSAN_ACQUIRE (source);
   g_atomic_int_set (&self->in_dispatch, 1);
+  /* Or the context would dispatch us on every iteration. A wake-up from
+   * now on finds in_dispatch set and wakes nobody; prepare() sees what it
+   * armed. The source is blocked while it dispatches, so this does not
+   * wake the context either. */
+  if (g_atomic_int_get (&self->woken) && g_atomic_int_compare_and_exchange (&self->woken, 1, 0))
+    g_source_set_ready_time (source, -1);
   msg_atomic_int_set_release (&self->polling, 0);
   if (g_atomic_int_get (&self->n_leases) > 0)
     read_leases (self);
@@ -823,7 +864,7 @@ msg_dispatcher_unref (MsgDispatcher *self)
 void
 msg_dispatcher_release (MsgDispatcher *self)
 {
-  GMainContext *context;
+  gboolean entered;
   gboolean last;
 
   msg_mutex_lock (&dispatchers_lock);
@@ -842,11 +883,7 @@ msg_dispatcher_release (MsgDispatcher *self)
    * meanwhile, by a thread that drops the last reference to it, which
    * waits for us in msg_dispatcher_context_gone(). Destroying the source
    * calls that too, on this thread, where it has nothing to do. */
-  msg_mutex_lock (&self->lock);
-  context = g_atomic_pointer_get (&self->context);
-  if (context != NULL)
-    self->context_users++;
-  msg_mutex_unlock (&self->lock);
+  entered = context_enter (self);
   g_atomic_pointer_set (&self->destroying, g_thread_self ());
 
   give_back_leases (self, TRUE);
@@ -856,10 +893,8 @@ msg_dispatcher_release (MsgDispatcher *self)
   g_source_destroy (&self->source);
 
   g_atomic_pointer_set (&self->destroying, NULL);
-  msg_mutex_lock (&self->lock);
-  if (context != NULL && --self->context_users == 0)
-    g_cond_broadcast (&self->cond);
-  msg_mutex_unlock (&self->lock);
+  if (entered)
+    context_leave (self);
 
   msg_source_unref (self->reader);
   msg_source_unref (&self->source);
@@ -915,10 +950,10 @@ msg_dispatcher_context_gone (gpointer data)
   msg_dispatcher_ref (self);
 
   /* From now on no thread wakes the context or destroys the sources in
-   * it; one that does so now finishes first. */
+   * it; one that does so now finishes first (see context_enter()). */
   msg_mutex_lock (&self->lock);
   g_atomic_pointer_set (&self->context, NULL);
-  while (self->context_users > 0)
+  while (g_atomic_int_get (&self->context_users) > 0)
     g_cond_wait (&self->cond, &self->lock);
   msg_mutex_unlock (&self->lock);
 

@@ -29,16 +29,26 @@
  * ends every port still bound here, as closed: nothing can ever dispatch
  * them again. Until then, whoever uses the context (to wake it, or to
  * destroy the sources in it) counts as a user of it, which the notify
- * waits for (context_enter()). It is woken with g_source_set_ready_time(),
- * not g_main_context_wakeup(): between the last g_main_context_unref()
- * and the notify the context is still there, but with no reference left,
- * which g_main_context_wakeup() refuses with a critical, while
- * g_source_set_ready_time() goes through the source, under the context's
- * lock, under which the context takes its sources out of itself before it
- * is finalized.
+ * waits for (context_enter()).
+ *
+ * Nor is the context woken with g_main_context_wakeup(): between the last
+ * g_main_context_unref() and the notify the context is still there, but
+ * with no reference left, which g_main_context_wakeup() refuses with a
+ * critical. The dispatcher has a wake-up descriptor of its own instead
+ * (an eventfd, polled by a source of its own, the waker): writing it is
+ * safe whatever became of the context, and costs what the context's own
+ * would (one write(), and one read() by the woken thread). Should no
+ * eventfd be available (out of descriptors), g_source_set_ready_time()
+ * wakes the context through the source, under the context's lock, under
+ * which the context takes its sources out of itself before it is
+ * finalized; the poster holds that lock while it signals the context,
+ * which costs the woken thread about a microsecond.
  */
 
 #include "config.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "msg-dispatcher-private.h"
 #include "msg-port-error.h"
@@ -102,6 +112,9 @@ struct _MsgDispatcher
                             * cleared when dispatch() takes it */
   gint          woken;     /* (atomic): the ready time was set to wake the
                             * context; dispatch() resets it */
+  GSource      *waker;     /* (owned) (nullable): polls @wake_fd */
+  int           wake_fd;   /* owned by @waker, which we hold: -1 if there
+                            * is none */
   MsgBatchItem *batch;     /* (owned): only used by dispatch() */
   guint         batch_size;  /* allocated items in @batch */
   MsgEmitCache  emit_cache;  /* lent to the emit functions; only used by
@@ -172,12 +185,20 @@ context_enter (MsgDispatcher *self)
 }
 
 /* Any thread, with no lock held (the woken thread takes ours first
- * thing): see above. A ready time of 0 makes the context dispatch us,
- * which resets it; dispatch() finds nothing to do if the wake-up was for
- * prepare() (a new lease). */
+ * thing): see above. Without a wake-up descriptor, a ready time of 0 makes
+ * the context dispatch us, which resets it; dispatch() finds nothing to
+ * do if the wake-up was for prepare() (a new lease). */
 static void
 wake (MsgDispatcher *self)
 {
+  if (self->wake_fd >= 0)
+    {
+      guint64 one = 1;
+
+      /* EAGAIN: the counter is full, so it is readable already. */
+      (void) !write (self->wake_fd, &one, sizeof one);
+      return;
+    }
   if (context_enter (self))
     {
       g_atomic_int_set (&self->woken, 1);
@@ -645,6 +666,57 @@ static GSourceFuncs msg_reader_funcs = {
   .finalize = msg_reader_finalize,
 };
 
+/* The waker only holds the dispatcher's wake-up descriptor in the poll
+ * set, and reads it once it was written; it never dispatches (the
+ * dispatcher's own prepare() and check() see what is armed). A source of
+ * its own: the descriptor of a source is taken out of the poll set while
+ * the source dispatches and put back after, which wakes the context. */
+typedef struct
+{
+  GSource source;
+  GPollFD poll;   /* its fd owned */
+} MsgWaker;
+
+static gboolean
+msg_waker_check (GSource *source)
+{
+  MsgWaker *self = (MsgWaker *) source;
+  guint64 value;
+
+  if (self->poll.revents & G_IO_IN)
+    (void) !read (self->poll.fd, &value, sizeof value);
+  return FALSE;
+}
+
+static void
+msg_waker_finalize (GSource *source)
+{
+  close (((MsgWaker *) source)->poll.fd);
+}
+
+static GSourceFuncs msg_waker_funcs = {
+  .check = msg_waker_check,
+  .finalize = msg_waker_finalize,
+};
+
+/* A waker for @self, or %NULL if no eventfd can be made. */
+static GSource *
+msg_waker_new (void)
+{
+  int fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  GSource *source;
+
+  if (fd < 0)
+    return NULL;
+
+  source = g_source_new (&msg_waker_funcs, sizeof (MsgWaker));
+  ((MsgWaker *) source)->poll = (GPollFD) { fd, G_IO_IN, 0 };
+  g_source_add_poll (source, &((MsgWaker *) source)->poll);
+  g_source_set_static_name (source, "MsgPortMain waker");
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  return source;
+}
+
 /* The GSource ---------------------------------------------------------------- */
 
 /* Tells the transport that this dispatcher, which holds leases, left
@@ -746,6 +818,8 @@ msg_dispatcher_finalize (GSource *source)
   g_clear_pointer (&self->batch, g_free);
   if (self->emit_cache.data != NULL)
     self->emit_cache.destroy (g_steal_pointer (&self->emit_cache.data));
+  /* Posters write @wake_fd as long as they hold us. */
+  g_clear_pointer (&self->waker, msg_source_unref);
   g_cond_clear (&self->cond);
   g_mutex_clear (&self->lock);
   msg_source_finalized (source);
@@ -837,8 +911,12 @@ msg_dispatcher_acquire (GMainContext *context)
       g_source_set_static_name (self->reader, "MsgPortMain socket reader");
       g_source_set_priority (self->reader, G_PRIORITY_DEFAULT);
       g_source_set_can_recurse (self->reader, TRUE);
+      self->waker = msg_waker_new ();
+      self->wake_fd = self->waker != NULL ? ((MsgWaker *) self->waker)->poll.fd : -1;
       /* No function: dispatch() calls none. Only its destroy notify. */
       g_source_set_callback (source, NULL, self, msg_dispatcher_context_gone);
+      if (self->waker != NULL)
+        g_source_attach (self->waker, context);
       g_source_attach (source, context);
       g_hash_table_insert (dispatchers, context, self);
     }
@@ -884,17 +962,25 @@ msg_dispatcher_release (MsgDispatcher *self)
    * waits for us in msg_dispatcher_context_gone(). Destroying the source
    * calls that too, on this thread, where it has nothing to do. */
   entered = context_enter (self);
-  g_atomic_pointer_set (&self->destroying, g_thread_self ());
+  if (entered)
+    g_atomic_pointer_set (&self->destroying, g_thread_self ());
 
   give_back_leases (self, TRUE);
   /* Nothing uses @reader once the leases are given back; its own
-   * reference keeps this dispatcher alive as long as it is. */
-  g_source_destroy (self->reader);
-  g_source_destroy (&self->source);
-
-  g_atomic_pointer_set (&self->destroying, NULL);
+   * reference keeps this dispatcher alive as long as it is. A finalized
+   * context destroys its sources itself: destroying one here, which it
+   * has already taken out of itself, would mark it destroyed without
+   * letting go of the context's reference, which the context then would
+   * not let go of either. */
   if (entered)
-    context_leave (self);
+    {
+      g_source_destroy (self->reader);
+      if (self->waker != NULL)
+        g_source_destroy (self->waker);
+      g_source_destroy (&self->source);
+      g_atomic_pointer_set (&self->destroying, NULL);
+      context_leave (self);
+    }
 
   msg_source_unref (self->reader);
   msg_source_unref (&self->source);

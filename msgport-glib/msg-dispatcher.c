@@ -1040,7 +1040,7 @@ msg_dispatcher_context_gone (gpointer data)
   msg_mutex_lock (&self->lock);
   g_atomic_pointer_set (&self->context, NULL);
   while (g_atomic_int_get (&self->context_users) > 0)
-    g_cond_wait (&self->cond, &self->lock);
+    msg_cond_wait (&self->cond, &self->lock);
   msg_mutex_unlock (&self->lock);
 
   msg_mutex_lock (&dispatchers_lock);

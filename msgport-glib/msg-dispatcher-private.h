@@ -65,7 +65,8 @@ typedef struct
  * the same count: it is busy, or not running). Any thread. */
 gboolean       msg_dispatcher_is_polling (MsgDispatcher *self,
                                           guint         *iterations);
-/* The context @self dispatches in (it holds a reference). Any thread. */
+/* The context @self dispatches in, %NULL once it was finalized; compare
+ * it, do not use it (@self holds no reference). Any thread. */
 GMainContext  *msg_dispatcher_get_context (MsgDispatcher *self);
 /* Lets @self poll @fd and read @lease (a reference is taken) with @funcs
  * when it is readable; FALSE if @self is going away. Every lease of one

@@ -7,10 +7,8 @@
  * of ready endpoints; an endpoint joins it when its queue goes from empty to
  * non-empty, and the source is armed (an atomic flag) and its context woken
  * only when the list was empty, so a burst of posts from another thread
- * costs one wake-up. The wake-up (an eventfd write) happens after the
- * dispatcher's lock is released, and no context lock is taken: a woken
- * thread finds nothing locked. prepare() and check() read the flag: one
- * load per context per main-loop iteration, whatever the number of ports.
+ * costs one wake-up. prepare() and check() read the flag: one load per
+ * context per main-loop iteration, whatever the number of ports.
  *
  * Context reads: the process transport may lease a socket to the
  * dispatcher of the context its messages go to, while that context waits
@@ -21,11 +19,39 @@
  * stops polling a leased socket, and takes it back when the context stays
  * busy (wire/msg-context-reads.c), which is why prepare() and
  * check() record when the context polls.
+ *
+ * The dispatcher holds no reference on its context, as no GSource does: a
+ * started port must not keep alive the context of a thread that quit its
+ * loop and dropped it, nor, through it, itself, its peer and its socket,
+ * while its peer posts on. When the context is finalized it destroys this
+ * source, and the destroy notify of its callback (called by
+ * g_main_context_unref(), on whatever thread dropped the last reference)
+ * ends every port still bound here, as closed: nothing can ever dispatch
+ * them again. Until then, whoever uses the context (to wake it, or to
+ * destroy the sources in it) counts as a user of it, which the notify
+ * waits for (context_enter()).
+ *
+ * Nor is the context woken with g_main_context_wakeup(): between the last
+ * g_main_context_unref() and the notify the context is still there, but
+ * with no reference left, which g_main_context_wakeup() refuses with a
+ * critical. The dispatcher has a wake-up descriptor of its own instead
+ * (an eventfd, polled by a source of its own, the waker): writing it is
+ * safe whatever became of the context, and costs what the context's own
+ * would (one write(), and one read() by the woken thread). Should no
+ * eventfd be available (out of descriptors), g_source_set_ready_time()
+ * wakes the context through the source, under the context's lock, under
+ * which the context takes its sources out of itself before it is
+ * finalized; the poster holds that lock while it signals the context,
+ * which costs the woken thread about a microsecond.
  */
 
 #include "config.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include "msg-dispatcher-private.h"
+#include "msg-port-error.h"
 
 typedef struct
 {
@@ -61,13 +87,34 @@ struct _MsgDispatcher
 {
   GSource       source;
   MsgReadyList  ready_list;  /* what bound endpoints know of us */
-  GMainContext *context;   /* (owned) */
+  GMainContext *context;   /* (atomic) (nullable): not owned (see above);
+                            * set to %NULL under @lock when it is finalized */
+  gconstpointer context_key;  /* @context as it was: our key in dispatchers,
+                               * never dereferenced */
   GMutex        lock;
+  GCond         cond;      /* with @lock: @context_users went to 0 after
+                            * @context was cleared */
+  gint          context_users;  /* (atomic): threads that use @context now
+                                 * (context_enter()), which its
+                                 * finalization waits for */
+  GThread      *destroying;  /* (atomic) (nullable): the thread in release()
+                              * that destroys this source, whose destroy
+                              * notify then has nothing to do */
   GQueue        ready;     /* protected by @lock: MsgEndpoint.ready_link, each
                             * holding a reference */
+  GQueue        bound;     /* protected by @lock: MsgEndpoint.bound_link, of
+                            * every bound endpoint (no reference: unbinding
+                            * takes them out) */
   guint         n_bound;   /* protected by dispatchers_lock */
+  gboolean      orphaned;  /* protected by dispatchers_lock: the context was
+                            * finalized, and @dispatchers has forgotten us */
   gint          armed;     /* (atomic): set when @ready becomes non-empty,
                             * cleared when dispatch() takes it */
+  gint          woken;     /* (atomic): the ready time was set to wake the
+                            * context; dispatch() resets it */
+  GSource      *waker;     /* (owned) (nullable): polls @wake_fd */
+  int           wake_fd;   /* owned by @waker, which we hold: -1 if there
+                            * is none */
   MsgBatchItem *batch;     /* (owned): only used by dispatch() */
   guint         batch_size;  /* allocated items in @batch */
   MsgEmitCache  emit_cache;  /* lent to the emit functions; only used by
@@ -109,10 +156,61 @@ static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatch
 #define MSG_DISPATCHER_OF_READY_LIST(list) \
   ((MsgDispatcher *) (void *) ((char *) (list) - G_STRUCT_OFFSET (MsgDispatcher, ready_list)))
 
+static void
+context_leave (MsgDispatcher *self)
+{
+  /* The notify may wait for us: it cleared @context first. */
+  if (g_atomic_int_dec_and_test (&self->context_users) &&
+      g_atomic_pointer_get (&self->context) == NULL)
+    {
+      msg_mutex_lock (&self->lock);
+      g_cond_broadcast (&self->cond);
+      msg_mutex_unlock (&self->lock);
+    }
+}
+
+/* Whether the context is alive, and stays so until context_leave(): the
+ * notify, which clears @context and then waits for the users to leave,
+ * runs before the context is freed. Lock-free, so that a wake-up takes no
+ * lock of ours: both sides store, then load, sequentially consistent, so
+ * that either this sees @context cleared, or the notify sees this user. */
+static gboolean
+context_enter (MsgDispatcher *self)
+{
+  g_atomic_int_inc (&self->context_users);
+  if (g_atomic_pointer_get (&self->context) != NULL)
+    return TRUE;
+  context_leave (self);
+  return FALSE;
+}
+
+/* Any thread, with no lock held (the woken thread takes ours first
+ * thing): see above. Without a wake-up descriptor, a ready time of 0 makes
+ * the context dispatch us, which resets it; dispatch() finds nothing to
+ * do if the wake-up was for prepare() (a new lease). */
+static void
+wake (MsgDispatcher *self)
+{
+  if (self->wake_fd >= 0)
+    {
+      guint64 one = 1;
+
+      /* EAGAIN: the counter is full, so it is readable already. */
+      (void) !write (self->wake_fd, &one, sizeof one);
+      return;
+    }
+  if (context_enter (self))
+    {
+      g_atomic_int_set (&self->woken, 1);
+      g_source_set_ready_time (&self->source, 0);
+      context_leave (self);
+    }
+}
+
 /* Puts @endpoint on the ready list. When that arms the source, the
  * context must be woken: at once, or, if @wake_later is not %NULL, by the
  * caller once it has released its endpoint lock (so that the woken thread
- * does not find it locked), through the context returned there.
+ * does not find it locked), with the ready list returned there.
  *
  * Unless the dispatcher is dispatching, on its own thread or on another:
  * then its context runs prepare() before it polls again, which sees the
@@ -124,9 +222,9 @@ static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatch
 static void
 msg_dispatcher_mark_ready (MsgDispatcher  *self,
                            MsgEndpoint    *endpoint,
-                           GMainContext  **wake_later)
+                           MsgReadyList  **wake_later)
 {
-  gboolean wake = FALSE;
+  gboolean must_wake = FALSE;
 
   msg_mutex_lock (&self->lock);
   if (!endpoint->ready)
@@ -137,32 +235,43 @@ msg_dispatcher_mark_ready (MsgDispatcher  *self,
       if (self->ready.length == 1)
         {
           g_atomic_int_set (&self->armed, 1);
-          wake = !g_atomic_int_get (&self->in_dispatch);
+          must_wake = !g_atomic_int_get (&self->in_dispatch);
         }
     }
   msg_mutex_unlock (&self->lock);
 
   /* The caller holds a reference that keeps us bound, so alive. */
-  if (wake && wake_later != NULL)
-    *wake_later = g_main_context_ref (self->context);
-  else if (wake)
-    g_main_context_wakeup (self->context);
+  if (must_wake && wake_later != NULL)
+    *wake_later = &msg_dispatcher_ref (self)->ready_list;
+  else if (must_wake)
+    wake (self);
 }
 
 static void
 msg_dispatcher_ready_list_mark_ready (MsgReadyList  *list,
                                       MsgEndpoint   *endpoint,
-                                      GMainContext **wake_later)
+                                      MsgReadyList **wake_later)
 {
   msg_dispatcher_mark_ready (MSG_DISPATCHER_OF_READY_LIST (list), endpoint, wake_later);
 }
 
+static void
+msg_dispatcher_ready_list_wake (MsgReadyList *list)
+{
+  MsgDispatcher *self = MSG_DISPATCHER_OF_READY_LIST (list);
+
+  wake (self);
+  msg_dispatcher_unref (self);
+}
+
 static const MsgReadyListFuncs msg_dispatcher_ready_list_funcs = {
   .mark_ready = msg_dispatcher_ready_list_mark_ready,
+  .wake = msg_dispatcher_ready_list_wake,
 };
 
-/* Called with @endpoint->lock held; the caller holds a reference on
- * @endpoint, so the one dropped here is never the last. */
+/* Called with @endpoint->lock held, when @endpoint is unbound; the caller
+ * holds a reference on @endpoint, so the one dropped here is never the
+ * last. */
 static void
 msg_dispatcher_unready (MsgDispatcher *self,
                         MsgEndpoint   *endpoint)
@@ -170,6 +279,7 @@ msg_dispatcher_unready (MsgDispatcher *self,
   gboolean was_ready;
 
   msg_mutex_lock (&self->lock);
+  g_queue_unlink (&self->bound, &endpoint->bound_link);
   was_ready = endpoint->ready;
   if (was_ready)
     {
@@ -193,6 +303,10 @@ msg_dispatcher_bind_locked (MsgDispatcher *self,
 
   endpoint->ready_list = &self->ready_list;
   endpoint->emit = emit;
+  endpoint->bound_link.data = endpoint;
+  msg_mutex_lock (&self->lock);
+  g_queue_push_tail_link (&self->bound, &endpoint->bound_link);
+  msg_mutex_unlock (&self->lock);
   if (endpoint->queue.length > 0)
     msg_endpoint_mark_ready_locked (endpoint, NULL);
 }
@@ -316,7 +430,7 @@ msg_dispatcher_is_polling (MsgDispatcher *self,
 GMainContext *
 msg_dispatcher_get_context (MsgDispatcher *self)
 {
-  return self->context;
+  return g_atomic_pointer_get (&self->context);
 }
 
 gboolean
@@ -345,7 +459,7 @@ msg_dispatcher_add_lease (MsgDispatcher       *self,
   msg_mutex_unlock (&self->lock);
 
   /* prepare() adds the descriptor to the poll set. */
-  g_main_context_wakeup (self->context);
+  wake (self);
   return TRUE;
 }
 
@@ -377,7 +491,7 @@ msg_dispatcher_drop_lease (MsgDispatcher *self,
   msg_mutex_lock (&self->lock);
   mark_dropped_locked (self, lease, 0);
   msg_mutex_unlock (&self->lock);
-  g_main_context_wakeup (self->context);
+  wake (self);
 }
 
 /* On the context's thread: puts new leases' descriptors into the poll set
@@ -391,7 +505,7 @@ update_leases (MsgDispatcher *self)
   msg_mutex_lock (&self->lock);
   if (!self->reader_attached && !self->going_away && self->leases->len > 0)
     {
-      g_source_attach (self->reader, self->context);
+      g_source_attach (self->reader, g_atomic_pointer_get (&self->context));
       self->reader_attached = TRUE;
     }
   for (guint i = self->leases->len; i-- > 0;)
@@ -512,9 +626,11 @@ give_back_leases (MsgDispatcher *self,
     {
       MsgLeaseEntry *entry = &g_array_index (leases, MsgLeaseEntry, i);
 
+      /* The finalized context destroyed @reader, and its poll set. */
       if (entry->poll != NULL)
         {
-          g_source_remove_poll (self->reader, entry->poll);
+          if (!g_source_is_destroyed (self->reader))
+            g_source_remove_poll (self->reader, entry->poll);
           g_free (entry->poll);
         }
       if (!entry->dropped)
@@ -566,6 +682,57 @@ static GSourceFuncs msg_reader_funcs = {
   .finalize = msg_reader_finalize,
 };
 
+/* The waker only holds the dispatcher's wake-up descriptor in the poll
+ * set, and reads it once it was written; it never dispatches (the
+ * dispatcher's own prepare() and check() see what is armed). A source of
+ * its own: the descriptor of a source is taken out of the poll set while
+ * the source dispatches and put back after, which wakes the context. */
+typedef struct
+{
+  GSource source;
+  GPollFD poll;   /* its fd owned */
+} MsgWaker;
+
+static gboolean
+msg_waker_check (GSource *source)
+{
+  MsgWaker *self = (MsgWaker *) source;
+  guint64 value;
+
+  if (self->poll.revents & G_IO_IN)
+    (void) !read (self->poll.fd, &value, sizeof value);
+  return FALSE;
+}
+
+static void
+msg_waker_finalize (GSource *source)
+{
+  close (((MsgWaker *) source)->poll.fd);
+}
+
+static GSourceFuncs msg_waker_funcs = {
+  .check = msg_waker_check,
+  .finalize = msg_waker_finalize,
+};
+
+/* A waker for @self, or %NULL if no eventfd can be made. */
+static GSource *
+msg_waker_new (void)
+{
+  int fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  GSource *source;
+
+  if (fd < 0)
+    return NULL;
+
+  source = g_source_new (&msg_waker_funcs, sizeof (MsgWaker));
+  ((MsgWaker *) source)->poll = (GPollFD) { fd, G_IO_IN, 0 };
+  g_source_add_poll (source, &((MsgWaker *) source)->poll);
+  g_source_set_static_name (source, "MsgPortMain waker");
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  return source;
+}
+
 /* The GSource ---------------------------------------------------------------- */
 
 /* Tells the transport that this dispatcher, which holds leases, left
@@ -594,6 +761,12 @@ msg_dispatcher_dispatch (GSource     *source,
    * msg_source_dispatched(), and may use what it left (the emit cache). */
   MSG_TSAN_ACQUIRE (source);
   g_atomic_int_set (&self->in_dispatch, 1);
+  /* Or the context would dispatch us on every iteration. A wake-up from
+   * now on finds in_dispatch set and wakes nobody; prepare() sees what it
+   * armed. The source is blocked while it dispatches, so this does not
+   * wake the context either. */
+  if (g_atomic_int_get (&self->woken) && g_atomic_int_compare_and_exchange (&self->woken, 1, 0))
+    g_source_set_ready_time (source, -1);
   msg_atomic_int_set_release (&self->polling, 0);
   if (g_atomic_int_get (&self->n_leases) > 0)
     read_leases (self);
@@ -654,13 +827,16 @@ msg_dispatcher_finalize (GSource *source)
 
   msg_source_finalizing (source);
   g_assert (self->ready.length == 0);
+  g_assert (self->bound.length == 0);
   g_assert (self->leases->len == 0);
   g_clear_pointer (&self->leases, g_array_unref);
   g_clear_pointer (&self->readable, g_array_unref);
   g_clear_pointer (&self->batch, g_free);
   if (self->emit_cache.data != NULL)
     self->emit_cache.destroy (g_steal_pointer (&self->emit_cache.data));
-  g_clear_pointer (&self->context, g_main_context_unref);
+  /* Posters write @wake_fd as long as they hold us. */
+  g_clear_pointer (&self->waker, msg_source_unref);
+  g_cond_clear (&self->cond);
   g_mutex_clear (&self->lock);
   msg_source_finalized (source);
 }
@@ -716,6 +892,8 @@ static GSourceFuncs msg_dispatcher_funcs = {
   .finalize = msg_dispatcher_finalize,
 };
 
+static void msg_dispatcher_context_gone (gpointer data);
+
 /* Returns the dispatcher of @context, creating it if needed; every call is
  * balanced by msg_dispatcher_release(). */
 MsgDispatcher *
@@ -734,9 +912,12 @@ msg_dispatcher_acquire (GMainContext *context)
 
       self = (MsgDispatcher *) source;
       self->ready_list.funcs = &msg_dispatcher_ready_list_funcs;
-      self->context = g_main_context_ref (context);
+      self->context = context;
+      self->context_key = context;
       g_mutex_init (&self->lock);
+      g_cond_init (&self->cond);
       g_queue_init (&self->ready);
+      g_queue_init (&self->bound);
       self->leases = g_array_new (FALSE, FALSE, sizeof (MsgLeaseEntry));
       self->readable = g_array_new (FALSE, FALSE, sizeof (MsgReadable));
       g_source_set_static_name (source, "MsgPortMain dispatcher");
@@ -746,6 +927,12 @@ msg_dispatcher_acquire (GMainContext *context)
       g_source_set_static_name (self->reader, "MsgPortMain socket reader");
       g_source_set_priority (self->reader, G_PRIORITY_DEFAULT);
       g_source_set_can_recurse (self->reader, TRUE);
+      self->waker = msg_waker_new ();
+      self->wake_fd = self->waker != NULL ? ((MsgWaker *) self->waker)->poll.fd : -1;
+      /* No function: dispatch() calls none. Only its destroy notify. */
+      g_source_set_callback (source, NULL, self, msg_dispatcher_context_gone);
+      if (self->waker != NULL)
+        g_source_attach (self->waker, context);
       g_source_attach (source, context);
       g_hash_table_insert (dispatchers, context, self);
     }
@@ -771,29 +958,141 @@ msg_dispatcher_unref (MsgDispatcher *self)
 void
 msg_dispatcher_release (MsgDispatcher *self)
 {
+  gboolean entered;
   gboolean last;
 
   msg_mutex_lock (&dispatchers_lock);
   g_assert (self->n_bound > 0);
   last = --self->n_bound == 0;
-  if (last)
-    g_hash_table_remove (dispatchers, self->context);
+  /* An orphan was taken out of the table when its context went: another
+   * context may have the same address by now. */
+  if (last && !self->orphaned)
+    g_hash_table_remove (dispatchers, self->context_key);
   msg_mutex_unlock (&dispatchers_lock);
 
-  if (last)
-    {
-      /* Finalizing the source drops its reference on the context, which
-       * GLib still locks after finalize() returns: keep the context alive
-       * until it is done. */
-      GMainContext *context = g_main_context_ref (self->context);
+  if (!last)
+    return;
 
-      give_back_leases (self, TRUE);
-      /* Nothing uses @reader once the leases are given back; its own
-       * reference keeps this dispatcher alive as long as it is. */
+  /* Destroying the sources locks the context: it must not be finalized
+   * meanwhile, by a thread that drops the last reference to it, which
+   * waits for us in msg_dispatcher_context_gone(). Destroying the source
+   * calls that too, on this thread, where it has nothing to do. */
+  entered = context_enter (self);
+  if (entered)
+    g_atomic_pointer_set (&self->destroying, g_thread_self ());
+
+  give_back_leases (self, TRUE);
+  /* Nothing uses @reader once the leases are given back; its own
+   * reference keeps this dispatcher alive as long as it is. A finalized
+   * context destroys its sources itself: destroying one here, which it
+   * has already taken out of itself, would mark it destroyed without
+   * letting go of the context's reference, which the context then would
+   * not let go of either. */
+  if (entered)
+    {
       g_source_destroy (self->reader);
-      msg_source_unref (self->reader);
+      if (self->waker != NULL)
+        g_source_destroy (self->waker);
       g_source_destroy (&self->source);
-      msg_source_unref (&self->source);
-      g_main_context_unref (context);
+      g_atomic_pointer_set (&self->destroying, NULL);
+      context_leave (self);
     }
+
+  msg_source_unref (self->reader);
+  msg_source_unref (&self->source);
+}
+
+/* Ends @endpoint, bound here when the context was finalized, if it still
+ * is: as closed, with no ::close (nothing can emit it any more), its queue
+ * dropped and its peer told, and the reference its port held on itself let
+ * go. Any thread. */
+static void
+msg_dispatcher_orphan_endpoint (MsgDispatcher *self,
+                                MsgEndpoint   *endpoint)
+{
+  MsgPortMain *port = NULL;
+
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->ready_list == &self->ready_list)
+    {
+      port = endpoint->port;
+      msg_dispatcher_unbind_locked (endpoint);
+      g_clear_error (&endpoint->close_reason);
+      endpoint->close_reason = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
+                                                    "The port's main context was finalized");
+    }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (port == NULL)
+    return;
+
+  msg_endpoint_discard_full (endpoint,
+                             g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_CLOSED,
+                                                  "The main context of the other end was finalized"));
+  g_object_unref (port);
+  msg_dispatcher_release (self);
+}
+
+/* The destroy notify of the dispatcher's callback: called when the source
+ * is destroyed, by release() (with the context alive: nothing to do) or
+ * by g_main_context_unref() of its last reference, on that thread. Then
+ * every port still bound here ends. Nothing may touch the context here,
+ * which is half finalized. */
+static void
+msg_dispatcher_context_gone (gpointer data)
+{
+  MsgDispatcher *self = data;
+  gboolean orphaned;
+
+  if (g_atomic_pointer_get (&self->destroying) == g_thread_self ())
+    return;
+
+  /* The source is alive: the context holds a reference on it until this
+   * returns. Ours keeps it so while the ports go. */
+  msg_dispatcher_ref (self);
+
+  /* From now on no thread wakes the context or destroys the sources in
+   * it; one that does so now finishes first (see context_enter()). */
+  msg_mutex_lock (&self->lock);
+  g_atomic_pointer_set (&self->context, NULL);
+  while (g_atomic_int_get (&self->context_users) > 0)
+    msg_cond_wait (&self->cond, &self->lock);
+  msg_mutex_unlock (&self->lock);
+
+  msg_mutex_lock (&dispatchers_lock);
+  orphaned = self->n_bound > 0;
+  if (orphaned)
+    {
+      self->orphaned = TRUE;
+      g_hash_table_remove (dispatchers, self->context_key);
+    }
+  msg_mutex_unlock (&dispatchers_lock);
+
+  if (orphaned)
+    {
+      /* The context took the reader's descriptors out of its poll set
+       * (and @reader out of the context): the I/O thread reads them
+       * again. */
+      give_back_leases (self, TRUE);
+
+      for (;;)
+        {
+          MsgEndpoint *endpoint = NULL;
+
+          msg_mutex_lock (&self->lock);
+          if (self->bound.head != NULL)
+            endpoint = msg_endpoint_ref (self->bound.head->data);
+          msg_mutex_unlock (&self->lock);
+
+          if (endpoint == NULL)
+            break;
+          /* Unbinding takes it out of @bound (here, or by a thread that
+           * transfers or closes it at the same time). The last one may
+           * finalize the port, on this thread. */
+          msg_dispatcher_orphan_endpoint (self, endpoint);
+          msg_endpoint_unref (endpoint);
+        }
+    }
+
+  msg_dispatcher_unref (self);
 }

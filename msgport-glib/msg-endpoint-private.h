@@ -200,15 +200,20 @@ struct _MsgSink
  * dispatcher, which implements this so that the endpoint does not depend
  * on it. mark_ready() is called with the endpoint's lock held; it may not
  * take any endpoint lock, emit or free anything. If it must wake the
- * context and @wake_later is not %NULL, it returns the context there (a
- * reference) for the caller to wake once its lock is released. */
+ * context and @wake_later is not %NULL, it returns itself there (a
+ * reference) for the caller to pass to wake() once its lock is released.
+ * Not the context: the list holds no reference on it (it may be finalized
+ * meanwhile, and wake() knows whether it was). */
 typedef struct _MsgReadyList MsgReadyList;
 
 typedef struct
 {
   void (*mark_ready) (MsgReadyList  *list,
                       MsgEndpoint   *endpoint,
-                      GMainContext **wake_later);
+                      MsgReadyList **wake_later);
+  /* Wakes the context of @list, if it still exists, and drops the
+   * reference mark_ready() returned. No lock held. */
+  void (*wake)       (MsgReadyList  *list);
 } MsgReadyListFuncs;
 
 struct _MsgReadyList
@@ -289,6 +294,8 @@ struct _MsgEndpoint
 
   /* protected by the lock of the dispatcher of @ready_list */
   GList            ready_link;     /* ready_link.data == the endpoint */
+  GList            bound_link;     /* bound_link.data == the endpoint: in the
+                                    * dispatcher's list while bound */
   guint            ready : 1;      /* in dispatcher->ready */
 };
 
@@ -310,7 +317,7 @@ void         msg_endpoint_discard      (MsgEndpoint  *self);
 void         msg_endpoint_discard_full (MsgEndpoint  *self,
                                         GError       *peer_reason);
 void         msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
-                                             GMainContext **wake_later);
+                                             MsgReadyList **wake_later);
 void         msg_endpoint_reject       (MsgEndpoint  *self,
                                         GError       *reason);
 void         msg_endpoint_deliver_read (MsgEndpoint  *self,

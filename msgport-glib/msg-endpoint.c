@@ -342,7 +342,7 @@ msg_endpoint_entangle (MsgEndpoint *a,
  * @wake_later. */
 void
 msg_endpoint_mark_ready_locked (MsgEndpoint   *self,
-                                GMainContext **wake_later)
+                                MsgReadyList **wake_later)
 {
   msg_mutex_assert_held (&self->lock);
 
@@ -377,7 +377,7 @@ msg_item_data_size (MsgItem *item)
 static MsgItem *
 msg_endpoint_push_locked (MsgEndpoint   *self,
                           MsgItem       *item,
-                          GMainContext **wake_later)
+                          MsgReadyList **wake_later)
 {
   msg_mutex_assert_held (&self->lock);
 
@@ -399,7 +399,7 @@ void
 msg_endpoint_deliver (MsgEndpoint *self,
                       MsgItem     *item)
 {
-  GMainContext *wake = NULL;
+  MsgReadyList *wake = NULL;
 
   msg_mutex_lock (&self->lock);
   if (!self->ended)
@@ -407,10 +407,7 @@ msg_endpoint_deliver (MsgEndpoint *self,
   msg_mutex_unlock (&self->lock);
 
   if (wake != NULL)
-    {
-      g_main_context_wakeup (wake);
-      g_main_context_unref (wake);
-    }
+    wake->funcs->wake (wake);
   msg_item_free (item);
 }
 
@@ -423,7 +420,7 @@ msg_endpoint_deliver_read (MsgEndpoint  *self,
                            MsgItem      *item,
                            MsgReadWatch *reader)
 {
-  GMainContext *wake = NULL;
+  MsgReadyList *wake = NULL;
 
   msg_mutex_lock (&self->lock);
   if (!self->ended)
@@ -441,10 +438,7 @@ msg_endpoint_deliver_read (MsgEndpoint  *self,
   msg_mutex_unlock (&self->lock);
 
   if (wake != NULL)
-    {
-      g_main_context_wakeup (wake);
-      g_main_context_unref (wake);
-    }
+    wake->funcs->wake (wake);
   msg_item_free (item);
 }
 

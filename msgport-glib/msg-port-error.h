@@ -39,16 +39,20 @@ G_BEGIN_DECLS
  * MsgPortError:
  * @MSG_PORT_ERROR_FAILED: a failure with no more specific code
  * @MSG_PORT_ERROR_DATA_CLONE: the transfer list of a post is invalid: it
- *   holds the posting port itself, the same port twice, %NULL, or a port
- *   that was already transferred or is closed (the DOM's `DataCloneError`).
- *   Nothing was sent and no port was neutered.
+ *   holds the posting port itself, the same port twice, %NULL, a port
+ *   that was already transferred or is closed (the DOM's `DataCloneError`),
+ *   or, in a child forked without exec(), a socket-backed port of the
+ *   parent's. Nothing was sent and no port was neutered.
  * @MSG_PORT_ERROR_TOO_LARGE: the message or its transfer list is larger
  *   than a port can carry across processes. Nothing was sent.
  * @MSG_PORT_ERROR_INVALID_SOCKET: the file descriptor given to
  *   msg_port_main_new_for_fd() is not a connected `AF_UNIX` `SOCK_STREAM`
  *   socket.
  * @MSG_PORT_ERROR_CLOSED: the port is closed (a close reason: this end
- *   called msg_port_main_close(), or the operation needs an open port).
+ *   called msg_port_main_close(), or its #GMainContext was finalized, or
+ *   the operation needs an open port). Also what posting or flushing
+ *   fails with, in a child forked without exec(), on a socket-backed port
+ *   made before the fork: its socket is the parent's.
  * @MSG_PORT_ERROR_PEER_CLOSED: the other end closed the channel, or was
  *   dropped (a close reason).
  * @MSG_PORT_ERROR_PEER_GONE: the other end's process exited or crashed, or

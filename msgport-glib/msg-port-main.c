@@ -54,7 +54,11 @@
  * the messages that had already reached it. Dropping the last reference to
  * a port that is not started closes it; a started port holds a reference
  * on itself until it is closed, disconnected or transferred, so a port whose
- * only owner is a connected handler keeps working.
+ * only owner is a connected handler keeps working. It holds no reference on
+ * its #GMainContext, as a #GSource holds none: when the context is
+ * finalized, the port ends without emitting anything, with
+ * %MSG_PORT_ERROR_CLOSED as its close reason, and its peer closes with
+ * %MSG_PORT_ERROR_PEER_CLOSED.
  *
  * Ports also connect processes: msg_port_main_new_for_fd() makes a port of
  * one end of a connected `AF_UNIX` stream socket whose other end another
@@ -487,6 +491,16 @@ msg_port_main_take_transfer (MsgPortMain   *self,
                        "Transfer list item %u is closed", i);
           valid = FALSE;
         }
+      else if (endpoint->peer != NULL &&
+               !msg_transport_check_process (msg_endpoint_get_sink (endpoint->peer), NULL))
+        {
+          /* Sent on, its socket would let another process write into
+           * the parent's stream. */
+          g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                       "Transfer list item %u belongs to the parent process "
+                       "(it was made before fork())", i);
+          valid = FALSE;
+        }
     }
 
   if (valid)
@@ -571,6 +585,11 @@ msg_port_main_take_transfer (MsgPortMain   *self,
  * neutered and closed, so their peers emit #MsgPortMain::close. On a
  * neutered port this does nothing at all and returns %TRUE.
  *
+ * In a child forked without exec(), a socket-backed port made before the
+ * fork is the parent's: posting on it fails with %MSG_PORT_ERROR_CLOSED,
+ * and listing it in @transfer with %MSG_PORT_ERROR_DATA_CLONE; nothing is
+ * ever written to its socket from the child (see msg_port_main_new_for_fd()).
+ *
  * Returns: %TRUE if the message was posted, or dropped as described
  * Since: 1.0
  */
@@ -609,9 +628,11 @@ msg_port_main_post_message (MsgPortMain   *self,
   msg_mutex_unlock (&endpoint->lock);
 
   /* To another process: what the wire format cannot carry is refused
-   * before anything is sent or neutered. */
+   * before anything is sent or neutered, and so is a post, in a forked
+   * child, on a port whose socket is its parent's. */
   if (peer != NULL && msg_transport_is_socket_sink (msg_endpoint_get_sink (peer)) &&
-      !msg_wire_check_message (message, n_transfer, error))
+      (!msg_transport_check_process (msg_endpoint_get_sink (peer), error) ||
+       !msg_wire_check_message (message, n_transfer, error)))
     {
       msg_endpoint_unref (peer);
       g_clear_pointer (&message, g_variant_unref);
@@ -758,7 +779,11 @@ msg_port_main_set_message_func (MsgPortMain            *self,
  *
  * A port is started once: calling this again, or on a closed or neutered
  * port, does nothing. A started port holds a reference on itself until it
- * is closed, disconnected or transferred.
+ * is closed, disconnected or transferred, or until the last reference to
+ * its context is dropped: the context is not kept alive by the port, and
+ * when it is finalized the port ends as if dropped before it was started
+ * (its peer emits #MsgPortMain::close; it emits nothing), on the thread
+ * that finalized it.
  *
  * Since: 1.0
  */
@@ -773,9 +798,11 @@ msg_port_main_start (MsgPortMain *self)
   g_return_if_fail (MSG_IS_PORT_MAIN (self));
 
   endpoint = self->endpoint;
+  /* The dispatcher holds no reference on the context: ours keeps it from
+   * being finalized before the port is bound, which would leave the port
+   * bound to a dispatcher that ended its ports already. */
   context = g_main_context_ref_thread_default ();
   dispatcher = msg_dispatcher_acquire (context);
-  g_main_context_unref (context);
 
   msg_mutex_lock (&endpoint->lock);
   if (endpoint->port == self && !endpoint->started && !endpoint->closed)
@@ -789,6 +816,7 @@ msg_port_main_start (MsgPortMain *self)
 
   if (!bound)
     msg_dispatcher_release (dispatcher);
+  g_main_context_unref (context);
 }
 
 /**
@@ -1012,7 +1040,17 @@ msg_port_main_flush (MsgPortMain   *self,
  * Makes a port of @fd, one end of a socket whose other end another process
  * holds as a port (made the same way): the two ports are entangled. The
  * port is not started. `socketpair (AF_UNIX, SOCK_STREAM, 0, fds)` before a
- * fork() gives such a pair.
+ * fork() gives such a pair: each process makes a port of its end after the
+ * fork.
+ *
+ * A port belongs to the process that made it. A child forked without
+ * exec() shares the sockets of its parent's ports, but the streams are the
+ * parent's: in the child, posting on such a port or flushing it fails with
+ * %MSG_PORT_ERROR_CLOSED, transferring it fails with
+ * %MSG_PORT_ERROR_DATA_CLONE, closing or dropping it ends it in the child
+ * only, and the child never reads or writes its socket. (As in the rest of
+ * GLib, little else is safe in a child forked from a process with threads;
+ * use exec() and msg_port_main_new_for_launcher() to give a child ports.)
  *
  * On success the port owns @fd: do not use or close it afterwards, and
  * never make two ports of one descriptor (as with g_socket_new_from_fd()):

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "msg-test-utils.h"
@@ -1977,6 +1978,99 @@ test_child_python (void)
   child_wait (&child, 0);
 }
 
+/* What a child forked with @port, a port of its parent's, does with it;
+ * returns 0 if everything was refused as documented, or the number of the
+ * first check that failed. Only the child runs this. */
+static int
+forked_child_checks (MsgPortMain *port)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *transfer[1] = { port };
+  GError *error = NULL;
+  gboolean ok;
+
+  ok = msg_port_main_post (port, g_variant_new_string ("from the child"), &error);
+  if (ok || !g_error_matches (error, MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED))
+    return 1;
+  g_clear_error (&error);
+
+  /* Sent on, its socket would reach another process. */
+  ok = msg_port_main_post_message (msg_channel_main_get_port1 (channel), NULL,
+                                   transfer, 1, &error);
+  if (ok || !g_error_matches (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE))
+    return 2;
+  g_clear_error (&error);
+
+  /* Nothing would ever be written: no waiting. */
+  ok = msg_port_main_flush (port, NULL, &error);
+  if (ok || !g_error_matches (error, MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED))
+    return 3;
+  g_clear_error (&error);
+
+  /* Closing and dropping it end it here only: no close frame. */
+  msg_port_main_close (port);
+  g_object_unref (port);
+
+  return 0;
+}
+
+static void
+test_socketpair_forked_child (void)
+{
+  MsgPortMain *port;
+  int raw, status;
+  int verdict[2];
+  char buffer[256];
+  char result;
+  pid_t pid;
+
+  g_test_summary ("A child forked (without exec) with a socket-backed port of its parent's "
+                  "cannot use it: posting, transferring and flushing fail with a GError, "
+                  "closing and dropping it end it in the child only, and not one byte "
+                  "reaches the parent's stream");
+
+  msg_test_socket_port (&raw, &port);
+  g_assert_true (msg_port_main_post (port, g_variant_new_string ("before"), NULL));
+  g_assert_true (msg_port_main_flush (port, NULL, NULL));
+  /* The stream so far, so that what follows is only what comes next. */
+  while (recv (raw, buffer, sizeof buffer, MSG_DONTWAIT) > 0)
+    ;
+
+  /* The verdict comes through a pipe, not the exit status: under
+   * valgrind the child's leak check sets that (the parent's threads
+   * leave their memory behind in it, unreachable). */
+  g_assert_cmpint (pipe (verdict), ==, 0);
+  pid = fork ();
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0)
+    {
+      result = (char) forked_child_checks (port);
+      _exit (write (verdict[1], &result, 1) == 1 ? 0 : 100);
+    }
+
+  close (verdict[1]);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (read (verdict[0], &result, 1), ==, 1);
+  g_assert_cmpint (result, ==, 0);
+  close (verdict[0]);
+
+  /* The child is gone, with its copy of the socket: had it written
+   * anything, it would be there. */
+  errno = 0;
+  g_assert_cmpint (recv (raw, buffer, sizeof buffer, MSG_DONTWAIT), ==, -1);
+  g_assert_cmpint (errno, ==, EAGAIN);
+
+  /* The parent's port still works. */
+  g_assert_true (msg_port_main_post (port, g_variant_new_string ("after"), NULL));
+  g_assert_true (msg_port_main_flush (port, NULL, NULL));
+  g_assert_cmpint (recv (raw, buffer, sizeof buffer, MSG_DONTWAIT), >, 0);
+
+  msg_port_main_close (port);
+  g_object_unref (port);
+  close (raw);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -2007,6 +2101,7 @@ main (int    argc,
   g_test_add_func ("/process/socketpair/io-without-main-loop", test_socketpair_io_without_main_loop);
   g_test_add_func ("/process/socketpair/flush/peer-gone", test_socketpair_flush_peer_gone);
   g_test_add_func ("/process/socketpair/flush/cancelled", test_socketpair_flush_cancelled);
+  g_test_add_func ("/process/socketpair/forked-child", test_socketpair_forked_child);
   g_test_add_func ("/process/child/echo", test_child_echo);
   g_test_add_func ("/process/child/echo-ports", test_child_echo_ports);
   g_test_add_func ("/process/child/chain-of-three", test_child_chain);

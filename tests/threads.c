@@ -368,6 +368,155 @@ test_threads_close_race (gconstpointer data)
     }
 }
 
+/* A worker thread that starts a port on a context of its own, takes
+ * one message, quits and drops its context, while the other end keeps
+ * posting: the context must not be kept alive by the port, and the port
+ * must not outlive it (nor keep its peer, or its socket, or what is
+ * posted to it). */
+typedef struct
+{
+  MsgPortMain *port;         /* (owned): handed to the worker */
+  guint        n_messages;   /* worker only */
+  gint         port_gone;    /* (atomic) */
+  gint         context_gone; /* (atomic) */
+} ContextGone;
+
+static void
+context_gone_message (MsgPortMain     *port,
+                      MsgMessageEvent *event,
+                      gpointer         user_data)
+{
+  ContextGone *data = user_data;
+
+  data->n_messages++;
+}
+
+static void
+context_gone_port_finalized (gpointer  user_data,
+                             GObject  *where_the_object_was)
+{
+  g_atomic_int_set (&((ContextGone *) user_data)->port_gone, 1);
+}
+
+static void
+context_gone_context_finalized (gpointer user_data)
+{
+  g_atomic_int_set (&((ContextGone *) user_data)->context_gone, 1);
+}
+
+static gboolean
+context_gone_never (gpointer user_data)
+{
+  g_assert_not_reached ();
+  return G_SOURCE_REMOVE;
+}
+
+static gpointer
+context_gone_worker (gpointer user_data)
+{
+  ContextGone *data = user_data;
+  GMainContext *context = g_main_context_new ();
+  GSource *watch;
+
+  /* The destroy notify of a source attached to the context runs when the
+   * context is finalized (the source is never dispatched). */
+  watch = g_timeout_source_new_seconds (MSG_TEST_TIMEOUT_SECONDS * 2);
+  g_source_set_callback (watch, context_gone_never, data, context_gone_context_finalized);
+  g_source_attach (watch, context);
+  g_source_unref (watch);
+
+  g_main_context_push_thread_default (context);
+  g_signal_connect (data->port, "message", G_CALLBACK (context_gone_message), data);
+  msg_port_main_start (data->port);
+  /* Only the started port holds itself from now on. */
+  g_clear_object (&data->port);
+  while (data->n_messages == 0)
+    g_main_context_iteration (context, TRUE);
+  g_main_context_pop_thread_default (context);
+  g_main_context_unref (context);
+
+  return NULL;
+}
+
+static gboolean
+context_gone_post (gpointer user_data)
+{
+  MsgPortMain *port = user_data;
+
+  msg_port_main_post (port, g_variant_new_uint32 (1), NULL);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+count_close (MsgPortMain *port,
+             gpointer     user_data)
+{
+  (*(guint *) user_data)++;
+}
+
+static void
+test_threads_context_finalized (gconstpointer test_data)
+{
+  gboolean socket = GPOINTER_TO_INT (test_data);
+  ContextGone data = { NULL, 0, 0, 0 };
+  MsgPortMain *port1, *port2;
+  GThread *worker, *poster;
+  GSource *idle;
+  guint baseline = 0;
+  guint n_close = 0;
+
+  g_test_summary ("A port started on a worker thread's own context ends when the worker "
+                  "drops that context, while its peer posts on from two threads: the peer "
+                  "closes with PEER_CLOSED, the port and the context are finalized, and "
+                  "the socket's descriptors are closed");
+
+  if (socket)
+    {
+      msg_test_start_symbolizer ();
+      msg_test_socket_ports (&port1, &port2);
+      /* Less the socket pair: the I/O thread's own descriptor stays. */
+      baseline = msg_test_count_fds () - 2;
+    }
+  else
+    {
+      g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+
+      port1 = g_object_ref (msg_channel_main_get_port1 (channel));
+      port2 = g_object_ref (msg_channel_main_get_port2 (channel));
+    }
+
+  g_signal_connect (port1, "close", G_CALLBACK (count_close), &n_close);
+  msg_port_main_start (port1);
+  g_object_weak_ref (G_OBJECT (port2), context_gone_port_finalized, &data);
+  data.port = port2;
+  worker = g_thread_new ("context-gone", context_gone_worker, &data);
+
+  /* Posts from this thread's loop and from another thread at once, before,
+   * while and after the worker's context goes. */
+  idle = g_idle_source_new ();
+  g_source_set_callback (idle, context_gone_post, port1, NULL);
+  g_source_attach (idle, NULL);
+  poster = msg_test_count_in_thread (port1, 10000);
+
+  msg_test_wait_until (NULL, n_close == 1);
+  g_source_destroy (idle);
+  g_source_unref (idle);
+  g_thread_join (poster);
+  g_thread_join (worker);
+
+  msg_test_assert_close_reason (port1, MSG_PORT_ERROR_PEER_CLOSED);
+  g_assert_true (g_atomic_int_get (&data.context_gone));
+  g_assert_true (g_atomic_int_get (&data.port_gone));
+  /* Closed: posts are dropped, not queued for nobody. */
+  g_assert_true (msg_port_main_post (port1, g_variant_new_uint32 (2), NULL));
+  msg_test_drain (NULL);
+  g_assert_cmpuint (n_close, ==, 1);
+
+  g_object_unref (port1);
+  if (socket)
+    msg_test_wait_for_fd_count (baseline);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -384,6 +533,10 @@ main (int    argc,
                         test_threads_close_race);
   g_test_add_data_func ("/threads/race/unref-sender", GINT_TO_POINTER (RACE_UNREF_SENDER),
                         test_threads_close_race);
+  g_test_add_data_func ("/threads/context-finalized/channel", GINT_TO_POINTER (FALSE),
+                        test_threads_context_finalized);
+  g_test_add_data_func ("/threads/context-finalized/socket", GINT_TO_POINTER (TRUE),
+                        test_threads_context_finalized);
 
   return g_test_run ();
 }

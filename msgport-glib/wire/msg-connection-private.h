@@ -27,6 +27,7 @@
 
 #include "msg-dispatcher-private.h"
 #include "msg-endpoint-private.h"
+#include "msg-io-thread-private.h"
 #include "msg-out-queue-private.h"
 #include "msg-wire-private.h"
 
@@ -140,6 +141,18 @@ struct _MsgConnection
 };
 
 #define CONNECTION_FROM_SINK(s) ((MsgConnection *) (void *) ((guint8 *) (s) - G_STRUCT_OFFSET (MsgConnection, sink)))
+
+/* Whether @self was made before this process was forked: this is a child
+ * that shares its parent's socket, and the stream is the parent's. The
+ * child writes nothing to it (bytes would interleave with the parent's
+ * frames), reads nothing from it, and does not wake the I/O thread of the
+ * parent, which it has no copy of. Any thread, no lock (@forks is set
+ * once, when the connection is made). */
+static inline gboolean
+msg_connection_is_forked (MsgConnection *self)
+{
+  return self->forks != msg_io_thread_get_forks ();
+}
 #define CONNECTION_FROM_READ_WATCH(w) \
   ((MsgConnection *) (void *) ((guint8 *) (w) - G_STRUCT_OFFSET (MsgConnection, read_watch)))
 

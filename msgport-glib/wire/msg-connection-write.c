@@ -376,6 +376,13 @@ connection_deliver (MsgSink *sink,
   GList *link;
   MsgOutItem *item;
 
+  /* A child forked with the parent's port: whatever ends up here (a post
+   * that did not go through msg_port_main_post_message(), the close of a
+   * port closed or dropped in the child) is dropped, never written into
+   * the parent's stream. */
+  if (msg_connection_is_forked (self))
+    return queued;
+
   item = g_new0 (MsgOutItem, 1);
   item->link.data = item;
 
@@ -480,6 +487,19 @@ gboolean
 msg_transport_is_socket_sink (MsgSink *sink)
 {
   return sink != NULL && sink->funcs == &msg_connection_sink_funcs;
+}
+
+gboolean
+msg_transport_check_process (MsgSink  *sink,
+                             GError  **error)
+{
+  if (!msg_transport_is_socket_sink (sink) || !msg_connection_is_forked (CONNECTION_FROM_SINK (sink)))
+    return TRUE;
+
+  g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
+                       "The port's socket belongs to the parent process: a port made "
+                       "before fork() cannot be used in the child");
+  return FALSE;
 }
 
 /* The socket is full: connection_dispatch() polls it for output, and the
@@ -713,6 +733,10 @@ msg_transport_flush (MsgSink       *sink,
   gulong handler = 0;
   guint64 target;
   gboolean done;
+
+  /* Nothing is ever written in a forked child: waiting would not end. */
+  if (!msg_transport_check_process (sink, error))
+    return FALSE;
 
   g_source_ref (&self->source);
   if (cancellable != NULL)

@@ -56,7 +56,10 @@ msg_connection_kick_locked (MsgConnection *self)
 {
   msg_mutex_assert_held (&self->lock);
 
-  if (!self->kicked)
+  /* In a forked child the source is in the context of the parent's I/O
+   * thread, which does not run here (and whose wake-up descriptor the
+   * parent still polls). */
+  if (!self->kicked && !msg_connection_is_forked (self))
     {
       self->kicked = TRUE;
       g_source_set_ready_time (&self->source, 0);

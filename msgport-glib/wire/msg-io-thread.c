@@ -117,24 +117,33 @@ io_thread_main (gpointer data)
   return NULL;
 }
 
-guint
-msg_io_thread_get_forks (void)
-{
-  return g_atomic_int_get (&fork_count);
-}
-
-GMainContext *
-msg_io_thread_get_context (void)
+/* Before the first count is taken: a fork between a connection's count
+ * and the I/O thread's start must be counted too. */
+static void
+ensure_fork_count (void)
 {
   static gsize at_fork = 0;
-  GMainContext *context;
 
   if (g_once_init_enter (&at_fork))
     {
       pthread_atfork (NULL, NULL, count_fork);
       g_once_init_leave (&at_fork, 1);
     }
+}
 
+guint
+msg_io_thread_get_forks (void)
+{
+  ensure_fork_count ();
+  return g_atomic_int_get (&fork_count);
+}
+
+GMainContext *
+msg_io_thread_get_context (void)
+{
+  GMainContext *context;
+
+  ensure_fork_count ();
   msg_mutex_lock (&io_lock);
   if (io_context == NULL || io_pid != getpid ())
     {

@@ -52,6 +52,11 @@ MsgEndpoint  *msg_transport_new_endpoint      (int                 fd,
                                                GError            **error);
 /* Whether @sink writes to a socket. */
 gboolean      msg_transport_is_socket_sink    (MsgSink            *sink);
+/* FALSE, with %MSG_PORT_ERROR_CLOSED, if @sink writes to a socket made
+ * before this process was forked (this is the child: the socket is the
+ * parent's); TRUE otherwise, also for other sinks. Any thread. */
+gboolean      msg_transport_check_process     (MsgSink            *sink,
+                                               GError            **error);
 /* Blocks until what was delivered to @sink so far has been written. */
 gboolean      msg_transport_flush             (MsgSink            *sink,
                                                GCancellable       *cancellable,

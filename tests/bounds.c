@@ -39,7 +39,7 @@ static GBytes *
 encode_message (guint32 i,
                 gsize   size)
 {
-  g_autofree guint8 *blob = g_malloc0 (size);
+  guint8 *blob = g_malloc0 (size);
   MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data_fd = -1 };
   MsgWireEncoded encoded;
   g_autoptr(GByteArray) bytes = g_byte_array_new ();
@@ -49,6 +49,7 @@ encode_message (guint32 i,
   frame.data = g_variant_ref_sink (g_variant_new ("(u@ay)", i,
                                                   g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
                                                                              blob, size, 1)));
+  g_free (blob);
   g_assert_true (msg_wire_encode (&frame, &encoded, NULL));
   msg_wire_encoded_append (&encoded, bytes, fds);
   msg_wire_encoded_clear (&encoded);

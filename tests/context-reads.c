@@ -39,27 +39,10 @@ counting_recvmsg (int            fd,
   return n;
 }
 
-static ssize_t
-real_sendmsg (int                  fd,
-              const struct msghdr *message,
-              int                  flags)
-{
-  return sendmsg (fd, message, flags);
-}
-
-static int
-real_socketpair (int domain,
-                 int type,
-                 int protocol,
-                 int fds[2])
-{
-  return socketpair (domain, type, protocol, fds);
-}
-
 static const MsgSyscalls counting = {
-  real_sendmsg,
+  sendmsg,
   counting_recvmsg,
-  real_socketpair,
+  socketpair,
 };
 
 static gboolean

@@ -309,27 +309,10 @@ watching_recvmsg (int            fd,
   return n;
 }
 
-static ssize_t
-real_sendmsg (int                  fd,
-              const struct msghdr *message,
-              int                  flags)
-{
-  return sendmsg (fd, message, flags);
-}
-
-static int
-real_socketpair (int domain,
-                 int type,
-                 int protocol,
-                 int fds[2])
-{
-  return socketpair (domain, type, protocol, fds);
-}
-
 static const MsgSyscalls watching = {
-  real_sendmsg,
+  sendmsg,
   watching_recvmsg,
-  real_socketpair,
+  socketpair,
 };
 
 static void

@@ -1117,17 +1117,6 @@ test_faults_move_too_large (void)
   msg_test_wait_for_fds_at_most (baseline);
 }
 
-/* A tuple of @n bytes: its type string is @n + 2 characters long. */
-static GVariant *
-tuple_of_bytes (guint n)
-{
-  g_autofree GVariant **children = g_new (GVariant *, n);
-
-  for (guint i = 0; i < n; i++)
-    children[i] = g_variant_new_byte (i);
-  return g_variant_new_tuple (children, n);
-}
-
 /* Posts "before", a message the wire cannot carry (its type string is
  * over 64 KiB) and "after" on an in-process port whose peer goes to
  * another process through @x, to @y: before the peer is posted, so that
@@ -1151,7 +1140,7 @@ assert_too_large_ends_own_channel (MsgPortMain *x,
   if (!bridged_first)
     {
       g_assert_true (msg_port_main_post (a, g_variant_new_string ("before"), NULL));
-      g_assert_true (msg_port_main_post (a, tuple_of_bytes (64 * 1024), NULL));
+      g_assert_true (msg_port_main_post (a, msg_test_tuple_of_bytes (64 * 1024), NULL));
       g_assert_true (msg_port_main_post (a, g_variant_new_string ("after"), NULL));
     }
   g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("carrying"), &b, 1, NULL));
@@ -1166,7 +1155,7 @@ assert_too_large_ends_own_channel (MsgPortMain *x,
       /* Its peer is across a socket now: refused, nothing sent, nothing
        * closes. */
       g_assert_true (msg_port_main_post (a, g_variant_new_string ("before"), NULL));
-      g_assert_false (msg_port_main_post (a, tuple_of_bytes (64 * 1024), &error));
+      g_assert_false (msg_port_main_post (a, msg_test_tuple_of_bytes (64 * 1024), &error));
       g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
       g_assert_true (msg_port_main_post (a, g_variant_new_string ("after"), NULL));
       msg_test_wait_until (NULL, rec_received->events->len == 2 || rec_received->n_close > 0);

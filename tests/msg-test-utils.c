@@ -464,3 +464,14 @@ msg_test_send_raw (int         fd,
     }
   return sendmsg (fd, &message, MSG_NOSIGNAL);
 }
+
+/* A tuple of @n bytes: its type string is @n + 2 characters long. */
+GVariant *
+msg_test_tuple_of_bytes (guint n)
+{
+  g_autofree GVariant **children = g_new (GVariant *, n);
+
+  for (guint i = 0; i < n; i++)
+    children[i] = g_variant_new_byte (i);
+  return g_variant_new_tuple (children, n);
+}

@@ -81,6 +81,7 @@ void         msg_test_socket_ports   (MsgPortMain **a,
                                       MsgPortMain **b);
 void         msg_test_socket_port    (int          *raw,
                                       MsgPortMain **port);
+GVariant    *msg_test_tuple_of_bytes (guint         n);
 gssize       msg_test_send_raw       (int           fd,
                                       const void   *data,
                                       gsize         size,

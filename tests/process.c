@@ -772,17 +772,6 @@ test_socketpair_non_normal (void)
   g_object_unref (b);
 }
 
-/* A tuple of @n bytes: its type string is @n + 2 characters long. */
-static GVariant *
-tuple_of_bytes (guint n)
-{
-  g_autofree GVariant **children = g_new (GVariant *, n);
-
-  for (guint i = 0; i < n; i++)
-    children[i] = g_variant_new_byte (i);
-  return g_variant_new_tuple (children, n);
-}
-
 static void
 test_socketpair_limits (void)
 {
@@ -812,7 +801,7 @@ test_socketpair_limits (void)
   g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
   g_clear_error (&error);
 
-  g_assert_false (msg_port_main_post (a, tuple_of_bytes (64 * 1024 - 1), &error));
+  g_assert_false (msg_port_main_post (a, msg_test_tuple_of_bytes (64 * 1024 - 1), &error));
   g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
   g_clear_error (&error);
 
@@ -836,7 +825,7 @@ test_socketpair_limits (void)
   g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, next++), NULL), ==, "first");
 
   /* A type string of 64 KiB, exactly. */
-  long_type = g_variant_ref_sink (tuple_of_bytes (64 * 1024 - 2));
+  long_type = g_variant_ref_sink (msg_test_tuple_of_bytes (64 * 1024 - 2));
   g_assert_cmpuint (strlen (g_variant_get_type_string (long_type)), ==, 64 * 1024);
   g_assert_true (msg_port_main_post (a, long_type, &error));
   g_assert_no_error (error);

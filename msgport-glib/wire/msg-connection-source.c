@@ -87,7 +87,7 @@ connection_service (GSource *source)
   MsgConnection *self = (MsgConnection *) source;
   GIOCondition revents = 0, wanted;
   MsgConnectionState state;
-  gboolean leased, paused;
+  gboolean leased, paused, closing;
 
   /* Both calls below wake this thread's context again when they change
    * anything: only make them when something did change. */
@@ -123,14 +123,15 @@ connection_service (GSource *source)
     msg_connection_write (self);
   if (self->fd < 0)
     return;
-  if (self->closing == NULL && msg_connection_is_closing (self))
-    msg_connection_begin_closing (self);
 
   /* The I/O thread does not poll a leased socket for input, but hears of
    * a hang-up or an error, which it handles itself. */
   msg_mutex_lock (&self->lock);
   leased = self->lease != NULL;
+  closing = self->close_queued;
   msg_mutex_unlock (&self->lock);
+  if (closing && self->closing == NULL)
+    msg_connection_begin_closing (self);
   if (leased && (revents & (G_IO_HUP | G_IO_ERR)) != 0)
     {
       msg_connection_revoke_lease (self);

@@ -70,6 +70,13 @@ G_BEGIN_DECLS
  *   which case the port that received them closes with this reason. It is
  *   a local condition, not the peer's fault; the process works again once
  *   descriptors are free. Since: 1.0
+ * @MSG_PORT_ERROR_KEEP_ALIVE_TIMEOUT: the peer process stopped answering
+ *   the library's keep-alive pings (it is stopped, or its msgport-glib I/O
+ *   thread is stuck) for about twice the port's
+ *   #MsgPortMain:keep-alive-interval (a close reason). Since: 1.2
+ * @MSG_PORT_ERROR_NO_REPLY: a request made with
+ *   msg_port_main_request_async() ended without an answer: the responder
+ *   closed or dropped the reply port, or the channel ended. Since: 1.2
  *
  * Error codes in the %MSG_PORT_ERROR domain. New codes may be appended in
  * later versions.
@@ -89,6 +96,8 @@ typedef enum
   MSG_PORT_ERROR_IO,
   MSG_PORT_ERROR_INVALID_ARGUMENT,
   MSG_PORT_ERROR_TOO_MANY_OPEN_FILES,
+  MSG_PORT_ERROR_KEEP_ALIVE_TIMEOUT,
+  MSG_PORT_ERROR_NO_REPLY,
 } MsgPortError;
 
 MSG_AVAILABLE_IN_ALL

@@ -22,8 +22,11 @@
 #endif
 
 #define MSG_VERSION_1_0 (G_ENCODE_VERSION (1, 0))
+#define MSG_VERSION_1_2 (G_ENCODE_VERSION (1, 2))
 
 #define MSG_VERSION_CUR_STABLE (G_ENCODE_VERSION (MSG_MAJOR_VERSION, MSG_MINOR_VERSION))
 
 #define MSG_AVAILABLE_IN_ALL _MSG_EXTERN
 #define MSG_AVAILABLE_IN_1_0 _MSG_EXTERN
+/* API added in the 1.1 development series, stable from 1.2 on. */
+#define MSG_AVAILABLE_IN_1_2 _MSG_EXTERN

@@ -122,6 +122,9 @@ import_port (MsgWirePort *port,
     {
       MsgWireDecoder *decoder = msg_wire_decoder_new ();
 
+      /* As connection_import() does. */
+      if (port->flags & MSG_WIRE_PORT_PEER_HELLO)
+        msg_wire_decoder_set_peer_hello (decoder, port->peer_features);
       msg_wire_port_push_in_prefix (port, decoder);
       g_assert (port->in_fds == NULL || port->in_fds->len == 0);
       drain (decoder, depth + 1);
@@ -185,6 +188,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
 
   /* The decoder takes the descriptors, and closes them on every path. */
   decoder = msg_wire_decoder_new ();
+  /* The carrying socket's handshake is behind it. */
+  msg_wire_decoder_set_peer_hello (decoder, MSG_WIRE_FEATURES_ALL);
   msg_wire_decoder_push (decoder, data + 1, size - 1, fds, n_fds);
   drain (decoder, 0);
   msg_wire_decoder_free (decoder);

@@ -11,7 +11,8 @@ import os
 import struct
 import sys
 
-MAGIC = 0x3147534D
+MAGIC = 0x3247534D  # "MSG2"
+MAGIC_V1 = 0x3147534D
 
 
 def pad8(b):
@@ -26,11 +27,24 @@ def frame(kind=1, type_=b'', data=b'', ports=b'', n_ports=0, n_fds=0, flags=None
     return header + pad8(type_) + ports + data
 
 
-def port_entry(in_prefix=b'', out_prefix=b'', n_in=0, n_out=0, out_partial=0):
-    return (struct.pack('<IIQQQ', n_in, n_out, len(in_prefix), len(out_prefix), out_partial)
+def control(kind, *args):
+    """A hello (3), acknowledgement (4), ping (5) or pong (6)."""
+    body = b''.join(struct.pack('<Q', a) for a in args)
+    return struct.pack('<IBBHIIIIQ', MAGIC, kind, 0, 0, 0, 0, 0, 0, len(body)) + body
+
+
+HELLO = control(3, 3)
+
+
+# flags 3: the socket's hello was sent, and the peer's came (features 3).
+def port_entry(in_prefix=b'', out_prefix=b'', n_in=0, n_out=0, out_partial=0, flags=3,
+               features=3):
+    return (struct.pack('<IIQQQII', n_in, n_out, len(in_prefix), len(out_prefix), out_partial,
+                        flags, features if flags & 2 else 0)
             + pad8(in_prefix) + pad8(out_prefix))
 
 
+# fuzz-wire-decoder: each stream starts with the peer's hello.
 seeds = {
     'string': frame(type_=b's', data=b'hello\0'),
     'struct': frame(type_=b'(si)', data=b'ab\0\0' + struct.pack('<i', 7)),
@@ -51,7 +65,15 @@ seeds = {
                               data=struct.pack('<Q', 64), flags=3) + b'\2',
     'bad-magic': b'\0' * 32,
     'truncated': frame(type_=b's', data=b'hello\0')[:40],
+    'acknowledgement-ping-pong': control(4, 2, 100) + control(5, 1000) + control(6),
+    'hello-twice': HELLO,
+    'ack-too-short': control(4, 2),
+    'port-hello-not-heard': frame(n_ports=1, n_fds=1, ports=port_entry(HELLO + frame(kind=2),
+                                                                       flags=0)),
 }
+seeds = {name: HELLO + content for name, content in seeds.items()}
+seeds['no-hello'] = frame(type_=b's', data=b'hello\0')
+seeds['version-1'] = struct.pack('<IBBHIIIIQ', MAGIC_V1, 3, 0, 0, 0, 0, 0, 0, 8) + b'\3' + b'\0' * 7
 
 # fuzz-wire-import: the first byte is how many descriptors (0-15) come with
 # the rest, cycling through a sealed memfd of 64 bytes, /dev/null and an

@@ -774,7 +774,7 @@ test_faults_move_failed (void)
                   "and no socket pair can be made) closes on both sides; the port that "
                   "carried it is not disturbed");
 
-  msg_test_socket_port (&raw, &p);
+  msg_test_socket_port_for_port (&raw, &p);
   /* Queued on p, unread: a port whose own channel has already ended. */
   g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, q), ==, 0);
   q_port = msg_port_main_new_for_fd (q[0], &error);

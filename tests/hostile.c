@@ -495,7 +495,7 @@ test_hostile (gconstpointer data)
   msg_port_main_start (port);
 
   /* Another connection, which must not notice anything. */
-  msg_test_socket_port (&raw_healthy, &healthy_a);
+  msg_test_socket_port_for_port (&raw_healthy, &healthy_a);
   healthy_b = msg_port_main_new_for_fd (raw_healthy, NULL);
   rec_healthy = msg_recorder_new (healthy_b);
   msg_port_main_start (healthy_b);

@@ -182,8 +182,8 @@ msg_recorder_data (MsgRecorder *self,
 }
 
 void
-msg_test_socket_port (int          *raw,
-                      MsgPortMain **port)
+msg_test_socket_port_for_port (int          *other_end,
+                               MsgPortMain **port)
 {
   int fds[2];
   g_autoptr(GError) error = NULL;
@@ -191,7 +191,27 @@ msg_test_socket_port (int          *raw,
   g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
   *port = msg_port_main_new_for_fd (fds[0], &error);
   g_assert_no_error (error);
-  *raw = fds[1];
+  *other_end = fds[1];
+}
+
+void
+msg_test_send_hello (int fd)
+{
+  /* docs/wire-format.md: "MSG2", kind 3 (hello), 8 bytes of body: the
+   * features (acknowledgements, keep-alive). */
+  guint8 hello[40] = { 'M', 'S', 'G', '2', 3, };
+
+  hello[24] = 8;
+  hello[32] = 3;
+  g_assert_cmpint (msg_test_send_raw (fd, hello, sizeof hello, NULL, 0), ==, sizeof hello);
+}
+
+void
+msg_test_socket_port (int          *raw,
+                      MsgPortMain **port)
+{
+  msg_test_socket_port_for_port (raw, port);
+  msg_test_send_hello (*raw);
 }
 
 void
@@ -201,7 +221,7 @@ msg_test_socket_ports (MsgPortMain **a,
   int raw;
   g_autoptr(GError) error = NULL;
 
-  msg_test_socket_port (&raw, a);
+  msg_test_socket_port_for_port (&raw, a);
   *b = msg_port_main_new_for_fd (raw, &error);
   g_assert_no_error (error);
 }

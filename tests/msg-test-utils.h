@@ -75,12 +75,19 @@ GVariant    *msg_recorder_data       (MsgRecorder *self,
                                       guint        i);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgRecorder, msg_recorder_free)
 
+/* Sends a wire-format hello on @fd, as each end of a socket must first. */
+void         msg_test_send_hello     (int           fd);
 /* A connected socket pair made into two ports (@a, @b), or one port and
- * the raw other end (@raw), for tests of the process transport. */
+ * the raw other end (@raw, which said hello already), for tests of the
+ * process transport. */
 void         msg_test_socket_ports   (MsgPortMain **a,
                                       MsgPortMain **b);
 void         msg_test_socket_port    (int          *raw,
                                       MsgPortMain **port);
+/* The same, but the other end says nothing yet: it is to become a port
+ * (msg_port_main_new_for_fd()), which says hello itself. */
+void         msg_test_socket_port_for_port (int          *other_end,
+                                            MsgPortMain **port);
 GVariant    *msg_test_tuple_of_bytes (guint         n);
 gssize       msg_test_send_raw       (int           fd,
                                       const void   *data,

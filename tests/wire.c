@@ -32,6 +32,16 @@ typedef struct
   GPtrArray  *expected;     /* (element-type GVariant) */
 } Stream;
 
+/* A decoder past the handshake: the peer's hello came. */
+static MsgWireDecoder *
+test_decoder_new (void)
+{
+  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+
+  msg_wire_decoder_set_peer_hello (decoder, MSG_WIRE_FEATURES_ALL);
+  return decoder;
+}
+
 static GVariant *
 blob (gsize size,
       guint seed)
@@ -192,7 +202,7 @@ test_wire_decoder_pieces (void)
   for (guint i = 0; i < G_N_ELEMENTS (pieces); i++)
     {
       Stream stream;
-      MsgWireDecoder *decoder = msg_wire_decoder_new ();
+      MsgWireDecoder *decoder = test_decoder_new ();
       g_autoptr(GPtrArray) frames = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_wire_frame_free);
 
       stream_init (&stream);
@@ -215,8 +225,8 @@ test_wire_decoder_steal (void)
   for (gsize cut = 100; cut < 200000; cut += 39999)
     {
       Stream stream;
-      MsgWireDecoder *decoder = msg_wire_decoder_new ();
-      MsgWireDecoder *next = msg_wire_decoder_new ();
+      MsgWireDecoder *decoder = test_decoder_new ();
+      MsgWireDecoder *next = test_decoder_new ();
       g_autoptr(GPtrArray) frames = g_ptr_array_new_with_free_func ((GDestroyNotify) msg_wire_frame_free);
       g_autoptr(GByteArray) stolen = g_byte_array_new ();
       g_autoptr(GArray) stolen_fds = g_array_new (FALSE, FALSE, sizeof (int));
@@ -266,7 +276,7 @@ decode_message (MsgWireDecoder *decoder,
 static void
 test_wire_decoder_recycled (void)
 {
-  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  MsgWireDecoder *decoder = test_decoder_new ();
   g_autoptr(GVariant) first = blob (1 << 20, 1);
   g_autoptr(GVariant) second = blob (1 << 20, 2);
   g_autoptr(GVariant) third = blob (1 << 20, 3);
@@ -305,7 +315,7 @@ reencode (MsgWireFrame *frame,
   MsgWireEncoded encoded;
   g_autoptr(GByteArray) bytes = g_byte_array_new ();
   g_autoptr(GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
-  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  MsgWireDecoder *decoder = test_decoder_new ();
   MsgWireFrame *decoded = NULL;
   GError *error = NULL;
 
@@ -496,7 +506,7 @@ test_wire_memfd_bad_header (void)
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
-      MsgWireDecoder *decoder = msg_wire_decoder_new ();
+      MsgWireDecoder *decoder = test_decoder_new ();
       g_autoptr(MsgWireFrame) frame = NULL;
       g_autoptr(GError) error = NULL;
       gboolean ok;
@@ -524,7 +534,7 @@ test_wire_memfd_bad_header (void)
 static void
 test_wire_decoder_empty (void)
 {
-  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  MsgWireDecoder *decoder = test_decoder_new ();
   g_autoptr(GByteArray) stolen = g_byte_array_new ();
   g_autoptr(GArray) stolen_fds = g_array_new (FALSE, FALSE, sizeof (int));
   MsgWireFrame *frame = NULL;
@@ -561,7 +571,7 @@ test_wire_decoder_ports_crowded_out (void)
   /* Two entries' worth of port table, but the first entry's read prefix
    * takes the room of the second. */
   guint8 frame[MSG_WIRE_HEADER_SIZE + 64] = { 0, };
-  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  MsgWireDecoder *decoder = test_decoder_new ();
   g_autoptr(MsgWireFrame) decoded = NULL;
   g_autoptr(GError) error = NULL;
   int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -128,6 +128,18 @@ struct _MsgConnection
   /* I/O thread only, or the context that reads (see above) */
   MsgWireDecoder  *decoder;
 
+  /* Wire version 2 (docs/wire-format.md, "Version 2") */
+  gint             peer_features;  /* (atomic): what the peer's hello announced */
+  gint             rx_count;       /* (atomic): reads that brought bytes */
+  guint            keep_alive_ms;  /* protected by @lock: this end's interval, 0: off */
+  gboolean         keep_alive_changed;  /* protected by @lock: for the I/O thread */
+  /* I/O thread only */
+  guint            peer_ping_ms;   /* the interval the peer's pings announced */
+  GSource         *keep_alive;     /* (owned) (nullable): the timer */
+  guint            keep_alive_period;  /* what @keep_alive was made with */
+  gint             seen_rx_count;  /* @rx_count at the last tick */
+  gint64           last_heard;     /* when a tick last saw @rx_count move */
+
   /* I/O thread only */
   guint            seen_iterations;  /* the leaseholder's, at the last watchdog run */
   gboolean         want_out;
@@ -208,6 +220,20 @@ gboolean       msg_connection_take_handed      (MsgConnection  *self);
 /* msg-connection-write.c */
 extern const MsgSinkFuncs msg_connection_sink_funcs;
 void           msg_connection_write            (MsgConnection  *self);
+void           msg_connection_queue_hello      (MsgConnection  *self);
+void           msg_connection_queue_control    (MsgConnection  *self,
+                                                MsgWireFrameKind kind,
+                                                guint64         arg0,
+                                                guint64         arg1);
+
+/* msg-connection.c */
+void           msg_connection_acknowledged     (MsgConnection  *self,
+                                                guint64         n_messages,
+                                                guint64         n_bytes);
+
+/* msg-connection-keep-alive.c */
+void           msg_connection_update_keep_alive (MsgConnection *self);
+void           msg_connection_stop_keep_alive  (MsgConnection  *self);
 
 /* msg-context-reads.c */
 void           msg_connection_maybe_lease      (MsgConnection  *self);

@@ -118,6 +118,37 @@ msg_connection_handle_frame (MsgConnection  *self,
   MsgItem *item;
   GError *error = NULL;
 
+  switch (frame->kind)
+    {
+    case MSG_WIRE_FRAME_HELLO:
+      /* Bits this version does not know are ignored: they are features of
+       * a later one. */
+      g_atomic_int_set (&self->peer_features, (gint) (frame->args[0] & MSG_WIRE_FEATURES_ALL));
+      msg_wire_frame_free (frame);
+      return TRUE;
+    case MSG_WIRE_FRAME_ACK:
+      msg_connection_acknowledged (self, frame->args[0], frame->args[1]);
+      msg_wire_frame_free (frame);
+      return TRUE;
+    case MSG_WIRE_FRAME_PING:
+      /* Answered at once, by whoever reads; the interval tells this end
+       * how often to show it is alive while it does not read
+       * (msg-connection-keep-alive.c). */
+      self->peer_ping_ms = (guint) MIN (frame->args[0], G_MAXUINT);
+      msg_wire_frame_free (frame);
+      msg_connection_queue_control (self, MSG_WIRE_FRAME_PONG, 0, 0);
+      msg_connection_update_keep_alive (self);
+      return TRUE;
+    case MSG_WIRE_FRAME_PONG:
+      /* What it says, that the peer is alive, every read says. */
+      msg_wire_frame_free (frame);
+      return TRUE;
+    case MSG_WIRE_FRAME_MESSAGE:
+    case MSG_WIRE_FRAME_CLOSE:
+    default:
+      break;
+    }
+
   if (frame->kind == MSG_WIRE_FRAME_CLOSE)
     {
       MsgWireCloseReason close_reason = frame->close_reason;
@@ -302,6 +333,7 @@ msg_connection_recv (MsgConnection  *self,
     }
 
   msg_wire_decoder_commit (self->decoder, n, fds, n_fds);
+  g_atomic_int_inc (&self->rx_count);
   *n_read = n;
   return (gsize) n < iov.iov_len ? RECV_DRAINED : RECV_DATA;
 }

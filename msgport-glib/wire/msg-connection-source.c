@@ -87,7 +87,7 @@ connection_service (GSource *source)
   MsgConnection *self = (MsgConnection *) source;
   GIOCondition revents = 0, wanted;
   MsgConnectionState state;
-  gboolean leased, paused, closing;
+  gboolean leased, paused, closing, keep_alive_changed;
 
   /* Both calls below wake this thread's context again when they change
    * anything: only make them when something did change. */
@@ -99,7 +99,12 @@ connection_service (GSource *source)
       g_source_set_ready_time (source, -1);
     }
   state = self->state;
+  keep_alive_changed = self->keep_alive_changed;
+  self->keep_alive_changed = FALSE;
   msg_mutex_unlock (&self->lock);
+
+  if (keep_alive_changed)
+    msg_connection_update_keep_alive (self);
 
   if (state != CONNECTION_OPEN && state != CONNECTION_WRITE_CLOSED)
     return;
@@ -194,6 +199,7 @@ connection_finalize (GSource *source)
   g_assert (self->closing == NULL);
   g_clear_pointer (&self->handed_frame, msg_wire_frame_free);
   g_clear_error (&self->handed_error);
+  g_clear_pointer (&self->keep_alive, g_source_unref);
   if (self->fd >= 0)
     close (self->fd);
   msg_out_list_free (&self->out.items);

@@ -358,6 +358,46 @@ connection_queue_message_locked (MsgConnection  *self,
   msg_out_queue_push (&self->out, item);
 }
 
+/* Queues a control frame (docs/wire-format.md, "Version 2") for the I/O
+ * thread to write, unless nothing more may be written. Any thread, no
+ * endpoint lock needed: control frames carry no message, so where they
+ * fall between the messages posted by others does not matter. */
+void
+msg_connection_queue_control (MsgConnection    *self,
+                              MsgWireFrameKind  kind,
+                              guint64           arg0,
+                              guint64           arg1)
+{
+  guint8 buffer[MSG_WIRE_MAX_CONTROL_SIZE];
+  gsize size = msg_wire_encode_control (kind, arg0, arg1, buffer);
+  MsgOutItem *item;
+
+  if (msg_connection_is_forked (self))
+    return;
+  item = msg_out_item_new ();
+  item->encoded.head = g_bytes_new (buffer, size);
+
+  msg_mutex_lock (&self->lock);
+  if (self->state != CONNECTION_OPEN || self->close_queued || self->write_dead)
+    {
+      msg_mutex_unlock (&self->lock);
+      msg_out_item_free (item);
+      return;
+    }
+  msg_out_queue_push (&self->out, item);
+  self->n_queued++;
+  connection_schedule_write_locked (self, FALSE);
+  msg_mutex_unlock (&self->lock);
+}
+
+/* Queues this end's hello, which must be the first frame it writes to a
+ * socket: before msg_connection_start(), for a socket new to this end. */
+void
+msg_connection_queue_hello (MsgConnection *self)
+{
+  msg_connection_queue_control (self, MSG_WIRE_FRAME_HELLO, MSG_WIRE_FEATURES_ALL, 0);
+}
+
 /* MsgSinkFuncs.deliver: any thread, with the endpoint's lock held. */
 static MsgItem *
 connection_deliver (MsgSink *sink,

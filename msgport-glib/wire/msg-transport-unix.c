@@ -87,6 +87,7 @@ msg_transport_new_endpoint (int      fd,
   remote = msg_endpoint_new ();
   msg_endpoint_entangle (local, remote);
   connection = msg_connection_new (fd, remote, &port_codec);
+  msg_connection_queue_hello (connection);
   msg_connection_start (connection);
   msg_endpoint_unref (remote);
 
@@ -143,6 +144,15 @@ connection_import (MsgWirePort  *port,
   connection = msg_connection_new (g_steal_fd (&port->fd), remote, &port_codec);
   msg_endpoint_unref (remote);
 
+  /* Where the socket's handshake stands: the previous owner may have
+   * said hello for this end, and heard the peer's. */
+  if (!(port->flags & MSG_WIRE_PORT_HELLO_SENT))
+    msg_connection_queue_hello (connection);
+  if (port->flags & MSG_WIRE_PORT_PEER_HELLO)
+    {
+      msg_wire_decoder_set_peer_hello (connection->decoder, port->peer_features);
+      connection->peer_features = (gint) (port->peer_features & MSG_WIRE_FEATURES_ALL);
+    }
   msg_wire_port_push_in_prefix (port, connection->decoder);
   if (!connection_queue_prefix (connection, port, error))
     {
@@ -438,6 +448,11 @@ connection_move (MsgConnection    *self,
       return MOVE_TOO_LARGE;
     }
   msg_wire_decoder_steal (self->decoder, in_bytes, in_fds);
+  /* This end said hello when it was made (its hello is written, or in the
+   * out-prefix); the peer's may have come. */
+  port->flags = MSG_WIRE_PORT_HELLO_SENT;
+  if (msg_wire_decoder_get_peer_hello (self->decoder, &port->peer_features))
+    port->flags |= MSG_WIRE_PORT_PEER_HELLO;
 
   msg_mutex_lock (&self->lock);
   while (self->writing)
@@ -557,6 +572,7 @@ connection_export (MsgEndpoint  *endpoint,
       return FALSE;
     }
   bridge = msg_connection_new (fds[0], endpoint, &port_codec);
+  msg_connection_queue_hello (bridge);
   msg_connection_start (bridge);
   msg_endpoint_unref (endpoint);
   port->fd = fds[1];

@@ -13,7 +13,8 @@
 
 G_BEGIN_DECLS
 
-#define MSG_WIRE_MAGIC            0x3147534dU  /* "MSG1", little endian */
+#define MSG_WIRE_MAGIC            0x3247534dU  /* "MSG2", little endian */
+#define MSG_WIRE_MAGIC_V1         0x3147534dU  /* "MSG1": refused, by name */
 #define MSG_WIRE_HEADER_SIZE      32
 
 /* Limits: what a peer may send, and so what we may post. */
@@ -25,7 +26,9 @@ G_BEGIN_DECLS
 #define MSG_WIRE_MAX_FDS_PER_SEND 253                    /* SCM_MAX_FD */
 /* A port's entry in a frame's port table, before its two prefixes (each
  * padded to 8 bytes). */
-#define MSG_WIRE_PORT_ENTRY_SIZE  32
+#define MSG_WIRE_PORT_ENTRY_SIZE  40
+/* The biggest control frame (an acknowledgement): header and body. */
+#define MSG_WIRE_MAX_CONTROL_SIZE (MSG_WIRE_HEADER_SIZE + 16)
 
 /* Header flags. */
 #define MSG_WIRE_FLAG_DATA        0x01  /* the message is not NULL */
@@ -41,7 +44,29 @@ typedef enum
 {
   MSG_WIRE_FRAME_MESSAGE = 1,
   MSG_WIRE_FRAME_CLOSE = 2,
+  /* Control frames: no ports, no descriptors, a fixed body of u64s. */
+  MSG_WIRE_FRAME_HELLO = 3,  /* features: each end's first frame */
+  MSG_WIRE_FRAME_ACK = 4,    /* messages, bytes: what the receiver took */
+  MSG_WIRE_FRAME_PING = 5,   /* interval_ms: answer with a pong */
+  MSG_WIRE_FRAME_PONG = 6,   /* no body */
 } MsgWireFrameKind;
+
+/* Features an end announces in its hello; a frame of a feature is sent
+ * only to a peer that announced it, and bits not known are ignored. */
+typedef enum
+{
+  MSG_WIRE_FEATURE_ACK = 1 << 0,        /* acknowledgements */
+  MSG_WIRE_FEATURE_KEEP_ALIVE = 1 << 1, /* ping and pong */
+} MsgWireFeatures;
+
+#define MSG_WIRE_FEATURES_ALL (MSG_WIRE_FEATURE_ACK | MSG_WIRE_FEATURE_KEEP_ALIVE)
+
+/* A port entry's flags: where the handshake of the socket it carries
+ * stands. */
+#define MSG_WIRE_PORT_HELLO_SENT  0x1  /* this end's hello was sent (or is
+                                        * in the out-prefix): send none */
+#define MSG_WIRE_PORT_PEER_HELLO  0x2  /* the peer's hello was decoded:
+                                        * its features are in the entry */
 
 /* Why the sender of a close frame ended the channel: the header's u32 at
  * offset 20, which is 0 in a message frame. */
@@ -67,6 +92,8 @@ typedef struct
   gsize   out_partial;  /* bytes at the start of @out_prefix that finish a
                          * partly written frame (they carry no descriptors);
                          * whole frames follow */
+  guint32 flags;        /* MSG_WIRE_PORT_HELLO_SENT, MSG_WIRE_PORT_PEER_HELLO */
+  guint32 peer_features;  /* with MSG_WIRE_PORT_PEER_HELLO */
 } MsgWirePort;
 
 /* A decoded message whose data came in a sealed memfd has @data_fd, its
@@ -88,6 +115,9 @@ typedef struct
   char             *data_type; /* (owned) (nullable) */
   gsize             data_size;
   MsgWireCloseReason close_reason;  /* CLOSE only */
+  /* The body of a control frame: HELLO: features; ACK: messages, bytes;
+   * PING: the sender's keep-alive interval in milliseconds. */
+  guint64           args[2];
 } MsgWireFrame;
 
 void          msg_wire_port_clear        (MsgWirePort   *port);
@@ -129,6 +159,12 @@ gboolean msg_wire_check_message  (GVariant       *data,
 gboolean msg_wire_encode         (MsgWireFrame   *frame,
                                   MsgWireEncoded *encoded,
                                   GError        **error);
+/* Writes the control frame @kind with @args (as many as it has) to
+ * @buffer; returns its size, at most MSG_WIRE_MAX_CONTROL_SIZE. */
+gsize    msg_wire_encode_control (MsgWireFrameKind kind,
+                                  guint64         arg0,
+                                  guint64         arg1,
+                                  guint8         *buffer);
 /* Appends the bytes and descriptors of @encoded to @bytes and @fds. */
 void     msg_wire_encoded_append (MsgWireEncoded *encoded,
                                   GByteArray     *bytes,
@@ -169,6 +205,14 @@ void            msg_wire_decoder_push        (MsgWireDecoder *self,
 gboolean        msg_wire_decoder_next        (MsgWireDecoder *self,
                                               MsgWireFrame  **frame,
                                               GError        **error);
+/* The handshake: a new decoder requires a HELLO as the first frame and
+ * refuses a second one. For a socket whose peer's hello was decoded
+ * elsewhere (a port that moved here), say so with its features. */
+void            msg_wire_decoder_set_peer_hello (MsgWireDecoder *self,
+                                              guint32         features);
+/* Whether the peer's hello was decoded, and its features. */
+gboolean        msg_wire_decoder_get_peer_hello (MsgWireDecoder *self,
+                                              guint32        *features);
 /* Whether the decoder holds nothing: no partial frame, no descriptors. */
 gboolean        msg_wire_decoder_is_empty    (MsgWireDecoder *self);
 /* What it holds undecoded: descriptors, and bytes. */

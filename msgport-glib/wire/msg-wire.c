@@ -9,7 +9,7 @@
  * arrival order, with the stream range they arrived with, and never does
  * anything with them but hand them on or close them.
  *
- *   0  u32 magic "MSG1"      8  u32 n_fds       16 u32 ports_len
+ *   0  u32 magic "MSG2"      8  u32 n_fds       16 u32 ports_len
  *   4  u8  kind              12 u32 type_len    20 u32 close reason (0 in a message)
  *   5  u8  flags (1: data, 2: in a memfd)        24 u64 data_len
  *   6  u16 n_ports
@@ -17,10 +17,16 @@
  * A message whose data is in a sealed memfd has 8 bytes of data: u64, the
  * size of the memfd, which is the frame's last descriptor.
  *
+ * Control frames (hello, acknowledgement, ping, pong) have every field 0
+ * but the magic, the kind and data_len, and a body of u64s as their data:
+ * hello: features; ack: messages, bytes; ping: interval in ms; pong: none.
+ * Each end's first frame is its hello.
+ *
  * Port table entry: u32 n_in_fds, u32 n_out_fds, u64 in_len, u64 out_len,
- * u64 out_partial, in_len bytes, padding to 8, out_len bytes, padding to 8. A port takes
- * 1 + n_in_fds + n_out_fds descriptors, in that order, and the frame's
- * n_fds is their sum over its ports.
+ * u64 out_partial, u32 flags, u32 peer_features, in_len bytes, padding to
+ * 8, out_len bytes, padding to 8. A port takes 1 + n_in_fds + n_out_fds
+ * descriptors, in that order, and the frame's n_fds is their sum over its
+ * ports.
  *
  * Over 1,000 lines, on purpose: one codec, pure functions on bytes and
  * descriptors (encoding, the incremental decoder, memfds, the receive-buffer
@@ -343,6 +349,8 @@ msg_wire_encode (MsgWireFrame   *frame,
       write_u64 (head + offset + 8, in_len);
       write_u64 (head + offset + 16, out_len);
       write_u64 (head + offset + 24, port->out_partial);
+      write_u32 (head + offset + 32, port->flags);
+      write_u32 (head + offset + 36, port->peer_features);
       offset += PORT_ENTRY_SIZE;
       if (in_len > 0)
         memcpy (head + offset, g_bytes_get_data (port->in_prefix, NULL), in_len);
@@ -362,6 +370,43 @@ msg_wire_encode (MsgWireFrame   *frame,
 
   encoded->head = g_bytes_new_take (head, head_size);
   return TRUE;
+}
+
+gsize
+msg_wire_encode_control (MsgWireFrameKind kind,
+                         guint64          arg0,
+                         guint64          arg1,
+                         guint8          *buffer)
+{
+  guint n_args;
+
+  switch (kind)
+    {
+    case MSG_WIRE_FRAME_ACK:
+      n_args = 2;
+      break;
+    case MSG_WIRE_FRAME_HELLO:
+    case MSG_WIRE_FRAME_PING:
+      n_args = 1;
+      break;
+    case MSG_WIRE_FRAME_PONG:
+      n_args = 0;
+      break;
+    case MSG_WIRE_FRAME_MESSAGE:
+    case MSG_WIRE_FRAME_CLOSE:
+    default:
+      g_assert_not_reached ();
+    }
+
+  memset (buffer, 0, MSG_WIRE_HEADER_SIZE);
+  write_u32 (buffer, MSG_WIRE_MAGIC);
+  buffer[4] = kind;
+  write_u64 (buffer + 24, n_args * 8);
+  if (n_args > 0)
+    write_u64 (buffer + MSG_WIRE_HEADER_SIZE, arg0);
+  if (n_args > 1)
+    write_u64 (buffer + MSG_WIRE_HEADER_SIZE + 8, arg1);
+  return MSG_WIRE_HEADER_SIZE + n_args * 8;
 }
 
 void
@@ -510,6 +555,8 @@ struct _MsgWireDecoder
   gsize    tail_at;
   GArray  *fds;          /* of ReceivedFd, in arrival order */
   gboolean failed;
+  gboolean peer_hello;   /* the peer's hello was decoded */
+  guint32  peer_features;
 };
 
 MsgWireDecoder *
@@ -527,6 +574,22 @@ close_received_fds (MsgWireDecoder *self)
   for (guint i = 0; i < self->fds->len; i++)
     close (g_array_index (self->fds, ReceivedFd, i).fd);
   g_array_set_size (self->fds, 0);
+}
+
+void
+msg_wire_decoder_set_peer_hello (MsgWireDecoder *self,
+                                 guint32         features)
+{
+  self->peer_hello = TRUE;
+  self->peer_features = features;
+}
+
+gboolean
+msg_wire_decoder_get_peer_hello (MsgWireDecoder *self,
+                                 guint32        *features)
+{
+  *features = self->peer_hello ? self->peer_features : 0;
+  return self->peer_hello;
 }
 
 void
@@ -793,7 +856,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   g_autoptr(GVariant) data = NULL;
   const guint8 *p, *table_end;
   guint fd_index = 0, fds_needed = 0, n_data_fds;
-  gboolean from_tail;
+  gboolean from_tail, control;
 
   g_return_val_if_fail (!self->failed, FALSE);
   *frame_out = NULL;
@@ -822,6 +885,10 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
 
   n_data_fds = (flags & MSG_WIRE_FLAG_DATA_FD) ? 1 : 0;
 
+  if (read_u32 (h) == MSG_WIRE_MAGIC_V1)
+    return protocol_error (self, error, "it speaks version 1 of the msgport-glib wire "
+                           "format, this process version 2 (two installations of "
+                           "msgport-glib that cannot talk)");
   if (read_u32 (h) != MSG_WIRE_MAGIC)
     return protocol_error (self, error, "bad frame magic %08x", read_u32 (h));
   if ((kind != MSG_WIRE_FRAME_CLOSE && reason != 0) ||
@@ -834,14 +901,27 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
       if (reason > MSG_WIRE_CLOSE_TOO_LARGE)
         return protocol_error (self, error, "unknown close reason %u", reason);
     }
+  else if (kind == MSG_WIRE_FRAME_HELLO || kind == MSG_WIRE_FRAME_ACK ||
+           kind == MSG_WIRE_FRAME_PING || kind == MSG_WIRE_FRAME_PONG)
+    {
+      guint64 body = kind == MSG_WIRE_FRAME_ACK ? 16 : kind == MSG_WIRE_FRAME_PONG ? 0 : 8;
+
+      if (flags != 0 || n_ports != 0 || n_fds != 0 || type_len != 0 || ports_len != 0 || data_len != body)
+        return protocol_error (self, error, "a control frame (kind %u) has a bad size", kind);
+    }
   else if (kind != MSG_WIRE_FRAME_MESSAGE)
     return protocol_error (self, error, "unknown frame kind %u", kind);
+  if ((kind == MSG_WIRE_FRAME_HELLO) == self->peer_hello)
+    return protocol_error (self, error, self->peer_hello ? "a second hello came"
+                                                         : "the first frame is not a hello");
   if (n_ports > MSG_WIRE_MAX_PORTS || n_fds > MSG_WIRE_MAX_FDS ||
       type_len > MSG_WIRE_MAX_TYPE_SIZE || ports_len > MSG_WIRE_MAX_PORTS_SIZE ||
       data_len > MSG_WIRE_MAX_DATA_SIZE)
     return protocol_error (self, error, "a frame is over the size limits");
-  if (((flags & MSG_WIRE_FLAG_DATA) != 0) != (type_len > 0) ||
-      (!(flags & MSG_WIRE_FLAG_DATA) && data_len != 0))
+  control = kind != MSG_WIRE_FRAME_MESSAGE && kind != MSG_WIRE_FRAME_CLOSE;
+  if (!control &&
+      (((flags & MSG_WIRE_FLAG_DATA) != 0) != (type_len > 0) ||
+       (!(flags & MSG_WIRE_FLAG_DATA) && data_len != 0)))
     return protocol_error (self, error, "a frame's data and type disagree");
   if (n_data_fds > 0 && (!(flags & MSG_WIRE_FLAG_DATA) || data_len != 8 || n_fds == 0))
     return protocol_error (self, error, "a frame's data descriptor is not declared right");
@@ -877,6 +957,24 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
        * as bytes arrive, not by what a header claims. */
       msg_wire_decoder_reserve (self, MIN (frame_size - available, MAX_RESERVE_AHEAD), &room);
       return FALSE;
+    }
+
+  if (control)
+    {
+      /* A control frame: header and body, nothing else. */
+      if (self->fds->len > 0 && g_array_index (self->fds, ReceivedFd, 0).end <= self->offset + frame_size)
+        return protocol_error (self, error, "a frame came with more descriptors than it declares");
+      frame = msg_wire_frame_new (kind, NULL, 0);
+      if (data_len >= 8)
+        frame->args[0] = read_u64 (h + MSG_WIRE_HEADER_SIZE);
+      if (data_len >= 16)
+        frame->args[1] = read_u64 (h + MSG_WIRE_HEADER_SIZE + 8);
+      if (kind == MSG_WIRE_FRAME_HELLO)
+        msg_wire_decoder_set_peer_hello (self, (guint32) frame->args[0]);
+      self->start += frame_size;
+      self->offset += frame_size;
+      *frame_out = g_steal_pointer (&frame);
+      return TRUE;
     }
 
   from_tail = self->tail != NULL;
@@ -972,7 +1070,15 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
       in_len = read_u64 (p + 8);
       out_len = read_u64 (p + 16);
       out_partial = read_u64 (p + 24);
+      port->flags = read_u32 (p + 32);
+      port->peer_features = read_u32 (p + 36);
       p += PORT_ENTRY_SIZE;
+      if ((port->flags & ~(guint32) (MSG_WIRE_PORT_HELLO_SENT | MSG_WIRE_PORT_PEER_HELLO)) != 0 ||
+          (!(port->flags & MSG_WIRE_PORT_PEER_HELLO) && port->peer_features != 0))
+        {
+          msg_wire_close_fds (fds);
+          return protocol_error (self, error, "a port entry has reserved bits set");
+        }
       if (in_len > (guint64) (table_end - p) || ALIGN8 (in_len) > (guint64) (table_end - p) ||
           out_len > (guint64) (table_end - p) - ALIGN8 (in_len) ||
           ALIGN8 (out_len) > (guint64) (table_end - p) - ALIGN8 (in_len) ||

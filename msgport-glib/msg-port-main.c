@@ -73,6 +73,23 @@
  * application's main loops do; only the signals wait for the port's
  * context.
  *
+ * Byte payloads travel without extra copies as `ay` values that wrap a
+ * #GBytes: make the message with
+ * `g_variant_new_from_bytes (G_VARIANT_TYPE_BYTESTRING, bytes, TRUE)` and
+ * take the payload out with g_variant_get_data_as_bytes(). Within a
+ * process the receiver gets the very same memory (no copy at all, between
+ * threads too); to another process the bytes are written to the socket
+ * once, or, from 16 MiB on, put in a sealed memfd that the receiver maps,
+ * and g_variant_get_data_as_bytes() there returns the mapped memory. (A
+ * #GVariant made with g_variant_new_fixed_array() or from a list of
+ * bytes copies the data into the #GVariant once.) From Python,
+ * `GLib.Variant.new_from_bytes (GLib.VariantType ('ay'), GLib.Bytes (data),
+ * True)` copies the Python `bytes` once into the #GBytes, and
+ * `event.data.get_data_as_bytes ().get_data ()` copies once out of it;
+ * from GJS, `new GLib.Bytes (uint8array)` copies once in, and
+ * `event.data.get_data_as_bytes ().toArray ()` (or `event.data.deepUnpack ()`)
+ * gives a new `Uint8Array`, a copy.
+ *
  * C code that handles many small messages can have them passed to a
  * function, set with msg_port_main_set_message_func(), instead of emitted
  * as #MsgPortMain::message: the same delivery, without the cost of a

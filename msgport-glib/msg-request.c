@@ -297,7 +297,10 @@ msg_port_main_request_finish (MsgPortMain   *self,
  * exactly one port (it is not a request), and with %MSG_PORT_ERROR_CLOSED
  * if the request was already answered, or the requester no longer waits
  * (it timed out, was cancelled or went away), or the reply port was
- * transferred or closed. Like any message, the reply may fail to cross to
+ * transferred or closed. A requester that gives up while the reply is on
+ * its way (between threads or processes) is not seen in time: the reply
+ * is then posted, returns %TRUE, and is dropped unread. Like any message,
+ * the reply may fail to cross to
  * another process (%MSG_PORT_ERROR_TOO_LARGE); the reply port then stays
  * open, so another reply can be tried.
  *

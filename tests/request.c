@@ -223,6 +223,68 @@ test_request_threads (void)
   g_object_unref (channel);
 }
 
+/* A request made in a worker thread completes in the worker's context. */
+typedef struct
+{
+  MsgPortMain *requester;  /* (owned) */
+  Result       result;
+  GThread     *thread;     /* where the callback ran */
+  gint         done;       /* (atomic) */
+} WorkerRequest;
+
+static void
+worker_request_done (GObject      *source,
+                     GAsyncResult *res,
+                     gpointer      user_data)
+{
+  WorkerRequest *request = user_data;
+
+  request_done (source, res, &request->result);
+  request->thread = g_thread_self ();
+  g_atomic_int_set (&request->done, TRUE);
+  g_main_context_wakeup (NULL);
+}
+
+static gboolean
+worker_make_request (gpointer user_data)
+{
+  WorkerRequest *request = user_data;
+
+  msg_port_main_request_async (request->requester, g_variant_new_string ("w"), 60000, NULL,
+                               worker_request_done, request);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_request_from_worker (void)
+{
+  MsgChannelMain *channel = msg_channel_main_new ();
+  MsgPortMain *responder_port = msg_channel_main_get_port2 (channel);
+  Responder *responder = responder_new (responder_port);
+  MsgTestWorker *worker = msg_test_worker_new ("requester");
+  WorkerRequest request = { g_object_ref (msg_channel_main_get_port1 (channel)), { 0, }, NULL, 0 };
+
+  g_test_summary ("A request made in a worker thread completes there, in the worker's "
+                  "thread-default context, answered from the main thread");
+
+  msg_port_main_start (responder_port);
+  msg_test_worker_invoke (worker, worker_make_request, &request);
+  msg_test_wait_until (NULL, g_atomic_int_get (&request.done));
+  msg_test_worker_free (worker);
+
+  g_assert_no_error (request.result.error);
+  g_assert_cmpstr (g_variant_get_string (request.result.reply, NULL), ==, "ww");
+  g_assert_true (request.thread != g_thread_self ());
+  g_assert_true (responder->thread == g_thread_self ());
+  result_clear (&request.result);
+
+  msg_port_main_close (responder_port);
+  msg_test_drain (NULL);
+  g_object_unref (request.requester);
+  responder_free (responder);
+  g_object_unref (channel);
+}
+
 static void
 test_request_timeout (void)
 {
@@ -511,6 +573,7 @@ main (int    argc,
 
   g_test_add_func ("/request/same-thread", test_request_same_thread);
   g_test_add_func ("/request/threads", test_request_threads);
+  g_test_add_func ("/request/from-worker", test_request_from_worker);
   g_test_add_func ("/request/timeout", test_request_timeout);
   g_test_add_func ("/request/cancel", test_request_cancel);
   g_test_add_func ("/request/no-reply", test_request_no_reply);

@@ -50,6 +50,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "msg-debug-private.h"
 #include "msg-dispatcher-private.h"
 #include "msg-port-error.h"
 
@@ -458,6 +459,8 @@ msg_dispatcher_add_lease (MsgDispatcher       *self,
   g_atomic_int_set (&self->changed, 1);
   msg_mutex_unlock (&self->lock);
 
+  MSG_DEBUG ("socket %d: leased to the context %p, which reads it while it polls",
+             fd, (gpointer) g_atomic_pointer_get (&self->context));
   /* prepare() adds the descriptor to the poll set. */
   wake (self);
   return TRUE;
@@ -491,6 +494,8 @@ msg_dispatcher_drop_lease (MsgDispatcher *self,
   msg_mutex_lock (&self->lock);
   mark_dropped_locked (self, lease, 0);
   msg_mutex_unlock (&self->lock);
+  MSG_DEBUG ("lease %p: taken back from the context %p", (gpointer) lease,
+             (gpointer) g_atomic_pointer_get (&self->context));
   wake (self);
 }
 

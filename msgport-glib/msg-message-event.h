@@ -48,4 +48,9 @@ MsgPortMain  *msg_message_event_get_port   (MsgMessageEvent *self,
 MSG_AVAILABLE_IN_ALL
 GListModel   *msg_message_event_get_port_list (MsgMessageEvent *self);
 
+MSG_AVAILABLE_IN_1_2
+gboolean      msg_message_event_reply      (MsgMessageEvent  *self,
+                                            GVariant         *reply,
+                                            GError          **error);
+
 G_END_DECLS

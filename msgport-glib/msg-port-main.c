@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "msg-debug-private.h"
 #include "msg-dispatcher-private.h"
 #include "msg-message-event-private.h"
 #include "msg-port-error.h"
@@ -72,6 +73,32 @@
  * thread of the library's own, so it makes progress whatever the
  * application's main loops do; only the signals wait for the port's
  * context.
+ *
+ * Byte payloads travel without extra copies as `ay` values that wrap a
+ * #GBytes: make the message with
+ * `g_variant_new_from_bytes (G_VARIANT_TYPE_BYTESTRING, bytes, TRUE)` and
+ * take the payload out with g_variant_get_data_as_bytes(). Within a
+ * process the receiver gets the very same memory (no copy at all, between
+ * threads too); to another process the bytes are written to the socket
+ * once, or, from 16 MiB on, put in a sealed memfd that the receiver maps,
+ * and g_variant_get_data_as_bytes() there returns the mapped memory. (A
+ * #GVariant made with g_variant_new_fixed_array() or from a list of
+ * bytes copies the data into the #GVariant once.) From Python,
+ * `GLib.Variant.new_from_bytes (GLib.VariantType ('ay'), GLib.Bytes (data),
+ * True)` copies the Python `bytes` once into the #GBytes, and
+ * `event.data.get_data_as_bytes ().get_data ()` copies once out of it;
+ * from GJS, `new GLib.Bytes (uint8array)` copies once in, and
+ * `event.data.get_data_as_bytes ().toArray ()` (or `event.data.deepUnpack ()`)
+ * gives a new `Uint8Array`, a copy.
+ *
+ * `G_MESSAGES_DEBUG=msgport-glib` in the environment of a process logs
+ * each step of its ports' lives (made, started, transferred, bridged to
+ * another process, a socket leased to a context, closed and why) as
+ * debug messages in the log domain `msgport-glib`; otherwise this costs
+ * nothing. A port that was never started, nor closed, and is dropped
+ * while its channel still works and messages are queued for it logs a
+ * warning with their count: they are lost (the classic "forgot to call
+ * msg_port_main_start()"). Close a port you do not mean to start.
  *
  * C code that handles many small messages can have them passed to a
  * function, set with msg_port_main_set_message_func(), instead of emitted
@@ -158,17 +185,35 @@ msg_port_main_dispose (GObject *object)
   MsgPortMain *self = MSG_PORT_MAIN (object);
   MsgEndpoint *endpoint = self->endpoint;
   gboolean owner;
+  guint n_lost = 0;
 
   /* A bound endpoint holds a reference on us, so we get here only when the
    * port was never started, has ended, or was transferred away. */
   msg_mutex_lock (&endpoint->lock);
   owner = endpoint->port == self;
   if (owner)
-    endpoint->port = NULL;
+    {
+      endpoint->port = NULL;
+      /* Messages reached a port nobody started or closed, on a channel
+       * that still works: the classic "forgot to call start()". A port
+       * whose channel ended holds no conversation to lose. Once per
+       * port: this handle owns the endpoint no more. */
+      if (!endpoint->started && !endpoint->closed && !endpoint->ended)
+        n_lost = endpoint->queue.length;
+    }
   msg_mutex_unlock (&endpoint->lock);
 
+  if (n_lost > 0)
+    g_warning ("A port that was never started (%p) was dropped with %u message%s "
+               "queued for it, now lost: call msg_port_main_start() to receive a "
+               "port's messages, or msg_port_main_close() to drop them",
+               (gpointer) self, n_lost, n_lost == 1 ? "" : "s");
   if (owner)
-    msg_endpoint_discard (endpoint);
+    {
+      MSG_DEBUG ("port %p: the last reference was dropped; the port ends if it had not",
+                 (gpointer) self);
+      msg_endpoint_discard (endpoint);
+    }
 
   msg_port_main_clear_message_func (self);
 
@@ -318,6 +363,8 @@ msg_port_main_init (MsgPortMain *self)
   endpoint->port = self;
   endpoint->started = FALSE;
   msg_mutex_unlock (&endpoint->lock);
+
+  MSG_DEBUG ("port %p: created (endpoint %p)", (gpointer) self, (gpointer) endpoint);
 }
 
 /* Wraps @endpoint (whose reference is taken) in a new handle. */
@@ -336,6 +383,19 @@ msg_port_main_get_endpoint (MsgPortMain *self)
   return self->endpoint;
 }
 
+/* G_MESSAGES_DEBUG=msgport-glib: @self emits ::close, and why. */
+static void
+debug_close (MsgPortMain *self)
+{
+  GError *reason = msg_port_main_get_close_reason (self);
+
+  MSG_DEBUG ("port %p: closed: %s (%s %d)", (gpointer) self,
+             reason != NULL ? reason->message : "no reason",
+             reason != NULL ? g_quark_to_string (reason->domain) : "",
+             reason != NULL ? reason->code : 0);
+  g_clear_error (&reason);
+}
+
 /* The MsgEmitFunc of a started port: emits what @item carries on @self,
  * in its context, and frees it. @cache holds the MsgEventPool of the
  * context. */
@@ -352,6 +412,8 @@ msg_port_main_emit (MsgPortMain  *self,
 
   if (msg_item_is_close (item))
     {
+      if (G_UNLIKELY (msg_debug_enabled ()))
+        debug_close (self);
       g_signal_emit (self, signals[SIGNAL_CLOSE], 0);
       msg_item_free (item);
       return;
@@ -539,6 +601,8 @@ msg_port_main_take_transfer (MsgPortMain   *self,
 
   for (guint i = 0; i < n_transfer; i++)
     {
+      MSG_DEBUG ("port %p: transferred with a message on port %p (endpoint %p)",
+                 (gpointer) transfer[i], (gpointer) self, (gpointer) endpoints[i]);
       if (released[i] != NULL)
         msg_dispatcher_release (released[i]);
       g_clear_object (&self_refs[i]);
@@ -816,6 +880,8 @@ msg_port_main_start (MsgPortMain *self)
 
   if (!bound)
     msg_dispatcher_release (dispatcher);
+  else
+    MSG_DEBUG ("port %p: started in the context %p", (gpointer) self, (gpointer) context);
   g_main_context_unref (context);
 }
 
@@ -859,10 +925,17 @@ msg_port_main_close (MsgPortMain *self)
   msg_mutex_unlock (&endpoint->lock);
 
   if (started)
-    msg_endpoint_disentangle (endpoint, new_closed_reason (),
-                              msg_endpoint_new_peer_closed_reason ());
+    {
+      MSG_DEBUG ("port %p: close() called; it emits close once what reached it is delivered",
+                 (gpointer) self);
+      msg_endpoint_disentangle (endpoint, new_closed_reason (),
+                                msg_endpoint_new_peer_closed_reason ());
+    }
   else
-    msg_endpoint_discard (endpoint);
+    {
+      MSG_DEBUG ("port %p: closed: close() called before it was started", (gpointer) self);
+      msg_endpoint_discard (endpoint);
+    }
 }
 
 /**
@@ -1077,6 +1150,7 @@ msg_port_main_new_for_fd (int      fd,
   if (endpoint == NULL)
     return NULL;
 
+  MSG_DEBUG ("endpoint %p: made of the socket %d, to another process", (gpointer) endpoint, fd);
   return msg_port_main_new_for_endpoint (endpoint);
 }
 

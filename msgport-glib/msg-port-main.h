@@ -100,4 +100,16 @@ gboolean  msg_port_main_flush            (MsgPortMain   *self,
                                           GCancellable  *cancellable,
                                           GError       **error);
 
+MSG_AVAILABLE_IN_1_2
+void      msg_port_main_request_async    (MsgPortMain          *self,
+                                          GVariant             *message,
+                                          gint                  timeout_ms,
+                                          GCancellable         *cancellable,
+                                          GAsyncReadyCallback   callback,
+                                          gpointer              user_data);
+MSG_AVAILABLE_IN_1_2
+GVariant *msg_port_main_request_finish   (MsgPortMain          *self,
+                                          GAsyncResult         *result,
+                                          GError              **error);
+
 G_END_DECLS

@@ -59,6 +59,23 @@ reply_message (MsgPortMain     *port,
     }
 }
 
+/* respond: answers each request (msg_port_main_request_async()) with its
+ * string doubled; drops the request "ignore" and its reply port unanswered. */
+static void
+respond_message (MsgPortMain     *port,
+                 MsgMessageEvent *event,
+                 gpointer         user_data)
+{
+  const char *text = g_variant_get_string (msg_message_event_get_data (event), NULL);
+  g_autoptr(GError) error = NULL;
+
+  if (g_str_equal (text, "ignore"))
+    return;
+  if (!msg_message_event_reply (event, g_variant_new_take_string (g_strconcat (text, text, NULL)),
+                                &error))
+    g_error ("respond: %s", error->message);
+}
+
 /* chain-b K: counts the data port's messages; after seq K - 1, sends the
  * data port on to C and tells the parent.
  * chain-b-exit K: the same, then flushes both and exits at once. */
@@ -314,6 +331,8 @@ main (int    argc,
     g_signal_connect (parent, "message", G_CALLBACK (echo_message), NULL);
   else if (g_str_equal (mode, "reply-on-ports"))
     g_signal_connect (parent, "message", G_CALLBACK (reply_message), NULL);
+  else if (g_str_equal (mode, "respond"))
+    g_signal_connect (parent, "message", G_CALLBACK (respond_message), NULL);
   else if (g_str_equal (mode, "chain-b") || g_str_equal (mode, "chain-b-exit"))
     g_signal_connect (parent, "message", G_CALLBACK (chain_b_control), &chain_b);
   else if (g_str_equal (mode, "chain-c"))

@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "msg-connection-private.h"
+#include "msg-debug-private.h"
 #include "msg-lock-private.h"
 #include "msg-socket-private.h"
 #include "msg-transport-private.h"
@@ -549,6 +550,7 @@ connection_export (MsgEndpoint  *endpoint,
           /* The next port of the frame is sized against what is left. */
           room->n_fds -= MIN (room->n_fds, n_fds);
           room->n_bytes -= MIN (room->n_bytes, n_bytes);
+          MSG_DEBUG ("endpoint %p: its socket moved to another process", (gpointer) endpoint);
           msg_endpoint_unref (peer);
           msg_endpoint_unref (endpoint);
           return TRUE;
@@ -574,6 +576,7 @@ connection_export (MsgEndpoint  *endpoint,
   bridge = msg_connection_new (fds[0], endpoint, &port_codec);
   msg_connection_queue_hello (bridge);
   msg_connection_start (bridge);
+  MSG_DEBUG ("endpoint %p: bridged to another process through a new socket pair (%d, %d)", (gpointer) endpoint, fds[0], fds[1]);
   msg_endpoint_unref (endpoint);
   port->fd = fds[1];
   room->n_fds -= MIN (room->n_fds, 1);

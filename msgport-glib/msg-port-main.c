@@ -107,6 +107,11 @@ struct _MsgPortMain
    * msg_port_main_receive_emit(), without being started, and holds a
    * reference on this handle, as a started one does. */
   GQueue                 receives;
+  /* (owned) (nullable): protected by endpoint->lock: the dispatcher of
+   * the last receive (an acquired reference), kept so that a loop of
+   * receives does not make and destroy a dispatcher for each message on
+   * a context where nothing else keeps one; let go at dispose. */
+  MsgDispatcher         *receive_dispatcher;
   gint                   priority;          /* (atomic): of its dispatcher */
 };
 
@@ -176,6 +181,7 @@ msg_port_main_dispose (GObject *object)
 {
   MsgPortMain *self = MSG_PORT_MAIN (object);
   MsgEndpoint *endpoint = self->endpoint;
+  MsgDispatcher *receive_dispatcher;
   gboolean owner;
 
   /* A bound endpoint holds a reference on us, so we get here only when the
@@ -188,6 +194,12 @@ msg_port_main_dispose (GObject *object)
 
   if (owner)
     msg_endpoint_discard (endpoint);
+
+  msg_mutex_lock (&endpoint->lock);
+  receive_dispatcher = g_steal_pointer (&self->receive_dispatcher);
+  msg_mutex_unlock (&endpoint->lock);
+  if (receive_dispatcher != NULL)
+    msg_dispatcher_release (receive_dispatcher);
 
   msg_port_main_clear_message_func (self);
 
@@ -628,10 +640,6 @@ msg_port_main_receive_emit (MsgPortMain  *self,
       ended = self->receives;
       g_queue_init (&self->receives);
     }
-  else
-    {
-      unbound = msg_port_main_receives_changed_locked (self);
-    }
   msg_mutex_unlock (&endpoint->lock);
 
   if (reason != NULL)
@@ -650,8 +658,15 @@ msg_port_main_receive_emit (MsgPortMain  *self,
   msg_event_pool_give_back (cache->data, event);
   msg_envelope_free (envelope);
 
-  msg_port_main_receives_unbound (self, unbound);
+  /* Completed first: a callback that runs at once and receives again
+   * keeps the port bound. Nothing pops meanwhile: the dispatcher runs
+   * this, and cancellations run in this thread too. */
   msg_receive_return (task, event, NULL);
+
+  msg_mutex_lock (&endpoint->lock);
+  unbound = msg_port_main_receives_changed_locked (self);
+  msg_mutex_unlock (&endpoint->lock);
+  msg_port_main_receives_unbound (self, unbound);
 }
 
 /* The callback of a receive's cancellable source, in the receive's
@@ -1717,8 +1732,10 @@ msg_port_main_receive_async (MsgPortMain         *self,
 {
   MsgEndpoint *endpoint;
   MsgDispatcher *dispatcher;
+  MsgDispatcher *old_cached = NULL;
   MsgReceiveData *receive;
   GMainContext *context;
+  gboolean cache = FALSE;
   GError *error = NULL;
   GTask *task;
 
@@ -1755,6 +1772,28 @@ msg_port_main_receive_async (MsgPortMain         *self,
     }
 
   endpoint = self->endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  if (self->receive_dispatcher != dispatcher)
+    {
+      old_cached = g_steal_pointer (&self->receive_dispatcher);
+      cache = TRUE;
+    }
+  msg_mutex_unlock (&endpoint->lock);
+  if (cache)
+    {
+      /* A reference of its own (the one above goes to the binding). */
+      MsgDispatcher *cached = msg_dispatcher_acquire_full (context, g_atomic_int_get (&self->priority));
+
+      msg_mutex_lock (&endpoint->lock);
+      if (self->receive_dispatcher == NULL)
+        self->receive_dispatcher = g_steal_pointer (&cached);
+      msg_mutex_unlock (&endpoint->lock);
+      if (cached != NULL)
+        msg_dispatcher_release (cached);
+      if (old_cached != NULL)
+        msg_dispatcher_release (old_cached);
+    }
+
   msg_mutex_lock (&endpoint->lock);
   if (endpoint->port != self)
     {

@@ -323,10 +323,10 @@ msg_port_main_class_init (MsgPortMainClass *klass)
    *
    * It is read when the port is bound to its context: by
    * msg_port_main_start(), or by a receive when none is pending. Set it
-   * before; a change on a port that is started (or has receives pending)
-   * takes effect the next time it is bound, which for a started port is
-   * never: it is not re-bound. The priority belongs to this handle: a
-   * port that arrives in a message has the default again.
+   * before, or in the thread of the port's context, where a started port
+   * takes it at once (see msg_port_main_set_priority()). The priority
+   * belongs to this handle: a port that arrives in a message has the
+   * default again.
    *
    * Whatever the priority, one dispatch delivers at most a bounded batch
    * of one port's messages (256), so that a port with a backlog lets
@@ -2043,8 +2043,12 @@ msg_port_main_get_priority (MsgPortMain *self)
  *
  * Sets #MsgPortMain:priority: the priority at which the port's messages
  * are dispatched in its #GMainContext. Set it before msg_port_main_start()
- * (or before the first receive): a started port keeps the priority it
- * was started with. Safe to call from any thread.
+ * (or before a receive), or in the thread whose thread-default context
+ * the port was started in (from a handler, say), where a started port (or
+ * one with receives pending) takes the new priority at once. Elsewhere a
+ * started port keeps the priority it was started with: its context may
+ * be finalizing in another thread, and it is not touched. Safe to call
+ * from any thread.
  *
  * Since: 1.2
  */
@@ -2052,10 +2056,46 @@ void
 msg_port_main_set_priority (MsgPortMain *self,
                             gint         priority)
 {
+  MsgEndpoint *endpoint;
+  GMainContext *context;
+  MsgDispatcher *dispatcher;
+  MsgDispatcher *old = NULL;
+
   g_return_if_fail (MSG_IS_PORT_MAIN (self));
 
   if (g_atomic_int_get (&self->priority) == priority)
     return;
   g_atomic_int_set (&self->priority, priority);
+
+  /* Re-bound only from its own context's thread, whose reference (the
+   * thread-default stack's, or the global default's) keeps the context
+   * alive while the new dispatcher is attached to it. */
+  endpoint = self->endpoint;
+  context = g_main_context_ref_thread_default ();
+  dispatcher = msg_dispatcher_acquire_full (context, priority);
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port == self && endpoint->ready_list != NULL)
+    {
+      MsgDispatcher *bound = msg_dispatcher_get_bound_locked (endpoint);
+
+      if (bound != dispatcher && msg_dispatcher_get_context (bound) == context)
+        {
+          MsgEmitFunc emit = endpoint->emit;
+
+          /* A dispatch of the old one in progress (this is one of its
+           * handlers, say) stops at its next item, which the new one
+           * delivers: the order stays. */
+          old = msg_dispatcher_unbind_locked (endpoint);
+          msg_dispatcher_bind_locked (g_steal_pointer (&dispatcher), endpoint, emit);
+        }
+    }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (dispatcher != NULL)
+    msg_dispatcher_release (dispatcher);
+  if (old != NULL)
+    msg_dispatcher_release (old);
+  g_main_context_unref (context);
+
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PRIORITY]);
 }

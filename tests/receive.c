@@ -697,7 +697,8 @@ test_priority (void)
   gint priority = 0;
 
   g_test_summary ("A port with a higher priority is dispatched before a ready port "
-                  "of the same context with a lower one; the property round-trips");
+                  "of the same context with a lower one, also once changed on "
+                  "started ports; the property round-trips");
 
   g_assert_cmpint (msg_port_main_get_priority (low_port), ==, G_PRIORITY_DEFAULT);
   g_object_set (high_port, "priority", G_PRIORITY_HIGH, NULL);
@@ -715,10 +716,65 @@ test_priority (void)
   g_assert_cmpint (log_index (&log, 'H'), ==, 0);
   g_assert_cmpint (log_index (&log, 'L'), ==, 1);
 
+  /* Changed on started ports, in their context's thread: at once. */
+  g_array_set_size (log.log, 0);
+  msg_port_main_set_priority (high_port, G_PRIORITY_LOW);
+  msg_port_main_set_priority (low_port, G_PRIORITY_HIGH);
+  msg_port_main_post (msg_channel_main_get_port1 (high), g_variant_new_string ("H"), NULL);
+  msg_port_main_post (msg_channel_main_get_port1 (low), g_variant_new_string ("L"), NULL);
+  msg_test_wait_until (NULL, log.log->len == 2);
+  g_assert_cmpint (log_index (&log, 'L'), ==, 0);
+  g_assert_cmpint (log_index (&log, 'H'), ==, 1);
+
   msg_port_main_close (low_port);
   msg_port_main_close (high_port);
   msg_test_drain (NULL);
   g_array_unref (log.log);
+}
+
+typedef struct
+{
+  guint32  next;
+  gboolean in_order;
+} OrderLog;
+
+static void
+reprioritize_message (MsgPortMain     *port,
+                      MsgMessageEvent *event,
+                      gpointer         user_data)
+{
+  OrderLog *log = user_data;
+  guint32 value = g_variant_get_uint32 (msg_message_event_get_data (event));
+
+  if (value != log->next)
+    log->in_order = FALSE;
+  log->next++;
+  /* In the middle of a batch, now and then. */
+  if (value % 100 == 10)
+    msg_port_main_set_priority (port, value % 200 == 10 ? G_PRIORITY_HIGH : G_PRIORITY_LOW);
+}
+
+static void
+test_priority_change_in_handler (void)
+{
+  g_autoptr(MsgChannelMain) channel = msg_channel_main_new ();
+  MsgPortMain *port = msg_channel_main_get_port2 (channel);
+  OrderLog log = { 0, TRUE };
+
+  g_test_summary ("Changing the priority of a started port from its handler, in the "
+                  "middle of a batch, loses, repeats and reorders nothing");
+
+  for (guint32 i = 0; i < 2000; i++)
+    msg_port_main_post (msg_channel_main_get_port1 (channel), g_variant_new_uint32 (i), NULL);
+  msg_port_main_set_message_func (port, reprioritize_message, &log, NULL);
+  msg_port_main_start (port);
+  msg_test_wait_until (NULL, log.next == 2000);
+  g_assert_true (log.in_order);
+  msg_test_iterate_for (NULL, 20);
+  g_assert_cmpuint (log.next, ==, 2000);
+
+  msg_port_main_close (port);
+  msg_test_drain (NULL);
 }
 
 #define N_BACKLOG 20000
@@ -781,6 +837,7 @@ main (int    argc,
   g_test_add_func ("/receive/process", test_process);
   g_test_add_func ("/flush/async", test_flush_async);
   g_test_add_func ("/dispatch/priority", test_priority);
+  g_test_add_func ("/dispatch/priority-change-in-handler", test_priority_change_in_handler);
   g_test_add_func ("/dispatch/bounded-batch", test_bounded_batch);
 
   return g_test_run ();

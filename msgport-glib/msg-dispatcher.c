@@ -820,7 +820,8 @@ msg_dispatcher_dispatch (GSource     *source,
   /* Each endpoint's budget is what it holds now, before any handler
    * runs, and at most MSG_DISPATCH_BATCH_MAX: the rest is the next
    * dispatch's, so that a port with a backlog lets the other ports of the
-   * context, and its other sources, run in between. A bound endpoint holds a strong reference on its handle. */
+   * context, and its other sources, run in between. A bound endpoint
+   * holds a strong reference on its handle. */
   for (guint i = 0; i < n; i++)
     {
       MsgBatchItem *item = &self->batch[i];

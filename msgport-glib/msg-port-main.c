@@ -213,6 +213,8 @@ msg_port_main_finalize (GObject *object)
 
   /* Set again after dispose, by a weak reference callback, say. */
   msg_port_main_clear_message_func (self);
+  if (self->receive_dispatcher != NULL)
+    msg_dispatcher_release (g_steal_pointer (&self->receive_dispatcher));
 
   g_clear_pointer (&self->endpoint, msg_endpoint_unref);
 
@@ -1747,6 +1749,8 @@ msg_port_main_receive_async (MsgPortMain         *self,
   /* A message handed to a receive is its own: a cancellation that comes
    * after it must not drop it. */
   g_task_set_check_cancellable (task, FALSE);
+  /* Completed, when not at once, at the port's priority too. */
+  g_task_set_priority (task, g_atomic_int_get (&self->priority));
   receive = g_new0 (MsgReceiveData, 1);
   g_task_set_task_data (task, receive, msg_receive_data_free);
 
@@ -1768,6 +1772,7 @@ msg_port_main_receive_async (MsgPortMain         *self,
                              G_SOURCE_FUNC (msg_port_main_receive_cancelled),
                              g_object_ref (task), g_object_unref);
       g_source_set_static_name (receive->cancel_source, "MsgPortMain receive cancelled");
+      g_source_set_priority (receive->cancel_source, g_task_get_priority (task));
       g_source_attach (receive->cancel_source, context);
     }
 

@@ -16,7 +16,18 @@ G_BEGIN_DECLS
 
 typedef struct _MsgDispatcher MsgDispatcher;
 
+/* At most this many items of one endpoint are delivered per dispatch: a
+ * port with a backlog delivers it over several dispatches, so that the
+ * other ports of its context and the context's other sources run in
+ * between (a higher-priority source before the next batch). */
+#define MSG_DISPATCH_BATCH_MAX 256
+
 MsgDispatcher *msg_dispatcher_acquire    (GMainContext  *context);
+/* The dispatcher of @context whose source has @priority: ports with a
+ * #MsgPortMain:priority other than the default have one of their own per
+ * context and priority. */
+MsgDispatcher *msg_dispatcher_acquire_full (GMainContext *context,
+                                            gint          priority);
 void           msg_dispatcher_release    (MsgDispatcher *self);
 MsgDispatcher *msg_dispatcher_ref        (MsgDispatcher *self);
 void           msg_dispatcher_unref      (MsgDispatcher *self);

@@ -84,14 +84,41 @@ typedef struct
   guint                serial;
 } MsgReadable;
 
+/* One dispatcher per context and priority (the #MsgPortMain:priority of
+ * the ports bound to it): ports at the default priority share one source,
+ * as before, and each other priority in use costs one more. */
+typedef struct
+{
+  gconstpointer context;
+  gint          priority;
+} MsgDispatcherKey;
+
+static guint
+msg_dispatcher_key_hash (gconstpointer key)
+{
+  const MsgDispatcherKey *k = key;
+
+  return g_direct_hash (k->context) ^ (guint) k->priority;
+}
+
+static gboolean
+msg_dispatcher_key_equal (gconstpointer a,
+                          gconstpointer b)
+{
+  const MsgDispatcherKey *ka = a;
+  const MsgDispatcherKey *kb = b;
+
+  return ka->context == kb->context && ka->priority == kb->priority;
+}
+
 struct _MsgDispatcher
 {
   GSource       source;
   MsgReadyList  ready_list;  /* what bound endpoints know of us */
   GMainContext *context;   /* (atomic) (nullable): not owned (see above);
                             * set to %NULL under @lock when it is finalized */
-  gconstpointer context_key;  /* @context as it was: our key in dispatchers,
-                               * never dereferenced */
+  MsgDispatcherKey key;    /* @context as it was and our priority: our
+                            * key in dispatchers, never dereferenced */
   GMutex        lock;
   GCond         cond;      /* with @lock: @context_users went to 0 after
                             * @context was cleared */
@@ -152,7 +179,7 @@ struct _MsgDispatcher
 };
 
 static GMutex dispatchers_lock;
-static GHashTable *dispatchers;  /* (owned): GMainContext -> (owned) MsgDispatcher */
+static GHashTable *dispatchers;  /* (owned): MsgDispatcherKey -> (owned) MsgDispatcher */
 
 #define MSG_DISPATCHER_OF_READY_LIST(list) \
   ((MsgDispatcher *) (void *) ((char *) (list) - G_STRUCT_OFFSET (MsgDispatcher, ready_list)))
@@ -796,7 +823,10 @@ msg_dispatcher_dispatch (GSource     *source,
   msg_mutex_unlock (&self->lock);
 
   /* Each endpoint's budget is what it holds now, before any handler
-   * runs. A bound endpoint holds a strong reference on its handle. */
+   * runs, and at most MSG_DISPATCH_BATCH_MAX: the rest is the next
+   * dispatch's, so that a port with a backlog lets the other ports of the
+   * context, and its other sources, run in between. A bound endpoint
+   * holds a strong reference on its handle. */
   for (guint i = 0; i < n; i++)
     {
       MsgBatchItem *item = &self->batch[i];
@@ -806,7 +836,7 @@ msg_dispatcher_dispatch (GSource     *source,
         {
           item->port = g_object_ref (item->endpoint->port);
           item->emit = item->endpoint->emit;
-          item->budget = item->endpoint->queue.length;
+          item->budget = MIN (item->endpoint->queue.length, MSG_DISPATCH_BATCH_MAX);
         }
       msg_mutex_unlock (&item->endpoint->lock);
     }
@@ -899,18 +929,20 @@ static GSourceFuncs msg_dispatcher_funcs = {
 
 static void msg_dispatcher_context_gone (gpointer data);
 
-/* Returns the dispatcher of @context, creating it if needed; every call is
- * balanced by msg_dispatcher_release(). */
+/* Returns the dispatcher of @context at @priority, creating it if needed;
+ * every call is balanced by msg_dispatcher_release(). */
 MsgDispatcher *
-msg_dispatcher_acquire (GMainContext *context)
+msg_dispatcher_acquire_full (GMainContext *context,
+                             gint          priority)
 {
+  MsgDispatcherKey key = { context, priority };
   MsgDispatcher *self;
 
   msg_mutex_lock (&dispatchers_lock);
   if (dispatchers == NULL)
-    dispatchers = g_hash_table_new (NULL, NULL);
+    dispatchers = g_hash_table_new (msg_dispatcher_key_hash, msg_dispatcher_key_equal);
 
-  self = g_hash_table_lookup (dispatchers, context);
+  self = g_hash_table_lookup (dispatchers, &key);
   if (self == NULL)
     {
       GSource *source = g_source_new (&msg_dispatcher_funcs, sizeof (MsgDispatcher));
@@ -918,7 +950,7 @@ msg_dispatcher_acquire (GMainContext *context)
       self = (MsgDispatcher *) source;
       self->ready_list.funcs = &msg_dispatcher_ready_list_funcs;
       self->context = context;
-      self->context_key = context;
+      self->key = key;
       g_mutex_init (&self->lock);
       g_cond_init (&self->cond);
       g_queue_init (&self->ready);
@@ -926,11 +958,11 @@ msg_dispatcher_acquire (GMainContext *context)
       self->leases = g_array_new (FALSE, FALSE, sizeof (MsgLeaseEntry));
       self->readable = g_array_new (FALSE, FALSE, sizeof (MsgReadable));
       g_source_set_static_name (source, "MsgPortMain dispatcher");
-      g_source_set_priority (source, G_PRIORITY_DEFAULT);
+      g_source_set_priority (source, priority);
       self->reader = g_source_new (&msg_reader_funcs, sizeof (MsgReader));
       ((MsgReader *) self->reader)->dispatcher = msg_dispatcher_ref (self);
       g_source_set_static_name (self->reader, "MsgPortMain socket reader");
-      g_source_set_priority (self->reader, G_PRIORITY_DEFAULT);
+      g_source_set_priority (self->reader, priority);
       g_source_set_can_recurse (self->reader, TRUE);
       self->waker = msg_waker_new ();
       self->wake_fd = self->waker != NULL ? ((MsgWaker *) self->waker)->poll.fd : -1;
@@ -939,12 +971,19 @@ msg_dispatcher_acquire (GMainContext *context)
       if (self->waker != NULL)
         g_source_attach (self->waker, context);
       g_source_attach (source, context);
-      g_hash_table_insert (dispatchers, context, self);
+      g_hash_table_insert (dispatchers, &self->key, self);
     }
   self->n_bound++;
   msg_mutex_unlock (&dispatchers_lock);
 
   return self;
+}
+
+/* The dispatcher of @context at the default priority. */
+MsgDispatcher *
+msg_dispatcher_acquire (GMainContext *context)
+{
+  return msg_dispatcher_acquire_full (context, G_PRIORITY_DEFAULT);
 }
 
 MsgDispatcher *
@@ -972,7 +1011,7 @@ msg_dispatcher_release (MsgDispatcher *self)
   /* An orphan was taken out of the table when its context went: another
    * context may have the same address by now. */
   if (last && !self->orphaned)
-    g_hash_table_remove (dispatchers, self->context_key);
+    g_hash_table_remove (dispatchers, &self->key);
   msg_mutex_unlock (&dispatchers_lock);
 
   if (!last)
@@ -1069,7 +1108,7 @@ msg_dispatcher_context_gone (gpointer data)
   if (orphaned)
     {
       self->orphaned = TRUE;
-      g_hash_table_remove (dispatchers, self->context_key);
+      g_hash_table_remove (dispatchers, &self->key);
     }
   msg_mutex_unlock (&dispatchers_lock);
 

@@ -124,7 +124,31 @@ struct _MsgPortMain
                                              * runs, replaced meanwhile: called
                                              * once it returns */
   gpointer               running_data;
+
+  /* msg_port_main_receive_async(): the pending receives, oldest first,
+   * all of one #GMainContext (their #GTask's). Protected by
+   * endpoint->lock; only that context's thread takes tasks out, so that
+   * an item the dispatcher popped for a receive always finds one (see
+   * msg_port_main_receive_emit()). While it is not empty the endpoint is
+   * bound to the dispatcher of that context with
+   * msg_port_main_receive_emit(), without being started, and holds a
+   * reference on this handle, as a started one does. */
+  GQueue                 receives;
+  /* (owned) (nullable): protected by endpoint->lock: the dispatcher of
+   * the last receive (an acquired reference), kept so that a loop of
+   * receives does not make and destroy a dispatcher for each message on
+   * a context where nothing else keeps one; let go at dispose. */
+  MsgDispatcher         *receive_dispatcher;
+  gint                   priority;          /* (atomic): of its dispatcher */
 };
+
+enum {
+  PROP_0,
+  PROP_PRIORITY,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
 
 enum {
   SIGNAL_MESSAGE,
@@ -184,6 +208,7 @@ msg_port_main_dispose (GObject *object)
 {
   MsgPortMain *self = MSG_PORT_MAIN (object);
   MsgEndpoint *endpoint = self->endpoint;
+  MsgDispatcher *receive_dispatcher;
   gboolean owner;
   guint n_lost = 0;
 
@@ -215,6 +240,12 @@ msg_port_main_dispose (GObject *object)
       msg_endpoint_discard (endpoint);
     }
 
+  msg_mutex_lock (&endpoint->lock);
+  receive_dispatcher = g_steal_pointer (&self->receive_dispatcher);
+  msg_mutex_unlock (&endpoint->lock);
+  if (receive_dispatcher != NULL)
+    msg_dispatcher_release (receive_dispatcher);
+
   msg_port_main_clear_message_func (self);
 
   G_OBJECT_CLASS (msg_port_main_parent_class)->dispose (object);
@@ -227,6 +258,8 @@ msg_port_main_finalize (GObject *object)
 
   /* Set again after dispose, by a weak reference callback, say. */
   msg_port_main_clear_message_func (self);
+  if (self->receive_dispatcher != NULL)
+    msg_dispatcher_release (g_steal_pointer (&self->receive_dispatcher));
 
   g_clear_pointer (&self->endpoint, msg_endpoint_unref);
 
@@ -277,12 +310,83 @@ msg_port_main_marshal_message_v (GClosure *closure,
 }
 
 static void
+msg_port_main_get_property (GObject    *object,
+                            guint       prop_id,
+                            GValue     *value,
+                            GParamSpec *pspec)
+{
+  MsgPortMain *self = MSG_PORT_MAIN (object);
+
+  switch (prop_id)
+    {
+    case PROP_PRIORITY:
+      g_value_set_int (value, msg_port_main_get_priority (self));
+      break;
+
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+msg_port_main_set_property (GObject      *object,
+                            guint         prop_id,
+                            const GValue *value,
+                            GParamSpec   *pspec)
+{
+  MsgPortMain *self = MSG_PORT_MAIN (object);
+
+  switch (prop_id)
+    {
+    case PROP_PRIORITY:
+      msg_port_main_set_priority (self, g_value_get_int (value));
+      break;
+
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 msg_port_main_class_init (MsgPortMainClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
   object_class->dispose = msg_port_main_dispose;
   object_class->finalize = msg_port_main_finalize;
+  object_class->get_property = msg_port_main_get_property;
+  object_class->set_property = msg_port_main_set_property;
+
+  /**
+   * MsgPortMain:priority:
+   *
+   * The priority of the #GSource that dispatches the port's messages (and
+   * its #MsgPortMain::close, and the completions of
+   * msg_port_main_receive_async()) in its #GMainContext, such as
+   * %G_PRIORITY_HIGH or %G_PRIORITY_DEFAULT_IDLE. Ports of one context
+   * with the same priority share one source; each other priority in use
+   * adds one. Of two ready ports of one context, the one with the higher
+   * priority (the lower number) is dispatched first.
+   *
+   * It is read when the port is bound to its context: by
+   * msg_port_main_start(), or by a receive when none is pending. Set it
+   * before, or in the thread of the port's context, where a started port
+   * takes it at once (see msg_port_main_set_priority()). The priority
+   * belongs to this handle: a port that arrives in a message has the
+   * default again.
+   *
+   * Whatever the priority, one dispatch delivers at most a bounded batch
+   * of one port's messages (256), so that a port with a backlog lets
+   * other sources of its context run in between.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_PRIORITY] =
+    g_param_spec_int ("priority", NULL, NULL,
+                      G_MININT, G_MAXINT, G_PRIORITY_DEFAULT,
+                      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
    * MsgPortMain::message:
@@ -358,6 +462,8 @@ msg_port_main_init (MsgPortMain *self)
     }
 
   self->endpoint = endpoint;
+  self->priority = G_PRIORITY_DEFAULT;
+  g_queue_init (&self->receives);
   msg_mutex_lock (&endpoint->lock);
   g_assert (endpoint->port == NULL);
   endpoint->port = self;
@@ -396,28 +502,18 @@ debug_close (MsgPortMain *self)
   g_clear_error (&reason);
 }
 
-/* The MsgEmitFunc of a started port: emits what @item carries on @self,
- * in its context, and frees it. @cache holds the MsgEventPool of the
- * context. */
-static void
-msg_port_main_emit (MsgPortMain  *self,
-                    MsgItem      *item,
-                    MsgEmitCache *cache)
+/* The event for @item, a message (taken), from the pool in @cache; the
+ * caller gives it back with msg_event_pool_give_back() and frees
+ * @envelope, which is set if @item was one. */
+static MsgMessageEvent *
+msg_port_main_take_event (MsgItem       *item,
+                          MsgEmitCache  *cache,
+                          MsgEnvelope  **envelope_out)
 {
   MsgEnvelope *envelope = NULL;
-  MsgMessageEvent *event;
   MsgPortMain **ports = NULL;
   guint n_ports = 0;
   GVariant *data;
-
-  if (msg_item_is_close (item))
-    {
-      if (G_UNLIKELY (msg_debug_enabled ()))
-        debug_close (self);
-      g_signal_emit (self, signals[SIGNAL_CLOSE], 0);
-      msg_item_free (item);
-      return;
-    }
 
   if (msg_item_is_envelope (item))
     {
@@ -442,7 +538,31 @@ msg_port_main_emit (MsgPortMain  *self,
       cache->data = msg_event_pool_new ();
       cache->destroy = msg_event_pool_free;
     }
-  event = msg_event_pool_take (cache->data, data, ports, n_ports);
+  *envelope_out = envelope;
+  return msg_event_pool_take (cache->data, data, ports, n_ports);
+}
+
+/* The MsgEmitFunc of a started port: emits what @item carries on @self,
+ * in its context, and frees it. @cache holds the MsgEventPool of the
+ * context. */
+static void
+msg_port_main_emit (MsgPortMain  *self,
+                    MsgItem      *item,
+                    MsgEmitCache *cache)
+{
+  MsgEnvelope *envelope = NULL;
+  MsgMessageEvent *event;
+
+  if (msg_item_is_close (item))
+    {
+      if (G_UNLIKELY (msg_debug_enabled ()))
+        debug_close (self);
+      g_signal_emit (self, signals[SIGNAL_CLOSE], 0);
+      msg_item_free (item);
+      return;
+    }
+
+  event = msg_port_main_take_event (item, cache, &envelope);
 
   if (self->message_func != NULL)
     {
@@ -465,6 +585,246 @@ msg_port_main_emit (MsgPortMain  *self,
   msg_event_pool_give_back (cache->data, event);
 
   msg_envelope_free (envelope);
+}
+
+/* Receiving ----------------------------------------------------------------- */
+
+/* Whether the endpoint of @self is bound for receives: to a dispatcher,
+ * without being started. */
+static gboolean
+msg_port_main_is_receiving_locked (MsgPortMain *self)
+{
+  MsgEndpoint *endpoint = self->endpoint;
+
+  msg_mutex_assert_held (&endpoint->lock);
+
+  return endpoint->port == self && endpoint->ready_list != NULL && !endpoint->started;
+}
+
+/* The task data of a receive. */
+typedef struct
+{
+  GSource *cancel_source;  /* (owned) (nullable): in the task's context; its
+                            * callback holds a reference on the task until
+                            * it is destroyed */
+} MsgReceiveData;
+
+static void
+msg_receive_data_free (gpointer data)
+{
+  MsgReceiveData *receive = data;
+
+  if (receive->cancel_source != NULL)
+    {
+      g_source_destroy (receive->cancel_source);
+      g_source_unref (receive->cancel_source);
+    }
+  g_free (receive);
+}
+
+/* Completes @task (its reference taken) with @event or @error (taken), in
+ * its context's thread, with no lock held. */
+static void
+msg_receive_return (GTask           *task,
+                    MsgMessageEvent *event,
+                    GError          *error)
+{
+  MsgReceiveData *receive = g_task_get_task_data (task);
+
+  if (receive->cancel_source != NULL)
+    g_source_destroy (receive->cancel_source);
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, event, g_object_unref);
+  g_object_unref (task);
+}
+
+/* Called in the receives' context after one was taken out: once none is
+ * left, the endpoint is unbound, and its items wait in its queue again.
+ * Returns the dispatcher for msg_port_main_receives_unbound(), or %NULL. */
+static MsgDispatcher *
+msg_port_main_receives_changed_locked (MsgPortMain *self)
+{
+  msg_mutex_assert_held (&self->endpoint->lock);
+
+  if (self->receives.length > 0 || !msg_port_main_is_receiving_locked (self))
+    return NULL;
+  return msg_dispatcher_unbind_locked (self->endpoint);
+}
+
+/* No lock held: lets go of @dispatcher and of the reference @self held
+ * on itself while it was bound for receives. */
+static void
+msg_port_main_receives_unbound (MsgPortMain   *self,
+                                MsgDispatcher *dispatcher)
+{
+  if (dispatcher == NULL)
+    return;
+  msg_dispatcher_release (dispatcher);
+  g_object_unref (self);
+}
+
+/* The MsgEmitFunc of a port with receives pending: hands @item to the
+ * oldest one, in the receives' context. The dispatcher popped @item while
+ * the port was bound for receives, so there was one then, and only this
+ * thread takes receives out: there is one now, unless a receive's
+ * callback started the port meanwhile, in this context, after which the
+ * rest of the dispatch is emitted as signals. */
+static void
+msg_port_main_receive_emit (MsgPortMain  *self,
+                            MsgItem      *item,
+                            MsgEmitCache *cache)
+{
+  MsgEndpoint *endpoint = self->endpoint;
+  MsgDispatcher *unbound = NULL;
+  MsgEnvelope *envelope = NULL;
+  MsgMessageEvent *event;
+  GQueue ended = G_QUEUE_INIT;
+  GError *reason = NULL;
+  GTask *task;
+
+  msg_mutex_lock (&endpoint->lock);
+  task = g_queue_pop_head (&self->receives);
+  if (task == NULL)
+    {
+      gboolean started = endpoint->port == self && endpoint->started;
+
+      msg_mutex_unlock (&endpoint->lock);
+      g_assert (started);
+      msg_port_main_emit (self, item, cache);
+      return;
+    }
+  if (msg_item_is_close (item))
+    {
+      /* The dispatcher unbound the endpoint and kept the reason: every
+       * receive pending fails with it, and so do later ones. */
+      reason = endpoint->close_reason != NULL ? g_error_copy (endpoint->close_reason)
+                                              : new_closed_reason ();
+      ended = self->receives;
+      g_queue_init (&self->receives);
+    }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (reason != NULL)
+    {
+      GTask *other;
+
+      msg_item_free (item);
+      while ((other = g_queue_pop_head (&ended)) != NULL)
+        msg_receive_return (other, NULL, g_error_copy (reason));
+      msg_receive_return (task, NULL, reason);
+      return;
+    }
+
+  event = msg_port_main_take_event (item, cache, &envelope);
+  g_object_ref (event);
+  msg_event_pool_give_back (cache->data, event);
+  msg_envelope_free (envelope);
+
+  /* Completed first: a callback that runs at once and receives again
+   * keeps the port bound. Nothing pops meanwhile: the dispatcher runs
+   * this, and cancellations run in this thread too. */
+  msg_receive_return (task, event, NULL);
+
+  msg_mutex_lock (&endpoint->lock);
+  unbound = msg_port_main_receives_changed_locked (self);
+  msg_mutex_unlock (&endpoint->lock);
+  msg_port_main_receives_unbound (self, unbound);
+}
+
+/* The callback of a receive's cancellable source, in the receive's
+ * context: the receive fails, unless it has had its message already. */
+static gboolean
+msg_port_main_receive_cancelled (GCancellable *cancellable,
+                                 gpointer      user_data)
+{
+  GTask *task = user_data;
+  MsgPortMain *self = g_task_get_source_object (task);
+  MsgDispatcher *unbound = NULL;
+  gboolean pending;
+
+  msg_mutex_lock (&self->endpoint->lock);
+  pending = g_queue_remove (&self->receives, task);
+  if (pending)
+    unbound = msg_port_main_receives_changed_locked (self);
+  msg_mutex_unlock (&self->endpoint->lock);
+
+  if (pending)
+    {
+      GError *error = NULL;
+
+      g_cancellable_set_error_if_cancelled (cancellable, &error);
+      msg_port_main_receives_unbound (self, unbound);
+      msg_receive_return (task, NULL, error);  /* the queue's reference */
+    }
+  return G_SOURCE_REMOVE;
+}
+
+typedef struct
+{
+  MsgPortMain *port;   /* (owned) */
+  GError      *error;  /* (owned) */
+} MsgReceiveFailure;
+
+static void
+msg_receive_failure_free (gpointer data)
+{
+  MsgReceiveFailure *failure = data;
+
+  g_object_unref (failure->port);
+  g_error_free (failure->error);
+  g_free (failure);
+}
+
+static gboolean
+msg_port_main_fail_receives_cb (gpointer data)
+{
+  MsgReceiveFailure *failure = data;
+  MsgPortMain *self = failure->port;
+  GQueue failed = G_QUEUE_INIT;
+  GTask *task;
+
+  msg_mutex_lock (&self->endpoint->lock);
+  if (!msg_port_main_is_receiving_locked (self))
+    {
+      failed = self->receives;
+      g_queue_init (&self->receives);
+    }
+  msg_mutex_unlock (&self->endpoint->lock);
+
+  while ((task = g_queue_pop_head (&failed)) != NULL)
+    msg_receive_return (task, NULL, g_error_copy (failure->error));
+  return G_SOURCE_REMOVE;
+}
+
+/* @self was started or transferred, from any thread: the receives pending
+ * on it fail with @error (taken), in their context, where they are taken
+ * out (see msg_port_main_receive_emit()). */
+static void
+msg_port_main_fail_receives (MsgPortMain *self,
+                             GError      *error)
+{
+  GMainContext *context = NULL;
+  MsgReceiveFailure *failure;
+
+  msg_mutex_lock (&self->endpoint->lock);
+  if (self->receives.head != NULL)
+    context = g_main_context_ref (g_task_get_context (self->receives.head->data));
+  msg_mutex_unlock (&self->endpoint->lock);
+
+  if (context == NULL)
+    {
+      g_error_free (error);
+      return;
+    }
+
+  failure = g_new (MsgReceiveFailure, 1);
+  failure->port = g_object_ref (self);
+  failure->error = error;
+  g_main_context_invoke_full (context, G_PRIORITY_DEFAULT, msg_port_main_fail_receives_cb,
+                              failure, msg_receive_failure_free);
+  g_main_context_unref (context);
 }
 
 /* Transfer lists -------------------------------------------------------- */
@@ -606,6 +966,10 @@ msg_port_main_take_transfer (MsgPortMain   *self,
       if (released[i] != NULL)
         msg_dispatcher_release (released[i]);
       g_clear_object (&self_refs[i]);
+      if (released[i] != NULL)
+        msg_port_main_fail_receives (transfer[i],
+                                     g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
+                                                          "The port was transferred"));
     }
 
   return TRUE;
@@ -857,6 +1221,7 @@ msg_port_main_start (MsgPortMain *self)
   MsgEndpoint *endpoint;
   GMainContext *context;
   MsgDispatcher *dispatcher;
+  MsgDispatcher *receiving = NULL;
   gboolean bound = FALSE;
 
   g_return_if_fail (MSG_IS_PORT_MAIN (self));
@@ -866,14 +1231,21 @@ msg_port_main_start (MsgPortMain *self)
    * being finalized before the port is bound, which would leave the port
    * bound to a dispatcher that ended its ports already. */
   context = g_main_context_ref_thread_default ();
-  dispatcher = msg_dispatcher_acquire (context);
+  dispatcher = msg_dispatcher_acquire_full (context, g_atomic_int_get (&self->priority));
 
   msg_mutex_lock (&endpoint->lock);
-  if (endpoint->port == self && !endpoint->started && !endpoint->closed)
+  /* A port whose end a receive reported has ended: nothing to start. */
+  if (endpoint->port == self && !endpoint->started && !endpoint->closed &&
+      !endpoint->close_emitted)
     {
       bound = TRUE;
+      /* Receives were pending: they fail, and the reference the port
+       * held on itself for them is the started port's. */
+      if (msg_port_main_is_receiving_locked (self))
+        receiving = msg_dispatcher_unbind_locked (endpoint);
+      else
+        g_object_ref (self);
       endpoint->started = TRUE;
-      g_object_ref (self);
       msg_dispatcher_bind_locked (dispatcher, endpoint, msg_port_main_emit);
     }
   msg_mutex_unlock (&endpoint->lock);
@@ -883,6 +1255,15 @@ msg_port_main_start (MsgPortMain *self)
   else
     MSG_DEBUG ("port %p: started in the context %p", (gpointer) self, (gpointer) context);
   g_main_context_unref (context);
+
+  if (receiving != NULL)
+    {
+      msg_dispatcher_release (receiving);
+      msg_port_main_fail_receives (self,
+                                   g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_ARGUMENT,
+                                                        "The port was started while receives "
+                                                        "were pending on it"));
+    }
 }
 
 /**
@@ -916,7 +1297,9 @@ msg_port_main_close (MsgPortMain *self)
       return;
     }
   endpoint->closed = TRUE;
-  started = endpoint->started;
+  /* Receives pending: they get what had reached the port, then the
+   * close, as a started port's handlers would. */
+  started = endpoint->started || msg_port_main_is_receiving_locked (self);
   if (!started)
     {
       g_clear_error (&endpoint->close_reason);
@@ -1290,4 +1673,508 @@ msg_port_main_get_parent_port (void)
   msg_mutex_unlock (&parent_port_lock);
 
   return port;
+}
+
+static void
+msg_port_main_flush_thread (GTask        *task,
+                            gpointer      source_object,
+                            gpointer      task_data,
+                            GCancellable *cancellable)
+{
+  GError *error = NULL;
+
+  if (msg_port_main_flush (source_object, cancellable, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+/**
+ * msg_port_main_flush_async:
+ * @self: a #MsgPortMain
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when everything posted so far was
+ *   written, or the flush failed
+ * @user_data: data for @callback
+ *
+ * msg_port_main_flush() that does not block the calling thread: @callback
+ * is called in the thread-default #GMainContext of the calling thread
+ * once everything posted on @self before this call has been written to
+ * its socket (after msg_port_main_close(), the close too). Call
+ * msg_port_main_flush_finish() there to get the result.
+ *
+ * The wait itself is msg_port_main_flush() in a thread of GIO's pool
+ * (g_task_run_in_thread()); the library's writer does not yet notify
+ * waiters. The calling thread never blocks, but each flush in progress
+ * occupies a pool thread, so do not have many pending at once.
+ *
+ * Since: 1.2
+ */
+void
+msg_port_main_flush_async (MsgPortMain         *self,
+                           GCancellable        *cancellable,
+                           GAsyncReadyCallback  callback,
+                           gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (MSG_IS_PORT_MAIN (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, msg_port_main_flush_async);
+  g_task_run_in_thread (task, msg_port_main_flush_thread);
+  g_object_unref (task);
+}
+
+/**
+ * msg_port_main_flush_finish:
+ * @self: a #MsgPortMain
+ * @result: the #GAsyncResult passed to the callback of
+ *   msg_port_main_flush_async()
+ * @error: return location for a #GError, or %NULL
+ *
+ * Finishes msg_port_main_flush_async().
+ *
+ * Returns: %TRUE if everything was written; %FALSE with @error set as
+ *   msg_port_main_flush() sets it (%G_IO_ERROR_CANCELLED if it was
+ *   cancelled)
+ * Since: 1.2
+ */
+gboolean
+msg_port_main_flush_finish (MsgPortMain   *self,
+                            GAsyncResult  *result,
+                            GError       **error)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == msg_port_main_flush_async, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * msg_port_main_receive_async:
+ * @self: a #MsgPortMain that is not started
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called with the next message, or when the
+ *   receive fails
+ * @user_data: data for @callback
+ *
+ * Receives the next message that arrives on @self, for code that awaits
+ * messages rather than handles #MsgPortMain::message. @callback is called
+ * in the thread-default #GMainContext of the calling thread (GIO's
+ * convention); call msg_port_main_receive_finish() there to get the
+ * message, its data and the ports that came with it, as a
+ * #MsgMessageEvent.
+ *
+ * Several receives may be pending, from the same #GMainContext: they are
+ * served in the order they were made, each message to exactly one of
+ * them. While receives are pending, messages are delivered to them and
+ * to nothing else; when none is pending, messages wait in the port's
+ * queue as before start(), and nothing is lost. A receive from another
+ * context while some are pending fails with %G_IO_ERROR_PENDING.
+ *
+ * Once the channel has ended and every message that reached @self has
+ * been received, receives fail with the close reason (see
+ * msg_port_main_get_close_reason(): %MSG_PORT_ERROR_PEER_CLOSED when the
+ * other end was closed, %MSG_PORT_ERROR_CLOSED when this one was, and so
+ * on): a loop of receives ends there, which is also how to await the end
+ * of a channel without a #MsgPortMain::close handler. msg_port_main_close()
+ * while receives are pending has them get the messages that had reached
+ * the port, then %MSG_PORT_ERROR_CLOSED.
+ *
+ * Receiving and starting exclude each other. On a started port a receive
+ * fails at once with %MSG_PORT_ERROR_INVALID_ARGUMENT; msg_port_main_start()
+ * while receives are pending starts the port and has them fail with
+ * %MSG_PORT_ERROR_INVALID_ARGUMENT, and the messages that had not reached
+ * a receive go to the signal handlers. A port that was transferred fails
+ * receives with %MSG_PORT_ERROR_CLOSED, also those pending when it was.
+ * Once a receive has reported the end of the channel, msg_port_main_start()
+ * does nothing.
+ *
+ * If @cancellable is cancelled before the receive has a message, it fails
+ * with %G_IO_ERROR_CANCELLED and the message goes to the next receive; a
+ * message it already has is not taken back.
+ *
+ * Since: 1.2
+ */
+void
+msg_port_main_receive_async (MsgPortMain         *self,
+                             GCancellable        *cancellable,
+                             GAsyncReadyCallback  callback,
+                             gpointer             user_data)
+{
+  MsgEndpoint *endpoint;
+  MsgDispatcher *dispatcher;
+  MsgDispatcher *old_cached = NULL;
+  MsgReceiveData *receive;
+  GMainContext *context;
+  gboolean cache = FALSE;
+  GError *error = NULL;
+  GTask *task;
+
+  g_return_if_fail (MSG_IS_PORT_MAIN (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, msg_port_main_receive_async);
+  /* A message handed to a receive is its own: a cancellation that comes
+   * after it must not drop it. */
+  g_task_set_check_cancellable (task, FALSE);
+  /* Completed, when not at once, at the port's priority too. */
+  g_task_set_priority (task, g_atomic_int_get (&self->priority));
+  receive = g_new0 (MsgReceiveData, 1);
+  g_task_set_task_data (task, receive, msg_receive_data_free);
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, &error))
+    {
+      msg_receive_return (task, NULL, error);
+      return;
+    }
+
+  /* The task's context is the caller's thread-default one, and the task
+   * holds a reference on it while it is pending. */
+  context = g_task_get_context (task);
+  dispatcher = msg_dispatcher_acquire_full (context, g_atomic_int_get (&self->priority));
+
+  if (cancellable != NULL)
+    {
+      receive->cancel_source = g_cancellable_source_new (cancellable);
+      g_source_set_callback (receive->cancel_source,
+                             G_SOURCE_FUNC (msg_port_main_receive_cancelled),
+                             g_object_ref (task), g_object_unref);
+      g_source_set_static_name (receive->cancel_source, "MsgPortMain receive cancelled");
+      g_source_set_priority (receive->cancel_source, g_task_get_priority (task));
+      g_source_attach (receive->cancel_source, context);
+    }
+
+  endpoint = self->endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  if (self->receive_dispatcher != dispatcher)
+    {
+      old_cached = g_steal_pointer (&self->receive_dispatcher);
+      cache = TRUE;
+    }
+  msg_mutex_unlock (&endpoint->lock);
+  if (cache)
+    {
+      /* A reference of its own (the one above goes to the binding). */
+      MsgDispatcher *cached = msg_dispatcher_acquire_full (context, g_atomic_int_get (&self->priority));
+
+      msg_mutex_lock (&endpoint->lock);
+      if (self->receive_dispatcher == NULL)
+        self->receive_dispatcher = g_steal_pointer (&cached);
+      msg_mutex_unlock (&endpoint->lock);
+      if (cached != NULL)
+        msg_dispatcher_release (cached);
+      if (old_cached != NULL)
+        msg_dispatcher_release (old_cached);
+    }
+
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port != self)
+    {
+      error = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
+                                   "The port was transferred");
+    }
+  else if (endpoint->started)
+    {
+      error = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_INVALID_ARGUMENT,
+                                   "The port is started: its messages go to its "
+                                   "::message handlers, not to receives");
+    }
+  else if (self->receives.head != NULL &&
+           g_task_get_context (self->receives.head->data) != context)
+    {
+      error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_PENDING,
+                                   "Receives are pending on this port in another "
+                                   "main context");
+    }
+  else if (!msg_port_main_is_receiving_locked (self) && endpoint->queue.length == 0 &&
+           (endpoint->ended || endpoint->closed))
+    {
+      /* Ended, and everything that came before was received. */
+      error = endpoint->close_reason != NULL ? g_error_copy (endpoint->close_reason)
+                                             : new_closed_reason ();
+    }
+  else
+    {
+      if (!msg_port_main_is_receiving_locked (self))
+        {
+          g_object_ref (self);
+          msg_dispatcher_bind_locked (g_steal_pointer (&dispatcher), endpoint,
+                                      msg_port_main_receive_emit);
+        }
+      g_queue_push_tail (&self->receives, g_object_ref (task));
+    }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (dispatcher != NULL)
+    msg_dispatcher_release (dispatcher);
+  if (error != NULL)
+    msg_receive_return (task, NULL, error);
+  else
+    g_object_unref (task);
+}
+
+/**
+ * msg_port_main_receive_finish:
+ * @self: a #MsgPortMain
+ * @result: the #GAsyncResult passed to the callback of
+ *   msg_port_main_receive_async()
+ * @error: return location for a #GError, or %NULL
+ *
+ * Finishes msg_port_main_receive_async(). The ports in the event are not
+ * started; the event owns them (see #MsgMessageEvent).
+ *
+ * Returns: (transfer full): the message, or %NULL with @error set: the
+ *   close reason once the channel has ended and every message was
+ *   received, %G_IO_ERROR_CANCELLED, or one of the errors
+ *   msg_port_main_receive_async() lists
+ * Since: 1.2
+ */
+MsgMessageEvent *
+msg_port_main_receive_finish (MsgPortMain   *self,
+                              GAsyncResult  *result,
+                              GError       **error)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == msg_port_main_receive_async, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+static void
+on_sync_received (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  GAsyncResult **out = user_data;
+
+  *out = g_object_ref (result);
+}
+
+static gboolean
+on_sync_timeout (gpointer user_data)
+{
+  gboolean *timed_out = user_data;
+
+  *timed_out = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_sync_cancelled (GCancellable *cancellable,
+                   gpointer      user_data)
+{
+  g_cancellable_cancel (user_data);
+}
+
+/* The context msg_port_main_receive() runs in, one per thread, kept from
+ * one call to the next: with a new one each time, each message cost a
+ * context and a dispatcher (13.6 us a message, against 4-5 us). Only
+ * receive() uses it, so nothing else ever runs in it. */
+static GPrivate receive_context = G_PRIVATE_INIT ((GDestroyNotify) g_main_context_unref);
+
+/**
+ * msg_port_main_receive:
+ * @self: a #MsgPortMain that is not started
+ * @timeout_ms: how long to wait, in milliseconds: -1 waits until a message
+ *   arrives or the channel ends, 0 takes a message only if one is there
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError, or %NULL
+ *
+ * Receives the next message on @self, blocking the calling thread for at
+ * most @timeout_ms: for worker threads that run no main loop (Node's
+ * `receiveMessageOnPort()`, with a wait). It is
+ * msg_port_main_receive_async() run in a #GMainContext of its own (one
+ * per thread, which only this function uses), pushed as the
+ * thread-default context meanwhile, with the same rules; so it fails with
+ * %G_IO_ERROR_PENDING while receives made in another context are pending
+ * on @self.
+ *
+ * With @timeout_ms 0 it takes what had arrived on @self, if anything; a
+ * message from another process still on its way is not waited for.
+ *
+ * Returns: (transfer full): the message, or %NULL with @error set:
+ *   %G_IO_ERROR_TIMED_OUT if none arrived in time, %G_IO_ERROR_CANCELLED,
+ *   the close reason once the channel has ended and every message was
+ *   received, or another error of msg_port_main_receive_async()
+ * Since: 1.2
+ */
+MsgMessageEvent *
+msg_port_main_receive (MsgPortMain   *self,
+                       gint           timeout_ms,
+                       GCancellable  *cancellable,
+                       GError       **error)
+{
+  GMainContext *context;
+  GCancellable *inner;
+  GAsyncResult *result = NULL;
+  GSource *timeout = NULL;
+  gboolean timed_out = FALSE;
+  MsgMessageEvent *event;
+  GError *local_error = NULL;
+  gulong handler = 0;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), NULL);
+  g_return_val_if_fail (timeout_ms >= -1, NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return NULL;
+
+  context = g_private_get (&receive_context);
+  if (context == NULL)
+    {
+      context = g_main_context_new ();
+      g_private_set (&receive_context, context);
+    }
+  g_main_context_push_thread_default (context);
+  inner = g_cancellable_new ();
+  if (cancellable != NULL)
+    handler = g_cancellable_connect (cancellable, G_CALLBACK (on_sync_cancelled), inner, NULL);
+
+  msg_port_main_receive_async (self, inner, on_sync_received, &result);
+
+  if (timeout_ms == 0)
+    {
+      /* Whatever is ready is dispatched, and the task's completion
+       * after it, if it is not completed at once. */
+      while (result == NULL && g_main_context_iteration (context, FALSE))
+        ;
+      timed_out = result == NULL;
+    }
+  else
+    {
+      if (timeout_ms > 0)
+        {
+          timeout = g_timeout_source_new ((guint) timeout_ms);
+          g_source_set_callback (timeout, on_sync_timeout, &timed_out, NULL);
+          g_source_set_static_name (timeout, "MsgPortMain receive timeout");
+          g_source_attach (timeout, context);
+        }
+      while (result == NULL && !timed_out)
+        g_main_context_iteration (context, TRUE);
+    }
+
+  if (result == NULL)
+    {
+      /* A message that reaches the receive before the cancellation does
+       * is returned, not lost. */
+      g_cancellable_cancel (inner);
+      while (result == NULL)
+        g_main_context_iteration (context, TRUE);
+    }
+
+  event = msg_port_main_receive_finish (self, result, &local_error);
+  if (event == NULL && timed_out &&
+      g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_CANCELLED) &&
+      !g_cancellable_is_cancelled (cancellable))
+    {
+      g_clear_error (&local_error);
+      local_error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                 "No message arrived within %d ms", timeout_ms);
+    }
+  if (local_error != NULL)
+    g_propagate_error (error, local_error);
+
+  if (handler != 0)
+    g_cancellable_disconnect (cancellable, handler);
+  if (timeout != NULL)
+    {
+      g_source_destroy (timeout);
+      g_source_unref (timeout);
+    }
+  g_object_unref (result);
+  g_object_unref (inner);
+  g_main_context_pop_thread_default (context);
+
+  return event;
+}
+
+/**
+ * msg_port_main_get_priority:
+ * @self: a #MsgPortMain
+ *
+ * Gets #MsgPortMain:priority.
+ *
+ * Returns: the priority at which the port's messages are dispatched
+ * Since: 1.2
+ */
+gint
+msg_port_main_get_priority (MsgPortMain *self)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), G_PRIORITY_DEFAULT);
+
+  return g_atomic_int_get (&self->priority);
+}
+
+/**
+ * msg_port_main_set_priority:
+ * @self: a #MsgPortMain
+ * @priority: a #GSource priority, such as %G_PRIORITY_DEFAULT
+ *
+ * Sets #MsgPortMain:priority: the priority at which the port's messages
+ * are dispatched in its #GMainContext. Set it before msg_port_main_start()
+ * (or before a receive), or in the thread whose thread-default context
+ * the port was started in (from a handler, say), where a started port (or
+ * one with receives pending) takes the new priority at once. Elsewhere a
+ * started port keeps the priority it was started with: its context may
+ * be finalizing in another thread, and it is not touched. Safe to call
+ * from any thread.
+ *
+ * Since: 1.2
+ */
+void
+msg_port_main_set_priority (MsgPortMain *self,
+                            gint         priority)
+{
+  MsgEndpoint *endpoint;
+  GMainContext *context;
+  MsgDispatcher *dispatcher;
+  MsgDispatcher *old = NULL;
+
+  g_return_if_fail (MSG_IS_PORT_MAIN (self));
+
+  if (g_atomic_int_get (&self->priority) == priority)
+    return;
+  g_atomic_int_set (&self->priority, priority);
+
+  /* Re-bound only from its own context's thread, whose reference (the
+   * thread-default stack's, or the global default's) keeps the context
+   * alive while the new dispatcher is attached to it. */
+  endpoint = self->endpoint;
+  context = g_main_context_ref_thread_default ();
+  dispatcher = msg_dispatcher_acquire_full (context, priority);
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port == self && endpoint->ready_list != NULL)
+    {
+      MsgDispatcher *bound = msg_dispatcher_get_bound_locked (endpoint);
+
+      if (bound != dispatcher && msg_dispatcher_get_context (bound) == context)
+        {
+          MsgEmitFunc emit = endpoint->emit;
+
+          /* A dispatch of the old one in progress (this is one of its
+           * handlers, say) stops at its next item, which the new one
+           * delivers: the order stays. */
+          old = msg_dispatcher_unbind_locked (endpoint);
+          msg_dispatcher_bind_locked (g_steal_pointer (&dispatcher), endpoint, emit);
+        }
+    }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (dispatcher != NULL)
+    msg_dispatcher_release (dispatcher);
+  if (old != NULL)
+    msg_dispatcher_release (old);
+  g_main_context_unref (context);
+
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PRIORITY]);
 }

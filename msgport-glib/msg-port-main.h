@@ -111,5 +111,33 @@ MSG_AVAILABLE_IN_1_2
 GVariant *msg_port_main_request_finish   (MsgPortMain          *self,
                                           GAsyncResult         *result,
                                           GError              **error);
+MSG_AVAILABLE_IN_1_2
+void      msg_port_main_flush_async      (MsgPortMain         *self,
+                                          GCancellable        *cancellable,
+                                          GAsyncReadyCallback  callback,
+                                          gpointer             user_data);
+MSG_AVAILABLE_IN_1_2
+gboolean  msg_port_main_flush_finish     (MsgPortMain   *self,
+                                          GAsyncResult  *result,
+                                          GError       **error);
+MSG_AVAILABLE_IN_1_2
+void      msg_port_main_receive_async    (MsgPortMain         *self,
+                                          GCancellable        *cancellable,
+                                          GAsyncReadyCallback  callback,
+                                          gpointer             user_data);
+MSG_AVAILABLE_IN_1_2
+MsgMessageEvent *msg_port_main_receive_finish (MsgPortMain   *self,
+                                          GAsyncResult  *result,
+                                          GError       **error);
+MSG_AVAILABLE_IN_1_2
+MsgMessageEvent *msg_port_main_receive   (MsgPortMain   *self,
+                                          gint           timeout_ms,
+                                          GCancellable  *cancellable,
+                                          GError       **error);
+MSG_AVAILABLE_IN_1_2
+gint      msg_port_main_get_priority     (MsgPortMain   *self);
+MSG_AVAILABLE_IN_1_2
+void      msg_port_main_set_priority     (MsgPortMain   *self,
+                                          gint           priority);
 
 G_END_DECLS

@@ -108,7 +108,7 @@ send_port (int           raw,
            guint32       n_fds,
            gboolean      attach)
 {
-  gsize ports_len = 32 + ((prefix_len + 7) & ~7);
+  gsize ports_len = MSG_WIRE_PORT_ENTRY_SIZE + ((prefix_len + 7) & ~7);
   gsize size = MSG_WIRE_HEADER_SIZE + ports_len;
   g_autofree guint8 *frame = g_malloc0 (size);
   guint8 *entry = frame + MSG_WIRE_HEADER_SIZE;
@@ -116,8 +116,11 @@ send_port (int           raw,
   header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, 0, n_ports, n_fds, 0, ports_len, 0);
   for (guint i = 0; i < 8; i++)
     entry[8 + i] = (guint64) prefix_len >> (8 * i);
+  /* flags 2: the peer's hello came (features 0), so that the garbage is
+   * decoded as frames */
+  entry[32] = MSG_WIRE_PORT_PEER_HELLO;
   if (prefix_len > 0)
-    memcpy (entry + 32, prefix, prefix_len);
+    memcpy (entry + MSG_WIRE_PORT_ENTRY_SIZE, prefix, prefix_len);
   send_raw (raw, frame, size, &port_fd, attach ? 1 : 0);
 }
 

@@ -4,6 +4,7 @@
  */
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -405,6 +406,110 @@ test_fds_dropped_events (void)
   msg_test_wait_for_fd_count (baseline);
 }
 
+/* Opens /dev/null until the process is out of descriptors, at most @max
+ * times; returns the descriptors, or %NULL (all closed again) if it never
+ * ran out (the limit is not enforced: valgrind emulates it). */
+static GArray *
+fill_descriptors (guint max)
+{
+  GArray *fillers = g_array_new (FALSE, FALSE, sizeof (int));
+
+  for (guint i = 0; i < max; i++)
+    {
+      int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+      if (fd >= 0)
+        {
+          g_array_append_val (fillers, fd);
+          continue;
+        }
+      g_assert_cmpint (errno, ==, EMFILE);
+      return fillers;
+    }
+  for (guint i = 0; i < fillers->len; i++)
+    close (g_array_index (fillers, int, i));
+  g_array_unref (fillers);
+  return NULL;
+}
+
+static void
+test_fds_out_of_descriptors (void)
+{
+  MsgChannelMain *ch = msg_channel_main_new ();
+  MsgChannelMain *other = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (ch);
+  MsgPortMain *port2 = msg_channel_main_get_port2 (ch);
+  MsgPortMain *moving = msg_channel_main_get_port2 (other);
+  MsgRecorder *rec = msg_recorder_new (port2);
+  guint baseline = baseline_fds ();
+  struct rlimit saved, low;
+  GUnixFDList *list;
+  GArray *fillers;
+  int pipe_fds[2];
+  guint n_open;
+  GError *error = NULL;
+
+  g_test_summary ("A post whose descriptors cannot be duplicated (the process is out "
+                  "of them) fails with TOO_MANY_OPEN_FILES after the first duplicate: "
+                  "that one is closed, nothing is sent, nothing neutered");
+
+  msg_port_main_start (port2);
+  msg_test_drain (NULL);
+  make_pipe (pipe_fds);
+  list = fd_list_of (pipe_fds, 2);
+  close (pipe_fds[0]);
+  close (pipe_fds[1]);
+
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &saved), ==, 0);
+  low = saved;
+  low.rlim_cur = MIN (saved.rlim_max, (rlim_t) msg_test_count_fds () + 32);
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &low), ==, 0);
+  fillers = fill_descriptors (4096);
+  if (fillers == NULL)
+    {
+      g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &saved), ==, 0);
+      g_test_skip ("RLIMIT_NOFILE is not enforced here (valgrind emulates it)");
+    }
+  else
+    {
+      /* Room for one duplicate, not two. */
+      g_assert_cmpuint (fillers->len, >, 0);
+      close (g_array_index (fillers, int, fillers->len - 1));
+      g_array_set_size (fillers, fillers->len - 1);
+      n_open = msg_test_count_fds ();
+
+      g_assert_false (msg_port_main_post_with_unix_fd_list (port1,
+                                                            g_variant_new ("(hh)", 0, 1),
+                                                            &moving, 1, list, &error));
+      g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_MANY_OPEN_FILES);
+      g_clear_error (&error);
+      g_assert_false (msg_port_main_is_neutered (moving));
+      g_assert_cmpuint (msg_test_count_fds (), ==, n_open);
+
+      for (guint i = 0; i < fillers->len; i++)
+        close (g_array_index (fillers, int, i));
+      g_array_unref (fillers);
+      g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &saved), ==, 0);
+
+      /* Nothing was sent; with descriptors to spare, the same post works. */
+      g_assert_true (msg_port_main_post_with_unix_fd_list (port1,
+                                                           g_variant_new ("(hh)", 0, 1),
+                                                           NULL, 0, list, &error));
+      g_assert_no_error (error);
+      msg_test_wait_until (NULL, rec->events->len == 1);
+      g_assert_cmpint (g_unix_fd_list_get_length (event_fd_list (rec, 0)), ==, 2);
+    }
+
+  g_object_unref (list);
+  msg_port_main_close (port1);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  msg_recorder_free (rec);
+  g_object_unref (ch);
+  g_object_unref (other);
+  msg_test_drain (NULL);
+  msg_test_wait_for_fd_count (baseline);
+}
+
 /* A port moved with descriptors queued on it ---------------------------------- */
 
 typedef struct
@@ -761,6 +866,7 @@ main (int    argc,
                         test_fds_moved_port);
   g_test_add_func ("/fds/moved-port/never-adopted", test_fds_moved_never_adopted);
   g_test_add_func ("/fds/across-threads", test_fds_across_threads);
+  g_test_add_func ("/fds/out-of-descriptors", test_fds_out_of_descriptors);
   g_test_add_func ("/fds/process-peer", test_fds_process_peer);
 
   return g_test_run ();

@@ -44,7 +44,8 @@ typedef enum
 } MsgWireFrameKind;
 
 /* Why the sender of a close frame ended the channel: the header's u32 at
- * offset 20, which is 0 in a message frame. */
+ * offset 20, which in a message frame is the number of the message's own
+ * descriptors (n_message_fds). */
 typedef enum
 {
   MSG_WIRE_CLOSE_CLOSED = 0,     /* closed */
@@ -88,6 +89,10 @@ typedef struct
   char             *data_type; /* (owned) (nullable) */
   gsize             data_size;
   MsgWireCloseReason close_reason;  /* CLOSE only */
+  GArray           *message_fds;    /* (owned) (nullable) (element-type int):
+                                     * MESSAGE only: the descriptors the
+                                     * message's handles index, in order;
+                                     * owned, closed with the frame */
 } MsgWireFrame;
 
 void          msg_wire_port_clear        (MsgWirePort   *port);
@@ -125,7 +130,9 @@ void     msg_wire_encoded_clear  (MsgWireEncoded *encoded);
 gboolean msg_wire_check_message  (GVariant       *data,
                                   guint           n_ports,
                                   GError        **error);
-/* Encodes @frame, taking the descriptors and prefixes of its ports. */
+/* Encodes @frame, taking the descriptors and prefixes of its ports and
+ * its message descriptors. A frame's descriptors go in this order: those
+ * of its ports, then the message's, then the memfd of its data. */
 gboolean msg_wire_encode         (MsgWireFrame   *frame,
                                   MsgWireEncoded *encoded,
                                   GError        **error);

@@ -845,6 +845,62 @@ test_fds_process_peer (void)
   msg_test_wait_for_fds_at_most (before + 1);
 }
 
+static void
+test_fds_moved_to_process (void)
+{
+  MsgChannelMain *ch = msg_channel_main_new ();
+  MsgPortMain *sender = msg_channel_main_get_port1 (ch);
+  MsgPortMain *moving = msg_channel_main_get_port2 (ch);
+  MsgPortMain *a, *b, *arrived;
+  MsgRecorder *rec, *rec_arrived;
+  guint before = baseline_fds ();
+  int pipe_fds[2];
+
+  g_test_summary ("A port with descriptor messages queued on it that moves to another "
+                  "process (here: over a socket pair) leaks none of them: the transport "
+                  "cannot carry them yet, so they are closed on the way and the "
+                  "messages arrive without a list");
+
+  msg_test_socket_ports (&a, &b);
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+
+  make_pipe (pipe_fds);
+  post_fd_messages (sender, pipe_fds[1], 5);
+  close (pipe_fds[1]);
+  g_assert_true (msg_port_main_post_message (a, NULL, &moving, 1, NULL));
+  msg_test_wait_until (NULL, rec->events->len == 1);
+  arrived = msg_message_event_get_port (g_ptr_array_index (rec->events, 0), 0);
+  rec_arrived = msg_recorder_new (arrived);
+  msg_port_main_start (arrived);
+  msg_test_wait_until (NULL, rec_arrived->events->len == 5);
+  for (guint i = 0; i < 5; i++)
+    g_assert_null (event_fd_list (rec_arrived, i));
+
+  /* No write end is left open anywhere: each was closed when its
+   * message was encoded, before it was written, so before it arrived. The
+   * pipe reads end-of-file at once. */
+  g_assert_cmpint (fcntl (pipe_fds[0], F_SETFL, O_NONBLOCK), ==, 0);
+  {
+    char byte;
+
+    g_assert_cmpint (read (pipe_fds[0], &byte, 1), ==, 0);
+  }
+  close (pipe_fds[0]);
+
+  msg_port_main_close (sender);
+  msg_test_wait_until (NULL, rec_arrived->n_close == 1);
+  msg_recorder_free (rec_arrived);
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  msg_recorder_free (rec);
+  g_object_unref (a);
+  g_object_unref (b);
+  g_object_unref (ch);
+  msg_test_drain (NULL);
+  msg_test_wait_for_fds_at_most (before + 1);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -868,6 +924,7 @@ main (int    argc,
   g_test_add_func ("/fds/across-threads", test_fds_across_threads);
   g_test_add_func ("/fds/out-of-descriptors", test_fds_out_of_descriptors);
   g_test_add_func ("/fds/process-peer", test_fds_process_peer);
+  g_test_add_func ("/fds/moved-port/to-process", test_fds_moved_to_process);
 
   return g_test_run ();
 }

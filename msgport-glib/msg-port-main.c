@@ -679,6 +679,74 @@ msg_port_main_take_fd_list (GUnixFDList  *fd_list,
   return TRUE;
 }
 
+static gboolean msg_port_main_post_full (MsgPortMain   *self,
+                                         GVariant      *message,
+                                         MsgPortMain  **transfer,
+                                         guint          n_transfer,
+                                         GUnixFDList   *fd_list,
+                                         GError       **error);
+
+/**
+ * msg_port_main_post_message:
+ * @self: a #MsgPortMain
+ * @message: (nullable): the message; a floating reference is sunk
+ * @transfer: (array length=n_transfer) (nullable) (transfer none): ports to
+ *   move to the receiver along with @message
+ * @n_transfer: the length of @transfer
+ * @error: return location for a #GError, or %NULL
+ *
+ * Posts @message to the port entangled with @self. It arrives there as a
+ * #MsgPortMain::message signal, after every message posted before it on
+ * @self. Within a process, the receiver gets @message itself, not a copy.
+ * Posting never blocks and never emits a signal. Safe to call from any
+ * thread.
+ *
+ * The ports in @transfer move with the message: after a successful post
+ * they are neutered here (posting on them, starting or closing them does
+ * nothing) and the receiver gets new #MsgPortMain objects entangled with the
+ * same peers, in the same order, with every message that was queued on
+ * them or still in flight to them.
+ *
+ * To a port in another process, @message is serialized (it must be at most
+ * 128 MiB serialized, with at most 1024 ports), and fails with
+ * %MSG_PORT_ERROR_TOO_LARGE otherwise, sending nothing. #GVariant handles
+ * (`h`) are sent as plain integers: to send open descriptors with a
+ * message, use msg_port_main_post_with_unix_fd_list().
+ *
+ * Fails with %MSG_PORT_ERROR_DATA_CLONE, sending nothing and neutering
+ * nothing, if @transfer holds @self, the same port twice, %NULL, or a port
+ * that was already transferred or is closed. If @transfer holds the port
+ * @self is entangled with, the post succeeds but the channel is lost: the
+ * message is dropped, @self is closed and the peer is neutered, as the HTML
+ * standard says.
+ *
+ * On a closed or disconnected port the message is dropped and %TRUE is
+ * returned; the transfer list is still checked, and the ports in it are
+ * neutered and closed, so their peers emit #MsgPortMain::close. On a
+ * neutered port this does nothing at all and returns %TRUE.
+ *
+ * In a child forked without exec(), a socket-backed port made before the
+ * fork is the parent's: posting on it fails with %MSG_PORT_ERROR_CLOSED,
+ * and listing it in @transfer with %MSG_PORT_ERROR_DATA_CLONE; nothing is
+ * ever written to its socket from the child (see msg_port_main_new_for_fd()).
+ *
+ * Returns: %TRUE if the message was posted, or dropped as described
+ * Since: 1.0
+ */
+gboolean
+msg_port_main_post_message (MsgPortMain   *self,
+                            GVariant      *message,
+                            MsgPortMain  **transfer,
+                            guint          n_transfer,
+                            GError       **error)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
+  g_return_val_if_fail (transfer != NULL || n_transfer == 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return msg_port_main_post_full (self, message, transfer, n_transfer, NULL, error);
+}
+
 /* post_message(), and the descriptors in @fd_list (nullable) for the
  * receiver: the arguments are checked. */
 static gboolean
@@ -781,67 +849,6 @@ msg_port_main_post_full (MsgPortMain   *self,
   msg_endpoint_unref (peer);
 
   return TRUE;
-}
-
-/**
- * msg_port_main_post_message:
- * @self: a #MsgPortMain
- * @message: (nullable): the message; a floating reference is sunk
- * @transfer: (array length=n_transfer) (nullable) (transfer none): ports to
- *   move to the receiver along with @message
- * @n_transfer: the length of @transfer
- * @error: return location for a #GError, or %NULL
- *
- * Posts @message to the port entangled with @self. It arrives there as a
- * #MsgPortMain::message signal, after every message posted before it on
- * @self. Within a process, the receiver gets @message itself, not a copy.
- * Posting never blocks and never emits a signal. Safe to call from any
- * thread.
- *
- * The ports in @transfer move with the message: after a successful post
- * they are neutered here (posting on them, starting or closing them does
- * nothing) and the receiver gets new #MsgPortMain objects entangled with the
- * same peers, in the same order, with every message that was queued on
- * them or still in flight to them.
- *
- * To a port in another process, @message is serialized (it must be at most
- * 128 MiB serialized, with at most 1024 ports), and fails with
- * %MSG_PORT_ERROR_TOO_LARGE otherwise, sending nothing. #GVariant handles
- * (`h`) are sent as plain integers: to send open descriptors with a
- * message, use msg_port_main_post_with_unix_fd_list().
- *
- * Fails with %MSG_PORT_ERROR_DATA_CLONE, sending nothing and neutering
- * nothing, if @transfer holds @self, the same port twice, %NULL, or a port
- * that was already transferred or is closed. If @transfer holds the port
- * @self is entangled with, the post succeeds but the channel is lost: the
- * message is dropped, @self is closed and the peer is neutered, as the HTML
- * standard says.
- *
- * On a closed or disconnected port the message is dropped and %TRUE is
- * returned; the transfer list is still checked, and the ports in it are
- * neutered and closed, so their peers emit #MsgPortMain::close. On a
- * neutered port this does nothing at all and returns %TRUE.
- *
- * In a child forked without exec(), a socket-backed port made before the
- * fork is the parent's: posting on it fails with %MSG_PORT_ERROR_CLOSED,
- * and listing it in @transfer with %MSG_PORT_ERROR_DATA_CLONE; nothing is
- * ever written to its socket from the child (see msg_port_main_new_for_fd()).
- *
- * Returns: %TRUE if the message was posted, or dropped as described
- * Since: 1.0
- */
-gboolean
-msg_port_main_post_message (MsgPortMain   *self,
-                            GVariant      *message,
-                            MsgPortMain  **transfer,
-                            guint          n_transfer,
-                            GError       **error)
-{
-  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
-  g_return_val_if_fail (transfer != NULL || n_transfer == 0, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-
-  return msg_port_main_post_full (self, message, transfer, n_transfer, NULL, error);
 }
 
 /**

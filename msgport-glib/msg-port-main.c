@@ -905,7 +905,10 @@ msg_port_main_post (MsgPortMain  *self,
  * gives; with %MSG_PORT_ERROR_TOO_MANY_OPEN_FILES if this process has no
  * descriptors left for the duplicates. Descriptors cannot cross to
  * another process yet: posting a non-empty @fd_list on a port whose peer
- * is in another process fails with %MSG_PORT_ERROR_DATA_CLONE.
+ * is in another process fails with %MSG_PORT_ERROR_DATA_CLONE, and a
+ * message posted in-process that reaches another process all the same
+ * (its port moved there while it was queued) arrives without its
+ * descriptors, which are closed.
  *
  * On a closed or disconnected port the handles are still checked, and
  * the message is dropped as msg_port_main_post_message() drops it; on a

@@ -653,7 +653,7 @@ push_message_fds_frame (MsgWireDecoder *decoder,
   gsize ports_len = n_ports * MSG_WIRE_PORT_ENTRY_SIZE;
   gsize data_len = (flags & MSG_WIRE_FLAG_DATA_FD) ? 8 : 4;
   gsize size = MSG_WIRE_HEADER_SIZE + 8 + ports_len + data_len;
-  g_autofree guint8 *frame = g_malloc0 (size);
+  guint8 *frame = g_malloc0 (size);
 
   for (guint i = 0; i < 4; i++)
     frame[i] = MSG_WIRE_MAGIC >> (8 * i);
@@ -677,6 +677,7 @@ push_message_fds_frame (MsgWireDecoder *decoder,
       g_assert_cmpint (sent[i], >=, 0);
     }
   msg_wire_decoder_push (decoder, frame, size, sent, n_sent);
+  g_free (frame);
 }
 
 static void

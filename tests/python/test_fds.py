@@ -50,6 +50,7 @@ def test_pipe_arrives_and_works(fd_baseline):
     event = rec.events[0]
     received = event.get_unix_fd_list()
     assert received is event.props.unix_fd_list
+    assert received is event.unix_fd_list  # the override
     assert received.get_length() == 2
     assert not set(received.peek_fds()) & set(sent)
     name, h_write, h_read = event.data.unpack()
@@ -75,6 +76,7 @@ def test_without_list_handles_are_integers(fd_baseline):
     iterate_until(lambda: len(rec.events) == 2)
     assert [e.data.unpack() for e in rec.events] == [7, -1]
     assert all(e.get_unix_fd_list() is None for e in rec.events)
+    assert all(e.unix_fd_list is None for e in rec.events)
     hang_up(ch.port1, rec)
     rec.disconnect()
 

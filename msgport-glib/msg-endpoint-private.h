@@ -30,7 +30,7 @@
 
 #pragma once
 
-#include <glib-object.h>
+#include <gio/gio.h>
 
 #include "msg-lock-private.h"
 
@@ -69,8 +69,8 @@ struct _MsgUnchecked
   gsize                    size;   /* bytes of data, for read-ahead */
 };
 
-/* What a message with ports, a NULL message, a message not checked yet
- * or the end of a channel travels in: one allocation, the transferred
+/* What a message with ports or descriptors, a NULL message, a message not
+ * checked yet or the end of a channel travels in: one allocation, the transferred
  * endpoints inside it. */
 struct _MsgEnvelope
 {
@@ -79,6 +79,9 @@ struct _MsgEnvelope
   MsgUnchecked    *unchecked;  /* (owned) (nullable): instead of @data until
                                 * msg_item_check() */
   GError          *reason;     /* (owned) (nullable): MSG_ENVELOPE_CLOSE only */
+  GUnixFDList     *fd_list;    /* (owned) (nullable): descriptors the `h`
+                                * handles of @data index; never empty, and
+                                * only between ports of one process */
   guint            n_ports;
   MsgEndpoint     *ports[];    /* (owned): transferred endpoints, in order */
 };

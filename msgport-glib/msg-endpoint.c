@@ -28,6 +28,7 @@ msg_envelope_new_message (GVariant *data,
   envelope->data = data;
   envelope->unchecked = NULL;
   envelope->reason = NULL;
+  envelope->fd_list = NULL;
   envelope->n_ports = n_ports;
   for (guint i = 0; i < n_ports; i++)
     envelope->ports[i] = NULL;
@@ -59,6 +60,8 @@ msg_envelope_free (MsgEnvelope *envelope)
   if (envelope->unchecked != NULL)
     envelope->unchecked->funcs->free (g_steal_pointer (&envelope->unchecked));
   g_clear_error (&envelope->reason);
+  /* Its descriptors were never handed to a receiver: closed here. */
+  g_clear_object (&envelope->fd_list);
   for (guint i = 0; i < envelope->n_ports; i++)
     {
       if (envelope->ports[i] != NULL)

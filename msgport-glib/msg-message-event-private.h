@@ -19,7 +19,8 @@ void             msg_event_pool_free      (gpointer          pool);
 MsgMessageEvent *msg_event_pool_take      (MsgEventPool     *pool,
                                            GVariant         *data,
                                            MsgPortMain     **ports,
-                                           guint             n_ports);
+                                           guint             n_ports,
+                                           GUnixFDList      *fd_list);
 void             msg_event_pool_give_back (MsgEventPool     *pool,
                                            MsgMessageEvent  *event);
 

@@ -35,6 +35,10 @@
  * works as it does in the DOM: in JavaScript it is iterable
  * (`const [port] = event.ports;`), and the Python override of this
  * class makes `event.ports` a list and `event.data` the message.
+ *
+ * A message posted with msg_port_main_post_with_unix_fd_list() also
+ * carries open file descriptors, which the event owns:
+ * msg_message_event_get_unix_fd_list().
  */
 
 struct _MsgMessageEvent
@@ -45,6 +49,7 @@ struct _MsgMessageEvent
   MsgPortMain **ports;    /* (owned) (array length=n_ports zero-terminated=1) (nullable) */
   guint         n_ports;
   GListModel   *port_list; /* (owned) (nullable) (atomic): made on first use */
+  GUnixFDList  *fd_list;  /* (owned) (nullable): never empty */
   gint          shared;   /* (atomic): someone besides its pool holds a
                            * reference, as the pool's toggle reference says */
 };
@@ -54,6 +59,7 @@ enum {
   PROP_DATA,
   PROP_N_PORTS,
   PROP_PORTS,
+  PROP_UNIX_FD_LIST,
   N_PROPS
 };
 
@@ -70,6 +76,8 @@ msg_message_event_clear (MsgMessageEvent *self)
   self->n_ports = 0;
   g_clear_pointer (&self->ports, g_free);
   g_clear_object (&self->port_list);
+  /* Descriptors nobody took are closed, also when the event is reused. */
+  g_clear_object (&self->fd_list);
 }
 
 static void
@@ -102,6 +110,10 @@ msg_message_event_get_property (GObject    *object,
 
     case PROP_PORTS:
       g_value_set_object (value, msg_message_event_get_port_list (self));
+      break;
+
+    case PROP_UNIX_FD_LIST:
+      g_value_set_object (value, self->fd_list);
       break;
 
     default:
@@ -153,6 +165,19 @@ msg_message_event_class_init (MsgMessageEventClass *klass)
   properties[PROP_PORTS] =
     g_param_spec_object ("ports", NULL, NULL,
                          G_TYPE_LIST_MODEL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgMessageEvent:unix-fd-list: (getter get_unix_fd_list)
+   *
+   * The descriptors that came with the message, or %NULL: see
+   * msg_message_event_get_unix_fd_list().
+   *
+   * Since: 1.2
+   */
+  properties[PROP_UNIX_FD_LIST] =
+    g_param_spec_object ("unix-fd-list", NULL, NULL,
+                         G_TYPE_UNIX_FD_LIST,
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -215,15 +240,17 @@ msg_event_pool_free (gpointer data)
   g_free (pool);
 }
 
-/* An event for a message (taking @data and @ports, a NULL-terminated array
- * of @n_ports ports, or NULL if there are none), on which the caller holds
+/* An event for a message (taking @data, @ports, a NULL-terminated array
+ * of @n_ports ports, or NULL if there are none, and @fd_list, NULL or not
+ * empty), on which the caller holds
  * the pool's reference for the emission: it gives it back with
  * msg_event_pool_give_back(). */
 MsgMessageEvent *
 msg_event_pool_take (MsgEventPool  *pool,
                      GVariant      *data,
                      MsgPortMain  **ports,
-                     guint          n_ports)
+                     guint          n_ports,
+                     GUnixFDList   *fd_list)
 {
   MsgMessageEvent *self = g_steal_pointer (&pool->spare);
 
@@ -235,10 +262,12 @@ msg_event_pool_take (MsgEventPool  *pool,
       g_object_unref (self);
     }
 
-  g_assert (self->data == NULL && self->ports == NULL && self->port_list == NULL);
+  g_assert (self->data == NULL && self->ports == NULL && self->port_list == NULL &&
+            self->fd_list == NULL);
   self->data = data;
   self->ports = ports;
   self->n_ports = n_ports;
+  self->fd_list = fd_list;
   return self;
 }
 
@@ -377,4 +406,37 @@ msg_message_event_get_port_list (MsgMessageEvent *self)
     g_object_unref (store);
 
   return g_atomic_pointer_get (&self->port_list);
+}
+
+/**
+ * msg_message_event_get_unix_fd_list:
+ * @self: a #MsgMessageEvent
+ *
+ * Gets the descriptors that came with the message, posted with
+ * msg_port_main_post_with_unix_fd_list(): the `h` (handle) values in
+ * the message index this list, as in GDBus. They are the receiver's own
+ * descriptors, duplicates of the sender's (so their numbers differ), in
+ * the order the sender listed them. A handle of -1 stands for no
+ * descriptor.
+ *
+ * The list, and the descriptors in it, belong to @self: they are closed
+ * when the event goes, or is reused for a later message (see
+ * #MsgMessageEvent), unless they were taken. Take one with
+ * g_unix_fd_list_get(), which returns a duplicate of your own, or all of
+ * them with g_unix_fd_list_steal_fds(). A handler that keeps the list
+ * with g_object_ref() keeps the descriptors open.
+ *
+ * %NULL if the message came without descriptors: posted with
+ * msg_port_main_post_message(), or with an empty or %NULL list.
+ *
+ * Returns: (transfer none) (nullable): the descriptors, owned by @self,
+ *   or %NULL
+ * Since: 1.2
+ */
+GUnixFDList *
+msg_message_event_get_unix_fd_list (MsgMessageEvent *self)
+{
+  g_return_val_if_fail (MSG_IS_MESSAGE_EVENT (self), NULL);
+
+  return self->fd_list;
 }

@@ -47,6 +47,8 @@ MsgPortMain  *msg_message_event_get_port   (MsgMessageEvent *self,
                                             guint            index_);
 MSG_AVAILABLE_IN_ALL
 GListModel   *msg_message_event_get_port_list (MsgMessageEvent *self);
+MSG_AVAILABLE_IN_1_2
+GUnixFDList  *msg_message_event_get_unix_fd_list (MsgMessageEvent *self);
 
 MSG_AVAILABLE_IN_1_2
 gboolean      msg_message_event_reply      (MsgMessageEvent  *self,

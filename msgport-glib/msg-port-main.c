@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -512,6 +513,7 @@ msg_port_main_take_event (MsgItem       *item,
 {
   MsgEnvelope *envelope = NULL;
   MsgPortMain **ports = NULL;
+  GUnixFDList *fd_list = NULL;
   guint n_ports = 0;
   GVariant *data;
 
@@ -519,6 +521,7 @@ msg_port_main_take_event (MsgItem       *item,
     {
       envelope = msg_item_peek_envelope (item);
       data = g_steal_pointer (&envelope->data);
+      fd_list = g_steal_pointer (&envelope->fd_list);
       n_ports = envelope->n_ports;
       if (n_ports > 0)
         {
@@ -539,7 +542,7 @@ msg_port_main_take_event (MsgItem       *item,
       cache->destroy = msg_event_pool_free;
     }
   *envelope_out = envelope;
-  return msg_event_pool_take (cache->data, data, ports, n_ports);
+  return msg_event_pool_take (cache->data, data, ports, n_ports, fd_list);
 }
 
 /* The MsgEmitFunc of a started port: emits what @item carries on @self,
@@ -975,6 +978,142 @@ msg_port_main_take_transfer (MsgPortMain   *self,
   return TRUE;
 }
 
+/* Descriptors ------------------------------------------------------------ */
+
+/* Whether a value of @type may hold handles: it is one, holds one, or
+ * holds a variant, which may. */
+static gboolean
+type_may_hold_handles (const GVariantType *type)
+{
+  const char *string = g_variant_type_peek_string (type);
+  gsize length = g_variant_type_get_string_length (type);
+
+  for (gsize i = 0; i < length; i++)
+    {
+      if (string[i] == 'h' || string[i] == 'v')
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static gboolean
+check_handle (gint32   handle,
+              int      n_fds,
+              GError **error)
+{
+  if (handle >= -1 && handle < n_fds)
+    return TRUE;
+  g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+               "The message holds the handle %" G_GINT32_FORMAT ", which does not "
+               "index its list of %d descriptors (-1 stands for none)",
+               handle, n_fds);
+  return FALSE;
+}
+
+/* Checks that every handle in @value indexes a list of @n_fds
+ * descriptors, or is -1, which stands for no descriptor (as in GDBus). */
+static gboolean
+check_handles (GVariant  *value,
+               int        n_fds,
+               GError   **error)
+{
+  const GVariantType *type = g_variant_get_type (value);
+  gsize n;
+
+  if (!type_may_hold_handles (type))
+    return TRUE;
+
+  if (g_variant_type_equal (type, G_VARIANT_TYPE_HANDLE))
+    return check_handle (g_variant_get_handle (value), n_fds, error);
+
+  if (g_variant_type_equal (type, G_VARIANT_TYPE ("ah")))
+    {
+      const gint32 *handles = g_variant_get_fixed_array (value, &n, sizeof (gint32));
+
+      for (gsize i = 0; i < n; i++)
+        {
+          if (!check_handle (handles[i], n_fds, error))
+            return FALSE;
+        }
+      return TRUE;
+    }
+
+  n = g_variant_n_children (value);
+  for (gsize i = 0; i < n; i++)
+    {
+      GVariant *child = g_variant_get_child_value (value, i);
+      gboolean ok = check_handles (child, n_fds, error);
+
+      msg_variant_unref (child);
+      if (!ok)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Checks @fd_list (the caller's) against the handles of @message, to be
+ * posted to @peer (nullable: the message is dropped), and returns in
+ * *@fds the receiver's own duplicates of its descriptors, in order, or
+ * %NULL if there are none or nobody receives them. On error nothing is
+ * left open. */
+static gboolean
+msg_port_main_take_fd_list (GUnixFDList  *fd_list,
+                            GVariant     *message,
+                            MsgEndpoint  *peer,
+                            GUnixFDList **fds,
+                            GError      **error)
+{
+  const int *caller_fds;
+  int *dups;
+  int n_fds;
+
+  *fds = NULL;
+  caller_fds = g_unix_fd_list_peek_fds (fd_list, &n_fds);
+  if (message != NULL && !check_handles (message, n_fds, error))
+    return FALSE;
+  if (n_fds == 0 || peer == NULL)
+    return TRUE;
+
+  /* The wire format carries no message descriptors yet. */
+  if (msg_transport_is_socket_sink (msg_endpoint_get_sink (peer)))
+    {
+      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                           "Descriptors cannot cross to another process yet: "
+                           "the port's peer is in another process");
+      return FALSE;
+    }
+
+  dups = g_new (int, n_fds);
+  for (int i = 0; i < n_fds; i++)
+    {
+      dups[i] = fcntl (caller_fds[i], F_DUPFD_CLOEXEC, 0);
+      if (dups[i] < 0)
+        {
+          int errsv = errno;
+
+          for (int j = 0; j < i; j++)
+            close (dups[j]);
+          g_free (dups);
+          g_set_error (error, MSG_PORT_ERROR, msg_transport_error_code (errsv),
+                       "Cannot duplicate descriptor %d of the list: %s",
+                       i, g_strerror (errsv));
+          return FALSE;
+        }
+    }
+  /* The list owns the duplicates from here on. */
+  *fds = g_unix_fd_list_new_from_array (dups, n_fds);
+  g_free (dups);
+
+  return TRUE;
+}
+
+static gboolean msg_port_main_post_full (MsgPortMain   *self,
+                                         GVariant      *message,
+                                         MsgPortMain  **transfer,
+                                         guint          n_transfer,
+                                         GUnixFDList   *fd_list,
+                                         GError       **error);
+
 /**
  * msg_port_main_post_message:
  * @self: a #MsgPortMain
@@ -999,7 +1138,8 @@ msg_port_main_take_transfer (MsgPortMain   *self,
  * To a port in another process, @message is serialized (it must be at most
  * 128 MiB serialized, with at most 1024 ports), and fails with
  * %MSG_PORT_ERROR_TOO_LARGE otherwise, sending nothing. #GVariant handles
- * (`h`) are sent as plain integers.
+ * (`h`) are sent as plain integers: to send open descriptors with a
+ * message, use msg_port_main_post_with_unix_fd_list().
  *
  * Fails with %MSG_PORT_ERROR_DATA_CLONE, sending nothing and neutering
  * nothing, if @transfer holds @self, the same port twice, %NULL, or a port
@@ -1028,13 +1168,27 @@ msg_port_main_post_message (MsgPortMain   *self,
                             guint          n_transfer,
                             GError       **error)
 {
-  MsgEndpoint *endpoint;
-  MsgEndpoint *peer;
-  MsgItem *item;
-
   g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
   g_return_val_if_fail (transfer != NULL || n_transfer == 0, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return msg_port_main_post_full (self, message, transfer, n_transfer, NULL, error);
+}
+
+/* post_message(), and the descriptors in @fd_list (nullable) for the
+ * receiver: the arguments are checked. */
+static gboolean
+msg_port_main_post_full (MsgPortMain   *self,
+                         GVariant      *message,
+                         MsgPortMain  **transfer,
+                         guint          n_transfer,
+                         GUnixFDList   *fd_list,
+                         GError       **error)
+{
+  MsgEndpoint *endpoint;
+  MsgEndpoint *peer;
+  MsgItem *item;
+  GUnixFDList *fds = NULL;  /* (owned) (nullable): the receiver's */
 
   /* Sink once, where the message enters. A floating reference is the
    * caller's to give, so it is taken without g_variant_ref_sink()'s lock. */
@@ -1067,7 +1221,17 @@ msg_port_main_post_message (MsgPortMain   *self,
       return FALSE;
     }
 
-  if (n_transfer == 0)
+  /* Descriptors: checked and duplicated before any port is neutered, so
+   * that a refused post changes nothing. */
+  if (fd_list != NULL &&
+      !msg_port_main_take_fd_list (fd_list, message, peer, &fds, error))
+    {
+      g_clear_pointer (&peer, msg_endpoint_unref);
+      g_clear_pointer (&message, g_variant_unref);
+      return FALSE;
+    }
+
+  if (n_transfer == 0 && fds == NULL)
     {
       /* The everyday case: the message is queued as it is. */
       item = msg_item_new_message (g_steal_pointer (&message));
@@ -1078,7 +1242,9 @@ msg_port_main_post_message (MsgPortMain   *self,
       gboolean doomed = FALSE;
 
       envelope = msg_envelope_new_message (g_steal_pointer (&message), n_transfer);
-      if (!msg_port_main_take_transfer (self, transfer, n_transfer,
+      envelope->fd_list = g_steal_pointer (&fds);
+      if (n_transfer > 0 &&
+          !msg_port_main_take_transfer (self, transfer, n_transfer,
                                         envelope->ports, error))
         {
           g_clear_pointer (&peer, msg_endpoint_unref);
@@ -1133,6 +1299,67 @@ msg_port_main_post (MsgPortMain  *self,
                     GError      **error)
 {
   return msg_port_main_post_message (self, message, NULL, 0, error);
+}
+
+/**
+ * msg_port_main_post_with_unix_fd_list:
+ * @self: a #MsgPortMain
+ * @message: (nullable): the message; a floating reference is sunk
+ * @transfer: (array length=n_transfer) (nullable) (transfer none): ports to
+ *   move to the receiver along with @message
+ * @n_transfer: the length of @transfer
+ * @fd_list: (nullable): descriptors to send with @message, or %NULL
+ * @error: return location for a #GError, or %NULL
+ *
+ * Posts @message with open file descriptors, as GDBus sends them: the
+ * `h` (handle) values in @message are indexes into @fd_list, and the
+ * receiver finds its own descriptors, in the same order, with
+ * msg_message_event_get_unix_fd_list(). A handle of -1 stands for no
+ * descriptor. Otherwise this is msg_port_main_post_message(); with
+ * @fd_list %NULL it is exactly that, and handles are plain integers.
+ *
+ * @fd_list stays the caller's, and so do its descriptors: each one is
+ * duplicated when the message is posted, so the caller may close or reuse
+ * them, or drop @fd_list, as soon as this returns. The receiver gets the
+ * duplicates, which are closed if the message is never delivered (its
+ * port is closed or dropped first, say) or when the event that carried
+ * them goes, unless the receiver takes them. An empty @fd_list sends no
+ * descriptors: the receiver gets %NULL, as for a message posted without
+ * a list.
+ *
+ * Fails with %MSG_PORT_ERROR_DATA_CLONE, sending nothing and neutering
+ * nothing, if a handle in @message is below -1 or not less than the
+ * length of @fd_list, or for the reasons msg_port_main_post_message()
+ * gives; with %MSG_PORT_ERROR_TOO_MANY_OPEN_FILES if this process has no
+ * descriptors left for the duplicates. Descriptors cannot cross to
+ * another process yet: posting a non-empty @fd_list on a port whose peer
+ * is in another process fails with %MSG_PORT_ERROR_DATA_CLONE, and a
+ * message posted in-process that reaches another process all the same
+ * (its port moved there while it was queued) arrives without its
+ * descriptors, which are closed.
+ *
+ * On a closed or disconnected port the handles are still checked, and
+ * the message is dropped as msg_port_main_post_message() drops it; on a
+ * neutered port this does nothing at all and returns %TRUE.
+ *
+ * Returns: %TRUE if the message was posted, or dropped because the port is
+ *   closed, disconnected or neutered
+ * Since: 1.2
+ */
+gboolean
+msg_port_main_post_with_unix_fd_list (MsgPortMain   *self,
+                                      GVariant      *message,
+                                      MsgPortMain  **transfer,
+                                      guint          n_transfer,
+                                      GUnixFDList   *fd_list,
+                                      GError       **error)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
+  g_return_val_if_fail (transfer != NULL || n_transfer == 0, FALSE);
+  g_return_val_if_fail (fd_list == NULL || G_IS_UNIX_FD_LIST (fd_list), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return msg_port_main_post_full (self, message, transfer, n_transfer, fd_list, error);
 }
 
 /**

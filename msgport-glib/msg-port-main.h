@@ -78,6 +78,13 @@ MSG_AVAILABLE_IN_ALL
 gboolean  msg_port_main_post             (MsgPortMain   *self,
                                           GVariant      *message,
                                           GError       **error);
+MSG_AVAILABLE_IN_1_2
+gboolean  msg_port_main_post_with_unix_fd_list (MsgPortMain   *self,
+                                          GVariant      *message,
+                                          MsgPortMain  **transfer,
+                                          guint          n_transfer,
+                                          GUnixFDList   *fd_list,
+                                          GError       **error);
 MSG_AVAILABLE_IN_ALL
 void      msg_port_main_set_message_func (MsgPortMain            *self,
                                           MsgPortMainMessageFunc  func,

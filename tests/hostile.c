@@ -295,6 +295,43 @@ send_reserved_bits (int raw)
   send_raw (raw, h, sizeof h, NULL, 0);
 }
 
+/* A message of type "u" whose header counts @n_message_fds descriptors of
+ * its own (the u32 at offset 20) in @n_fds, sent with @n_fds descriptors
+ * (/dev/null), which this process closes once they are sent. */
+static void
+send_message_fds (int     raw,
+                  guint32 n_message_fds,
+                  guint32 n_fds)
+{
+  guint8 frame[MSG_WIRE_HEADER_SIZE + 8 + 8] = { 0, };
+  int fds[4];
+
+  g_assert_cmpuint (n_fds, <=, G_N_ELEMENTS (fds));
+  header (frame, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_MESSAGE, MSG_WIRE_FLAG_DATA, 0, n_fds, 1, 0, 4);
+  for (guint i = 0; i < 4; i++)
+    frame[20 + i] = n_message_fds >> (8 * i);
+  frame[MSG_WIRE_HEADER_SIZE] = 'u';
+  for (guint i = 0; i < n_fds; i++)
+    fds[i] = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+  send_raw (raw, frame, MSG_WIRE_HEADER_SIZE + 8 + 4, fds, n_fds);
+  for (guint i = 0; i < n_fds; i++)
+    close (fds[i]);
+}
+
+/* More descriptors of its own than the frame has. */
+static void
+send_message_fds_beyond_frame (int raw)
+{
+  send_message_fds (raw, 3, 2);
+}
+
+/* Fewer than the frame has, and no port or memfd to take the rest. */
+static void
+send_message_fds_left_over (int raw)
+{
+  send_message_fds (raw, 1, 3);
+}
+
 static void
 send_port_table_mismatch (int raw)
 {
@@ -469,6 +506,8 @@ static const HostileCase cases[] = {
   { "/hostile/unknown-kind", send_unknown_kind, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/reserved-bits", send_reserved_bits, MSG_PORT_ERROR_PROTOCOL, 1 },
   { "/hostile/port-table-mismatch", send_port_table_mismatch, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/message-fds/beyond-frame", send_message_fds_beyond_frame, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/message-fds/left-over", send_message_fds_left_over, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/prefix-overflow", send_prefix_overflow, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/fd-flood", send_fd_flood, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/garbage", send_garbage, MSG_PORT_ERROR_PROTOCOL, 3 },

@@ -531,6 +531,225 @@ test_wire_memfd_bad_header (void)
     }
 }
 
+static ino_t
+inode_of (int fd)
+{
+  struct stat st;
+
+  g_assert_no_errno (fstat (fd, &st));
+  return st.st_ino;
+}
+
+static void
+test_wire_message_fds_round_trip (void)
+{
+  g_autoptr(GVariant) large = blob (100000, 4);
+  g_autoptr(GVariant) small = g_variant_ref_sink (g_variant_new ("(hh)", 0, 1));
+  int pipe_fds[2], port_pipe[2];
+  ino_t pipe_inode, null_inode, port_inode;
+
+  g_test_summary ("A message's own descriptors travel after those of its ports and "
+                  "before the memfd of its data, counted at offset 20 of the header, "
+                  "and decode in order into the frame's message_fds");
+
+  g_assert_no_errno (pipe (pipe_fds));
+  g_assert_no_errno (pipe (port_pipe));
+  close (port_pipe[1]);
+  pipe_inode = inode_of (pipe_fds[0]);
+  port_inode = inode_of (port_pipe[0]);
+
+  for (guint i = 0; i < 2; i++)
+    {
+      gboolean with_port_and_memfd = i == 1;
+      g_autoptr(MsgWireFrame) frame = NULL;
+      g_autoptr(MsgWireFrame) decoded = NULL;
+      MsgWireEncoded encoded;
+      g_autoptr(GByteArray) bytes = g_byte_array_new ();
+      g_autoptr(GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
+      MsgWireDecoder *decoder = test_decoder_new ();
+      int null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+      int pipe_fd = fcntl (pipe_fds[1], F_DUPFD_CLOEXEC, 0);
+      guint n_port_fds = with_port_and_memfd ? 1 : 0;
+      GError *error = NULL;
+
+      null_inode = inode_of (null_fd);
+      if (with_port_and_memfd)
+        msg_wire_set_memfd_threshold (4096);
+      frame = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE,
+                                  g_variant_ref (with_port_and_memfd ? large : small),
+                                  n_port_fds);
+      if (with_port_and_memfd)
+        frame->ports[0].fd = fcntl (port_pipe[0], F_DUPFD_CLOEXEC, 0);
+      frame->message_fds = g_array_new (FALSE, FALSE, sizeof (int));
+      g_array_append_val (frame->message_fds, pipe_fd);
+      g_array_append_val (frame->message_fds, null_fd);
+
+      g_assert_true (msg_wire_encode (frame, &encoded, &error));
+      g_assert_no_error (error);
+      /* Taken by the encoding. */
+      g_assert_cmpuint (frame->message_fds->len, ==, 0);
+      msg_wire_encoded_append (&encoded, bytes, fds);
+      msg_wire_encoded_clear (&encoded);
+      g_assert_cmpuint (fds->len, ==, n_port_fds + 2 + (with_port_and_memfd ? 1 : 0));
+      g_assert_cmpuint (bytes->data[20], ==, 2);
+      g_assert_cmpuint (bytes->data[8], ==, fds->len);
+      /* Ports, then the message's, then the memfd. */
+      if (with_port_and_memfd)
+        g_assert_cmpuint (inode_of (g_array_index (fds, int, 0)), ==, port_inode);
+      g_assert_cmpuint (inode_of (g_array_index (fds, int, n_port_fds)), ==, pipe_inode);
+      g_assert_cmpuint (inode_of (g_array_index (fds, int, n_port_fds + 1)), ==, null_inode);
+      if (with_port_and_memfd)
+        g_assert_cmpint (fcntl (g_array_index (fds, int, 3), F_GET_SEALS), >, 0);
+
+      msg_wire_decoder_push (decoder, bytes->data, bytes->len,
+                             (const int *) (void *) fds->data, fds->len);
+      g_assert_true (msg_wire_decoder_next (decoder, &decoded, &error));
+      g_assert_no_error (error);
+      g_assert_true (msg_wire_decoder_is_empty (decoder));
+      msg_wire_decoder_free (decoder);
+
+      g_assert_nonnull (decoded->message_fds);
+      g_assert_cmpuint (decoded->message_fds->len, ==, 2);
+      g_assert_cmpuint (inode_of (g_array_index (decoded->message_fds, int, 0)), ==, pipe_inode);
+      g_assert_cmpuint (inode_of (g_array_index (decoded->message_fds, int, 1)), ==, null_inode);
+      g_assert_cmpuint (decoded->n_ports, ==, n_port_fds);
+      if (with_port_and_memfd)
+        {
+          g_assert_cmpuint (inode_of (decoded->ports[0].fd), ==, port_inode);
+          g_assert_cmpint (decoded->data_fd, >=, 0);
+        }
+      g_assert_true (msg_wire_frame_map_data (decoded, &error));
+      g_assert_no_error (error);
+      g_assert_true (g_variant_equal (decoded->data, with_port_and_memfd ? large : small));
+
+      /* The received ends work: what goes into the pipe's write end
+       * comes out of its read end. */
+      g_assert_cmpint (write (g_array_index (decoded->message_fds, int, 0), "x", 1), ==, 1);
+      {
+        char byte = 0;
+
+        g_assert_cmpint (read (pipe_fds[0], &byte, 1), ==, 1);
+        g_assert_cmpint (byte, ==, 'x');
+      }
+      msg_wire_set_memfd_threshold (-1);
+    }
+
+  /* A close frame carries none, and a message without any has 0. */
+  {
+    g_autoptr(MsgWireFrame) plain = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE,
+                                                        g_variant_ref (small), 0);
+    g_autoptr(MsgWireFrame) decoded = reencode (plain, 0);
+
+    g_assert_null (decoded->message_fds);
+  }
+
+  close (pipe_fds[0]);
+  close (pipe_fds[1]);
+  close (port_pipe[0]);
+}
+
+/* A message frame of type "u" with @n_ports ports (entries with no
+ * prefixes), @n_message_fds at offset 20, @n_fds declared and @n_sent
+ * descriptors (/dev/null) sent with it, whose numbers go in @sent. */
+static void
+push_message_fds_frame (MsgWireDecoder *decoder,
+                        guint           n_ports,
+                        guint32         n_message_fds,
+                        guint32         n_fds,
+                        guint8          flags,
+                        guint           n_sent,
+                        int            *sent)
+{
+  gsize ports_len = n_ports * MSG_WIRE_PORT_ENTRY_SIZE;
+  gsize data_len = (flags & MSG_WIRE_FLAG_DATA_FD) ? 8 : 4;
+  gsize size = MSG_WIRE_HEADER_SIZE + 8 + ports_len + data_len;
+  guint8 *frame = g_malloc0 (size);
+
+  for (guint i = 0; i < 4; i++)
+    frame[i] = MSG_WIRE_MAGIC >> (8 * i);
+  frame[4] = MSG_WIRE_FRAME_MESSAGE;
+  frame[5] = MSG_WIRE_FLAG_DATA | flags;
+  frame[6] = n_ports;
+  for (guint i = 0; i < 4; i++)
+    {
+      frame[8 + i] = n_fds >> (8 * i);
+      frame[16 + i] = ports_len >> (8 * i);
+      frame[20 + i] = n_message_fds >> (8 * i);
+    }
+  frame[12] = 1;  /* type_len */
+  frame[24] = data_len;
+  frame[MSG_WIRE_HEADER_SIZE] = 'u';
+  if (flags & MSG_WIRE_FLAG_DATA_FD)
+    frame[MSG_WIRE_HEADER_SIZE + 8 + ports_len] = 4;  /* the memfd's size */
+  for (guint i = 0; i < n_sent; i++)
+    {
+      sent[i] = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+      g_assert_cmpint (sent[i], >=, 0);
+    }
+  msg_wire_decoder_push (decoder, frame, size, sent, n_sent);
+  g_free (frame);
+}
+
+static void
+test_wire_message_fds_bad_counts (void)
+{
+  const struct {
+    guint   n_ports;
+    guint32 n_message_fds;
+    guint32 n_fds;
+    guint8  flags;
+    guint   n_sent;
+    gboolean valid;
+  } cases[] = {
+    { 0, 2, 2, 0, 2, TRUE },
+    { 1, 2, 3, 0, 3, TRUE },
+    { 0, 3, 2, 0, 2, FALSE },                        /* more than the frame */
+    { 0, 1, 2, 0, 2, FALSE },                        /* one left over */
+    { 1, 2, 2, 0, 2, FALSE },                        /* none left for the port */
+    { 0, 2, 2, MSG_WIRE_FLAG_DATA_FD, 2, FALSE },    /* none left for the memfd */
+    { 0, G_MAXUINT32, 2, 0, 2, FALSE },              /* overflows a sum */
+    { 0, 2, 3, 0, 2, FALSE },                        /* one that did not come */
+  };
+
+  g_test_summary ("A message whose own descriptors, those of its ports and its memfd "
+                  "do not add up to the frame's is a protocol error, and every "
+                  "descriptor that came with it is closed");
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      MsgWireDecoder *decoder = test_decoder_new ();
+      MsgWireFrame *frame = NULL;
+      GError *error = NULL;
+      int sent[4];
+      gboolean ok;
+
+      push_message_fds_frame (decoder, cases[i].n_ports, cases[i].n_message_fds,
+                              cases[i].n_fds, cases[i].flags, cases[i].n_sent, sent);
+      ok = msg_wire_decoder_next (decoder, &frame, &error);
+      if (cases[i].valid)
+        {
+          g_assert_no_error (error);
+          g_assert_true (ok);
+          g_assert_cmpuint (frame->message_fds->len, ==, cases[i].n_message_fds);
+          /* In order, after the ports'. */
+          for (guint j = 0; j < cases[i].n_message_fds; j++)
+            g_assert_cmpint (g_array_index (frame->message_fds, int, j), ==,
+                             sent[cases[i].n_ports + j]);
+          msg_wire_frame_free (frame);
+        }
+      else
+        {
+          g_assert_false (ok);
+          g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL);
+          g_test_message ("%s", error->message);
+          g_clear_error (&error);
+        }
+      msg_wire_decoder_free (decoder);
+      for (guint j = 0; j < cases[i].n_sent; j++)
+        g_assert_cmpint (fcntl (sent[j], F_GETFD), ==, -1);
+    }
+}
+
 static void
 test_wire_decoder_empty (void)
 {
@@ -687,6 +906,8 @@ main (int    argc,
   g_test_add_func ("/wire/memfd/round-trip", test_wire_memfd_round_trip);
   g_test_add_func ("/wire/memfd/refused", test_wire_memfd_refused);
   g_test_add_func ("/wire/memfd/bad-header", test_wire_memfd_bad_header);
+  g_test_add_func ("/wire/message-fds/round-trip", test_wire_message_fds_round_trip);
+  g_test_add_func ("/wire/message-fds/bad-counts", test_wire_message_fds_bad_counts);
 
   return g_test_run ();
 }

@@ -69,7 +69,8 @@ typedef enum
                                         * its features are in the entry */
 
 /* Why the sender of a close frame ended the channel: the header's u32 at
- * offset 20, which is 0 in a message frame. */
+ * offset 20, which in a message frame is the number of the message's own
+ * descriptors (n_message_fds). */
 typedef enum
 {
   MSG_WIRE_CLOSE_CLOSED = 0,     /* closed */
@@ -115,6 +116,10 @@ typedef struct
   char             *data_type; /* (owned) (nullable) */
   gsize             data_size;
   MsgWireCloseReason close_reason;  /* CLOSE only */
+  GArray           *message_fds;    /* (owned) (nullable) (element-type int):
+                                     * MESSAGE only: the descriptors the
+                                     * message's handles index, in order;
+                                     * owned, closed with the frame */
   /* The body of a control frame: HELLO: features; ACK: messages, bytes;
    * PING: the sender's keep-alive interval in milliseconds. */
   guint64           args[2];
@@ -155,7 +160,9 @@ void     msg_wire_encoded_clear  (MsgWireEncoded *encoded);
 gboolean msg_wire_check_message  (GVariant       *data,
                                   guint           n_ports,
                                   GError        **error);
-/* Encodes @frame, taking the descriptors and prefixes of its ports. */
+/* Encodes @frame, taking the descriptors and prefixes of its ports and
+ * its message descriptors. A frame's descriptors go in this order: those
+ * of its ports, then the message's, then the memfd of its data. */
 gboolean msg_wire_encode         (MsgWireFrame   *frame,
                                   MsgWireEncoded *encoded,
                                   GError        **error);

@@ -10,12 +10,14 @@
  * anything with them but hand them on or close them.
  *
  *   0  u32 magic "MSG2"      8  u32 n_fds       16 u32 ports_len
- *   4  u8  kind              12 u32 type_len    20 u32 close reason (0 in a message)
- *   5  u8  flags (1: data, 2: in a memfd)        24 u64 data_len
- *   6  u16 n_ports
+ *   4  u8  kind              12 u32 type_len    20 u32 close reason (a close),
+ *   5  u8  flags (1: data, 2: in a memfd)           n_message_fds (a message)
+ *   6  u16 n_ports                               24 u64 data_len
  *
  * A message whose data is in a sealed memfd has 8 bytes of data: u64, the
- * size of the memfd, which is the frame's last descriptor.
+ * size of the memfd, which is the frame's last descriptor. A message may
+ * carry descriptors of its own (n_message_fds, which its handles index):
+ * they come after those of its ports and before the memfd.
  *
  * Control frames (hello, acknowledgement, ping, pong) have every field 0
  * but the magic, the kind and data_len, and a body of u64s as their data:
@@ -26,7 +28,7 @@
  * u64 out_partial, u32 flags, u32 peer_features, in_len bytes, padding to
  * 8, out_len bytes, padding to 8. A port takes 1 + n_in_fds + n_out_fds
  * descriptors, in that order, and the frame's n_fds is their sum over its
- * ports.
+ * ports, plus n_message_fds, plus 1 for a memfd.
  *
  * Over 1,000 lines, on purpose: one codec, pure functions on bytes and
  * descriptors (encoding, the incremental decoder, memfds, the receive-buffer
@@ -149,6 +151,8 @@ msg_wire_frame_free (MsgWireFrame *frame)
     msg_wire_port_clear (&frame->ports[i]);
   if (frame->data_fd >= 0)
     close (frame->data_fd);
+  msg_wire_close_fds (frame->message_fds);
+  g_clear_pointer (&frame->message_fds, g_array_unref);
   g_free (frame->data_type);
   g_free (frame->ports);
   g_free (frame);
@@ -261,6 +265,7 @@ msg_wire_encode (MsgWireFrame   *frame,
   g_autoptr(GVariant) normal = NULL;
   const char *type = NULL;
   gsize type_len = 0, ports_len = 0, data_len = 0, n_fds = 0, offset;
+  guint n_message_fds = 0;
   guint8 *head;
   gsize head_size;
   int data_fd = -1;
@@ -310,6 +315,9 @@ msg_wire_encode (MsgWireFrame   *frame,
       ports_len += ALIGN8 (port->out_prefix ? g_bytes_get_size (port->out_prefix) : 0);
       n_fds += 1 + (port->in_fds ? port->in_fds->len : 0) + (port->out_fds ? port->out_fds->len : 0);
     }
+  if (frame->kind == MSG_WIRE_FRAME_MESSAGE && frame->message_fds != NULL)
+    n_message_fds = frame->message_fds->len;
+  n_fds += n_message_fds;
   if (ports_len > MSG_WIRE_MAX_PORTS_SIZE || n_fds > MSG_WIRE_MAX_FDS)
     {
       if (data_fd >= 0)
@@ -330,7 +338,7 @@ msg_wire_encode (MsgWireFrame   *frame,
   write_u32 (head + 8, n_fds);
   write_u32 (head + 12, type_len);
   write_u32 (head + 16, ports_len);
-  write_u32 (head + 20, frame->kind == MSG_WIRE_FRAME_CLOSE ? frame->close_reason : 0);
+  write_u32 (head + 20, frame->kind == MSG_WIRE_FRAME_CLOSE ? frame->close_reason : n_message_fds);
   write_u64 (head + 24, data_len);
   if (type_len > 0)
     memcpy (head + MSG_WIRE_HEADER_SIZE, type, type_len);
@@ -364,6 +372,8 @@ msg_wire_encode (MsgWireFrame   *frame,
       append_fds (encoded->fds, port->in_fds);
       append_fds (encoded->fds, port->out_fds);
     }
+  if (n_message_fds > 0)
+    append_fds (encoded->fds, frame->message_fds);
   if (data_fd >= 0)
     g_array_append_val (encoded->fds, data_fd);
   g_assert (offset == head_size);
@@ -848,7 +858,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
 {
   const guint8 *h;
   guint kind, flags, n_ports;
-  guint32 n_fds, type_len, ports_len, reason;
+  guint32 n_fds, type_len, ports_len, reason, n_message_fds;
   guint64 data_len, frame_size, frame_start, head_size;
   gsize available = self->end - self->start + self->tail_filled;
   g_autoptr(MsgWireFrame) frame = NULL;
@@ -884,6 +894,9 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   data_len = read_u64 (h + 24);
 
   n_data_fds = (flags & MSG_WIRE_FLAG_DATA_FD) ? 1 : 0;
+  /* The u32 at offset 20: a close frame's reason, a message's own
+   * descriptors. */
+  n_message_fds = kind == MSG_WIRE_FRAME_MESSAGE ? reason : 0;
 
   if (read_u32 (h) == MSG_WIRE_MAGIC_V1)
     return protocol_error (self, error, "it speaks version 1 of the msgport-glib wire "
@@ -891,8 +904,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
                            "msgport-glib that cannot talk)");
   if (read_u32 (h) != MSG_WIRE_MAGIC)
     return protocol_error (self, error, "bad frame magic %08x", read_u32 (h));
-  if ((kind != MSG_WIRE_FRAME_CLOSE && reason != 0) ||
-      (flags & ~(guint) (MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD)) != 0)
+  if ((flags & ~(guint) (MSG_WIRE_FLAG_DATA | MSG_WIRE_FLAG_DATA_FD)) != 0)
     return protocol_error (self, error, "reserved header bits are set");
   if (kind == MSG_WIRE_FRAME_CLOSE)
     {
@@ -906,7 +918,8 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
     {
       guint64 body = kind == MSG_WIRE_FRAME_ACK ? 16 : kind == MSG_WIRE_FRAME_PONG ? 0 : 8;
 
-      if (flags != 0 || n_ports != 0 || n_fds != 0 || type_len != 0 || ports_len != 0 || data_len != body)
+      if (flags != 0 || n_ports != 0 || n_fds != 0 || type_len != 0 || ports_len != 0 ||
+          reason != 0 || data_len != body)
         return protocol_error (self, error, "a control frame (kind %u) has a bad size", kind);
     }
   else if (kind != MSG_WIRE_FRAME_MESSAGE)
@@ -925,6 +938,8 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
     return protocol_error (self, error, "a frame's data and type disagree");
   if (n_data_fds > 0 && (!(flags & MSG_WIRE_FLAG_DATA) || data_len != 8 || n_fds == 0))
     return protocol_error (self, error, "a frame's data descriptor is not declared right");
+  if ((guint64) n_message_fds + n_data_fds > n_fds)
+    return protocol_error (self, error, "a message declares more descriptors than its frame");
   if (ports_len % 8 != 0 || (guint64) n_ports * PORT_ENTRY_SIZE > ports_len)
     return protocol_error (self, error, "a frame's port table has a bad size");
 
@@ -1083,7 +1098,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
           out_len > (guint64) (table_end - p) - ALIGN8 (in_len) ||
           ALIGN8 (out_len) > (guint64) (table_end - p) - ALIGN8 (in_len) ||
           n_in_fds > MSG_WIRE_MAX_FDS || n_out_fds > MSG_WIRE_MAX_FDS || out_partial > out_len ||
-          fds_needed + 1 + n_in_fds + n_out_fds > n_fds - n_data_fds)
+          fds_needed + 1 + n_in_fds + n_out_fds > n_fds - n_data_fds - n_message_fds)
         {
           msg_wire_close_fds (fds);
           return protocol_error (self, error, "a port entry does not fit the frame");
@@ -1112,10 +1127,18 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
           g_array_index (fds, int, fd_index) = -1;
         }
     }
-  if (fds_needed + n_data_fds != n_fds || p != table_end)
+  if (fds_needed + n_message_fds + n_data_fds != n_fds || p != table_end)
     {
       msg_wire_close_fds (fds);
       return protocol_error (self, error, "a frame's port table and descriptors disagree");
+    }
+  /* The message's own descriptors, after those of its ports. */
+  if (n_message_fds > 0)
+    {
+      frame->message_fds = g_array_sized_new (FALSE, FALSE, sizeof (int), n_message_fds);
+      g_array_append_vals (frame->message_fds, &g_array_index (fds, int, fd_index), n_message_fds);
+      for (guint j = 0; j < n_message_fds; j++)
+        g_array_index (fds, int, fd_index + j) = -1;
     }
 
   self->start += from_tail ? head_size : frame_size;

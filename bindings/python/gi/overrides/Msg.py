@@ -11,6 +11,8 @@ through ``.props``::
 - ``MessageEvent.data``: the message, a ``GLib.Variant`` or ``None``;
 - ``MessageEvent.ports``: the ports that came with it, a list (empty if
   there are none), in the order the sender listed them;
+- ``MessageEvent.unix_fd_list``: the descriptors that came with it, a
+  ``Gio.UnixFDList``, or ``None``;
 - ``ChannelMain.port1`` and ``ChannelMain.port2``;
 - ``MessageEvent.get_port(i)`` raises ``IndexError`` past the last port, as
   a Python sequence does, where C returns ``NULL``;
@@ -43,6 +45,12 @@ class MessageEvent(Msg.MessageEvent):
     def ports(self):
         """The ports transferred with the message, as a list (not started)."""
         return self.get_ports()
+
+    @property
+    def unix_fd_list(self):
+        """The descriptors that came with the message (a Gio.UnixFDList the
+        event owns), or None."""
+        return self.get_unix_fd_list()
 
     def get_port(self, index):
         """The port at index; IndexError if there is no such port."""

@@ -119,6 +119,29 @@ msg_atomic_int_get_relaxed (const gint *atomic)
   return __atomic_load_n (atomic, __ATOMIC_RELAXED);
 }
 
+/* 64-bit counters (flow control, per-port counters), which g_atomic_*()
+ * cannot hold on every platform: sequentially consistent, like GLib's. */
+static inline guint64
+msg_atomic_u64_get (const guint64 *atomic)
+{
+  return __atomic_load_n (atomic, __ATOMIC_SEQ_CST);
+}
+
+static inline void
+msg_atomic_u64_set (guint64 *atomic,
+                    guint64  value)
+{
+  __atomic_store_n (atomic, value, __ATOMIC_SEQ_CST);
+}
+
+/* Returns the new value. */
+static inline guint64
+msg_atomic_u64_add (guint64 *atomic,
+                    guint64  value)
+{
+  return __atomic_add_fetch (atomic, value, __ATOMIC_SEQ_CST);
+}
+
 static inline void
 msg_mutex_lock (GMutex *mutex)
 {

@@ -1163,6 +1163,12 @@ msg_port_main_start (MsgPortMain *self)
       endpoint->started = TRUE;
       g_object_ref (self);
       msg_dispatcher_bind_locked (dispatcher, endpoint, msg_port_main_emit);
+      /* Not writable since before it was started: notify it now. */
+      if (g_atomic_int_get (&endpoint->flow_blocked))
+        {
+          endpoint->flow_pending = TRUE;
+          msg_endpoint_mark_ready_locked (endpoint, NULL);
+        }
     }
   msg_mutex_unlock (&endpoint->lock);
 

@@ -492,8 +492,11 @@ msg_port_main_class_init (MsgPortMainClass *klass)
    * its #MsgPortMain:buffered-amount, after having reached the
    * #MsgPortMain:high-water-mark, fell back below the low-water mark, half
    * the high-water mark: the port is writable again. Emitted after
-   * #GObject::notify for #MsgPortMain:writable. Not emitted when the
-   * channel ends.
+   * #GObject::notify for #MsgPortMain:writable, once however many times
+   * it became writable since the last emission, and not if it reached the
+   * mark again by then (posts from another thread, or from the callback
+   * of msg_port_main_wait_writable_async(), which may run first). Not
+   * emitted when the channel ends.
    *
    * Since: 1.2
    */
@@ -646,7 +649,9 @@ msg_port_main_emit_flow (MsgPortMain *self)
     }
   g_object_thaw_notify (G_OBJECT (self));
 
-  if (drains > 0)
+  /* Posts made since (from another thread, or a waiter's callback) may
+   * have reached the mark again: then the next drain is the one. */
+  if (drains > 0 && writable)
     g_signal_emit (self, signals[SIGNAL_DRAIN], 0);
 }
 

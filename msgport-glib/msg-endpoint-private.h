@@ -323,7 +323,8 @@ struct _MsgEndpoint
   GQueue           flow_waiters;   /* of MsgFlowWaiter.link */
 
   /* Flow control and counters (msg-endpoint.c, "Flow control"): what this
-   * end posted to @peer (added under @lock, when @peer is read) and what
+   * end posted to @peer (written under @lock only, when @peer is read:
+   * plain stores, see msg_endpoint_count_post_locked()) and what
    * the other end took of it (credits, added with no lock held); the
    * difference is buffered. Reset, taken = sent, when the end ends. */
   guint64          sent_messages;     /* (atomic) */

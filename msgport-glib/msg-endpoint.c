@@ -504,9 +504,13 @@ msg_endpoint_count_post_locked (MsgEndpoint   *self,
 
   msg_mutex_assert_held (&self->lock);
 
-  msg_atomic_u64_add (&self->sent_messages, 1);
-  sent_bytes = msg_atomic_u64_add (&self->sent_bytes, n_bytes);
-  mark = msg_atomic_u64_get (&self->high_water_mark);
+  /* Written under the lock only: plain stores, not locked additions (the
+   * hot path). A credit evaluates the mark under the lock too. */
+  msg_atomic_u64_set_release (&self->sent_messages,
+                              msg_atomic_u64_get_relaxed (&self->sent_messages) + 1);
+  sent_bytes = msg_atomic_u64_get_relaxed (&self->sent_bytes) + n_bytes;
+  msg_atomic_u64_set_release (&self->sent_bytes, sent_bytes);
+  mark = msg_atomic_u64_get_relaxed (&self->high_water_mark);
   if (G_UNLIKELY (mark != 0) && !g_atomic_int_get (&self->flow_blocked) &&
       sent_bytes >= mark + msg_atomic_u64_get (&self->taken_bytes))
     msg_endpoint_flow_update_locked (self, FALSE, wake_later, NULL);
@@ -577,8 +581,12 @@ msg_endpoint_taken (MsgEndpoint *self,
   if (n_messages == 0)
     return;
 
-  msg_atomic_u64_add (&self->received_messages, n_messages);
-  msg_atomic_u64_add (&self->received_bytes, n_bytes);
+  /* Only the thread that dispatches @self writes these, one at a time
+   * (ordered by @self's lock as it moves). */
+  msg_atomic_u64_set_release (&self->received_messages,
+                              msg_atomic_u64_get_relaxed (&self->received_messages) + n_messages);
+  msg_atomic_u64_set_release (&self->received_bytes,
+                              msg_atomic_u64_get_relaxed (&self->received_bytes) + n_bytes);
   if (peer == NULL)
     return;
 

@@ -134,6 +134,21 @@ msg_atomic_u64_set (guint64 *atomic,
   __atomic_store_n (atomic, value, __ATOMIC_SEQ_CST);
 }
 
+/* For a counter that only one thread writes at a time (under a lock),
+ * and others read: a plain store, not a locked instruction. */
+static inline void
+msg_atomic_u64_set_release (guint64 *atomic,
+                            guint64  value)
+{
+  __atomic_store_n (atomic, value, __ATOMIC_RELEASE);
+}
+
+static inline guint64
+msg_atomic_u64_get_relaxed (const guint64 *atomic)
+{
+  return __atomic_load_n (atomic, __ATOMIC_RELAXED);
+}
+
 /* Returns the new value. */
 static inline guint64
 msg_atomic_u64_add (guint64 *atomic,

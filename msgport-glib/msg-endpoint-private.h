@@ -380,6 +380,7 @@ void         msg_endpoint_count_post_locked (MsgEndpoint  *self,
                                              gsize         n_bytes,
                                              MsgReadyList **wake_later);
 void         msg_endpoint_uncount_post (MsgEndpoint  *self,
+                                        MsgEndpoint  *peer,
                                         gsize         n_bytes);
 void         msg_endpoint_credit       (MsgEndpoint  *self,
                                         guint         n_messages,

@@ -493,16 +493,25 @@ msg_endpoint_flow_update_locked (MsgEndpoint   *self,
 }
 
 /* Called by post_message() with @self->lock held, when the message of
- * @n_bytes goes to @self->peer. */
+ * @n_bytes goes to @self->peer. A peer whose sink sends no
+ * acknowledgements (no consumed(): a transport that predates them) never
+ * credits: the message counts as taken as it is handed over. */
 void
 msg_endpoint_count_post_locked (MsgEndpoint   *self,
                                 gsize          n_bytes,
                                 MsgReadyList **wake_later)
 {
+  MsgSink *peer_sink = msg_endpoint_get_sink (self->peer);
   guint64 sent_bytes;
   guint64 mark;
 
   msg_mutex_assert_held (&self->lock);
+
+  if (G_UNLIKELY (peer_sink != NULL && peer_sink->funcs->consumed == NULL))
+    {
+      msg_atomic_u64_add (&self->taken_messages, 1);
+      msg_atomic_u64_add (&self->taken_bytes, n_bytes);
+    }
 
   /* Written under the lock only: plain stores, not locked additions (the
    * hot path). A credit evaluates the mark under the lock too. */
@@ -516,19 +525,26 @@ msg_endpoint_count_post_locked (MsgEndpoint   *self,
     msg_endpoint_flow_update_locked (self, FALSE, wake_later, NULL);
 }
 
-/* A post counted by msg_endpoint_count_post_locked() was not sent after
- * all (the message or its transfer list was refused). Any thread, no lock
- * held. */
+/* A post to @peer counted by msg_endpoint_count_post_locked() was not
+ * sent after all (the message or its transfer list was refused). Any
+ * thread, no lock held. */
 void
 msg_endpoint_uncount_post (MsgEndpoint *self,
+                           MsgEndpoint *peer,
                            gsize        n_bytes)
 {
+  MsgSink *peer_sink = msg_endpoint_get_sink (peer);
   MsgReadyList *wake = NULL;
   GQueue writable = G_QUEUE_INIT;
 
   msg_mutex_lock (&self->lock);
   msg_atomic_u64_add (&self->sent_messages, G_MAXUINT64);
   msg_atomic_u64_add (&self->sent_bytes, -(guint64) n_bytes);
+  if (peer_sink != NULL && peer_sink->funcs->consumed == NULL)
+    {
+      msg_atomic_u64_add (&self->taken_messages, G_MAXUINT64);
+      msg_atomic_u64_add (&self->taken_bytes, -(guint64) n_bytes);
+    }
   msg_endpoint_flow_update_locked (self, FALSE, &wake, &writable);
   msg_mutex_unlock (&self->lock);
 

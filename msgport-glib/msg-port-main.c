@@ -988,7 +988,7 @@ msg_port_main_post_message (MsgPortMain   *self,
        !msg_wire_check_message (message, n_transfer, error)))
     {
       /* Not sent after all. */
-      msg_endpoint_uncount_post (endpoint, size);
+      msg_endpoint_uncount_post (endpoint, peer, size);
       msg_endpoint_unref (peer);
       g_clear_pointer (&message, g_variant_unref);
       return FALSE;
@@ -1009,7 +1009,7 @@ msg_port_main_post_message (MsgPortMain   *self,
                                         envelope->ports, error))
         {
           if (peer != NULL)
-            msg_endpoint_uncount_post (endpoint, size);
+            msg_endpoint_uncount_post (endpoint, peer, size);
           g_clear_pointer (&peer, msg_endpoint_unref);
           msg_envelope_free (envelope);
           return FALSE;

@@ -744,6 +744,37 @@ test_flow_acknowledge (void)
   g_assert_true (released2);
 }
 
+static void
+test_flow_process_unacknowledged (void)
+{
+  MsgPortMain *a, *b;
+  guint received = 0;
+
+  g_test_summary ("To a process transport that sends no acknowledgements, a post counts "
+                  "as taken once handed over: never stuck above the mark");
+
+  msg_test_socket_ports (&a, &b);
+  msg_port_main_set_high_water_mark (a, MSG_SIZE);
+  for (guint i = 0; i < 10; i++)
+    post_sized (a, MSG_SIZE, i);
+  g_assert_true (msg_port_main_is_writable (a));
+  g_assert_cmpuint (msg_port_main_get_buffered_amount (a), ==, 0);
+  g_assert_cmpuint (msg_port_main_get_messages_sent (a), ==, 10);
+  g_assert_cmpuint (msg_port_main_get_bytes_sent (a), ==, 10 * MSG_SIZE);
+
+  g_signal_connect (b, "message", G_CALLBACK (count_message), &received);
+  msg_port_main_start (b);
+  msg_test_wait_until (NULL, received == 10);
+  g_assert_cmpuint (msg_port_main_get_messages_received (b), ==, 10);
+  g_assert_cmpuint (msg_port_main_get_bytes_received (b), ==, 10 * MSG_SIZE);
+
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, msg_port_main_is_closed (b));
+  msg_test_drain (NULL);
+  g_object_unref (a);
+  g_object_unref (b);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -761,6 +792,7 @@ main (int    argc,
   g_test_add_func ("/flow/transfer-sender", test_flow_transfer_sender);
   g_test_add_func ("/flow/cross-thread", test_flow_cross_thread);
   g_test_add_func ("/flow/acknowledge", test_flow_acknowledge);
+  g_test_add_func ("/flow/process-unacknowledged", test_flow_process_unacknowledged);
 
   return g_test_run ();
 }

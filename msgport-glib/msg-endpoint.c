@@ -388,11 +388,14 @@ typedef struct
  *
  * An endpoint counts what it posts to its peer, when it reads its peer
  * under its lock (msg_endpoint_count_post_locked(), from post_message()):
- * two atomic additions per message, no allocation. What the other end took
+ * two plain stores per message (one writer, under the lock), no
+ * allocation; the size is g_variant_get_size(), as msg_item_data_size()
+ * has it, which the dispatcher asks again when it takes the item (with
+ * GLib's bit lock on the GVariant: the main cost). What the other end took
  * (its handlers got it) comes back as a credit, once per dispatch batch
  * (msg_endpoint_taken(), from the dispatcher), or, across processes, as an
  * acknowledgement that the transport reads (msg_endpoint_acknowledge()):
- * two more atomic additions. The difference is what is buffered.
+ * two atomic additions per batch. The difference is what is buffered.
  *
  * With a high-water mark set, an endpoint whose buffered bytes reach it is
  * blocked (not writable) until they fall below half of it; every change of

@@ -1839,6 +1839,7 @@ typedef struct
   MsgFlowWaiter  base;
   GTask         *task;           /* (owned) */
   GSource       *cancel_source;  /* (owned) (nullable) */
+  GError        *error;          /* (owned) (nullable): set by done() */
 } MsgPortWaiter;
 
 static void
@@ -1849,25 +1850,60 @@ msg_port_waiter_free (MsgPortWaiter *waiter)
       g_source_destroy (waiter->cancel_source);
       g_source_unref (waiter->cancel_source);
     }
+  g_clear_error (&waiter->error);
   g_object_unref (waiter->task);
   g_free (waiter);
 }
 
-/* MsgFlowWaiter.done: any thread, no lock held; the GTask returns in the
- * context it was made in. */
+/* Returns the task of a waiter that done() took, in the task's context,
+ * and frees the waiter there: its cancel source is that context's. */
+static gboolean
+msg_port_waiter_complete (gpointer data)
+{
+  MsgPortWaiter *waiter = data;
+  GTask *task;
+  GError *error;
+
+  MSG_TSAN_ACQUIRE (waiter);
+  task = g_object_ref (waiter->task);
+  error = g_steal_pointer (&waiter->error);
+  msg_port_waiter_free (waiter);
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+  return G_SOURCE_REMOVE;
+}
+
+/* MsgFlowWaiter.done: any thread, no lock held. The waiter is completed
+ * in its task's context: at once if this thread runs it, else through an
+ * idle source handed over with the library's annotations (GLib hands it
+ * over under the context's lock, which ThreadSanitizer cannot see). */
 static void
 msg_port_waiter_done (MsgFlowWaiter *base,
                       const GError  *error)
 {
   MsgPortWaiter *waiter = (MsgPortWaiter *) base;
-  GTask *task = g_object_ref (waiter->task);
+  GMainContext *context = g_task_get_context (waiter->task);
+  GSource *source;
 
-  msg_port_waiter_free (waiter);
-  if (error != NULL)
-    g_task_return_error (task, g_error_copy (error));
-  else
-    g_task_return_boolean (task, TRUE);
-  g_object_unref (task);
+  waiter->error = error != NULL ? g_error_copy (error) : NULL;
+  if (g_main_context_is_owner (context))
+    {
+      msg_port_waiter_complete (waiter);
+      return;
+    }
+
+  source = g_idle_source_new ();
+  g_source_set_priority (source, g_task_get_priority (waiter->task));
+  g_source_set_static_name (source, "MsgPortMain wait_writable");
+  g_source_set_callback (source, msg_port_waiter_complete, waiter, NULL);
+  MSG_TSAN_RELEASE (waiter);
+  msg_tsan_glib_begin ();
+  g_source_attach (source, context);
+  msg_tsan_glib_end ();
+  msg_source_unref (source);
 }
 
 /* The cancel source of a waiter, in the task's context: the waiter is

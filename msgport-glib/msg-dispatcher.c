@@ -393,7 +393,6 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
            * item in the queue came from the peer it has now, if any. */
           if (n_taken == 0 && peer == NULL && endpoint->peer != NULL)
             peer = msg_endpoint_ref (endpoint->peer);
-          size = msg_item_data_size (item);
           if (budget == 0 && endpoint->queue.length > 0)
             {
               /* What arrived since this dispatch began is the next one's
@@ -406,6 +405,10 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
 
       /* A socket reader paused for this endpoint reads on. */
       msg_read_watch_resume (resume);
+
+      /* Its size, outside the lock (GLib locks the GVariant to tell). */
+      if (!unbound)
+        size = msg_item_data_size (item);
 
       /* What another process sent is checked here, by the context of the
        * port it is for, not by the I/O thread that every channel shares.

@@ -5,6 +5,7 @@
  *   msgport-bench TOPOLOGY WORKLOAD METRIC [N]
  *   msgport-bench memory unstarted|started|used [CHANNELS]
  *   msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]
+ *   msgport-bench flow cross-thread paced|unpaced [N [CONSUMER_NS [MARK]]]
  *
  * The first form plugs into the anchor runner (`run --with`): the workloads,
  * the bursts, the protocol and the JSON line are those of
@@ -34,6 +35,17 @@
  * 1,000 messages posted on each and all delivered (default 1,000; the
  * heap is the figure there, as RSS keeps what the messages freed).
  *
+ * flow: a producer posting N (default 1,000,000) messages of 1 KiB, each
+ * with its own data, to a consumer that spends CONSUMER_NS (default
+ * 20,000) busy per message, at least 100 times what a post costs. Paced,
+ * the producer posts while its port is writable (a high-water mark of
+ * MARK bytes, default 256 KiB) and then awaits
+ * msg_port_main_wait_writable_async(); unpaced it posts everything at
+ * once. Prints the process's maximum RSS (getrusage()) and the most that
+ * was ever buffered. One mode per process, so that each has its own RSS.
+ * The topology is where the consumer runs: cross-thread now; a
+ * cross-process consumer fits in run_flow() beside it.
+ *
  * idle-ports: W-small throughput of one channel while IDLE_PORTS other
  * ports, started and idle, share the receiving end's GMainContext; run it
  * with 0 for the figure alone. Across processes the idle ports are
@@ -49,6 +61,7 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -68,7 +81,8 @@
 static const char *usage =
   "msgport-bench same-thread|cross-thread|cross-process WORKLOAD METRIC [N]\n"
   "       msgport-bench memory unstarted|started|used [CHANNELS]\n"
-  "       msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]";
+  "       msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]\n"
+  "       msgport-bench flow cross-thread paced|unpaced [N [CONSUMER_NS [MARK]]]";
 
 static const char *topology;
 static const char *metric_name;  /* what the JSON line says; NULL: as configured */
@@ -511,6 +525,182 @@ run_memory (gboolean started,
   return 0;
 }
 
+/* --- flow ----------------------------------------------------------------- */
+
+#define FLOW_DEFAULT_N            1000000
+#define FLOW_DEFAULT_CONSUMER_NS  20000
+#define FLOW_DEFAULT_MARK         (256 * 1024)
+#define FLOW_MESSAGE_BYTES        1024
+
+typedef struct
+{
+  guint64 n;
+  gint64  consumer_ns;
+  guint64 received;   /* the consumer's */
+  gint    done;       /* (atomic): the consumer took the last one */
+} FlowRun;
+
+static void
+flow_consume (MsgPortMain     *port,
+              MsgMessageEvent *event,
+              gpointer         user_data)
+{
+  FlowRun *run = user_data;
+  gint64 until = bench_now_ns () + run->consumer_ns;
+
+  /* A slow consumer: busy, as a handler that works would be. */
+  while (bench_now_ns () < until)
+    ;
+  if (++run->received == run->n)
+    {
+      g_atomic_int_set (&run->done, 1);
+      g_main_context_wakeup (NULL);
+    }
+}
+
+typedef struct
+{
+  FlowRun       *run;
+  MsgPortMain   *port;     /* (owned) */
+  GMainContext  *context;  /* (owned) */
+  GMainLoop     *loop;     /* (owned) */
+  GMutex         lock;
+  GCond          cond;
+  gboolean       started;  /* protected by @lock */
+} FlowConsumer;
+
+static gpointer
+flow_consumer_thread (gpointer data)
+{
+  FlowConsumer *consumer = data;
+
+  g_main_context_push_thread_default (consumer->context);
+  msg_port_main_set_message_func (consumer->port, flow_consume, consumer->run, NULL);
+  msg_port_main_start (consumer->port);
+  g_mutex_lock (&consumer->lock);
+  consumer->started = TRUE;
+  g_cond_signal (&consumer->cond);
+  g_mutex_unlock (&consumer->lock);
+  g_main_loop_run (consumer->loop);
+  msg_port_main_close (consumer->port);
+  g_main_context_iteration (consumer->context, FALSE);
+  g_main_context_pop_thread_default (consumer->context);
+  return NULL;
+}
+
+static void
+flow_wait_done (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  gboolean *done = user_data;
+
+  if (!msg_port_main_wait_writable_finish (MSG_PORT_MAIN (source), result, NULL))
+    g_error ("wait_writable failed");
+  *done = TRUE;
+}
+
+static gboolean
+flow_quit (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
+/* A message of FLOW_MESSAGE_BYTES with data of its own, as a producer that
+ * reads or computes each one makes. */
+static GVariant *
+flow_message (guint64 i)
+{
+  guint8 *data = g_malloc (FLOW_MESSAGE_BYTES);
+
+  memset (data, (int) (i & 0xff), FLOW_MESSAGE_BYTES);
+  return g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, data, FLOW_MESSAGE_BYTES,
+                                  TRUE, g_free, data);
+}
+
+static int
+run_flow (const char *where,
+          gboolean    paced,
+          guint64     n,
+          gint64      consumer_ns,
+          guint64     mark)
+{
+  MsgChannelMain *channel;
+  MsgPortMain *producer;
+  FlowRun run = { n, consumer_ns, 0, 0 };
+  FlowConsumer consumer = { &run, NULL, NULL, NULL, { 0 }, { 0 }, FALSE };
+  GThread *thread;
+  guint64 posted = 0, max_buffered = 0;
+  gint64 t0, t_posted, t_end;
+  struct rusage rusage;
+
+  /* Where the consumer runs. Across processes it would be a child with
+   * the other end of a socket port, with the same loop here. */
+  if (strcmp (where, "cross-thread") != 0)
+    {
+      fprintf (stderr, "flow: only cross-thread is implemented\n");
+      return EXIT_UNSUPPORTED;
+    }
+
+  channel = msg_channel_main_new ();
+  producer = msg_channel_main_get_port1 (channel);
+  consumer.port = g_object_ref (msg_channel_main_get_port2 (channel));
+  consumer.context = g_main_context_new ();
+  consumer.loop = g_main_loop_new (consumer.context, FALSE);
+  g_mutex_init (&consumer.lock);
+  g_cond_init (&consumer.cond);
+  thread = g_thread_new ("consumer", flow_consumer_thread, &consumer);
+  g_mutex_lock (&consumer.lock);
+  while (!consumer.started)
+    g_cond_wait (&consumer.cond, &consumer.lock);
+  g_mutex_unlock (&consumer.lock);
+
+  if (paced)
+    msg_port_main_set_high_water_mark (producer, mark);
+
+  t0 = bench_now_ns ();
+  while (posted < n)
+    {
+      gboolean done = FALSE;
+
+      while (posted < n && (!paced || msg_port_main_is_writable (producer)))
+        msg_port_main_post (producer, flow_message (posted++), NULL);
+      max_buffered = MAX (max_buffered, msg_port_main_get_buffered_amount (producer));
+      if (posted == n)
+        break;
+      msg_port_main_wait_writable_async (producer, NULL, flow_wait_done, &done);
+      while (!done)
+        g_main_context_iteration (NULL, TRUE);
+    }
+  t_posted = bench_now_ns ();
+  while (!g_atomic_int_get (&run.done))
+    g_main_context_iteration (NULL, TRUE);
+  t_end = bench_now_ns ();
+
+  getrusage (RUSAGE_SELF, &rusage);
+  printf ("{\"anchor\":\"%s\",\"topology\":\"%s\",\"metric\":\"flow\",\"mode\":\"%s\","
+          "\"n\":%" G_GUINT64_FORMAT ",\"message_bytes\":%d,\"consumer_ns\":%" G_GINT64_FORMAT ","
+          "\"high_water_mark\":%" G_GUINT64_FORMAT ",\"post_ns_per_msg\":%.0f,"
+          "\"seconds\":%.2f,\"max_buffered_bytes\":%" G_GUINT64_FORMAT ","
+          "\"max_rss_kb\":%ld}\n",
+          ANCHOR, where, paced ? "paced" : "unpaced", n, FLOW_MESSAGE_BYTES, consumer_ns,
+          paced ? mark : 0, paced ? 0.0 : (t_posted - t0) / (double) n,
+          (t_end - t0) / 1e9, max_buffered, rusage.ru_maxrss);
+  fflush (stdout);
+
+  msg_port_main_close (producer);
+  g_main_context_invoke (consumer.context, flow_quit, consumer.loop);
+  g_thread_join (thread);
+  g_main_loop_unref (consumer.loop);
+  g_main_context_unref (consumer.context);
+  g_object_unref (consumer.port);
+  g_mutex_clear (&consumer.lock);
+  g_cond_clear (&consumer.cond);
+  g_object_unref (channel);
+  return 0;
+}
+
 /* --- main ------------------------------------------------------------------ */
 
 static guint
@@ -539,6 +729,18 @@ main (int    argc,
       return run_memory (started, used,
                          argc == 4 ? parse_count (argv[3])
                                    : used ? DEFAULT_USED : started ? DEFAULT_STARTED : DEFAULT_UNSTARTED);
+    }
+
+  if (argc >= 4 && strcmp (argv[1], "flow") == 0)
+    {
+      gboolean paced = strcmp (argv[3], "paced") == 0;
+
+      if (argc > 7 || (!paced && strcmp (argv[3], "unpaced") != 0))
+        bench_usage_exit (usage);
+      return run_flow (argv[2], paced,
+                       argc >= 5 ? parse_count (argv[4]) : FLOW_DEFAULT_N,
+                       argc >= 6 ? parse_count (argv[5]) : FLOW_DEFAULT_CONSUMER_NS,
+                       argc >= 7 ? parse_count (argv[6]) : FLOW_DEFAULT_MARK);
     }
 
   if (argc >= 4 && strcmp (argv[1], "idle-ports") == 0)

@@ -60,6 +60,7 @@ typedef struct
   MsgPortMain *port;      /* (owned) (nullable): its handle, if still bound here */
   MsgEmitFunc  emit;      /* what the port was started with */
   guint        budget;
+  gboolean     flow;      /* its flow state changed: emit with no item */
 } MsgBatchItem;
 
 /* A lease is the connection itself, so the same MsgLease can come back
@@ -377,11 +378,20 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
   MsgEmitFunc emit = work->emit;
   guint budget = work->budget;
   gboolean unbound = FALSE;
+  MsgEndpoint *peer = NULL;  /* (owned) (nullable): to credit */
+  guint n_taken = 0;
+  guint64 n_taken_bytes = 0;
+
+  /* What the port posted was taken: it emits the changes (the port checks
+   * that it still owns the endpoint). */
+  if (work->flow)
+    emit (port, NULL, &self->emit_cache);
 
   while (budget > 0)
     {
       MsgReadWatch *resume = NULL;
       MsgItem *item;
+      gsize size = 0;
 
       msg_mutex_lock (&endpoint->lock);
       /* Transferred, or even transferred and started again here under a
@@ -405,17 +415,28 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
           endpoint->close_reason = g_steal_pointer (&envelope->reason);
           msg_dispatcher_unbind_locked (endpoint);
         }
-      else if (budget == 0 && endpoint->queue.length > 0)
+      else
         {
-          /* What arrived since this dispatch began is the next one's
-           * (what arrives from now on into an empty queue marks the
-           * endpoint ready itself). */
-          msg_endpoint_mark_ready_locked (endpoint, NULL);
+          /* Taken: credited to the peer once per batch, after it. Every
+           * item in the queue came from the peer it has now, if any. */
+          if (n_taken == 0 && peer == NULL && endpoint->peer != NULL)
+            peer = msg_endpoint_ref (endpoint->peer);
+          if (budget == 0 && endpoint->queue.length > 0)
+            {
+              /* What arrived since this dispatch began is the next one's
+               * (what arrives from now on into an empty queue marks the
+               * endpoint ready itself). */
+              msg_endpoint_mark_ready_locked (endpoint, NULL);
+            }
         }
       msg_mutex_unlock (&endpoint->lock);
 
       /* A socket reader paused for this endpoint reads on. */
       msg_read_watch_resume (resume);
+
+      /* Its size, outside the lock (GLib locks the GVariant to tell). */
+      if (!unbound)
+        size = msg_item_data_size (item);
 
       /* What another process sent is checked here, by the context of the
        * port it is for, not by the I/O thread that every channel shares.
@@ -432,6 +453,11 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
               continue;
             }
         }
+      if (!unbound)
+        {
+          n_taken++;
+          n_taken_bytes += size;
+        }
       emit (port, item, &self->emit_cache);
 
       if (unbound)
@@ -442,6 +468,8 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
         }
     }
 
+  msg_endpoint_taken (endpoint, peer, n_taken, n_taken_bytes);
+  g_clear_pointer (&peer, msg_endpoint_unref);
   g_object_unref (port);
 }
 
@@ -817,7 +845,7 @@ msg_dispatcher_dispatch (GSource     *source,
       MsgEndpoint *endpoint = link->data;
 
       endpoint->ready = FALSE;
-      self->batch[n++] = (MsgBatchItem) { endpoint, NULL, NULL, 0 };
+      self->batch[n++] = (MsgBatchItem) { endpoint, NULL, NULL, 0, FALSE };
     }
   g_atomic_int_set (&self->armed, 0);
   msg_mutex_unlock (&self->lock);
@@ -837,6 +865,8 @@ msg_dispatcher_dispatch (GSource     *source,
           item->port = g_object_ref (item->endpoint->port);
           item->emit = item->endpoint->emit;
           item->budget = MIN (item->endpoint->queue.length, MSG_DISPATCH_BATCH_MAX);
+          item->flow = item->endpoint->flow_pending;
+          item->endpoint->flow_pending = FALSE;
         }
       msg_mutex_unlock (&item->endpoint->lock);
     }

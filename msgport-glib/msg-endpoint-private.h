@@ -192,6 +192,14 @@ typedef struct
   MsgItem *(*deliver) (MsgSink *sink,
                        MsgItem *item);
   void     (*release) (MsgSink *sink);
+  /* (nullable): flow control. The endpoint whose peer has this sink (a
+   * local stand-in for a port in another process) had @n_messages of
+   * @n_bytes taken by its handlers (see msg_endpoint_taken()): the sink
+   * tells the far end, whose msg_endpoint_acknowledge() credits the
+   * poster. Any thread, no lock held. */
+  void     (*consumed) (MsgSink *sink,
+                        guint    n_messages,
+                        guint64  n_bytes);
 } MsgSinkFuncs;
 
 struct _MsgSink
@@ -236,7 +244,9 @@ typedef struct
 
 /* How a started endpoint's items reach the handlers of @port, its handle:
  * set when the port is started, called by the dispatcher in the endpoint's
- * context with no lock held. Takes @item. */
+ * context with no lock held. Takes @item. Called with a %NULL @item when
+ * the endpoint's flow state changed (MsgEndpoint.flow_pending): the port
+ * emits its notifications and ::drain. */
 typedef void (*MsgEmitFunc) (MsgPortMain  *port,
                              MsgItem      *item,
                              MsgEmitCache *cache);
@@ -270,6 +280,20 @@ struct _MsgReadWatch
   const MsgReadWatchFuncs *funcs;
 };
 
+/* Flow control: someone waiting for an endpoint to be writable
+ * (msg_port_main_wait_writable_async()). Queued on the endpoint under its
+ * lock; whoever takes it out of MsgEndpoint.flow_waiters calls done(),
+ * once, with no lock held, on any thread: @error is %NULL if the endpoint
+ * is writable, or says why it never will be (it ended, or moved). */
+typedef struct _MsgFlowWaiter MsgFlowWaiter;
+
+struct _MsgFlowWaiter
+{
+  void  (*done) (MsgFlowWaiter *waiter,
+                 const GError  *error);
+  GList   link;   /* link.data == the waiter */
+};
+
 struct _MsgEndpoint
 {
   gatomicrefcount  ref_count;
@@ -294,6 +318,28 @@ struct _MsgEndpoint
   guint            closed : 1;     /* close() was called */
   guint            ended : 1;      /* a close envelope was queued: no more arrivals */
   guint            close_emitted : 1;
+  guint            flow_pending : 1;  /* the port has flow notifications to
+                                       * emit (see MsgEmitFunc) */
+  guint            flow_drains;    /* times it became writable since the
+                                    * port last emitted them */
+  guint            max_queued;     /* the most @queue ever held */
+  GQueue           flow_waiters;   /* of MsgFlowWaiter.link */
+
+  /* Flow control and counters (msg-endpoint.c, "Flow control"): what this
+   * end posted to @peer (written under @lock only, when @peer is read:
+   * plain stores, see msg_endpoint_count_post_locked()) and what
+   * the other end took of it (credits, added with no lock held); the
+   * difference is buffered. Reset, taken = sent, when the end ends. */
+  guint64          sent_messages;     /* (atomic) */
+  guint64          sent_bytes;        /* (atomic) */
+  guint64          taken_messages;    /* (atomic) */
+  guint64          taken_bytes;       /* (atomic) */
+  guint64          received_messages; /* (atomic): what this end's handlers took */
+  guint64          received_bytes;    /* (atomic) */
+  guint64          high_water_mark;   /* (atomic): bytes; 0 is off */
+  gint             flow_blocked;      /* (atomic): written under @lock: at or
+                                       * above the mark, and not yet back
+                                       * below half of it */
 
   /* protected by the lock of the dispatcher of @ready_list */
   GList            ready_link;     /* ready_link.data == the endpoint */
@@ -331,6 +377,33 @@ MsgItem     *msg_endpoint_pop_locked   (MsgEndpoint   *self,
 MsgQueue     msg_endpoint_steal_queue_locked (MsgEndpoint   *self,
                                               MsgReadWatch **resume);
 void         msg_read_watch_resume     (MsgReadWatch  *watch);
+
+/* Flow control (see msg-endpoint.c). */
+void         msg_endpoint_count_post_locked (MsgEndpoint  *self,
+                                             gsize         n_bytes,
+                                             MsgReadyList **wake_later);
+void         msg_endpoint_uncount_post (MsgEndpoint  *self,
+                                        MsgEndpoint  *peer,
+                                        gsize         n_bytes);
+void         msg_endpoint_credit       (MsgEndpoint  *self,
+                                        guint         n_messages,
+                                        guint64       n_bytes);
+void         msg_endpoint_taken        (MsgEndpoint  *self,
+                                        MsgEndpoint  *peer,
+                                        guint         n_messages,
+                                        guint64       n_bytes);
+void         msg_endpoint_acknowledge  (MsgEndpoint  *self,
+                                        guint         n_messages,
+                                        guint64       n_bytes);
+void         msg_endpoint_set_high_water_mark (MsgEndpoint *self,
+                                               guint64      mark);
+void         msg_endpoint_get_buffered (MsgEndpoint  *self,
+                                        guint64      *n_messages,
+                                        guint64      *n_bytes);
+void         msg_endpoint_steal_flow_waiters_locked (MsgEndpoint *self,
+                                                     GQueue      *waiters);
+void         msg_flow_waiters_finish   (GQueue       *waiters,
+                                        const GError *error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgEndpoint, msg_endpoint_unref)
 

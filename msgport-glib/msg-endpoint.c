@@ -320,6 +320,7 @@ msg_endpoint_unref (MsgEndpoint *self)
   g_assert (self->ready_list == NULL);
   g_clear_pointer (&self->flush_peer, msg_endpoint_unref);
   g_assert (!self->ready);
+  g_assert (self->flow_waiters.length == 0);
 
   msg_queue_clear (&self->queue);
 
@@ -376,6 +377,321 @@ msg_item_data_size (MsgItem *item)
   return data != NULL ? g_variant_get_size (data) : 0;
 }
 
+/* What an endpoint that ends leaves for its waiters, to be failed once its
+ * lock is released. */
+typedef struct
+{
+  GQueue  waiters;
+  GError *error;  /* (owned) (nullable) */
+} MsgFlowEnd;
+
+#define MSG_FLOW_END_INIT { G_QUEUE_INIT, NULL }
+
+/* Flow control ------------------------------------------------------------ *
+ *
+ * An endpoint counts what it posts to its peer, when it reads its peer
+ * under its lock (msg_endpoint_count_post_locked(), from post_message()):
+ * two plain stores per message (one writer, under the lock), no
+ * allocation; the size is g_variant_get_size(), as msg_item_data_size()
+ * has it, which the dispatcher asks again when it takes the item (with
+ * GLib's bit lock on the GVariant: the main cost). What the other end took
+ * (its handlers got it) comes back as a credit, once per dispatch batch
+ * (msg_endpoint_taken(), from the dispatcher), or, across processes, as an
+ * acknowledgement that the transport reads (msg_endpoint_acknowledge()):
+ * two atomic additions per batch. The difference is what is buffered.
+ *
+ * With a high-water mark set, an endpoint whose buffered bytes reach it is
+ * blocked (not writable) until they fall below half of it; every change of
+ * state, and with a mark every credit, is evaluated under the endpoint's
+ * lock from the counters as they are then, so that a post and a credit
+ * crossing each other cannot leave it blocked with nothing buffered. The
+ * port emits what changed in its own context: the endpoint is marked ready
+ * with @flow_pending set, and the dispatcher calls its emit function with
+ * no item. Waiters are called where the change is seen, with no lock
+ * held (a GTask returns in its own context).
+ *
+ * When the endpoint ends, the counters are reset (taken = sent) and the
+ * waiters fail with its close reason. */
+
+/* What @self posted and was not taken, in messages and bytes. A credit that
+ * comes after the end reset the counters is ignored. Any thread. */
+void
+msg_endpoint_get_buffered (MsgEndpoint *self,
+                           guint64     *n_messages,
+                           guint64     *n_bytes)
+{
+  guint64 taken_messages = msg_atomic_u64_get (&self->taken_messages);
+  guint64 taken_bytes = msg_atomic_u64_get (&self->taken_bytes);
+  guint64 sent_messages = msg_atomic_u64_get (&self->sent_messages);
+  guint64 sent_bytes = msg_atomic_u64_get (&self->sent_bytes);
+
+  *n_messages = sent_messages > taken_messages ? sent_messages - taken_messages : 0;
+  *n_bytes = sent_bytes > taken_bytes ? sent_bytes - taken_bytes : 0;
+}
+
+/* Moves every waiter of @self to @waiters. */
+void
+msg_endpoint_steal_flow_waiters_locked (MsgEndpoint *self,
+                                        GQueue      *waiters)
+{
+  GList *link;
+
+  msg_mutex_assert_held (&self->lock);
+
+  while ((link = g_queue_pop_head_link (&self->flow_waiters)) != NULL)
+    g_queue_push_tail_link (waiters, link);
+}
+
+/* Calls done() on each of @waiters, which it empties; no lock held. */
+void
+msg_flow_waiters_finish (GQueue       *waiters,
+                         const GError *error)
+{
+  GList *link;
+
+  while ((link = g_queue_pop_head_link (waiters)) != NULL)
+    {
+      MsgFlowWaiter *waiter = link->data;
+
+      waiter->done (waiter, error);
+    }
+}
+
+/* Re-evaluates whether @self is blocked, from its counters as they are now.
+ * If it is not, its waiters move to @writable (if not %NULL). If its state
+ * changed, or @notify is set, and a port is started on it, the port is
+ * told (see MsgEmitFunc); @wake_later as for msg_endpoint_mark_ready_locked(). */
+static void
+msg_endpoint_flow_update_locked (MsgEndpoint   *self,
+                                 gboolean       notify,
+                                 MsgReadyList **wake_later,
+                                 GQueue        *writable)
+{
+  guint64 mark = msg_atomic_u64_get (&self->high_water_mark);
+  gboolean blocked = g_atomic_int_get (&self->flow_blocked);
+  gboolean now;
+  guint64 n_messages, n_bytes;
+
+  msg_mutex_assert_held (&self->lock);
+
+  msg_endpoint_get_buffered (self, &n_messages, &n_bytes);
+  if (mark == 0 || self->ended)
+    now = FALSE;
+  else if (blocked)
+    now = n_bytes > 0 && n_bytes >= mark / 2;
+  else
+    now = n_bytes >= mark;
+
+  if (now != blocked)
+    {
+      g_atomic_int_set (&self->flow_blocked, now);
+      notify = TRUE;
+      if (!now && self->ready_list != NULL)
+        self->flow_drains++;
+    }
+  if (!now && writable != NULL)
+    msg_endpoint_steal_flow_waiters_locked (self, writable);
+  if (notify && self->ready_list != NULL)
+    {
+      self->flow_pending = TRUE;
+      msg_endpoint_mark_ready_locked (self, wake_later);
+    }
+}
+
+/* Called by post_message() with @self->lock held, when the message of
+ * @n_bytes goes to @self->peer. A peer whose sink sends no
+ * acknowledgements (no consumed(): a transport that predates them) never
+ * credits: the message counts as taken as it is handed over. */
+void
+msg_endpoint_count_post_locked (MsgEndpoint   *self,
+                                gsize          n_bytes,
+                                MsgReadyList **wake_later)
+{
+  MsgSink *peer_sink = msg_endpoint_get_sink (self->peer);
+  guint64 sent_bytes;
+  guint64 mark;
+
+  msg_mutex_assert_held (&self->lock);
+
+  if (G_UNLIKELY (peer_sink != NULL && peer_sink->funcs->consumed == NULL))
+    {
+      msg_atomic_u64_add (&self->taken_messages, 1);
+      msg_atomic_u64_add (&self->taken_bytes, n_bytes);
+    }
+
+  /* Written under the lock only: plain stores, not locked additions (the
+   * hot path). A credit evaluates the mark under the lock too. */
+  msg_atomic_u64_set_release (&self->sent_messages,
+                              msg_atomic_u64_get_relaxed (&self->sent_messages) + 1);
+  sent_bytes = msg_atomic_u64_get_relaxed (&self->sent_bytes) + n_bytes;
+  msg_atomic_u64_set_release (&self->sent_bytes, sent_bytes);
+  mark = msg_atomic_u64_get_relaxed (&self->high_water_mark);
+  if (G_UNLIKELY (mark != 0) && !g_atomic_int_get (&self->flow_blocked) &&
+      sent_bytes >= mark + msg_atomic_u64_get (&self->taken_bytes))
+    msg_endpoint_flow_update_locked (self, FALSE, wake_later, NULL);
+}
+
+/* A post to @peer counted by msg_endpoint_count_post_locked() was not
+ * sent after all (the message or its transfer list was refused). Any
+ * thread, no lock held. */
+void
+msg_endpoint_uncount_post (MsgEndpoint *self,
+                           MsgEndpoint *peer,
+                           gsize        n_bytes)
+{
+  MsgSink *peer_sink = msg_endpoint_get_sink (peer);
+  MsgReadyList *wake = NULL;
+  GQueue writable = G_QUEUE_INIT;
+
+  msg_mutex_lock (&self->lock);
+  msg_atomic_u64_add (&self->sent_messages, G_MAXUINT64);
+  msg_atomic_u64_add (&self->sent_bytes, -(guint64) n_bytes);
+  if (peer_sink != NULL && peer_sink->funcs->consumed == NULL)
+    {
+      msg_atomic_u64_add (&self->taken_messages, G_MAXUINT64);
+      msg_atomic_u64_add (&self->taken_bytes, -(guint64) n_bytes);
+    }
+  msg_endpoint_flow_update_locked (self, FALSE, &wake, &writable);
+  msg_mutex_unlock (&self->lock);
+
+  if (wake != NULL)
+    wake->funcs->wake (wake);
+  msg_flow_waiters_finish (&writable, NULL);
+}
+
+/* The other end took @n_messages of @n_bytes that @self posted. Any
+ * thread, no lock held. */
+void
+msg_endpoint_credit (MsgEndpoint *self,
+                     guint        n_messages,
+                     guint64      n_bytes)
+{
+  MsgReadyList *wake = NULL;
+  GQueue writable = G_QUEUE_INIT;
+
+  if (n_messages == 0 && n_bytes == 0)
+    return;
+
+  msg_atomic_u64_add (&self->taken_messages, n_messages);
+  msg_atomic_u64_add (&self->taken_bytes, n_bytes);
+  /* Without a mark nothing is emitted (see above for the order). */
+  if (G_LIKELY (msg_atomic_u64_get (&self->high_water_mark) == 0))
+    return;
+
+  msg_mutex_lock (&self->lock);
+  msg_endpoint_flow_update_locked (self, TRUE, &wake, &writable);
+  msg_mutex_unlock (&self->lock);
+
+  if (wake != NULL)
+    wake->funcs->wake (wake);
+  msg_flow_waiters_finish (&writable, NULL);
+}
+
+/* Called by whoever took @n_messages of @n_bytes from @self's queue for
+ * its handlers (the dispatcher, once per batch), with no lock held: counts
+ * them as received by @self, and credits @peer, the endpoint @self had as
+ * its peer when it took them (%NULL if none), or tells its sink. Moving
+ * items elsewhere (a transfer, a sink, discarding them) takes nothing. */
+void
+msg_endpoint_taken (MsgEndpoint *self,
+                    MsgEndpoint *peer,
+                    guint        n_messages,
+                    guint64      n_bytes)
+{
+  MsgSink *sink;
+
+  if (n_messages == 0)
+    return;
+
+  /* Only the thread that dispatches @self writes these, one at a time
+   * (ordered by @self's lock as it moves). */
+  msg_atomic_u64_set_release (&self->received_messages,
+                              msg_atomic_u64_get_relaxed (&self->received_messages) + n_messages);
+  msg_atomic_u64_set_release (&self->received_bytes,
+                              msg_atomic_u64_get_relaxed (&self->received_bytes) + n_bytes);
+  if (peer == NULL)
+    return;
+
+  sink = msg_endpoint_get_sink (peer);
+  if (sink == NULL)
+    msg_endpoint_credit (peer, n_messages, n_bytes);
+  else if (sink->funcs->consumed != NULL)
+    sink->funcs->consumed (sink, n_messages, n_bytes);
+}
+
+/* msg_endpoint_acknowledge:
+ * @self: an endpoint with a sink
+ * @n_messages: how many messages the far end took
+ * @n_bytes: their bytes of message data (msg_item_data_size())
+ *
+ * The far end of @self's sink took that many of what the sink carried to
+ * it: credits @self's peer, the endpoint that posted them. Called by the
+ * process transport when an acknowledgement arrives. Any thread, no lock
+ * held.
+ */
+void
+msg_endpoint_acknowledge (MsgEndpoint *self,
+                          guint        n_messages,
+                          guint64      n_bytes)
+{
+  MsgEndpoint *peer = NULL;
+
+  msg_mutex_lock (&self->lock);
+  if (self->peer != NULL)
+    peer = msg_endpoint_ref (self->peer);
+  msg_mutex_unlock (&self->lock);
+
+  if (peer == NULL)
+    return;
+  msg_endpoint_credit (peer, n_messages, n_bytes);
+  msg_endpoint_unref (peer);
+}
+
+/* Sets the high-water mark of @self, in bytes (0: off). Any thread. */
+void
+msg_endpoint_set_high_water_mark (MsgEndpoint *self,
+                                  guint64      mark)
+{
+  MsgReadyList *wake = NULL;
+  GQueue writable = G_QUEUE_INIT;
+
+  msg_mutex_lock (&self->lock);
+  msg_atomic_u64_set (&self->high_water_mark, mark);
+  msg_endpoint_flow_update_locked (self, FALSE, &wake, &writable);
+  msg_mutex_unlock (&self->lock);
+
+  if (wake != NULL)
+    wake->funcs->wake (wake);
+  msg_flow_waiters_finish (&writable, NULL);
+}
+
+/* @self ends: nothing it posted will be taken any more. Resets its
+ * counters and moves its waiters to @flow_end, with a copy of @reason for
+ * them. */
+static void
+msg_flow_end_locked (MsgEndpoint  *self,
+                     const GError *reason,
+                     MsgFlowEnd   *flow_end)
+{
+  msg_mutex_assert_held (&self->lock);
+
+  msg_atomic_u64_set (&self->taken_messages, msg_atomic_u64_get (&self->sent_messages));
+  msg_atomic_u64_set (&self->taken_bytes, msg_atomic_u64_get (&self->sent_bytes));
+  g_atomic_int_set (&self->flow_blocked, FALSE);
+  self->flow_drains = 0;
+  msg_endpoint_steal_flow_waiters_locked (self, &flow_end->waiters);
+  if (flow_end->waiters.length > 0 && flow_end->error == NULL)
+    flow_end->error = reason != NULL ? g_error_copy (reason)
+                                     : msg_endpoint_new_peer_closed_reason ();
+}
+
+static void
+msg_flow_end_finish (MsgFlowEnd *flow_end)
+{
+  msg_flow_waiters_finish (&flow_end->waiters, flow_end->error);
+  g_clear_error (&flow_end->error);
+}
+
 /* Returns what the sink refused, to be freed once the lock is released. */
 static MsgItem *
 msg_endpoint_push_locked (MsgEndpoint   *self,
@@ -388,6 +704,8 @@ msg_endpoint_push_locked (MsgEndpoint   *self,
     return self->sink->funcs->deliver (self->sink, item);
 
   msg_queue_push (&self->queue, item);
+  if (self->queue.length > self->max_queued)
+    self->max_queued = self->queue.length;
   if (self->counted)
     self->read_bytes += msg_item_data_size (item);
   if (self->queue.length == 1)
@@ -528,10 +846,13 @@ msg_endpoint_new_peer_closed_reason (void)
 }
 
 /* Queues the close envelope: nothing arrives after it. Takes @reason;
- * returns what a sink refused, to be freed once the lock is released. */
+ * returns what a sink refused, to be freed once the lock is released, and
+ * in @flow_end the waiters for @self to be writable, to be failed with
+ * msg_flow_end_finish() then. */
 static MsgItem *
 msg_endpoint_end_locked (MsgEndpoint *self,
-                         GError      *reason)
+                         GError      *reason,
+                         MsgFlowEnd  *flow_end)
 {
   msg_mutex_assert_held (&self->lock);
 
@@ -542,6 +863,7 @@ msg_endpoint_end_locked (MsgEndpoint *self,
     }
 
   self->ended = TRUE;
+  msg_flow_end_locked (self, reason, flow_end);
   return msg_endpoint_push_locked (self, msg_item_from_envelope (msg_envelope_new_close (reason)),
                                    NULL);
 }
@@ -556,15 +878,17 @@ msg_endpoint_peer_gone (MsgEndpoint *self,
 {
   MsgEndpoint *old_peer = NULL;
   MsgItem *refused = NULL;
+  MsgFlowEnd flow_end = MSG_FLOW_END_INIT;
 
   msg_mutex_lock (&self->lock);
   if (self->peer == from)
     {
       old_peer = g_steal_pointer (&self->peer);
-      refused = msg_endpoint_end_locked (self, g_steal_pointer (&reason));
+      refused = msg_endpoint_end_locked (self, g_steal_pointer (&reason), &flow_end);
     }
   msg_mutex_unlock (&self->lock);
 
+  msg_flow_end_finish (&flow_end);
   msg_item_free (refused);
   g_clear_error (&reason);
   g_clear_pointer (&old_peer, msg_endpoint_unref);
@@ -601,12 +925,14 @@ msg_endpoint_disentangle (MsgEndpoint *self,
 {
   MsgEndpoint *peer;
   MsgItem *refused;
+  MsgFlowEnd flow_end = MSG_FLOW_END_INIT;
 
   msg_mutex_lock (&self->lock);
   peer = g_steal_pointer (&self->peer);
-  refused = msg_endpoint_end_locked (self, g_steal_pointer (&reason));
+  refused = msg_endpoint_end_locked (self, g_steal_pointer (&reason), &flow_end);
   msg_mutex_unlock (&self->lock);
 
+  msg_flow_end_finish (&flow_end);
   msg_item_free (refused);
   if (peer != NULL)
     {
@@ -630,15 +956,17 @@ msg_endpoint_reject (MsgEndpoint *self,
   GError *peer_reason = g_error_copy (reason);
   MsgQueue dropped;
   MsgItem *refused;
+  MsgFlowEnd flow_end = MSG_FLOW_END_INIT;
 
   msg_mutex_lock (&self->lock);
   peer = g_steal_pointer (&self->peer);
   dropped = msg_endpoint_steal_queue_locked (self, &resume);
   /* The close goes in place of any queued before. */
   self->ended = FALSE;
-  refused = msg_endpoint_end_locked (self, reason);
+  refused = msg_endpoint_end_locked (self, reason, &flow_end);
   msg_mutex_unlock (&self->lock);
 
+  msg_flow_end_finish (&flow_end);
   msg_read_watch_resume (resume);
   msg_queue_clear (&dropped);
   msg_item_free (refused);
@@ -662,14 +990,27 @@ msg_endpoint_discard_full (MsgEndpoint *self,
   MsgEndpoint *peer;
   MsgReadWatch *resume = NULL;
   MsgQueue dropped;
+  MsgFlowEnd flow_end = MSG_FLOW_END_INIT;
 
   msg_mutex_lock (&self->lock);
   peer = g_steal_pointer (&self->peer);
+  if (!self->ended)
+    {
+      GError *reason = self->close_reason;
+
+      if (reason == NULL)
+        reason = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
+                                      "The port was closed");
+      msg_flow_end_locked (self, reason, &flow_end);
+      if (reason != self->close_reason)
+        g_error_free (reason);
+    }
   self->ended = TRUE;
   self->closed = TRUE;
   dropped = msg_endpoint_steal_queue_locked (self, &resume);
   msg_mutex_unlock (&self->lock);
 
+  msg_flow_end_finish (&flow_end);
   msg_read_watch_resume (resume);
   msg_queue_clear (&dropped);
   if (peer != NULL)

@@ -119,6 +119,44 @@ msg_atomic_int_get_relaxed (const gint *atomic)
   return __atomic_load_n (atomic, __ATOMIC_RELAXED);
 }
 
+/* 64-bit counters (flow control, per-port counters), which g_atomic_*()
+ * cannot hold on every platform: sequentially consistent, like GLib's. */
+static inline guint64
+msg_atomic_u64_get (const guint64 *atomic)
+{
+  return __atomic_load_n (atomic, __ATOMIC_SEQ_CST);
+}
+
+static inline void
+msg_atomic_u64_set (guint64 *atomic,
+                    guint64  value)
+{
+  __atomic_store_n (atomic, value, __ATOMIC_SEQ_CST);
+}
+
+/* For a counter that only one thread writes at a time (under a lock),
+ * and others read: a plain store, not a locked instruction. */
+static inline void
+msg_atomic_u64_set_release (guint64 *atomic,
+                            guint64  value)
+{
+  __atomic_store_n (atomic, value, __ATOMIC_RELEASE);
+}
+
+static inline guint64
+msg_atomic_u64_get_relaxed (const guint64 *atomic)
+{
+  return __atomic_load_n (atomic, __ATOMIC_RELAXED);
+}
+
+/* Returns the new value. */
+static inline guint64
+msg_atomic_u64_add (guint64 *atomic,
+                    guint64  value)
+{
+  return __atomic_add_fetch (atomic, value, __ATOMIC_SEQ_CST);
+}
+
 static inline void
 msg_mutex_lock (GMutex *mutex)
 {

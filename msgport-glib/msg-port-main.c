@@ -141,11 +141,25 @@ struct _MsgPortMain
    * a context where nothing else keeps one; let go at dispose. */
   MsgDispatcher         *receive_dispatcher;
   gint                   priority;          /* (atomic): of its dispatcher */
+  /* Flow control: what notify last said; in the port's context only. */
+  gboolean               notified_writable;
+  guint64                notified_messages;
+  guint64                notified_bytes;
 };
 
 enum {
   PROP_0,
   PROP_PRIORITY,
+  PROP_HIGH_WATER_MARK,
+  PROP_BUFFERED_AMOUNT,
+  PROP_BUFFERED_MESSAGES,
+  PROP_WRITABLE,
+  PROP_MESSAGES_SENT,
+  PROP_BYTES_SENT,
+  PROP_MESSAGES_RECEIVED,
+  PROP_BYTES_RECEIVED,
+  PROP_QUEUED_MESSAGES,
+  PROP_MAX_QUEUED_MESSAGES,
   N_PROPS
 };
 
@@ -154,10 +168,12 @@ static GParamSpec *properties[N_PROPS];
 enum {
   SIGNAL_MESSAGE,
   SIGNAL_CLOSE,
+  SIGNAL_DRAIN,
   N_SIGNALS
 };
 
 static guint signals[N_SIGNALS];
+
 
 G_DEFINE_FINAL_TYPE (MsgPortMain, msg_port_main, G_TYPE_OBJECT)
 
@@ -324,6 +340,36 @@ msg_port_main_get_property (GObject    *object,
       g_value_set_int (value, msg_port_main_get_priority (self));
       break;
 
+    case PROP_HIGH_WATER_MARK:
+      g_value_set_uint64 (value, msg_port_main_get_high_water_mark (self));
+      break;
+    case PROP_BUFFERED_AMOUNT:
+      g_value_set_uint64 (value, msg_port_main_get_buffered_amount (self));
+      break;
+    case PROP_BUFFERED_MESSAGES:
+      g_value_set_uint64 (value, msg_port_main_get_buffered_messages (self));
+      break;
+    case PROP_WRITABLE:
+      g_value_set_boolean (value, msg_port_main_is_writable (self));
+      break;
+    case PROP_MESSAGES_SENT:
+      g_value_set_uint64 (value, msg_port_main_get_messages_sent (self));
+      break;
+    case PROP_BYTES_SENT:
+      g_value_set_uint64 (value, msg_port_main_get_bytes_sent (self));
+      break;
+    case PROP_MESSAGES_RECEIVED:
+      g_value_set_uint64 (value, msg_port_main_get_messages_received (self));
+      break;
+    case PROP_BYTES_RECEIVED:
+      g_value_set_uint64 (value, msg_port_main_get_bytes_received (self));
+      break;
+    case PROP_QUEUED_MESSAGES:
+      g_value_set_uint64 (value, msg_port_main_get_queued_messages (self));
+      break;
+    case PROP_MAX_QUEUED_MESSAGES:
+      g_value_set_uint64 (value, msg_port_main_get_max_queued_messages (self));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -343,6 +389,9 @@ msg_port_main_set_property (GObject      *object,
       msg_port_main_set_priority (self, g_value_get_int (value));
       break;
 
+    case PROP_HIGH_WATER_MARK:
+      msg_port_main_set_high_water_mark (self, g_value_get_uint64 (value));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -387,7 +436,185 @@ msg_port_main_class_init (MsgPortMainClass *klass)
                       G_MININT, G_MAXINT, G_PRIORITY_DEFAULT,
                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * MsgPortMain:high-water-mark:
+   *
+   * Flow control: the bytes of message data (their serialized size, see
+   * #MsgPortMain:buffered-amount) that may be buffered on this port before
+   * #MsgPortMain:writable goes %FALSE. 0, the default, turns flow control
+   * off. The low-water mark, below which the port becomes writable again
+   * and emits #MsgPortMain::drain, is half of it. The mark travels with
+   * the port when it is transferred.
+   *
+   * Posting never blocks and never drops because of the mark: above it
+   * msg_port_main_post_message() still queues the message.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_HIGH_WATER_MARK] =
+    g_param_spec_uint64 ("high-water-mark", NULL, NULL,
+                         0, G_MAXUINT64, 0,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgPortMain:buffered-amount:
+   *
+   * The bytes of message data posted on this port that the other end has
+   * not taken yet: its #MsgPortMain::message handlers (or its message
+   * function) have not been called with them. A message counts the size of
+   * its serialized data (g_variant_get_size(); 0 for a %NULL message),
+   * whatever the topology; across processes the other end acknowledges what
+   * it took, so the count includes what is still in the sockets.
+   *
+   * Read it at any time, from any thread. #GObject::notify is emitted in
+   * the port's context (it must be started) when the other end takes
+   * messages, once per batch, and only while a high-water mark is set; with
+   * no mark it is not emitted, so that counting costs nothing more than two
+   * atomic additions per message. When the channel ends it drops to 0.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_BUFFERED_AMOUNT] =
+    g_param_spec_uint64 ("buffered-amount", NULL, NULL,
+                         0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgPortMain:buffered-messages:
+   *
+   * Like #MsgPortMain:buffered-amount, in messages.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_BUFFERED_MESSAGES] =
+    g_param_spec_uint64 ("buffered-messages", NULL, NULL,
+                         0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgPortMain:writable:
+   *
+   * %FALSE while the port's #MsgPortMain:buffered-amount is at or above
+   * its #MsgPortMain:high-water-mark and has not yet fallen back below
+   * half of it; %TRUE otherwise (always, with no mark). It goes %FALSE
+   * with the post that reaches the mark, and %TRUE again when the other
+   * end takes enough, or the channel ends.
+   *
+   * #GObject::notify is emitted in the port's context, if it is started,
+   * once the change reaches it (so the value read in the handler may have
+   * changed again meanwhile).
+   *
+   * Since: 1.2
+   */
+  properties[PROP_WRITABLE] =
+    g_param_spec_boolean ("writable", NULL, NULL, TRUE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgPortMain:messages-sent:
+   *
+   * Counter: the messages posted on this port that went to its peer (not
+   * those dropped because the port was closed or disconnected), over the
+   * life of the port, including the time before it was transferred here.
+   * Counters never emit #GObject::notify; read them when needed.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_MESSAGES_SENT] =
+    g_param_spec_uint64 ("messages-sent", NULL, NULL,
+                         0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgPortMain:bytes-sent:
+   *
+   * Counter: the bytes of message data of #MsgPortMain:messages-sent.
+   * No notify.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_BYTES_SENT] =
+    g_param_spec_uint64 ("bytes-sent", NULL, NULL,
+                         0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgPortMain:messages-received:
+   *
+   * Counter: the messages this port's handlers (or message function)
+   * took, over the life of the port. Updated once per batch of messages,
+   * after the batch. No notify.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_MESSAGES_RECEIVED] =
+    g_param_spec_uint64 ("messages-received", NULL, NULL,
+                         0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgPortMain:bytes-received:
+   *
+   * Counter: the bytes of message data of #MsgPortMain:messages-received.
+   * No notify.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_BYTES_RECEIVED] =
+    g_param_spec_uint64 ("bytes-received", NULL, NULL,
+                         0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgPortMain:queued-messages:
+   *
+   * Counter: the messages (and the close, once it came) waiting on this
+   * port now for its handlers: arrived, not emitted yet. No notify.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_QUEUED_MESSAGES] =
+    g_param_spec_uint64 ("queued-messages", NULL, NULL,
+                         0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgPortMain:max-queued-messages:
+   *
+   * Counter: the most #MsgPortMain:queued-messages has ever been. No
+   * notify.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_MAX_QUEUED_MESSAGES] =
+    g_param_spec_uint64 ("max-queued-messages", NULL, NULL,
+                         0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * MsgPortMain::drain:
+   * @self: the port
+   *
+   * Flow control: emitted in the port's context (it must be started) when
+   * its #MsgPortMain:buffered-amount, after having reached the
+   * #MsgPortMain:high-water-mark, fell back below the low-water mark, half
+   * the high-water mark: the port is writable again. Emitted after
+   * #GObject::notify for #MsgPortMain:writable, once however many times
+   * it became writable since the last emission, and not if it reached the
+   * mark again by then (posts from another thread, or from the callback
+   * of msg_port_main_wait_writable_async(), which may run first). Not
+   * emitted when the channel ends.
+   *
+   * Since: 1.2
+   */
+  signals[SIGNAL_DRAIN] =
+    g_signal_new ("drain",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 0);
 
   /**
    * MsgPortMain::message:
@@ -465,6 +692,7 @@ msg_port_main_init (MsgPortMain *self)
   self->endpoint = endpoint;
   self->priority = G_PRIORITY_DEFAULT;
   g_queue_init (&self->receives);
+  self->notified_writable = TRUE;
   msg_mutex_lock (&endpoint->lock);
   g_assert (endpoint->port == NULL);
   endpoint->port = self;
@@ -488,6 +716,56 @@ MsgEndpoint *
 msg_port_main_get_endpoint (MsgPortMain *self)
 {
   return self->endpoint;
+}
+
+/* Emits the notifications of flow control that are due, and ::drain, in
+ * @self's context. */
+static void
+msg_port_main_emit_flow (MsgPortMain *self)
+{
+  MsgEndpoint *endpoint = self->endpoint;
+  guint64 n_messages, n_bytes;
+  gboolean writable;
+  gboolean owner;
+  guint drains = 0;
+
+  msg_mutex_lock (&endpoint->lock);
+  owner = endpoint->port == self;
+  if (owner)
+    {
+      drains = endpoint->flow_drains;
+      endpoint->flow_drains = 0;
+    }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (!owner)
+    return;
+
+  writable = !g_atomic_int_get (&endpoint->flow_blocked);
+  msg_endpoint_get_buffered (endpoint, &n_messages, &n_bytes);
+
+  g_object_freeze_notify (G_OBJECT (self));
+  if (n_bytes != self->notified_bytes)
+    {
+      self->notified_bytes = n_bytes;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BUFFERED_AMOUNT]);
+    }
+  if (n_messages != self->notified_messages)
+    {
+      self->notified_messages = n_messages;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BUFFERED_MESSAGES]);
+    }
+  if (writable != self->notified_writable)
+    {
+      self->notified_writable = writable;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_WRITABLE]);
+    }
+  g_object_thaw_notify (G_OBJECT (self));
+
+  /* Posts made since (from another thread, or a waiter's callback) may
+   * have reached the mark again: then the next drain is the one. */
+  if (drains > 0 && writable)
+    g_signal_emit (self, signals[SIGNAL_DRAIN], 0);
 }
 
 /* G_MESSAGES_DEBUG=msgport-glib: @self emits ::close, and why. */
@@ -556,8 +834,16 @@ msg_port_main_emit (MsgPortMain  *self,
   MsgEnvelope *envelope = NULL;
   MsgMessageEvent *event;
 
+  if (item == NULL)
+    {
+      msg_port_main_emit_flow (self);
+      return;
+    }
+
   if (msg_item_is_close (item))
     {
+      /* The counters were reset when the channel ended. */
+      msg_port_main_emit_flow (self);
       if (G_UNLIKELY (msg_debug_enabled ()))
         debug_close (self);
       g_signal_emit (self, signals[SIGNAL_CLOSE], 0);
@@ -686,6 +972,14 @@ msg_port_main_receive_emit (MsgPortMain  *self,
   GQueue ended = G_QUEUE_INIT;
   GError *reason = NULL;
   GTask *task;
+
+  /* Flow control's notifications are for started ports only. */
+  if (item == NULL)
+    {
+      if (msg_port_main_is_started (self))
+        msg_port_main_emit (self, item, cache);
+      return;
+    }
 
   msg_mutex_lock (&endpoint->lock);
   task = g_queue_pop_head (&self->receives);
@@ -856,6 +1150,7 @@ msg_port_main_take_transfer (MsgPortMain   *self,
   g_autofree MsgEndpoint **sorted = NULL;
   g_autofree MsgDispatcher **released = NULL;
   g_autofree MsgPortMain **self_refs = NULL;
+  GQueue waiters = G_QUEUE_INIT;
   gboolean valid = TRUE;
 
   for (guint i = 0; i < n_transfer; i++)
@@ -939,6 +1234,11 @@ msg_port_main_take_transfer (MsgPortMain   *self,
 
           endpoint->port = NULL;
           endpoint->started = FALSE;
+          /* Waiting for the old handle to be writable is over; the
+           * counters and the mark go with the endpoint. */
+          msg_endpoint_steal_flow_waiters_locked (endpoint, &waiters);
+          endpoint->flow_pending = FALSE;
+          endpoint->flow_drains = 0;
           /* Started: its queue goes with it, unemitted, and the
            * reference it held on its handle is let go. */
           released[i] = msg_dispatcher_unbind_locked (endpoint);
@@ -961,6 +1261,15 @@ msg_port_main_take_transfer (MsgPortMain   *self,
 
   if (!valid)
     return FALSE;
+
+  if (waiters.length > 0)
+    {
+      GError *moved = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
+                                           "The port was transferred");
+
+      msg_flow_waiters_finish (&waiters, moved);
+      g_error_free (moved);
+    }
 
   for (guint i = 0; i < n_transfer; i++)
     {
@@ -1189,6 +1498,8 @@ msg_port_main_post_full (MsgPortMain   *self,
   MsgEndpoint *peer;
   MsgItem *item;
   GUnixFDList *fds = NULL;  /* (owned) (nullable): the receiver's */
+  MsgReadyList *wake = NULL;
+  gsize size;
 
   /* Sink once, where the message enters. A floating reference is the
    * caller's to give, so it is taken without g_variant_ref_sink()'s lock. */
@@ -1196,6 +1507,8 @@ msg_port_main_post_full (MsgPortMain   *self,
     g_variant_take_ref (message);
   else if (message != NULL)
     g_variant_ref (message);
+  /* What flow control counts: msg_item_data_size() of the item. */
+  size = message != NULL ? g_variant_get_size (message) : 0;
 
   endpoint = self->endpoint;
   msg_mutex_lock (&endpoint->lock);
@@ -1207,7 +1520,14 @@ msg_port_main_post_full (MsgPortMain   *self,
       return TRUE;
     }
   peer = endpoint->peer != NULL ? msg_endpoint_ref (endpoint->peer) : NULL;
+  /* Counted where the peer is read, so that the end of the channel, which
+   * resets the count under this lock, comes before or after it. */
+  if (peer != NULL)
+    msg_endpoint_count_post_locked (endpoint, size, &wake);
   msg_mutex_unlock (&endpoint->lock);
+
+  if (wake != NULL)
+    wake->funcs->wake (wake);
 
   /* To another process: what the wire format cannot carry is refused
    * before anything is sent or neutered, and so is a post, in a forked
@@ -1216,6 +1536,8 @@ msg_port_main_post_full (MsgPortMain   *self,
       (!msg_transport_check_process (msg_endpoint_get_sink (peer), error) ||
        !msg_wire_check_message (message, n_transfer, error)))
     {
+      /* Not sent after all. */
+      msg_endpoint_uncount_post (endpoint, peer, size);
       msg_endpoint_unref (peer);
       g_clear_pointer (&message, g_variant_unref);
       return FALSE;
@@ -1226,6 +1548,8 @@ msg_port_main_post_full (MsgPortMain   *self,
   if (fd_list != NULL &&
       !msg_port_main_take_fd_list (fd_list, message, peer, &fds, error))
     {
+      if (peer != NULL)
+        msg_endpoint_uncount_post (endpoint, peer, size);
       g_clear_pointer (&peer, msg_endpoint_unref);
       g_clear_pointer (&message, g_variant_unref);
       return FALSE;
@@ -1247,6 +1571,8 @@ msg_port_main_post_full (MsgPortMain   *self,
           !msg_port_main_take_transfer (self, transfer, n_transfer,
                                         envelope->ports, error))
         {
+          if (peer != NULL)
+            msg_endpoint_uncount_post (endpoint, peer, size);
           g_clear_pointer (&peer, msg_endpoint_unref);
           msg_envelope_free (envelope);
           return FALSE;
@@ -1474,6 +1800,12 @@ msg_port_main_start (MsgPortMain *self)
         g_object_ref (self);
       endpoint->started = TRUE;
       msg_dispatcher_bind_locked (dispatcher, endpoint, msg_port_main_emit);
+      /* Not writable since before it was started: notify it now. */
+      if (g_atomic_int_get (&endpoint->flow_blocked))
+        {
+          endpoint->flow_pending = TRUE;
+          msg_endpoint_mark_ready_locked (endpoint, NULL);
+        }
     }
   msg_mutex_unlock (&endpoint->lock);
 
@@ -2404,4 +2736,479 @@ msg_port_main_set_priority (MsgPortMain *self,
   g_main_context_unref (context);
 
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PRIORITY]);
+}
+
+/* Flow control ------------------------------------------------------------ */
+
+/**
+ * msg_port_main_get_high_water_mark:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:high-water-mark of @self.
+ *
+ * Returns: the mark, in bytes; 0 if flow control is off
+ * Since: 1.2
+ */
+guint64
+msg_port_main_get_high_water_mark (MsgPortMain *self)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), 0);
+
+  return msg_atomic_u64_get (&self->endpoint->high_water_mark);
+}
+
+/**
+ * msg_port_main_set_high_water_mark:
+ * @self: a #MsgPortMain
+ * @mark: the mark, in bytes of message data; 0 turns flow control off
+ *
+ * Sets the #MsgPortMain:high-water-mark of @self. If what is buffered is
+ * already at or above @mark, @self stops being writable at once; with 0,
+ * or a mark high enough, it becomes writable again (and emits
+ * #MsgPortMain::drain, as when the other end takes messages). Safe to call
+ * from any thread; does nothing on a neutered port.
+ *
+ * Since: 1.2
+ */
+void
+msg_port_main_set_high_water_mark (MsgPortMain *self,
+                                   guint64      mark)
+{
+  MsgEndpoint *endpoint;
+  gboolean owner;
+
+  g_return_if_fail (MSG_IS_PORT_MAIN (self));
+
+  endpoint = self->endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  owner = endpoint->port == self;
+  msg_mutex_unlock (&endpoint->lock);
+  if (!owner || msg_atomic_u64_get (&endpoint->high_water_mark) == mark)
+    return;
+
+  msg_endpoint_set_high_water_mark (endpoint, mark);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HIGH_WATER_MARK]);
+}
+
+/* Reads @self's endpoint, or returns %FALSE if @self is neutered. */
+static gboolean
+msg_port_main_owns_endpoint (MsgPortMain *self)
+{
+  gboolean owner;
+
+  msg_mutex_lock (&self->endpoint->lock);
+  owner = self->endpoint->port == self;
+  msg_mutex_unlock (&self->endpoint->lock);
+
+  return owner;
+}
+
+/**
+ * msg_port_main_get_buffered_amount:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:buffered-amount of @self: the bytes of message
+ * data posted on it that the other end has not taken yet.
+ *
+ * Returns: the bytes buffered; 0 on a neutered port
+ * Since: 1.2
+ */
+guint64
+msg_port_main_get_buffered_amount (MsgPortMain *self)
+{
+  guint64 n_messages = 0, n_bytes = 0;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), 0);
+
+  if (msg_port_main_owns_endpoint (self))
+    msg_endpoint_get_buffered (self->endpoint, &n_messages, &n_bytes);
+  return n_bytes;
+}
+
+/**
+ * msg_port_main_get_buffered_messages:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:buffered-messages of @self: the messages posted on
+ * it that the other end has not taken yet.
+ *
+ * Returns: the messages buffered; 0 on a neutered port
+ * Since: 1.2
+ */
+guint64
+msg_port_main_get_buffered_messages (MsgPortMain *self)
+{
+  guint64 n_messages = 0, n_bytes = 0;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), 0);
+
+  if (msg_port_main_owns_endpoint (self))
+    msg_endpoint_get_buffered (self->endpoint, &n_messages, &n_bytes);
+  return n_messages;
+}
+
+/**
+ * msg_port_main_is_writable:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:writable property of @self: %FALSE while what is
+ * buffered on it is at or above its #MsgPortMain:high-water-mark and has
+ * not fallen back below half of it.
+ *
+ * Returns: whether @self is writable
+ * Since: 1.2
+ */
+gboolean
+msg_port_main_is_writable (MsgPortMain *self)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), TRUE);
+
+  return !msg_port_main_owns_endpoint (self) ||
+         !g_atomic_int_get (&self->endpoint->flow_blocked);
+}
+
+/**
+ * msg_port_main_get_messages_sent:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:messages-sent counter of @self.
+ *
+ * Returns: the messages sent; 0 on a neutered port
+ * Since: 1.2
+ */
+guint64
+msg_port_main_get_messages_sent (MsgPortMain *self)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), 0);
+
+  return msg_port_main_owns_endpoint (self) ?
+         msg_atomic_u64_get (&self->endpoint->sent_messages) : 0;
+}
+
+/**
+ * msg_port_main_get_bytes_sent:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:bytes-sent counter of @self.
+ *
+ * Returns: the bytes of message data sent; 0 on a neutered port
+ * Since: 1.2
+ */
+guint64
+msg_port_main_get_bytes_sent (MsgPortMain *self)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), 0);
+
+  return msg_port_main_owns_endpoint (self) ?
+         msg_atomic_u64_get (&self->endpoint->sent_bytes) : 0;
+}
+
+/**
+ * msg_port_main_get_messages_received:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:messages-received counter of @self.
+ *
+ * Returns: the messages received; 0 on a neutered port
+ * Since: 1.2
+ */
+guint64
+msg_port_main_get_messages_received (MsgPortMain *self)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), 0);
+
+  return msg_port_main_owns_endpoint (self) ?
+         msg_atomic_u64_get (&self->endpoint->received_messages) : 0;
+}
+
+/**
+ * msg_port_main_get_bytes_received:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:bytes-received counter of @self.
+ *
+ * Returns: the bytes of message data received; 0 on a neutered port
+ * Since: 1.2
+ */
+guint64
+msg_port_main_get_bytes_received (MsgPortMain *self)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), 0);
+
+  return msg_port_main_owns_endpoint (self) ?
+         msg_atomic_u64_get (&self->endpoint->received_bytes) : 0;
+}
+
+/**
+ * msg_port_main_get_queued_messages:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:queued-messages counter of @self.
+ *
+ * Returns: the messages waiting on @self now; 0 on a neutered port
+ * Since: 1.2
+ */
+guint64
+msg_port_main_get_queued_messages (MsgPortMain *self)
+{
+  guint64 queued = 0;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), 0);
+
+  msg_mutex_lock (&self->endpoint->lock);
+  if (self->endpoint->port == self)
+    queued = self->endpoint->queue.length;
+  msg_mutex_unlock (&self->endpoint->lock);
+
+  return queued;
+}
+
+/**
+ * msg_port_main_get_max_queued_messages:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:max-queued-messages counter of @self.
+ *
+ * Returns: the most messages that ever waited on @self; 0 on a neutered
+ *   port
+ * Since: 1.2
+ */
+guint64
+msg_port_main_get_max_queued_messages (MsgPortMain *self)
+{
+  guint64 max_queued = 0;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), 0);
+
+  msg_mutex_lock (&self->endpoint->lock);
+  if (self->endpoint->port == self)
+    max_queued = self->endpoint->max_queued;
+  msg_mutex_unlock (&self->endpoint->lock);
+
+  return max_queued;
+}
+
+/* A wait_writable_async() that waits: queued on the endpoint until it is
+ * writable or ends (whoever takes it out calls done()), or until its
+ * cancellable is cancelled (then the cancel source takes it out). */
+typedef struct
+{
+  MsgFlowWaiter  base;
+  GTask         *task;           /* (owned) */
+  GSource       *cancel_source;  /* (owned) (nullable) */
+  GError        *error;          /* (owned) (nullable): set by done() */
+} MsgPortWaiter;
+
+static void
+msg_port_waiter_free (MsgPortWaiter *waiter)
+{
+  if (waiter->cancel_source != NULL)
+    {
+      g_source_destroy (waiter->cancel_source);
+      g_source_unref (waiter->cancel_source);
+    }
+  g_clear_error (&waiter->error);
+  g_object_unref (waiter->task);
+  g_free (waiter);
+}
+
+/* Returns the task of a waiter that done() took, in the task's context,
+ * and frees the waiter there: its cancel source is that context's. */
+static gboolean
+msg_port_waiter_complete (gpointer data)
+{
+  MsgPortWaiter *waiter = data;
+  GTask *task;
+  GError *error;
+
+  MSG_TSAN_ACQUIRE (waiter);
+  task = g_object_ref (waiter->task);
+  error = g_steal_pointer (&waiter->error);
+  msg_port_waiter_free (waiter);
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+  return G_SOURCE_REMOVE;
+}
+
+/* MsgFlowWaiter.done: any thread, no lock held. The waiter is completed
+ * in its task's context: at once if this thread runs it, else through an
+ * idle source handed over with the library's annotations (GLib hands it
+ * over under the context's lock, which ThreadSanitizer cannot see). */
+static void
+msg_port_waiter_done (MsgFlowWaiter *base,
+                      const GError  *error)
+{
+  MsgPortWaiter *waiter = (MsgPortWaiter *) base;
+  GMainContext *context = g_task_get_context (waiter->task);
+  GSource *source;
+
+  waiter->error = error != NULL ? g_error_copy (error) : NULL;
+  if (g_main_context_is_owner (context))
+    {
+      msg_port_waiter_complete (waiter);
+      return;
+    }
+
+  source = g_idle_source_new ();
+  g_source_set_priority (source, g_task_get_priority (waiter->task));
+  g_source_set_static_name (source, "MsgPortMain wait_writable");
+  g_source_set_callback (source, msg_port_waiter_complete, waiter, NULL);
+  MSG_TSAN_RELEASE (waiter);
+  msg_tsan_glib_begin ();
+  g_source_attach (source, context);
+  msg_tsan_glib_end ();
+  msg_source_unref (source);
+}
+
+/* The cancel source of a waiter, in the task's context: the waiter is
+ * still queued unless done() took it, which destroyed this source. */
+static gboolean
+msg_port_waiter_cancelled (GCancellable *cancellable,
+                           gpointer      user_data)
+{
+  GTask *task = user_data;
+  MsgPortMain *self = g_task_get_source_object (task);
+  MsgEndpoint *endpoint = self->endpoint;
+  MsgPortWaiter *found = NULL;
+
+  msg_mutex_lock (&endpoint->lock);
+  for (GList *l = endpoint->flow_waiters.head; l != NULL; l = l->next)
+    {
+      MsgPortWaiter *waiter = l->data;
+
+      if (waiter->task == task)
+        {
+          g_queue_unlink (&endpoint->flow_waiters, l);
+          found = waiter;
+          break;
+        }
+    }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (found != NULL)
+    {
+      GError *error = NULL;
+
+      g_object_ref (task);
+      msg_port_waiter_free (found);
+      g_cancellable_set_error_if_cancelled (cancellable, &error);
+      g_task_return_error (task, error);
+      g_object_unref (task);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * msg_port_main_wait_writable_async:
+ * @self: a #MsgPortMain
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when @self is writable, or never will be
+ * @user_data: data for @callback
+ *
+ * Waits for @self to be #MsgPortMain:writable: completes at once (in the
+ * next iteration of the thread-default #GMainContext of the caller, where
+ * @callback is called, as always with #GTask) if it is, else when the
+ * other end has taken enough of what was posted for the backlog to fall
+ * below the low-water mark, half the #MsgPortMain:high-water-mark.
+ *
+ * This is how a producer paces itself: post while writable, then wait.
+ * The port need not be started. Call msg_port_main_wait_writable_finish()
+ * in @callback to get the result.
+ *
+ * Since: 1.2
+ */
+void
+msg_port_main_wait_writable_async (MsgPortMain         *self,
+                                   GCancellable        *cancellable,
+                                   GAsyncReadyCallback  callback,
+                                   gpointer             user_data)
+{
+  MsgEndpoint *endpoint;
+  MsgPortWaiter *waiter = NULL;
+  GSource *cancel_source = NULL;
+  GTask *task;
+  GError *error = NULL;
+
+  g_return_if_fail (MSG_IS_PORT_MAIN (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, msg_port_main_wait_writable_async);
+  if (g_task_return_error_if_cancelled (task))
+    {
+      g_object_unref (task);
+      return;
+    }
+
+  /* Attached before the waiter is queued, so that nothing touches the
+   * waiter once it is: whoever takes it out of the queue, under the lock,
+   * frees it (the cancel source finds it no more). */
+  if (cancellable != NULL)
+    {
+      cancel_source = g_cancellable_source_new (cancellable);
+      g_task_attach_source (task, cancel_source, G_SOURCE_FUNC (msg_port_waiter_cancelled));
+    }
+
+  endpoint = self->endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port != self)
+    error = g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
+                                 "The port was transferred");
+  else if (endpoint->close_reason != NULL)
+    error = g_error_copy (endpoint->close_reason);
+  else if (endpoint->closed)
+    error = new_closed_reason ();
+  else if (endpoint->ended)
+    error = msg_endpoint_new_peer_closed_reason ();
+  else if (g_atomic_int_get (&endpoint->flow_blocked) &&
+           !g_cancellable_set_error_if_cancelled (cancellable, &error))
+    {
+      waiter = g_new0 (MsgPortWaiter, 1);
+      waiter->base.done = msg_port_waiter_done;
+      waiter->base.link.data = waiter;
+      waiter->task = g_object_ref (task);
+      waiter->cancel_source = g_steal_pointer (&cancel_source);
+      g_queue_push_tail_link (&endpoint->flow_waiters, &waiter->base.link);
+    }
+  msg_mutex_unlock (&endpoint->lock);
+
+  if (cancel_source != NULL)
+    {
+      g_source_destroy (cancel_source);
+      g_source_unref (cancel_source);
+    }
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else if (waiter == NULL)
+    g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+/**
+ * msg_port_main_wait_writable_finish:
+ * @self: a #MsgPortMain
+ * @result: the #GAsyncResult passed to the callback
+ * @error: return location for a #GError, or %NULL
+ *
+ * Finishes msg_port_main_wait_writable_async().
+ *
+ * Returns: %TRUE if @self is writable; %FALSE with @error set if it ended
+ *   first (its close reason, in the %MSG_PORT_ERROR domain; an error with
+ *   %MSG_PORT_ERROR_CLOSED if it was transferred meanwhile) or the wait
+ *   was cancelled (%G_IO_ERROR_CANCELLED)
+ * Since: 1.2
+ */
+gboolean
+msg_port_main_wait_writable_finish (MsgPortMain   *self,
+                                    GAsyncResult  *result,
+                                    GError       **error)
+{
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
 }

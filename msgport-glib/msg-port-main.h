@@ -146,5 +146,37 @@ gint      msg_port_main_get_priority     (MsgPortMain   *self);
 MSG_AVAILABLE_IN_1_2
 void      msg_port_main_set_priority     (MsgPortMain   *self,
                                           gint           priority);
+MSG_AVAILABLE_IN_1_2
+guint64   msg_port_main_get_high_water_mark (MsgPortMain *self);
+MSG_AVAILABLE_IN_1_2
+void      msg_port_main_set_high_water_mark (MsgPortMain *self,
+                                             guint64      mark);
+MSG_AVAILABLE_IN_1_2
+guint64   msg_port_main_get_buffered_amount (MsgPortMain *self);
+MSG_AVAILABLE_IN_1_2
+guint64   msg_port_main_get_buffered_messages (MsgPortMain *self);
+MSG_AVAILABLE_IN_1_2
+gboolean  msg_port_main_is_writable      (MsgPortMain   *self);
+MSG_AVAILABLE_IN_1_2
+void      msg_port_main_wait_writable_async  (MsgPortMain         *self,
+                                              GCancellable        *cancellable,
+                                              GAsyncReadyCallback  callback,
+                                              gpointer             user_data);
+MSG_AVAILABLE_IN_1_2
+gboolean  msg_port_main_wait_writable_finish (MsgPortMain   *self,
+                                              GAsyncResult  *result,
+                                              GError       **error);
+MSG_AVAILABLE_IN_1_2
+guint64   msg_port_main_get_messages_sent     (MsgPortMain *self);
+MSG_AVAILABLE_IN_1_2
+guint64   msg_port_main_get_bytes_sent        (MsgPortMain *self);
+MSG_AVAILABLE_IN_1_2
+guint64   msg_port_main_get_messages_received (MsgPortMain *self);
+MSG_AVAILABLE_IN_1_2
+guint64   msg_port_main_get_bytes_received    (MsgPortMain *self);
+MSG_AVAILABLE_IN_1_2
+guint64   msg_port_main_get_queued_messages   (MsgPortMain *self);
+MSG_AVAILABLE_IN_1_2
+guint64   msg_port_main_get_max_queued_messages (MsgPortMain *self);
 
 G_END_DECLS

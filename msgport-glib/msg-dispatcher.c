@@ -379,6 +379,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
   guint budget = work->budget;
   gboolean unbound = FALSE;
   MsgEndpoint *peer = NULL;  /* (owned) (nullable): to credit */
+  MsgSink *peer_sink = NULL; /* @peer's, if it acknowledges: another process */
   guint n_taken = 0;
   guint64 n_taken_bytes = 0;
 
@@ -420,7 +421,12 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
           /* Taken: credited to the peer once per batch, after it. Every
            * item in the queue came from the peer it has now, if any. */
           if (n_taken == 0 && peer == NULL && endpoint->peer != NULL)
-            peer = msg_endpoint_ref (endpoint->peer);
+            {
+              peer = msg_endpoint_ref (endpoint->peer);
+              peer_sink = msg_endpoint_get_sink (peer);
+              if (peer_sink != NULL && peer_sink->funcs->consumed == NULL)
+                peer_sink = NULL;
+            }
           if (budget == 0 && endpoint->queue.length > 0)
             {
               /* What arrived since this dispatch began is the next one's
@@ -457,6 +463,10 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
         {
           n_taken++;
           n_taken_bytes += size;
+          /* Another process is told before the handler runs, so that
+           * what the handler posts (a reply) carries the word. */
+          if (peer_sink != NULL)
+            peer_sink->funcs->consumed (peer_sink, 1, size);
         }
       emit (port, item, &self->emit_cache);
 
@@ -468,7 +478,15 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
         }
     }
 
-  msg_endpoint_taken (endpoint, peer, n_taken, n_taken_bytes);
+  if (peer_sink != NULL)
+    {
+      /* Counted as received here; the peer was told item by item, and
+       * now that the batch ended. */
+      msg_endpoint_taken (endpoint, NULL, n_taken, n_taken_bytes);
+      peer_sink->funcs->consumed (peer_sink, 0, 0);
+    }
+  else
+    msg_endpoint_taken (endpoint, peer, n_taken, n_taken_bytes);
   g_clear_pointer (&peer, msg_endpoint_unref);
   g_object_unref (port);
 }

@@ -194,9 +194,11 @@ typedef struct
   void     (*release) (MsgSink *sink);
   /* (nullable): flow control. The endpoint whose peer has this sink (a
    * local stand-in for a port in another process) had @n_messages of
-   * @n_bytes taken by its handlers (see msg_endpoint_taken()): the sink
-   * tells the far end, whose msg_endpoint_acknowledge() credits the
-   * poster. Any thread, no lock held. */
+   * @n_bytes taken by its handlers: the sink tells the far end, whose
+   * msg_endpoint_acknowledge() credits the poster. The dispatcher calls
+   * it for each message just before it emits it (so that a reply posted
+   * by the handler can carry the word), then with 0 messages once the
+   * batch ended. Any thread, no lock held. */
   void     (*consumed) (MsgSink *sink,
                         guint    n_messages,
                         guint64  n_bytes);

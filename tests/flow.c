@@ -745,20 +745,35 @@ test_flow_acknowledge (void)
 }
 
 static void
-test_flow_process_unacknowledged (void)
+count_drain (MsgPortMain *port,
+             gpointer     user_data)
+{
+  guint *n = user_data;
+
+  (*n)++;
+}
+
+static void
+test_flow_process_acknowledged (void)
 {
   MsgPortMain *a, *b;
-  guint received = 0;
+  guint received = 0, drains = 0;
 
-  g_test_summary ("To a process transport that sends no acknowledgements, a post counts "
-                  "as taken once handed over: never stuck above the mark");
+  g_test_summary ("Across a socket the receiver acknowledges what its handlers took: "
+                  "the sender's buffered amount counts what is in the sockets and the "
+                  "peer's queue, falls to 0 once the peer took it, and the port becomes "
+                  "writable again with ::drain");
 
   msg_test_socket_ports (&a, &b);
-  msg_port_main_set_high_water_mark (a, MSG_SIZE);
+  g_signal_connect (a, "drain", G_CALLBACK (count_drain), &drains);
+  msg_port_main_start (a);
+  msg_port_main_set_high_water_mark (a, 4 * MSG_SIZE);
   for (guint i = 0; i < 10; i++)
     post_sized (a, MSG_SIZE, i);
-  g_assert_true (msg_port_main_is_writable (a));
-  g_assert_cmpuint (msg_port_main_get_buffered_amount (a), ==, 0);
+  /* Nobody took anything: all of it is buffered, wherever it is. */
+  g_assert_false (msg_port_main_is_writable (a));
+  g_assert_cmpuint (msg_port_main_get_buffered_amount (a), ==, 10 * MSG_SIZE);
+  g_assert_cmpuint (msg_port_main_get_buffered_messages (a), ==, 10);
   g_assert_cmpuint (msg_port_main_get_messages_sent (a), ==, 10);
   g_assert_cmpuint (msg_port_main_get_bytes_sent (a), ==, 10 * MSG_SIZE);
 
@@ -767,6 +782,10 @@ test_flow_process_unacknowledged (void)
   msg_test_wait_until (NULL, received == 10);
   g_assert_cmpuint (msg_port_main_get_messages_received (b), ==, 10);
   g_assert_cmpuint (msg_port_main_get_bytes_received (b), ==, 10 * MSG_SIZE);
+  /* The acknowledgement crosses back. */
+  msg_test_wait_until (NULL, msg_port_main_get_buffered_messages (a) == 0 && drains == 1);
+  g_assert_cmpuint (msg_port_main_get_buffered_amount (a), ==, 0);
+  g_assert_true (msg_port_main_is_writable (a));
 
   msg_port_main_close (a);
   msg_test_wait_until (NULL, msg_port_main_is_closed (b));
@@ -792,7 +811,7 @@ main (int    argc,
   g_test_add_func ("/flow/transfer-sender", test_flow_transfer_sender);
   g_test_add_func ("/flow/cross-thread", test_flow_cross_thread);
   g_test_add_func ("/flow/acknowledge", test_flow_acknowledge);
-  g_test_add_func ("/flow/process-unacknowledged", test_flow_process_unacknowledged);
+  g_test_add_func ("/flow/process/acknowledged", test_flow_process_acknowledged);
 
   return g_test_run ();
 }

@@ -133,6 +133,10 @@ struct _MsgConnection
   gint             rx_count;       /* (atomic): reads that brought bytes */
   guint            keep_alive_ms;  /* protected by @lock: this end's interval, 0: off */
   gboolean         keep_alive_changed;  /* protected by @lock: for the I/O thread */
+  /* protected by @lock: what the port here took and the peer has not
+   * been told yet (an acknowledgement goes with the next write) */
+  guint64          ack_messages;
+  guint64          ack_bytes;
   /* I/O thread only */
   guint            peer_ping_ms;   /* the interval the peer's pings announced */
   GSource         *keep_alive;     /* (owned) (nullable): the timer */

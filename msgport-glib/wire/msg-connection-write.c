@@ -61,7 +61,7 @@ connection_flush_run (gpointer data)
   flush->ran = TRUE;
   self->flush_scheduled = FALSE;
   self->flush_context = NULL;
-  if (!self->write_blocked && self->out.items.length > 0)
+  if (!self->write_blocked && (self->out.items.length > 0 || self->ack_messages > 0))
     msg_connection_kick_locked (self);
   msg_mutex_unlock (&self->lock);
   return G_SOURCE_REMOVE;
@@ -281,12 +281,28 @@ connection_write_direct_locked (MsgConnection *self,
                                 MsgOutItem       *item,
                                 GQueue        *done)
 {
-  struct iovec iov[2];
+  struct iovec iov[3];
+  guint8 ack[MSG_WIRE_MAX_CONTROL_SIZE];
+  gsize ack_size = 0;
   gsize total = 0;
-  guint n_iov = msg_out_item_add_iov (item, iov, &total);
+  guint n_iov = 0;
   ssize_t n;
 
   msg_mutex_assert_held (&self->lock);
+
+  /* What the port here took goes with it, in the same sendmsg(): a reply
+   * carries the acknowledgement of what it answers. */
+  if (self->ack_messages > 0)
+    {
+      ack_size = msg_wire_encode_control (MSG_WIRE_FRAME_ACK, self->ack_messages,
+                                          self->ack_bytes, ack);
+      self->ack_messages = self->ack_bytes = 0;
+      iov[0].iov_base = ack;
+      iov[0].iov_len = ack_size;
+      total = ack_size;
+      n_iov = 1;
+    }
+  n_iov += msg_out_item_add_iov (item, iov + n_iov, &total);
 
   n = connection_send_from_poster_locked (self, iov, n_iov);
   if (n > 0 && (gsize) n == total)
@@ -295,8 +311,19 @@ connection_write_direct_locked (MsgConnection *self,
       g_queue_push_tail_link (done, &item->link);
       return NULL;
     }
-  if (n > 0)
-    item->offset += n;
+  if (n < (gssize) ack_size)
+    {
+      /* The rest of the acknowledgement goes first. */
+      MsgOutItem *rest = msg_out_item_new ();
+      gsize written = n > 0 ? (gsize) n : 0;
+
+      rest->mid_frame = written > 0;
+      rest->encoded.head = g_bytes_new (ack + written, ack_size - written);
+      msg_out_queue_push (&self->out, rest);
+      self->n_queued++;
+    }
+  else
+    item->offset += n - ack_size;
   return item;
 }
 
@@ -388,6 +415,73 @@ msg_connection_queue_control (MsgConnection    *self,
   self->n_queued++;
   connection_schedule_write_locked (self, FALSE);
   msg_mutex_unlock (&self->lock);
+}
+
+/* MsgSinkFuncs.consumed: the port here took @n_messages messages of
+ * @n_bytes that the peer sent (its dispatcher, before it emits them), or,
+ * with 0, the batch it took them in ended. No lock held, the port's
+ * context. The peer is told with the next write of this connection, a
+ * reply say, in the same sendmsg(); if the batch ended and nothing was
+ * written, the I/O thread writes it once the callback returns (as it does
+ * a callback's burst: connection_holds_locked()). */
+static void
+connection_consumed (MsgSink *sink,
+                     guint    n_messages,
+                     guint64  n_bytes)
+{
+  MsgConnection *self = CONNECTION_FROM_SINK (sink);
+  GMainContext *flush_context = NULL;
+
+  if (msg_connection_is_forked (self) ||
+      !(g_atomic_int_get (&self->peer_features) & MSG_WIRE_FEATURE_ACK))
+    return;
+
+  msg_mutex_lock (&self->lock);
+  if (self->state != CONNECTION_OPEN || self->close_queued || self->write_dead)
+    ;
+  else if (n_messages > 0)
+    {
+      self->ack_messages += n_messages;
+      self->ack_bytes += n_bytes;
+    }
+  else if (self->ack_messages > 0)
+    {
+      GMainContext *context = connection_callback_context (self);
+
+      if (context == NULL)
+        msg_connection_kick_locked (self);
+      else if (!self->flush_scheduled)
+        {
+          self->flush_scheduled = TRUE;
+          self->flush_context = context;
+          flush_context = g_main_context_ref (context);
+        }
+    }
+  msg_mutex_unlock (&self->lock);
+  if (flush_context != NULL)
+    connection_attach_flush (self, flush_context);
+}
+
+/* Called with @self->lock held, by the I/O thread before it writes: an
+ * acknowledgement of what is still untold goes behind what is queued. */
+static void
+connection_queue_ack_locked (MsgConnection *self)
+{
+  guint8 buffer[MSG_WIRE_MAX_CONTROL_SIZE];
+  MsgOutItem *item;
+
+  msg_mutex_assert_held (&self->lock);
+
+  if (self->ack_messages == 0 || self->state != CONNECTION_OPEN ||
+      self->close_queued || self->write_dead)
+    return;
+  item = msg_out_item_new ();
+  item->encoded.head = g_bytes_new (buffer, msg_wire_encode_control (MSG_WIRE_FRAME_ACK,
+                                                                     self->ack_messages,
+                                                                     self->ack_bytes, buffer));
+  self->ack_messages = self->ack_bytes = 0;
+  msg_out_queue_push (&self->out, item);
+  self->n_queued++;
 }
 
 /* Queues this end's hello, which must be the first frame it writes to a
@@ -519,8 +613,9 @@ connection_release (MsgSink *sink)
 }
 
 const MsgSinkFuncs msg_connection_sink_funcs = {
-  connection_deliver,
-  connection_release,
+  .deliver = connection_deliver,
+  .release = connection_release,
+  .consumed = connection_consumed,
 };
 
 gboolean
@@ -634,6 +729,7 @@ msg_connection_write (MsgConnection *self)
       while (self->writing)
         msg_connection_wait_locked (self);
       self->write_blocked = FALSE;
+      connection_queue_ack_locked (self);
       head = self->state == CONNECTION_OPEN ? g_queue_peek_head (&self->out.items) : NULL;
       errsv = self->write_errno;
       if (head == NULL || errsv != 0)

@@ -57,10 +57,17 @@ msg_connection_acknowledged (MsgConnection *self,
                              guint64        n_messages,
                              guint64        n_bytes)
 {
-  /* Credited to the posting port by the flow-control accounting. */
-  (void) self;
-  (void) n_messages;
-  (void) n_bytes;
+  MsgEndpoint *endpoint;
+
+  msg_mutex_lock (&self->lock);
+  endpoint = self->endpoint != NULL ? msg_endpoint_ref (self->endpoint) : NULL;
+  msg_mutex_unlock (&self->lock);
+  if (endpoint == NULL)
+    return;
+  /* More than was sent only makes the count reach 0 sooner: the peer
+   * can mislead no one but the sender on its own channel. */
+  msg_endpoint_acknowledge (endpoint, (guint) MIN (n_messages, G_MAXUINT), n_bytes);
+  msg_endpoint_unref (endpoint);
 }
 
 /* Sets the keep-alive interval of @sink's connection (0: off). Any

@@ -250,6 +250,19 @@ context_decode (MsgConnection  *self,
         return FALSE;
       if (!msg_wire_decoder_next (self->decoder, &frame, error))
         return *error == NULL;
+      /* Acknowledgements and pongs, which come with nearly every reply
+       * or burst, are taken here: handing them over would end the lease. */
+      if (frame->kind == MSG_WIRE_FRAME_ACK)
+        {
+          msg_connection_acknowledged (self, frame->args[0], frame->args[1]);
+          msg_wire_frame_free (frame);
+          continue;
+        }
+      if (frame->kind == MSG_WIRE_FRAME_PONG)
+        {
+          msg_wire_frame_free (frame);
+          continue;
+        }
       if (frame->kind != MSG_WIRE_FRAME_MESSAGE || frame->n_ports > 0 || frame->data_fd >= 0)
         {
           *handed = frame;

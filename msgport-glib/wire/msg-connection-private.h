@@ -224,7 +224,7 @@ gboolean       msg_connection_take_handed      (MsgConnection  *self);
 /* msg-connection-write.c */
 extern const MsgSinkFuncs msg_connection_sink_funcs;
 void           msg_connection_write            (MsgConnection  *self);
-void           msg_connection_queue_hello      (MsgConnection  *self);
+void           msg_connection_send_hello       (MsgConnection  *self);
 void           msg_connection_queue_control    (MsgConnection  *self,
                                                 MsgWireFrameKind kind,
                                                 guint64         arg0,

@@ -484,12 +484,41 @@ connection_queue_ack_locked (MsgConnection *self)
   self->n_queued++;
 }
 
-/* Queues this end's hello, which must be the first frame it writes to a
- * socket: before msg_connection_start(), for a socket new to this end. */
+/* Sends this end's hello, which must be the first frame it writes to a
+ * socket: before msg_connection_start(), for a socket new to this end.
+ *
+ * The calling thread writes it at once, as a poster writes a message that
+ * finds nothing queued: until msg_connection_start(), the connection is
+ * neither its endpoint's sink (nothing is posted to it) nor on the I/O
+ * thread, so nobody else writes @fd. Only what the socket does not take
+ * (it is full, or gone: @write_errno says so) is queued for the I/O
+ * thread. A hello queued whole would sit ahead of the first posts of the
+ * new port until the I/O thread wakes up: each would find something
+ * queued and go to the I/O thread rather than be written at once
+ * (connection_deliver()), and a poster that keeps up with the I/O thread
+ * would keep finding its queue non-empty, every message of a burst
+ * batched behind the hello instead of written by its poster. */
 void
-msg_connection_queue_hello (MsgConnection *self)
+msg_connection_send_hello (MsgConnection *self)
 {
-  msg_connection_queue_control (self, MSG_WIRE_FRAME_HELLO, MSG_WIRE_FEATURES_ALL, 0);
+  guint8 buffer[MSG_WIRE_MAX_CONTROL_SIZE];
+  gsize size = msg_wire_encode_control (MSG_WIRE_FRAME_HELLO, MSG_WIRE_FEATURES_ALL, 0, buffer);
+  GQueue written = G_QUEUE_INIT;
+  MsgOutItem *item = msg_out_item_new ();
+
+  item->encoded.head = g_bytes_new (buffer, size);
+
+  msg_mutex_lock (&self->lock);
+  g_assert (self->state == CONNECTION_OPEN && self->out.items.length == 0 && !self->writing);
+  self->n_queued++;
+  item = connection_write_direct_locked (self, item, &written);
+  if (item != NULL)
+    {
+      msg_out_queue_push (&self->out, item);
+      connection_schedule_write_locked (self, FALSE);
+    }
+  msg_mutex_unlock (&self->lock);
+  msg_out_list_free (&written);
 }
 
 /* MsgSinkFuncs.deliver: any thread, with the endpoint's lock held. */

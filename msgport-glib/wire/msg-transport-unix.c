@@ -88,7 +88,7 @@ msg_transport_new_endpoint (int      fd,
   remote = msg_endpoint_new ();
   msg_endpoint_entangle (local, remote);
   connection = msg_connection_new (fd, remote, &port_codec);
-  msg_connection_queue_hello (connection);
+  msg_connection_send_hello (connection);
   msg_connection_start (connection);
   msg_endpoint_unref (remote);
 
@@ -148,7 +148,7 @@ connection_import (MsgWirePort  *port,
   /* Where the socket's handshake stands: the previous owner may have
    * said hello for this end, and heard the peer's. */
   if (!(port->flags & MSG_WIRE_PORT_HELLO_SENT))
-    msg_connection_queue_hello (connection);
+    msg_connection_send_hello (connection);
   if (port->flags & MSG_WIRE_PORT_PEER_HELLO)
     {
       msg_wire_decoder_set_peer_hello (connection->decoder, port->peer_features);
@@ -574,7 +574,7 @@ connection_export (MsgEndpoint  *endpoint,
       return FALSE;
     }
   bridge = msg_connection_new (fds[0], endpoint, &port_codec);
-  msg_connection_queue_hello (bridge);
+  msg_connection_send_hello (bridge);
   msg_connection_start (bridge);
   MSG_DEBUG ("endpoint %p: bridged to another process through a new socket pair (%d, %d)", (gpointer) endpoint, fds[0], fds[1]);
   msg_endpoint_unref (endpoint);

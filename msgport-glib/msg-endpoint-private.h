@@ -315,6 +315,7 @@ struct _MsgEndpoint
   GError          *close_reason;   /* (owned) (nullable) */
   gsize            read_bytes;     /* message bytes in @queue, if @counted */
   MsgReadWatch    *paused_reader;  /* (nullable): holds a reference (see there) */
+  guint            keep_alive_ms;  /* MsgPortMain:keep-alive-interval */
   guint            counted : 1;    /* a reader delivers here: @read_bytes counts */
   guint            started : 1;    /* start() was called on the current handle */
   guint            closed : 1;     /* close() was called */

@@ -160,6 +160,7 @@ enum {
   PROP_BYTES_RECEIVED,
   PROP_QUEUED_MESSAGES,
   PROP_MAX_QUEUED_MESSAGES,
+  PROP_KEEP_ALIVE_INTERVAL,
   N_PROPS
 };
 
@@ -343,6 +344,9 @@ msg_port_main_get_property (GObject    *object,
     case PROP_HIGH_WATER_MARK:
       g_value_set_uint64 (value, msg_port_main_get_high_water_mark (self));
       break;
+    case PROP_KEEP_ALIVE_INTERVAL:
+      g_value_set_uint (value, msg_port_main_get_keep_alive_interval (self));
+      break;
     case PROP_BUFFERED_AMOUNT:
       g_value_set_uint64 (value, msg_port_main_get_buffered_amount (self));
       break;
@@ -391,6 +395,9 @@ msg_port_main_set_property (GObject      *object,
 
     case PROP_HIGH_WATER_MARK:
       msg_port_main_set_high_water_mark (self, g_value_get_uint64 (value));
+      break;
+    case PROP_KEEP_ALIVE_INTERVAL:
+      msg_port_main_set_keep_alive_interval (self, g_value_get_uint (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -590,6 +597,33 @@ msg_port_main_class_init (MsgPortMainClass *klass)
     g_param_spec_uint64 ("max-queued-messages", NULL, NULL,
                          0, G_MAXUINT64, 0,
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * MsgPortMain:keep-alive-interval:
+   *
+   * For a port whose other end is in another process: how often, in
+   * milliseconds, this process checks that the other one is alive; 0, the
+   * default, turns it off and costs nothing. With an interval set, the
+   * library's I/O thread pings the other process every interval, and the
+   * port closes with %MSG_PORT_ERROR_KEEP_ALIVE_TIMEOUT once nothing at all
+   * came from it for two intervals (so within three): it was stopped
+   * (`SIGSTOP`, a debugger), or its msgport-glib I/O thread is stuck. The other process
+   * answers from its own I/O thread, so a peer whose main loop is merely
+   * busy, or that takes its messages slowly, is not declared dead. Its
+   * library must speak version 2 of the wire format (any msgport-glib from
+   * 1.2 on does). Intervals below 10 ms count as 10 ms.
+   *
+   * The interval belongs to the channel's socket: it stays when the port
+   * moves to another thread, and does not go with it to another process.
+   * On a port whose other end is in this process it is kept and does
+   * nothing.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_KEEP_ALIVE_INTERVAL] =
+    g_param_spec_uint ("keep-alive-interval", NULL, NULL,
+                       0, G_MAXUINT, 0,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
@@ -3211,4 +3245,72 @@ msg_port_main_wait_writable_finish (MsgPortMain   *self,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* Keep-alive -------------------------------------------------------------- */
+
+/**
+ * msg_port_main_get_keep_alive_interval:
+ * @self: a #MsgPortMain
+ *
+ * Gets the #MsgPortMain:keep-alive-interval of @self.
+ *
+ * Returns: the interval in milliseconds; 0 if keep-alive is off
+ * Since: 1.2
+ */
+guint
+msg_port_main_get_keep_alive_interval (MsgPortMain *self)
+{
+  MsgEndpoint *endpoint;
+  guint interval_ms;
+
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), 0);
+
+  endpoint = self->endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  interval_ms = endpoint->port == self ? endpoint->keep_alive_ms : 0;
+  msg_mutex_unlock (&endpoint->lock);
+  return interval_ms;
+}
+
+/**
+ * msg_port_main_set_keep_alive_interval:
+ * @self: a #MsgPortMain
+ * @interval_ms: the interval in milliseconds; 0 turns keep-alive off
+ *
+ * Sets the #MsgPortMain:keep-alive-interval of @self. Safe to call from
+ * any thread; does nothing on a neutered port.
+ *
+ * Since: 1.2
+ */
+void
+msg_port_main_set_keep_alive_interval (MsgPortMain *self,
+                                       guint        interval_ms)
+{
+  MsgEndpoint *endpoint;
+  MsgEndpoint *peer = NULL;
+  MsgSink *sink;
+  gboolean changed = FALSE;
+
+  g_return_if_fail (MSG_IS_PORT_MAIN (self));
+
+  endpoint = self->endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port == self && endpoint->keep_alive_ms != interval_ms)
+    {
+      endpoint->keep_alive_ms = interval_ms;
+      changed = TRUE;
+      if (endpoint->peer != NULL)
+        peer = msg_endpoint_ref (endpoint->peer);
+    }
+  msg_mutex_unlock (&endpoint->lock);
+  if (!changed)
+    return;
+
+  sink = peer != NULL ? msg_endpoint_get_sink (peer) : NULL;
+  if (msg_transport_is_socket_sink (sink))
+    msg_transport_set_keep_alive (sink, interval_ms);
+  g_clear_pointer (&peer, msg_endpoint_unref);
+  MSG_DEBUG ("port %p: keep-alive interval %u ms", (gpointer) self, interval_ms);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_KEEP_ALIVE_INTERVAL]);
 }

@@ -147,6 +147,11 @@ MSG_AVAILABLE_IN_1_2
 void      msg_port_main_set_priority     (MsgPortMain   *self,
                                           gint           priority);
 MSG_AVAILABLE_IN_1_2
+guint     msg_port_main_get_keep_alive_interval (MsgPortMain *self);
+MSG_AVAILABLE_IN_1_2
+void      msg_port_main_set_keep_alive_interval (MsgPortMain *self,
+                                                 guint        interval_ms);
+MSG_AVAILABLE_IN_1_2
 guint64   msg_port_main_get_high_water_mark (MsgPortMain *self);
 MSG_AVAILABLE_IN_1_2
 void      msg_port_main_set_high_water_mark (MsgPortMain *self,

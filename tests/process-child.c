@@ -306,6 +306,23 @@ memfd_stream (guint64 n)
 }
 #endif
 
+/* busy: each message (a uint32) keeps the main loop busy for that many
+ * milliseconds, as a slow handler would (the library's I/O thread still
+ * runs), then answers "done". */
+static void
+busy_message (MsgPortMain     *port,
+              MsgMessageEvent *event,
+              gpointer         user_data)
+{
+  GVariant *data = msg_message_event_get_data (event);
+  gint64 until = g_get_monotonic_time () +
+                 (gint64) g_variant_get_uint32 (data) * G_TIME_SPAN_MILLISECOND;
+
+  while (g_get_monotonic_time () < until)
+    g_usleep (1000);
+  msg_port_main_post (port, g_variant_new_string ("done"), NULL);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -329,6 +346,8 @@ main (int    argc,
 
   if (g_str_equal (mode, "echo"))
     g_signal_connect (parent, "message", G_CALLBACK (echo_message), NULL);
+  else if (g_str_equal (mode, "busy"))
+    g_signal_connect (parent, "message", G_CALLBACK (busy_message), NULL);
   else if (g_str_equal (mode, "reply-on-ports"))
     g_signal_connect (parent, "message", G_CALLBACK (reply_message), NULL);
   else if (g_str_equal (mode, "respond"))

@@ -1943,6 +1943,84 @@ test_child_out_of_descriptors_posting (void)
   msg_test_wait_for_fds_at_most (baseline);
 }
 
+/* Keep-alive ------------------------------------------------------------ */
+
+static void
+test_keep_alive_stopped_peer (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(GError) reason = NULL;
+  const char *pid;
+  gint64 stopped_at;
+
+  g_test_summary ("With a keep-alive interval set, a peer process that is stopped "
+                  "(SIGSTOP) is noticed: the port closes with KEEP_ALIVE_TIMEOUT");
+
+  child_spawn (&child, "echo", 0);
+  msg_port_main_set_keep_alive_interval (child.port, 100);
+  g_assert_cmpuint (msg_port_main_get_keep_alive_interval (child.port), ==, 100);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+  msg_port_main_post (child.port, g_variant_new_string ("are you there"), NULL);
+  msg_test_wait_until (NULL, rec->events->len == 1);
+
+  pid = g_subprocess_get_identifier (child.process);
+  g_assert_cmpint (kill (atoi (pid), SIGSTOP), ==, 0);
+  stopped_at = g_get_monotonic_time ();
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_test_message ("noticed after %" G_GINT64_FORMAT " ms (interval 100 ms)",
+                  (g_get_monotonic_time () - stopped_at) / 1000);
+  reason = msg_port_main_get_close_reason (child.port);
+  g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_KEEP_ALIVE_TIMEOUT);
+
+  /* SIGKILL ends a stopped process too. */
+  g_subprocess_send_signal (child.process, SIGKILL);
+  child_wait (&child, SIGKILL);
+}
+
+static void
+test_keep_alive_busy_peer (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+
+  g_test_summary ("A peer process whose main loop is busy for many keep-alive intervals "
+                  "is not declared dead: its library's I/O thread answers the pings");
+
+  child_spawn (&child, "busy", 0);
+  msg_port_main_set_keep_alive_interval (child.port, 20);
+  rec = msg_recorder_new (child.port);
+  msg_port_main_start (child.port);
+  /* Busy for 50 intervals, while this end keeps pinging. */
+  msg_port_main_post (child.port, g_variant_new_uint32 (1000), NULL);
+  msg_test_wait_until (NULL, rec->events->len == 1 || rec->n_close == 1);
+  g_assert_cmpuint (rec->n_close, ==, 0);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec, 0), NULL), ==, "done");
+
+  /* Off again: the channel goes on as before. */
+  msg_port_main_set_keep_alive_interval (child.port, 0);
+  msg_port_main_post (child.port, g_variant_new_uint32 (1), NULL);
+  msg_test_wait_until (NULL, rec->events->len == 2);
+  msg_port_main_close (child.port);
+  child_wait (&child, 0);
+  g_assert_cmpuint (rec->n_close, ==, 1);
+}
+
+static void
+test_keep_alive_in_process (void)
+{
+  MsgChannelMain *ch = msg_channel_main_new ();
+  MsgPortMain *port1 = msg_channel_main_get_port1 (ch);
+
+  g_test_summary ("On a port whose peer is in this process the interval is kept, and "
+                  "does nothing");
+
+  msg_port_main_set_keep_alive_interval (port1, 10);
+  g_assert_cmpuint (msg_port_main_get_keep_alive_interval (port1), ==, 10);
+  g_object_unref (ch);
+}
+
 static void
 test_child_python (void)
 {
@@ -2107,6 +2185,9 @@ main (int    argc,
   g_test_add_func ("/process/child/out-of-descriptors", test_child_out_of_descriptors);
   g_test_add_func ("/process/child/out-of-descriptors/posting", test_child_out_of_descriptors_posting);
   g_test_add_func ("/process/child/python", test_child_python);
+  g_test_add_func ("/process/keep-alive/stopped-peer", test_keep_alive_stopped_peer);
+  g_test_add_func ("/process/keep-alive/busy-peer", test_keep_alive_busy_peer);
+  g_test_add_func ("/process/keep-alive/in-process", test_keep_alive_in_process);
 
   ret = g_test_run ();
   g_source_destroy (keep_list);

@@ -363,3 +363,28 @@ def test_new_for_fd_refuses_what_is_not_a_connected_unix_stream_socket():
             invalid_socket(sock.fileno())
             assert sock.fileno() >= 0
             os.fstat(sock.fileno())
+
+
+# Keep-alive ---------------------------------------------------------------
+
+
+def test_keep_alive_notices_a_stopped_child(child_argv):
+    with spawned(child_argv + ['echo']) as child:
+        child.port.props.keep_alive_interval = 100
+        assert child.port.get_keep_alive_interval() == 100
+        rec = listen(child.port)
+        child.port.post(GLib.Variant('s', 'are you there'))
+        iterate_until(lambda: len(rec.events) == 1)
+
+        pid = int(child.process.get_identifier())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            iterate_until(lambda: rec.n_close == 1)
+            assert reason_code(child.port) == Msg.PortError.KEEP_ALIVE_TIMEOUT
+        finally:
+            # Killed while stopped; it may be gone (and reaped) already.
+            child.process.force_exit()
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass

@@ -132,6 +132,71 @@ typedef struct
   guint        n_valid;       /* valid messages sent before the bad data */
 } HostileCase;
 
+static void send_bad_magic (int raw);
+
+/* A version-1 frame: refused, by name. */
+static void
+send_version_1 (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE];
+
+  header (h, MSG_WIRE_MAGIC_V1, MSG_WIRE_FRAME_MESSAGE, 0, 0, 0, 0, 0, 0);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+static void
+send_second_hello (int raw)
+{
+  guint8 h[MSG_WIRE_MAX_CONTROL_SIZE];
+
+  send_raw (raw, h, msg_wire_encode_control (MSG_WIRE_FRAME_HELLO, MSG_WIRE_FEATURES_ALL, 0, h),
+            NULL, 0);
+}
+
+/* An acknowledgement, a ping and a pong with a body of the wrong size. */
+static void
+send_short_ack (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE + 8] = { 0, };
+
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_ACK, 0, 0, 0, 0, 0, 8);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+static void
+send_long_pong (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE + 8] = { 0, };
+
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_PONG, 0, 0, 0, 0, 0, 8);
+  send_raw (raw, h, sizeof h, NULL, 0);
+}
+
+/* A ping that also declares a descriptor. */
+static void
+send_ping_with_fd (int raw)
+{
+  guint8 h[MSG_WIRE_HEADER_SIZE + 8] = { 0, };
+  int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  header (h, MSG_WIRE_MAGIC, MSG_WIRE_FRAME_PING, 0, 0, 1, 0, 0, 8);
+  send_raw (raw, h, sizeof h, &fd, 1);
+  close (fd);
+}
+
+/* Control frames are fine after messages, acknowledgements of what was
+ * never sent included; then a bad frame. */
+static void
+send_controls_then_bad (int raw)
+{
+  guint8 h[MSG_WIRE_MAX_CONTROL_SIZE];
+
+  send_raw (raw, h, msg_wire_encode_control (MSG_WIRE_FRAME_ACK, 1000, 1 << 20, h), NULL, 0);
+  send_raw (raw, h, msg_wire_encode_control (MSG_WIRE_FRAME_PONG, 0, 0, h), NULL, 0);
+  send_raw (raw, h, msg_wire_encode_control (MSG_WIRE_FRAME_PING, 1000, 0, h), NULL, 0);
+  send_bad_magic (raw);
+}
+
 static void
 send_bad_magic (int raw)
 {
@@ -488,6 +553,12 @@ send_unsealed_memfd_then_more (int raw)
 
 static const HostileCase cases[] = {
   { "/hostile/bad-magic", send_bad_magic, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/version-1", send_version_1, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/second-hello", send_second_hello, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/control/short-ack", send_short_ack, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/control/long-pong", send_long_pong, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/control/ping-with-fd", send_ping_with_fd, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/control/then-bad", send_controls_then_bad, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/truncated-then-hang-up", send_truncated_then_hang_up, MSG_PORT_ERROR_PEER_GONE, 3 },
   { "/hostile/hang-up", send_hang_up, MSG_PORT_ERROR_PEER_GONE, 3 },
   { "/hostile/oversized", send_oversized, MSG_PORT_ERROR_PROTOCOL, 3 },

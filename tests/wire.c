@@ -891,6 +891,102 @@ test_wire_port_split_out_prefix (void)
     }
 }
 
+static void
+test_wire_handshake (void)
+{
+  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  MsgWireFrame *frame = NULL;
+  GError *error = NULL;
+  guint8 buffer[3 * MSG_WIRE_MAX_CONTROL_SIZE];
+  gsize size = 0;
+  guint32 features;
+
+  g_test_summary ("Each end's first frame is a hello whose features the decoder keeps "
+                  "(bits it does not know too); control frames decode to their body");
+
+  size += msg_wire_encode_control (MSG_WIRE_FRAME_HELLO, 0x80000003u, 0, buffer);
+  size += msg_wire_encode_control (MSG_WIRE_FRAME_ACK, 7, 4096, buffer + size);
+  size += msg_wire_encode_control (MSG_WIRE_FRAME_PING, 250, 0, buffer + size);
+  g_assert_false (msg_wire_decoder_get_peer_hello (decoder, &features));
+  msg_wire_decoder_push (decoder, buffer, size, NULL, 0);
+
+  g_assert_true (msg_wire_decoder_next (decoder, &frame, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (frame->kind, ==, MSG_WIRE_FRAME_HELLO);
+  g_assert_cmpuint (frame->args[0], ==, 0x80000003u);
+  g_clear_pointer (&frame, msg_wire_frame_free);
+  g_assert_true (msg_wire_decoder_get_peer_hello (decoder, &features));
+  g_assert_cmpuint (features, ==, 0x80000003u);
+
+  g_assert_true (msg_wire_decoder_next (decoder, &frame, &error));
+  g_assert_cmpint (frame->kind, ==, MSG_WIRE_FRAME_ACK);
+  g_assert_cmpuint (frame->args[0], ==, 7);
+  g_assert_cmpuint (frame->args[1], ==, 4096);
+  g_clear_pointer (&frame, msg_wire_frame_free);
+
+  g_assert_true (msg_wire_decoder_next (decoder, &frame, &error));
+  g_assert_cmpint (frame->kind, ==, MSG_WIRE_FRAME_PING);
+  g_assert_cmpuint (frame->args[0], ==, 250);
+  g_clear_pointer (&frame, msg_wire_frame_free);
+  g_assert_false (msg_wire_decoder_next (decoder, &frame, &error));
+  g_assert_no_error (error);
+  g_assert_true (msg_wire_decoder_is_empty (decoder));
+
+  /* A second hello is refused. */
+  size = msg_wire_encode_control (MSG_WIRE_FRAME_HELLO, 3, 0, buffer);
+  msg_wire_decoder_push (decoder, buffer, size, NULL, 0);
+  g_assert_false (msg_wire_decoder_next (decoder, &frame, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL);
+  g_clear_error (&error);
+  msg_wire_decoder_free (decoder);
+
+  /* So is anything but a hello first. */
+  decoder = msg_wire_decoder_new ();
+  size = msg_wire_encode_control (MSG_WIRE_FRAME_PONG, 0, 0, buffer);
+  msg_wire_decoder_push (decoder, buffer, size, NULL, 0);
+  g_assert_false (msg_wire_decoder_next (decoder, &frame, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL);
+  g_clear_error (&error);
+  msg_wire_decoder_free (decoder);
+}
+
+static void
+test_wire_port_entry_handshake (void)
+{
+  MsgWireFrame *frame = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE, NULL, 1);
+  MsgWireEncoded encoded;
+  MsgWireDecoder *decoder = test_decoder_new ();
+  MsgWireFrame *decoded = NULL;
+  GByteArray *bytes = g_byte_array_new ();
+  GArray *fds = g_array_new (FALSE, FALSE, sizeof (int));
+  GError *error = NULL;
+  int pipe_fds[2];
+
+  g_test_summary ("A port's entry carries where its socket's handshake stands: "
+                  "whether this end said hello, and the features the peer announced");
+
+  g_assert_no_errno (pipe (pipe_fds));
+  close (pipe_fds[1]);
+  frame->ports[0].fd = pipe_fds[0];
+  frame->ports[0].flags = MSG_WIRE_PORT_HELLO_SENT | MSG_WIRE_PORT_PEER_HELLO;
+  frame->ports[0].peer_features = MSG_WIRE_FEATURE_ACK;
+  g_assert_true (msg_wire_encode (frame, &encoded, &error));
+  g_assert_no_error (error);
+  msg_wire_encoded_append (&encoded, bytes, fds);
+  msg_wire_encoded_clear (&encoded);
+  msg_wire_decoder_push (decoder, bytes->data, bytes->len, &g_array_index (fds, int, 0), fds->len);
+  g_assert_true (msg_wire_decoder_next (decoder, &decoded, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (decoded->ports[0].flags, ==, MSG_WIRE_PORT_HELLO_SENT | MSG_WIRE_PORT_PEER_HELLO);
+  g_assert_cmpuint (decoded->ports[0].peer_features, ==, MSG_WIRE_FEATURE_ACK);
+
+  msg_wire_frame_free (decoded);
+  msg_wire_frame_free (frame);
+  msg_wire_decoder_free (decoder);
+  g_byte_array_unref (bytes);
+  g_array_unref (fds);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -898,6 +994,8 @@ main (int    argc,
   g_test_init (&argc, &argv, NULL);
 
   g_test_add_func ("/wire/decoder/pieces", test_wire_decoder_pieces);
+  g_test_add_func ("/wire/handshake", test_wire_handshake);
+  g_test_add_func ("/wire/port-entry/handshake", test_wire_port_entry_handshake);
   g_test_add_func ("/wire/decoder/steal", test_wire_decoder_steal);
   g_test_add_func ("/wire/decoder/recycled", test_wire_decoder_recycled);
   g_test_add_func ("/wire/decoder/empty", test_wire_decoder_empty);

@@ -2008,6 +2008,53 @@ test_keep_alive_busy_peer (void)
 }
 
 static void
+count_drain (MsgPortMain *port,
+             gpointer     user_data)
+{
+  guint *n = user_data;
+
+  (*n)++;
+}
+
+static void
+test_flow_child (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  guint drains = 0;
+  guint n = 50;
+
+  g_test_summary ("Flow control with a child process: what the child's handlers have not "
+                  "taken counts, the child acknowledges as it takes, and the parent's port "
+                  "becomes writable again with ::drain once the child caught up");
+
+  child_spawn (&child, "busy", 0);
+  rec = msg_recorder_new (child.port);
+  g_signal_connect (child.port, "drain", G_CALLBACK (count_drain), &drains);
+  msg_port_main_start (child.port);
+  /* Each message keeps the child busy for 5 ms: the posts are done long
+   * before it took more than a few. */
+  msg_port_main_set_high_water_mark (child.port, 8 * 4);
+  for (guint i = 0; i < n; i++)
+    msg_port_main_post (child.port, g_variant_new_uint32 (5), NULL);
+  g_assert_cmpuint (msg_port_main_get_messages_sent (child.port), ==, n);
+  g_assert_cmpuint (msg_port_main_get_bytes_sent (child.port), ==, 4 * n);
+  g_assert_cmpuint (msg_port_main_get_buffered_messages (child.port), <=, n);
+
+  msg_test_wait_until (NULL, rec->events->len == n);
+  msg_test_wait_until (NULL, msg_port_main_get_buffered_messages (child.port) == 0);
+  g_assert_cmpuint (msg_port_main_get_buffered_amount (child.port), ==, 0);
+  g_assert_true (msg_port_main_is_writable (child.port));
+  /* It was above the mark (8 messages of 4 bytes) when the posts ended,
+   * and fell below half of it once. */
+  g_assert_cmpuint (drains, ==, 1);
+  g_assert_cmpuint (msg_port_main_get_messages_received (child.port), ==, n);
+
+  msg_port_main_close (child.port);
+  child_wait (&child, 0);
+}
+
+static void
 test_keep_alive_in_process (void)
 {
   MsgChannelMain *ch = msg_channel_main_new ();
@@ -2188,6 +2235,7 @@ main (int    argc,
   g_test_add_func ("/process/keep-alive/stopped-peer", test_keep_alive_stopped_peer);
   g_test_add_func ("/process/keep-alive/busy-peer", test_keep_alive_busy_peer);
   g_test_add_func ("/process/keep-alive/in-process", test_keep_alive_in_process);
+  g_test_add_func ("/process/child/flow", test_flow_child);
 
   ret = g_test_run ();
   g_source_destroy (keep_list);

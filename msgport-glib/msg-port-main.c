@@ -2268,20 +2268,6 @@ msg_port_main_get_parent_port (void)
   return port;
 }
 
-static void
-msg_port_main_flush_thread (GTask        *task,
-                            gpointer      source_object,
-                            gpointer      task_data,
-                            GCancellable *cancellable)
-{
-  GError *error = NULL;
-
-  if (msg_port_main_flush (source_object, cancellable, &error))
-    g_task_return_boolean (task, TRUE);
-  else
-    g_task_return_error (task, error);
-}
-
 /**
  * msg_port_main_flush_async:
  * @self: a #MsgPortMain
@@ -2296,10 +2282,11 @@ msg_port_main_flush_thread (GTask        *task,
  * its socket (after msg_port_main_close(), the close too). Call
  * msg_port_main_flush_finish() there to get the result.
  *
- * The wait itself is msg_port_main_flush() in a thread of GIO's pool
- * (g_task_run_in_thread()); the library's writer does not yet notify
- * waiters. The calling thread never blocks, but each flush in progress
- * occupies a pool thread, so do not have many pending at once.
+ * Nothing waits meanwhile, in any thread: the library's I/O thread,
+ * which writes the socket, finishes the flush when the last byte it waits
+ * for went out, so any number of flushes may be pending at once. For a
+ * port whose peer is in this process it completes at once (on the next
+ * iteration of the context).
  *
  * Since: 1.2
  */
@@ -2309,6 +2296,9 @@ msg_port_main_flush_async (MsgPortMain         *self,
                            GAsyncReadyCallback  callback,
                            gpointer             user_data)
 {
+  MsgEndpoint *endpoint;
+  MsgEndpoint *peer = NULL;
+  MsgSink *sink;
   GTask *task;
 
   g_return_if_fail (MSG_IS_PORT_MAIN (self));
@@ -2316,7 +2306,26 @@ msg_port_main_flush_async (MsgPortMain         *self,
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, msg_port_main_flush_async);
-  g_task_run_in_thread (task, msg_port_main_flush_thread);
+  if (g_task_return_error_if_cancelled (task))
+    {
+      g_object_unref (task);
+      return;
+    }
+
+  endpoint = self->endpoint;
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port == self && endpoint->peer != NULL)
+    peer = msg_endpoint_ref (endpoint->peer);
+  else if (endpoint->port == self && endpoint->flush_peer != NULL)
+    peer = msg_endpoint_ref (endpoint->flush_peer);  /* closed: its close too */
+  msg_mutex_unlock (&endpoint->lock);
+
+  sink = peer != NULL ? msg_endpoint_get_sink (peer) : NULL;
+  if (msg_transport_is_socket_sink (sink))
+    msg_transport_flush_async (sink, task);
+  else
+    g_task_return_boolean (task, TRUE);
+  g_clear_pointer (&peer, msg_endpoint_unref);
   g_object_unref (task);
 }
 

@@ -6,11 +6,14 @@
  * with one fresh port, the reply port, as its transfer list; the requester
  * keeps the other end of that channel, started in its thread-default
  * context, and completes with the first message that comes back on it.
+ * (Its only private call is msg_variant_unref(), which tells
+ * ThreadSanitizer about the last unref of a message two threads shared.)
  */
 
 #include "config.h"
 
 #include "msg-channel-main.h"
+#include "msg-lock-private.h"
 #include "msg-message-event.h"
 #include "msg-port-error.h"
 #include "msg-port-main.h"
@@ -72,7 +75,7 @@ request_complete (Request  *request,
   if (error != NULL)
     g_task_return_error (task, error);
   else
-    g_task_return_pointer (task, reply, reply != NULL ? (GDestroyNotify) g_variant_unref : NULL);
+    g_task_return_pointer (task, reply, reply != NULL ? (GDestroyNotify) msg_variant_unref : NULL);
 
   /* The task owns @request: it goes with the task. */
   g_object_unref (task);
@@ -198,7 +201,7 @@ msg_port_main_request_async (MsgPortMain         *self,
                                "The timeout of a request must be -1 or more, not %d",
                                timeout_ms);
       g_object_unref (task);
-      g_clear_pointer (&message, g_variant_unref);
+      g_clear_pointer (&message, msg_variant_unref);
       return;
     }
 
@@ -208,7 +211,7 @@ msg_port_main_request_async (MsgPortMain         *self,
 
   if (msg_port_main_is_closed (self) || msg_port_main_is_neutered (self))
     {
-      g_clear_pointer (&message, g_variant_unref);
+      g_clear_pointer (&message, msg_variant_unref);
       request_complete (request, NULL,
                         g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_NO_REPLY,
                                              "The request got no reply: its port is closed"));
@@ -221,11 +224,11 @@ msg_port_main_request_async (MsgPortMain         *self,
 
   if (!msg_port_main_post_message (self, message, &reply_port, 1, &error))
     {
-      g_clear_pointer (&message, g_variant_unref);
+      g_clear_pointer (&message, msg_variant_unref);
       request_complete (request, NULL, g_steal_pointer (&error));
       return;
     }
-  g_clear_pointer (&message, g_variant_unref);
+  g_clear_pointer (&message, msg_variant_unref);
 
   /* Started after the post: a post that succeeded on a port that closed
    * meanwhile dropped the reply port, so ours emits ::close, which is
@@ -333,7 +336,7 @@ msg_message_event_reply (MsgMessageEvent  *self,
                    "This message is not a request: it carries %u ports, "
                    "where a request carries its reply port only",
                    msg_message_event_get_n_ports (self));
-      g_clear_pointer (&reply, g_variant_unref);
+      g_clear_pointer (&reply, msg_variant_unref);
       return FALSE;
     }
 
@@ -342,7 +345,7 @@ msg_message_event_reply (MsgMessageEvent  *self,
     {
       g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_CLOSED,
                            "The reply port of this request was transferred");
-      g_clear_pointer (&reply, g_variant_unref);
+      g_clear_pointer (&reply, msg_variant_unref);
       return FALSE;
     }
   if (msg_port_main_is_closed (port))
@@ -358,12 +361,12 @@ msg_message_event_reply (MsgMessageEvent  *self,
                              "The requester no longer waits for a reply "
                              "(it timed out, was cancelled or went away)");
       g_clear_error (&reason);
-      g_clear_pointer (&reply, g_variant_unref);
+      g_clear_pointer (&reply, msg_variant_unref);
       return FALSE;
     }
 
   ok = msg_port_main_post (port, reply, error);
-  g_clear_pointer (&reply, g_variant_unref);
+  g_clear_pointer (&reply, msg_variant_unref);
   if (ok)
     msg_port_main_close (port);
 

@@ -1011,6 +1011,90 @@ post_backlog (MsgPortMain *port,
     }
 }
 
+typedef struct
+{
+  guint   n_done;
+  guint   n_ok;
+  GError *error;   /* the last failure */
+} Flushes;
+
+static void
+flush_done (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  Flushes *flushes = user_data;
+  GError *error = NULL;
+
+  if (msg_port_main_flush_finish (MSG_PORT_MAIN (source), result, &error))
+    flushes->n_ok++;
+  else
+    {
+      g_clear_error (&flushes->error);
+      flushes->error = error;
+    }
+  flushes->n_done++;
+}
+
+static void
+test_socketpair_flush_async (void)
+{
+  MsgPortMain *a, *b;
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  Flushes flushes = { 0, };
+  Flushes cancelled = { 0, };
+  Flushes gone = { 0, };
+  int raw;
+  guint n = 64;
+
+  g_test_summary ("flush_async() on a port whose peer does not read, with 4 MiB queued: "
+                  "any number may be pending (nothing waits in a thread), a cancelled one "
+                  "fails with G_IO_ERROR_CANCELLED, the others complete once the peer "
+                  "reads, and pending ones fail with IO when the connection ends");
+
+  msg_test_socket_port_for_port (&raw, &a);
+  post_backlog (a, n);
+  /* More than GIO's thread pool would hold, had each a thread. */
+  for (guint i = 0; i < 50; i++)
+    msg_port_main_flush_async (a, NULL, flush_done, &flushes);
+  msg_port_main_flush_async (a, cancellable, flush_done, &cancelled);
+  g_cancellable_cancel (cancellable);
+  msg_test_wait_until (NULL, cancelled.n_done == 1);
+  g_assert_error (cancelled.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&cancelled.error);
+  g_assert_cmpuint (flushes.n_done, ==, 0);
+
+  /* The peer reads at last. */
+  b = msg_port_main_new_for_fd (raw, &error);
+  g_assert_no_error (error);
+  rec = msg_recorder_new (b);
+  msg_port_main_start (b);
+  msg_test_wait_until (NULL, flushes.n_done == 50);
+  g_assert_cmpuint (flushes.n_ok, ==, 50);
+  msg_test_wait_until (NULL, rec->events->len == n);
+
+  g_clear_pointer (&rec, msg_recorder_free);
+  msg_port_main_close (b);
+  g_object_unref (b);
+  g_object_unref (a);
+  msg_test_drain (NULL);
+
+  /* Another peer that does not read goes away while a flush waits. */
+  msg_test_socket_port (&raw, &a);
+  post_backlog (a, n);
+  msg_port_main_flush_async (a, NULL, flush_done, &gone);
+  close (raw);
+  msg_test_wait_until (NULL, gone.n_done == 1);
+  g_assert_nonnull (gone.error);
+  g_assert_true (gone.error->domain == MSG_PORT_ERROR);
+  g_test_message ("flush: %s", gone.error->message);
+  g_clear_error (&gone.error);
+  g_object_unref (a);
+  msg_test_drain (NULL);
+}
+
 static void
 test_socketpair_flush_peer_gone (void)
 {
@@ -2232,6 +2316,7 @@ main (int    argc,
   g_test_add_func ("/process/child/out-of-descriptors", test_child_out_of_descriptors);
   g_test_add_func ("/process/child/out-of-descriptors/posting", test_child_out_of_descriptors_posting);
   g_test_add_func ("/process/child/python", test_child_python);
+  g_test_add_func ("/process/socketpair/flush/async", test_socketpair_flush_async);
   g_test_add_func ("/process/keep-alive/stopped-peer", test_keep_alive_stopped_peer);
   g_test_add_func ("/process/keep-alive/busy-peer", test_keep_alive_busy_peer);
   g_test_add_func ("/process/keep-alive/in-process", test_keep_alive_in_process);

@@ -79,6 +79,16 @@ typedef struct
 
 typedef struct _MsgConnection MsgConnection;
 
+/* A msg_transport_flush_async() waiting for the connection to have
+ * written @target items. */
+typedef struct
+{
+  GTask   *task;       /* (owned) */
+  guint64  target;
+  GSource *cancelled;  /* (owned) (nullable): in the task's context */
+  gboolean ok;         /* set when it is taken out to finish */
+} MsgFlushWaiter;
+
 struct _MsgConnection
 {
   GSource          source;       /* its reference count is the connection's */
@@ -116,6 +126,8 @@ struct _MsgConnection
   gboolean         write_blocked;    /* the I/O thread waits for the socket to drain */
   gboolean         writing;      /* a poster writes to @fd, unlocked */
   guint            n_waiters;    /* threads in msg_connection_wait_locked() */
+  GQueue           flush_waiters;  /* protected by @lock: of MsgFlushWaiter,
+                                    * oldest (lowest target) first */
   GQueue           garbage;      /* protected by @lock: MsgOutItems written by
                                   * posters, for the I/O thread to free */
   int              write_errno;  /* what failed a poster's write, for the I/O thread */
@@ -225,6 +237,7 @@ gboolean       msg_connection_take_handed      (MsgConnection  *self);
 extern const MsgSinkFuncs msg_connection_sink_funcs;
 void           msg_connection_write            (MsgConnection  *self);
 void           msg_connection_send_hello       (MsgConnection  *self);
+void           msg_connection_finish_flushes   (MsgConnection  *self);
 void           msg_connection_queue_control    (MsgConnection  *self,
                                                 MsgWireFrameKind kind,
                                                 guint64         arg0,

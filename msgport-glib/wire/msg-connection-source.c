@@ -126,6 +126,7 @@ connection_service (GSource *source)
     return;
   if (state == CONNECTION_OPEN && !self->write_dead)
     msg_connection_write (self);
+  msg_connection_finish_flushes (self);
   if (self->fd < 0)
     return;
 
@@ -202,6 +203,7 @@ connection_finalize (GSource *source)
   g_clear_pointer (&self->keep_alive, g_source_unref);
   if (self->fd >= 0)
     close (self->fd);
+  g_assert (self->flush_waiters.length == 0);
   msg_out_list_free (&self->out.items);
   msg_out_list_free (&self->garbage);
   g_clear_pointer (&self->decoder, msg_wire_decoder_free);

@@ -44,10 +44,16 @@ msg_connection_wait_locked (MsgConnection *self)
 void
 msg_connection_signal_locked (MsgConnection *self)
 {
+  MsgFlushWaiter *waiter;
+
   msg_mutex_assert_held (&self->lock);
 
+  waiter = g_queue_peek_head (&self->flush_waiters);
   if (self->n_waiters > 0)
     g_cond_broadcast (&self->written_cond);
+  /* An asynchronous flush is done: the I/O thread finishes it. */
+  if (waiter != NULL && waiter->target <= self->n_written)
+    msg_connection_kick_locked (self);
 }
 
 /* The peer took @n_messages messages and @n_bytes bytes of what this
@@ -270,6 +276,7 @@ msg_connection_fail (MsgConnection *self,
   g_source_destroy (&self->source);
 
   msg_out_list_free (&dropped);
+  msg_connection_finish_flushes (self);
   if (trim)
     msg_io_give_back_memory ();
   if (reason == NULL)

@@ -62,6 +62,8 @@ void          msg_transport_set_keep_alive    (MsgSink            *sink,
 gboolean      msg_transport_check_process     (MsgSink            *sink,
                                                GError            **error);
 /* Blocks until what was delivered to @sink so far has been written. */
+void          msg_transport_flush_async       (MsgSink            *sink,
+                                               GTask              *task);
 gboolean      msg_transport_flush             (MsgSink            *sink,
                                                GCancellable       *cancellable,
                                                GError            **error);

@@ -471,6 +471,9 @@ connection_move (MsgConnection    *self,
   /* Queued but not written, the rest of a partly written frame first:
    * the next owner must not take that for the start of a frame. */
   msg_out_list_flatten (&unwritten, out_bytes, out_fds, &out_partial);
+  /* What was posted goes on with the port: flushed as far as this end
+   * is concerned. */
+  msg_connection_finish_flushes (self);
 
   fd = self->fd;
   self->fd = -1;

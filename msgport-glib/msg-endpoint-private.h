@@ -80,8 +80,9 @@ struct _MsgEnvelope
                                 * msg_item_check() */
   GError          *reason;     /* (owned) (nullable): MSG_ENVELOPE_CLOSE only */
   GUnixFDList     *fd_list;    /* (owned) (nullable): descriptors the `h`
-                                * handles of @data index; never empty, and
-                                * only between ports of one process */
+                                * handles of @data index; never empty (the
+                                * process transport empties it only when it
+                                * takes the envelope apart to send it) */
   guint            n_ports;
   MsgEndpoint     *ports[];    /* (owned): transferred endpoints, in order */
 };

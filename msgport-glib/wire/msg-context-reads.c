@@ -250,7 +250,10 @@ context_decode (MsgConnection  *self,
         return FALSE;
       if (!msg_wire_decoder_next (self->decoder, &frame, error))
         return *error == NULL;
-      if (frame->kind != MSG_WIRE_FRAME_MESSAGE || frame->n_ports > 0 || frame->data_fd >= 0)
+      /* Descriptors of the message go with the I/O thread's frames too:
+       * rare, and the closing port's rule is there. */
+      if (frame->kind != MSG_WIRE_FRAME_MESSAGE || frame->n_ports > 0 || frame->data_fd >= 0 ||
+          frame->message_fds != NULL)
         {
           *handed = frame;
           return FALSE;

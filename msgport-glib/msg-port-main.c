@@ -1602,12 +1602,18 @@ msg_port_main_post (MsgPortMain  *self,
  * nothing, if a handle in @message is below -1 or not less than the
  * length of @fd_list, or for the reasons msg_port_main_post_message()
  * gives; with %MSG_PORT_ERROR_TOO_MANY_OPEN_FILES if this process has no
- * descriptors left for the duplicates. Descriptors cannot cross to
- * another process yet: posting a non-empty @fd_list on a port whose peer
- * is in another process fails with %MSG_PORT_ERROR_DATA_CLONE, and a
- * message posted in-process that reaches another process all the same
- * (its port moved there while it was queued) arrives without its
- * descriptors, which are closed.
+ * descriptors left for the duplicates.
+ *
+ * Descriptors cross to other processes too, beside the ports in
+ * @transfer, and so do those of messages queued on a port that moves to
+ * another process. The sender's duplicates are closed once they are
+ * written to the socket. To a port whose peer is in another process,
+ * the post fails with %MSG_PORT_ERROR_TOO_LARGE if @fd_list and
+ * @transfer hold more than 4095 descriptors and ports together, and with
+ * %MSG_PORT_ERROR_DATA_CLONE if that process said it cannot receive
+ * descriptors (an older msgport-glib); a message posted before it said
+ * so waits until it does, and then ends the channel with
+ * %MSG_PORT_ERROR_DATA_CLONE.
  *
  * On a closed or disconnected port the handles are still checked, and
  * the message is dropped as msg_port_main_post_message() drops it; on a

@@ -985,6 +985,57 @@ test_fds_process_peer_without_feature (gconstpointer data)
 }
 
 static void
+test_fds_process_peer_too_many (void)
+{
+  MsgChannelMain *other = msg_channel_main_new ();
+  MsgPortMain *moving = msg_channel_main_get_port2 (other);
+  MsgPortMain *a, *b;
+  GUnixFDList *list;
+  guint before = baseline_fds ();
+  struct rlimit old_limit, limit;
+  GError *error = NULL;
+  int null_fd;
+
+  g_test_summary ("A list and ports that need more than a frame's descriptors (4096, "
+                  "less one for a memfd) fail at post with TOO_LARGE when the peer is in "
+                  "another process: nothing sent, nothing neutered, nothing duplicated");
+
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &old_limit), ==, 0);
+  if (old_limit.rlim_max < 4096 + 64)
+    {
+      g_test_skip ("needs a hard RLIMIT_NOFILE above 4160");
+      g_object_unref (other);
+      return;
+    }
+  limit = old_limit;
+  limit.rlim_cur = 4096 + 64;
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &limit), ==, 0);
+
+  msg_test_socket_ports (&a, &b);
+  null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+  g_assert_cmpint (null_fd, >=, 0);
+  list = g_unix_fd_list_new ();
+  for (guint i = 0; i < 4095; i++)
+    g_assert_cmpint (g_unix_fd_list_append (list, null_fd, NULL), ==, (int) i);
+  close (null_fd);
+
+  g_assert_false (msg_port_main_post_with_unix_fd_list (a, g_variant_new_handle (0),
+                                                        &moving, 1, list, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
+  g_clear_error (&error);
+  g_assert_false (msg_port_main_is_neutered (moving));
+  g_object_unref (list);
+
+  msg_port_main_close (a);
+  g_object_unref (a);
+  g_object_unref (b);
+  g_object_unref (other);
+  msg_test_drain (NULL);
+  msg_test_wait_for_fds_at_most (before + 1);
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &old_limit), ==, 0);
+}
+
+static void
 test_fds_moved_to_process (void)
 {
   MsgChannelMain *ch = msg_channel_main_new ();
@@ -1075,6 +1126,7 @@ main (int    argc,
                         test_fds_process_peer_without_feature);
   g_test_add_data_func ("/fds/process-peer/without-feature/later", GINT_TO_POINTER (FALSE),
                         test_fds_process_peer_without_feature);
+  g_test_add_func ("/fds/process-peer/too-many", test_fds_process_peer_too_many);
   g_test_add_func ("/fds/moved-port/to-process", test_fds_moved_to_process);
 
   return g_test_run ();

@@ -560,10 +560,10 @@ connection_wait_writable (MsgConnection *self)
  * descriptors for a peer that takes none. Its channel ends there, with
  * @reason (taken: TOO_LARGE on both ends; DATA_CLONE here, a plain close
  * there), and no other channel does (not the one that carried the port,
- * say): what was posted
- * before it has gone out, the close frame follows, and @item and what was
- * posted after it are dropped, as a closing channel drops them. The
- * endpoint ends first, so that nothing more is posted behind the close. */
+ * say): what was posted before it has gone out, the close frame follows,
+ * and @item and what was posted after it are dropped, as a closing
+ * channel drops them. The endpoint ends first, so that nothing more is
+ * posted behind the close. */
 static void
 connection_end_at (MsgConnection *self,
                    MsgOutItem    *item,

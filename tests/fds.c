@@ -6,12 +6,14 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib-unix.h>
 
 #include "msg-test-utils.h"
+#include "wire/msg-wire-private.h"
 
 /* Helpers ------------------------------------------------------------------ */
 
@@ -1035,6 +1037,111 @@ test_fds_process_peer_too_many (void)
   g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &old_limit), ==, 0);
 }
 
+/* Reads from @raw, a socket whose other end is a port, into @decoder
+ * until it gives a frame. A read that takes longer than the test's
+ * timeout fails. */
+static MsgWireFrame *
+raw_next_frame (int             raw,
+                MsgWireDecoder *decoder)
+{
+  struct timeval timeout = { MSG_TEST_TIMEOUT_SECONDS, 0 };
+  MsgWireFrame *frame = NULL;
+  GError *error = NULL;
+
+  g_assert_cmpint (setsockopt (raw, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout), ==, 0);
+  while (!msg_wire_decoder_next (decoder, &frame, &error))
+    {
+      union {
+        struct cmsghdr header;
+        char           buffer[CMSG_SPACE (sizeof (int) * MSG_WIRE_MAX_FDS_PER_SEND)];
+      } control;
+      struct msghdr message = { 0, };
+      struct cmsghdr *cmsg;
+      struct iovec iov;
+      int fds[MSG_WIRE_MAX_FDS_PER_SEND];
+      guint n_fds = 0;
+      gsize size;
+      ssize_t n;
+
+      g_assert_no_error (error);
+      iov.iov_base = msg_wire_decoder_reserve (decoder, 4096, &size);
+      iov.iov_len = size;
+      message.msg_iov = &iov;
+      message.msg_iovlen = 1;
+      message.msg_control = control.buffer;
+      message.msg_controllen = sizeof control.buffer;
+      n = recvmsg (raw, &message, MSG_CMSG_CLOEXEC);
+      g_assert_cmpint (n, >, 0);
+      for (cmsg = CMSG_FIRSTHDR (&message); cmsg != NULL; cmsg = CMSG_NXTHDR (&message, cmsg))
+        {
+          guint count = (cmsg->cmsg_len - CMSG_LEN (0)) / sizeof (int);
+
+          g_assert_cmpint (cmsg->cmsg_type, ==, SCM_RIGHTS);
+          memcpy (fds + n_fds, CMSG_DATA (cmsg), count * sizeof (int));
+          n_fds += count;
+        }
+      msg_wire_decoder_commit (decoder, n, fds, n_fds);
+    }
+  return frame;
+}
+
+static void
+test_fds_process_peer_hello_later (void)
+{
+  MsgPortMain *port;
+  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  MsgWireFrame *frame;
+  GUnixFDList *list;
+  guint before = baseline_fds ();
+  int pipe_fds[2];
+  int raw;
+  char buffer[8];
+
+  g_test_summary ("A message with descriptors posted before the peer process said hello "
+                  "waits for it, with what was posted after it: once the hello announces "
+                  "descriptors, both go out in order, the descriptors with their frame");
+
+  msg_test_socket_port_for_port (&raw, &port);
+  make_pipe (pipe_fds);
+  list = fd_list_of (&pipe_fds[1], 1);
+  close (pipe_fds[1]);
+  g_assert_true (msg_port_main_post_with_unix_fd_list (port, g_variant_new_handle (0),
+                                                       NULL, 0, list, NULL));
+  g_object_unref (list);
+  g_assert_true (msg_port_main_post (port, g_variant_new_string ("after"), NULL));
+
+  /* The port's hello comes first, whatever this end said. */
+  frame = raw_next_frame (raw, decoder);
+  g_assert_cmpint (frame->kind, ==, MSG_WIRE_FRAME_HELLO);
+  g_assert_cmpuint (frame->args[0] & MSG_WIRE_FEATURE_FDS, !=, 0);
+  msg_wire_frame_free (frame);
+
+  /* Acknowledgements, keep-alive, descriptors. */
+  msg_test_send_hello_features (raw, 7);
+  frame = raw_next_frame (raw, decoder);
+  g_assert_cmpint (frame->kind, ==, MSG_WIRE_FRAME_MESSAGE);
+  g_assert_cmpint (g_variant_get_handle (frame->data), ==, 0);
+  g_assert_nonnull (frame->message_fds);
+  g_assert_cmpuint (frame->message_fds->len, ==, 1);
+  g_assert_cmpint (write (g_array_index (frame->message_fds, int, 0), "raw", 3), ==, 3);
+  g_assert_cmpint (read (pipe_fds[0], buffer, sizeof buffer), ==, 3);
+  msg_wire_frame_free (frame);
+  frame = raw_next_frame (raw, decoder);
+  g_assert_cmpint (frame->kind, ==, MSG_WIRE_FRAME_MESSAGE);
+  g_assert_cmpstr (g_variant_get_string (frame->data, NULL), ==, "after");
+  msg_wire_frame_free (frame);
+  /* Every write end is closed: this process's duplicate went out. */
+  g_assert_cmpint (read (pipe_fds[0], buffer, sizeof buffer), ==, 0);
+  close (pipe_fds[0]);
+
+  msg_wire_decoder_free (decoder);
+  close (raw);
+  msg_port_main_close (port);
+  g_object_unref (port);
+  msg_test_drain (NULL);
+  msg_test_wait_for_fds_at_most (before + 1);
+}
+
 static void
 test_fds_moved_to_process (void)
 {
@@ -1127,6 +1234,7 @@ main (int    argc,
   g_test_add_data_func ("/fds/process-peer/without-feature/later", GINT_TO_POINTER (FALSE),
                         test_fds_process_peer_without_feature);
   g_test_add_func ("/fds/process-peer/too-many", test_fds_process_peer_too_many);
+  g_test_add_func ("/fds/process-peer/hello-later", test_fds_process_peer_hello_later);
   g_test_add_func ("/fds/moved-port/to-process", test_fds_moved_to_process);
 
   return g_test_run ();

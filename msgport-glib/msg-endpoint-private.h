@@ -80,8 +80,9 @@ struct _MsgEnvelope
                                 * msg_item_check() */
   GError          *reason;     /* (owned) (nullable): MSG_ENVELOPE_CLOSE only */
   GUnixFDList     *fd_list;    /* (owned) (nullable): descriptors the `h`
-                                * handles of @data index; never empty, and
-                                * only between ports of one process */
+                                * handles of @data index; never empty (the
+                                * process transport empties it only when it
+                                * takes the envelope apart to send it) */
   guint            n_ports;
   MsgEndpoint     *ports[];    /* (owned): transferred endpoints, in order */
 };
@@ -262,6 +263,10 @@ typedef void (*MsgEmitFunc) (MsgPortMain  *port,
 #define MSG_READ_AHEAD_HIGH_BYTES   (8 * 1024 * 1024)
 #define MSG_READ_AHEAD_LOW_ITEMS    (MSG_READ_AHEAD_HIGH_ITEMS / 2)
 #define MSG_READ_AHEAD_LOW_BYTES    (MSG_READ_AHEAD_HIGH_BYTES / 2)
+/* What a descriptor of a message weighs in the byte count of read-ahead:
+ * a peer cannot make a port hold more than about 128 of them unread (plus
+ * those of one frame), however small the messages that carry them. */
+#define MSG_READ_AHEAD_FD_COST      (64 * 1024)
 
 /* A reader that pauses for an endpoint, implemented by the transport:
  * pause() is called with the endpoint's lock held (it may take the

@@ -377,6 +377,25 @@ msg_item_data_size (MsgItem *item)
   return data != NULL ? g_variant_get_size (data) : 0;
 }
 
+/* What @item weighs in read-ahead: its data, and each descriptor of its
+ * message (MSG_READ_AHEAD_FD_COST). Its ports are not weighed (yet): a
+ * peer that sends many may hold as many descriptors as the read-ahead
+ * holds messages (docs/wire-format.md). */
+static gsize
+msg_item_read_ahead_size (MsgItem *item)
+{
+  gsize size = msg_item_data_size (item);
+
+  if (msg_item_is_envelope (item))
+    {
+      MsgEnvelope *envelope = msg_item_peek_envelope (item);
+
+      if (envelope->fd_list != NULL)
+        size += (gsize) g_unix_fd_list_get_length (envelope->fd_list) * MSG_READ_AHEAD_FD_COST;
+    }
+  return size;
+}
+
 /* What an endpoint that ends leaves for its waiters, to be failed once its
  * lock is released. */
 typedef struct
@@ -707,7 +726,7 @@ msg_endpoint_push_locked (MsgEndpoint   *self,
   if (self->queue.length > self->max_queued)
     self->max_queued = self->queue.length;
   if (self->counted)
-    self->read_bytes += msg_item_data_size (item);
+    self->read_bytes += msg_item_read_ahead_size (item);
   if (self->queue.length == 1)
     msg_endpoint_mark_ready_locked (self, wake_later);
   return NULL;
@@ -776,7 +795,7 @@ msg_endpoint_pop_locked (MsgEndpoint   *self,
 
   item = msg_queue_pop (&self->queue);
   if (item != NULL && self->counted)
-    self->read_bytes -= MIN (self->read_bytes, msg_item_data_size (item));
+    self->read_bytes -= MIN (self->read_bytes, msg_item_read_ahead_size (item));
   if (self->paused_reader != NULL &&
       self->queue.length <= MSG_READ_AHEAD_LOW_ITEMS &&
       self->read_bytes <= MSG_READ_AHEAD_LOW_BYTES)

@@ -1323,28 +1323,16 @@ msg_port_main_take_transfer (MsgPortMain   *self,
 
 /* Descriptors ------------------------------------------------------------ */
 
-/* Whether a value of @type may hold handles: it is one, holds one, or
- * holds a variant, which may. */
+/* Checks that every handle in @value indexes a list of @n_fds
+ * descriptors, or is -1, which stands for no descriptor (as in GDBus). */
 static gboolean
-type_may_hold_handles (const GVariantType *type)
+check_handles (GVariant  *value,
+               int        n_fds,
+               GError   **error)
 {
-  const char *string = g_variant_type_peek_string (type);
-  gsize length = g_variant_type_get_string_length (type);
+  gint32 handle;
 
-  for (gsize i = 0; i < length; i++)
-    {
-      if (string[i] == 'h' || string[i] == 'v')
-        return TRUE;
-    }
-  return FALSE;
-}
-
-static gboolean
-check_handle (gint32   handle,
-              int      n_fds,
-              GError **error)
-{
-  if (handle >= -1 && handle < n_fds)
+  if (msg_wire_check_handles (value, (guint) n_fds, &handle))
     return TRUE;
   g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
                "The message holds the handle %" G_GINT32_FORMAT ", which does not "
@@ -1353,55 +1341,16 @@ check_handle (gint32   handle,
   return FALSE;
 }
 
-/* Checks that every handle in @value indexes a list of @n_fds
- * descriptors, or is -1, which stands for no descriptor (as in GDBus). */
-static gboolean
-check_handles (GVariant  *value,
-               int        n_fds,
-               GError   **error)
-{
-  const GVariantType *type = g_variant_get_type (value);
-  gsize n;
-
-  if (!type_may_hold_handles (type))
-    return TRUE;
-
-  if (g_variant_type_equal (type, G_VARIANT_TYPE_HANDLE))
-    return check_handle (g_variant_get_handle (value), n_fds, error);
-
-  if (g_variant_type_equal (type, G_VARIANT_TYPE ("ah")))
-    {
-      const gint32 *handles = g_variant_get_fixed_array (value, &n, sizeof (gint32));
-
-      for (gsize i = 0; i < n; i++)
-        {
-          if (!check_handle (handles[i], n_fds, error))
-            return FALSE;
-        }
-      return TRUE;
-    }
-
-  n = g_variant_n_children (value);
-  for (gsize i = 0; i < n; i++)
-    {
-      GVariant *child = g_variant_get_child_value (value, i);
-      gboolean ok = check_handles (child, n_fds, error);
-
-      msg_variant_unref (child);
-      if (!ok)
-        return FALSE;
-    }
-  return TRUE;
-}
-
 /* Checks @fd_list (the caller's) against the handles of @message, to be
- * posted to @peer (nullable: the message is dropped), and returns in
+ * posted with @n_transfer ports to @peer (nullable: the message is
+ * dropped), and returns in
  * *@fds the receiver's own duplicates of its descriptors, in order, or
  * %NULL if there are none or nobody receives them. On error nothing is
  * left open. */
 static gboolean
 msg_port_main_take_fd_list (GUnixFDList  *fd_list,
                             GVariant     *message,
+                            guint         n_transfer,
                             MsgEndpoint  *peer,
                             GUnixFDList **fds,
                             GError      **error)
@@ -1417,14 +1366,10 @@ msg_port_main_take_fd_list (GUnixFDList  *fd_list,
   if (n_fds == 0 || peer == NULL)
     return TRUE;
 
-  /* The wire format carries no message descriptors yet. */
-  if (msg_transport_is_socket_sink (msg_endpoint_get_sink (peer)))
-    {
-      g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
-                           "Descriptors cannot cross to another process yet: "
-                           "the port's peer is in another process");
-      return FALSE;
-    }
+  /* To another process: a peer that takes descriptors, as many as a
+   * frame carries beside the ports. */
+  if (!msg_transport_check_fds (msg_endpoint_get_sink (peer), (guint) n_fds, n_transfer, error))
+    return FALSE;
 
   dups = g_new (int, n_fds);
   for (int i = 0; i < n_fds; i++)
@@ -1580,7 +1525,7 @@ msg_port_main_post_full (MsgPortMain   *self,
   /* Descriptors: checked and duplicated before any port is neutered, so
    * that a refused post changes nothing. */
   if (fd_list != NULL &&
-      !msg_port_main_take_fd_list (fd_list, message, peer, &fds, error))
+      !msg_port_main_take_fd_list (fd_list, message, n_transfer, peer, &fds, error))
     {
       if (peer != NULL)
         msg_endpoint_uncount_post (endpoint, peer, size);
@@ -1691,12 +1636,18 @@ msg_port_main_post (MsgPortMain  *self,
  * nothing, if a handle in @message is below -1 or not less than the
  * length of @fd_list, or for the reasons msg_port_main_post_message()
  * gives; with %MSG_PORT_ERROR_TOO_MANY_OPEN_FILES if this process has no
- * descriptors left for the duplicates. Descriptors cannot cross to
- * another process yet: posting a non-empty @fd_list on a port whose peer
- * is in another process fails with %MSG_PORT_ERROR_DATA_CLONE, and a
- * message posted in-process that reaches another process all the same
- * (its port moved there while it was queued) arrives without its
- * descriptors, which are closed.
+ * descriptors left for the duplicates.
+ *
+ * Descriptors cross to other processes too, beside the ports in
+ * @transfer, and so do those of messages queued on a port that moves to
+ * another process. The sender's duplicates are closed once they are
+ * written to the socket. To a port whose peer is in another process,
+ * the post fails with %MSG_PORT_ERROR_TOO_LARGE if @fd_list and
+ * @transfer hold more than 4095 descriptors and ports together, and with
+ * %MSG_PORT_ERROR_DATA_CLONE if that process said it cannot receive
+ * descriptors (an older msgport-glib); a message posted before it said
+ * so waits until it does, and then ends the channel with
+ * %MSG_PORT_ERROR_DATA_CLONE.
  *
  * On a closed or disconnected port the handles are still checked, and
  * the message is dropped as msg_port_main_post_message() drops it; on a

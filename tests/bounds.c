@@ -16,6 +16,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -371,6 +372,104 @@ test_close_no_import_after (void)
   g_object_unref (port);
 }
 
+typedef struct
+{
+  guint n;
+  guint n_with_fd;
+} FdCounter;
+
+static void
+count_fd_message (MsgPortMain     *port,
+                  MsgMessageEvent *event,
+                  gpointer         user_data)
+{
+  FdCounter *counter = user_data;
+  GUnixFDList *list = msg_message_event_get_unix_fd_list (event);
+
+  counter->n++;
+  if (list != NULL && g_unix_fd_list_get_length (list) == 1)
+    counter->n_with_fd++;
+}
+
+static void
+test_read_ahead_descriptors (void)
+{
+  MsgPortMain *port;
+  FdCounter counter = { 0, 0 };
+  guint baseline;
+  guint limit = MSG_READ_AHEAD_HIGH_BYTES / MSG_READ_AHEAD_FD_COST;
+  guint n_sent = 0;
+  gboolean full = FALSE;
+  guint held;
+  int raw;
+
+  g_test_summary ("A peer sends tiny messages that each carry a descriptor to a port that "
+                  "is not started: the port holds at most about 128 of them unread "
+                  "(each weighs 64 KiB of read-ahead), not 16,384; once started it gets "
+                  "them all, and no descriptor is left over");
+
+  msg_test_socket_port (&raw, &port);
+  /* Without the socket pair: the I/O thread (and its wake-up descriptor)
+   * exists now, if this test is the first to make a port. */
+  baseline = msg_test_count_fds () - 2;
+  g_assert_no_errno (fcntl (raw, F_SETFL, O_NONBLOCK));
+  /* Until the socket stays full (the kernel holds a few hundred such
+   * frames: their descriptors are in flight, not in this process), or
+   * far more than the port may hold. */
+  while (!full && n_sent < 4 * limit)
+    {
+      guint8 frame[MSG_WIRE_HEADER_SIZE + 8 + 4] = { 'M', 'S', 'G', '2', MSG_WIRE_FRAME_MESSAGE,
+                                                     MSG_WIRE_FLAG_DATA, };
+      int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+      /* One descriptor, the message's own; type "u", 4 bytes of data. */
+      frame[8] = 1;
+      frame[12] = 1;
+      frame[20] = 1;
+      frame[24] = 4;
+      frame[MSG_WIRE_HEADER_SIZE] = 'u';
+      memcpy (frame + MSG_WIRE_HEADER_SIZE + 8, &n_sent, 4);
+      for (;;)
+        {
+          struct pollfd pfd = { raw, POLLOUT, 0 };
+
+          if (msg_test_send_raw (raw, frame, sizeof frame, &fd, 1) == sizeof frame)
+            {
+              n_sent++;
+              break;
+            }
+          g_assert_true (errno == EAGAIN || errno == EWOULDBLOCK);
+          if (poll (&pfd, 1, FULL_PATIENCE_MS) == 0)
+            {
+              full = TRUE;
+              break;
+            }
+        }
+      close (fd);
+    }
+  g_test_message ("sent %u messages with a descriptor each", n_sent);
+  g_assert_cmpuint (n_sent, >, limit + 8);
+
+  /* The reader stops once the port holds what it may. */
+  msg_test_wait_until (NULL, msg_port_main_get_queued_messages (port) >= limit);
+  held = msg_test_count_fds () - baseline;
+  g_test_message ("%u descriptors held for a port that was not started", held);
+  /* Theirs, the socket pair, and a frame's or two in the decoder.
+   * Without the weight it held every one that came. */
+  g_assert_cmpuint (held, <=, limit + 2 + 2);
+
+  g_signal_connect (port, "message", G_CALLBACK (count_fd_message), &counter);
+  msg_port_main_start (port);
+  msg_test_wait_until (NULL, counter.n == n_sent);
+  g_assert_cmpuint (counter.n_with_fd, ==, n_sent);
+
+  close (raw);
+  msg_test_wait_until (NULL, msg_port_main_is_closed (port));
+  msg_test_drain (NULL);
+  g_object_unref (port);
+  msg_test_wait_for_fd_count (baseline);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -380,6 +479,7 @@ main (int    argc,
   g_test_add_func ("/bounds/read-ahead/not-started", test_read_ahead_not_started);
   g_test_add_func ("/bounds/read-ahead/small", test_read_ahead_small);
   g_test_add_func ("/bounds/read-ahead/busy-context", test_read_ahead_busy_context);
+  g_test_add_func ("/bounds/read-ahead/descriptors", test_read_ahead_descriptors);
   g_test_add_func ("/bounds/close/peer-never-reads", test_close_peer_never_reads);
   g_test_add_func ("/bounds/close/no-import-after", test_close_no_import_after);
 

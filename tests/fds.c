@@ -4,13 +4,16 @@
  */
 
 #include <fcntl.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib-unix.h>
 
 #include "msg-test-utils.h"
+#include "wire/msg-wire-private.h"
 
 /* Helpers ------------------------------------------------------------------ */
 
@@ -790,56 +793,110 @@ test_fds_across_threads (void)
 
 /* Another process ------------------------------------------------------------- */
 
+/* A file of its own, unlinked, with @text in it, open for reading and
+ * writing at offset 0. */
+static int
+temp_file_with (const char *text)
+{
+  GError *error = NULL;
+  char *path = NULL;
+  int fd = g_file_open_tmp ("msg-fds-XXXXXX", &path, &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpint (unlink (path), ==, 0);
+  g_free (path);
+  g_assert_cmpint (write (fd, text, strlen (text)), ==, (gssize) strlen (text));
+  g_assert_cmpint (lseek (fd, 0, SEEK_SET), ==, 0);
+  return fd;
+}
+
 static void
 test_fds_process_peer (void)
 {
   MsgChannelMain *other = msg_channel_main_new ();
   MsgPortMain *moving = msg_channel_main_get_port2 (other);
-  MsgPortMain *a, *b;
-  MsgRecorder *rec;
-  GUnixFDList *list, *empty;
+  MsgPortMain *a, *b, *arrived;
+  MsgRecorder *rec, *rec_other;
+  GUnixFDList *list, *empty, *got;
   guint before = baseline_fds ();
   guint baseline;
   int pipe_fds[2];
+  int file_fd;
+  char buffer[16] = { 0, };
+  gint32 h_pipe, h_file;
   GError *error = NULL;
 
-  g_test_summary ("Descriptors cannot cross to another process yet: a non-empty list "
-                  "on a port whose peer is a socket fails with DATA_CLONE, sends "
-                  "nothing, neuters nothing; an empty list is no list");
+  g_test_summary ("Descriptors cross to a port whose peer is a socket (the process "
+                  "transport) beside a port in one message: the receiver gets its own, "
+                  "in order, and they work; an empty list is no list; every descriptor "
+                  "is closed in the end");
 
   msg_test_socket_ports (&a, &b);
   rec = msg_recorder_new (b);
+  rec_other = msg_recorder_new (msg_channel_main_get_port1 (other));
   msg_port_main_start (b);
+  msg_port_main_start (msg_channel_main_get_port1 (other));
   /* The descriptors of the library's I/O thread exist by now. */
   msg_port_main_post (a, g_variant_new_string ("warm-up"), NULL);
   msg_test_wait_until (NULL, rec->events->len == 1);
   baseline = baseline_fds ();
 
   make_pipe (pipe_fds);
-  list = fd_list_of (pipe_fds, 1);
-  close (pipe_fds[0]);
+  file_fd = temp_file_with ("file contents");
+  {
+    int fds[2] = { pipe_fds[1], file_fd };
+
+    list = fd_list_of (fds, 2);
+  }
   close (pipe_fds[1]);
-  g_assert_false (msg_port_main_post_with_unix_fd_list (a, g_variant_new_handle (0),
-                                                        &moving, 1, list, &error));
-  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE);
-  g_clear_error (&error);
-  g_assert_false (msg_port_main_is_neutered (moving));
+  close (file_fd);
+  g_assert_true (msg_port_main_post_with_unix_fd_list (a, g_variant_new ("(hh)", 0, 1),
+                                                       &moving, 1, list, &error));
+  g_assert_no_error (error);
+  g_assert_true (msg_port_main_is_neutered (moving));
   g_object_unref (list);
+
+  msg_test_wait_until (NULL, rec->events->len == 2);
+  g_variant_get (msg_recorder_data (rec, 1), "(hh)", &h_pipe, &h_file);
+  got = event_fd_list (rec, 1);
+  g_assert_nonnull (got);
+  g_assert_cmpint (g_unix_fd_list_get_length (got), ==, 2);
+  {
+    const int *fds = g_unix_fd_list_peek_fds (got, NULL);
+
+    g_assert_cmpint (write (fds[h_pipe], "pipe", 4), ==, 4);
+    g_assert_cmpint (read (pipe_fds[0], buffer, sizeof buffer), ==, 4);
+    g_assert_cmpint (memcmp (buffer, "pipe", 4), ==, 0);
+    g_assert_cmpint (pread (fds[h_file], buffer, sizeof buffer, 0), ==, 13);
+    g_assert_cmpint (memcmp (buffer, "file contents", 13), ==, 0);
+  }
+  arrived = msg_message_event_get_port (g_ptr_array_index (rec->events, 1), 0);
+  g_assert_true (msg_port_main_post (arrived, g_variant_new_string ("through"), NULL));
+  msg_test_wait_until (NULL, rec_other->events->len == 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_other, 0), NULL), ==, "through");
 
   empty = g_unix_fd_list_new ();
   g_assert_true (msg_port_main_post_with_unix_fd_list (a, g_variant_new_handle (-1),
                                                        NULL, 0, empty, &error));
   g_assert_no_error (error);
   g_object_unref (empty);
-  msg_test_wait_until (NULL, rec->events->len == 2);
-  g_assert_cmpint (g_variant_get_handle (msg_recorder_data (rec, 1)), ==, -1);
-  g_assert_null (event_fd_list (rec, 1));
+  msg_test_wait_until (NULL, rec->events->len == 3);
+  g_assert_cmpint (g_variant_get_handle (msg_recorder_data (rec, 2)), ==, -1);
+  g_assert_null (event_fd_list (rec, 2));
+
+  /* Dropping the event closes what it received: the pipe's only write
+   * end, so it reads end-of-file. */
+  msg_port_main_close (arrived);
+  msg_test_wait_until (NULL, rec_other->n_close == 1);
+  g_ptr_array_set_size (rec->events, 1);
+  g_assert_cmpint (read (pipe_fds[0], buffer, sizeof buffer), ==, 0);
+  close (pipe_fds[0]);
   msg_test_wait_for_fd_count (baseline);
 
   msg_port_main_close (a);
   msg_test_wait_until (NULL, rec->n_close == 1);
-  g_assert_cmpuint (rec->events->len, ==, 2);
   msg_recorder_free (rec);
+  msg_recorder_free (rec_other);
   g_object_unref (a);
   g_object_unref (b);
   g_object_unref (other);
@@ -847,6 +904,241 @@ test_fds_process_peer (void)
   /* The I/O thread closes the sockets, and the default context's
    * dispatcher goes once it gave back its leases: before the next test
    * counts. The I/O thread's own descriptor stays, if it was made here. */
+  msg_test_wait_for_fds_at_most (before + 1);
+}
+
+/* A peer whose hello does not announce descriptors (an older
+ * msgport-glib): @known, it came before the post, which fails with
+ * DATA_CLONE and changes nothing; else the post waits for it, and then
+ * its channel ends with DATA_CLONE, the descriptors closed. */
+static void
+test_fds_process_peer_without_feature (gconstpointer data)
+{
+  gboolean known = GPOINTER_TO_INT (data);
+  MsgChannelMain *other = msg_channel_main_new ();
+  MsgPortMain *moving = msg_channel_main_get_port2 (other);
+  MsgPortMain *port;
+  MsgRecorder *rec, *rec_other;
+  GUnixFDList *list;
+  guint before = baseline_fds ();
+  int pipe_fds[2];
+  int raw;
+  char byte;
+  GError *error = NULL;
+
+  g_test_summary ("Descriptors are not sent to a peer process whose hello does not "
+                  "announce them: known at post, the post fails with DATA_CLONE; not "
+                  "known yet, the message waits for the hello, then its channel ends "
+                  "with DATA_CLONE and its descriptors and port are closed");
+
+  msg_test_socket_port_for_port (&raw, &port);
+  rec = msg_recorder_new (port);
+  rec_other = msg_recorder_new (msg_channel_main_get_port1 (other));
+  msg_port_main_start (port);
+  msg_port_main_start (msg_channel_main_get_port1 (other));
+  if (known)
+    {
+      /* Acknowledgements and keep-alive, no descriptors; a plain message
+       * after it shows it was read. */
+      msg_test_send_hello_features (raw, 3);
+      msg_test_send_raw (raw, (const guint8[32]) { 'M', 'S', 'G', '2', 1, }, 32, NULL, 0);
+      msg_test_wait_until (NULL, rec->events->len == 1);
+    }
+
+  make_pipe (pipe_fds);
+  list = fd_list_of (&pipe_fds[1], 1);
+  close (pipe_fds[1]);
+  if (known)
+    {
+      g_assert_false (msg_port_main_post_with_unix_fd_list (port, g_variant_new_handle (0),
+                                                            &moving, 1, list, &error));
+      g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE);
+      g_clear_error (&error);
+      g_assert_false (msg_port_main_is_neutered (moving));
+      g_assert_false (msg_port_main_is_closed (port));
+      g_object_unref (list);
+    }
+  else
+    {
+      g_assert_true (msg_port_main_post_with_unix_fd_list (port, g_variant_new_handle (0),
+                                                           &moving, 1, list, &error));
+      g_assert_no_error (error);
+      g_object_unref (list);
+      msg_test_send_hello_features (raw, 3);
+      msg_test_wait_until (NULL, rec->n_close == 1);
+      msg_test_assert_close_reason (port, MSG_PORT_ERROR_DATA_CLONE);
+      /* The port went with the message. */
+      msg_test_wait_until (NULL, rec_other->n_close == 1);
+    }
+  /* The only write end was the duplicate of the list, closed either way. */
+  g_assert_cmpint (read (pipe_fds[0], &byte, 1), ==, 0);
+  close (pipe_fds[0]);
+
+  msg_port_main_close (port);
+  msg_port_main_close (msg_channel_main_get_port1 (other));
+  msg_test_wait_until (NULL, rec->n_close == 1 && rec_other->n_close == 1);
+  close (raw);
+  msg_recorder_free (rec);
+  msg_recorder_free (rec_other);
+  g_object_unref (port);
+  g_object_unref (other);
+  msg_test_drain (NULL);
+  msg_test_wait_for_fds_at_most (before + 1);
+}
+
+static void
+test_fds_process_peer_too_many (void)
+{
+  MsgChannelMain *other = msg_channel_main_new ();
+  MsgPortMain *moving = msg_channel_main_get_port2 (other);
+  MsgPortMain *a, *b;
+  GUnixFDList *list;
+  guint before = baseline_fds ();
+  struct rlimit old_limit, limit;
+  GError *error = NULL;
+  int null_fd;
+
+  g_test_summary ("A list and ports that need more than a frame's descriptors (4096, "
+                  "less one for a memfd) fail at post with TOO_LARGE when the peer is in "
+                  "another process: nothing sent, nothing neutered, nothing duplicated");
+
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &old_limit), ==, 0);
+  if (old_limit.rlim_max < 4096 + 64)
+    {
+      g_test_skip ("needs a hard RLIMIT_NOFILE above 4160");
+      g_object_unref (other);
+      return;
+    }
+  limit = old_limit;
+  limit.rlim_cur = 4096 + 64;
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &limit), ==, 0);
+
+  msg_test_socket_ports (&a, &b);
+  null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+  g_assert_cmpint (null_fd, >=, 0);
+  list = g_unix_fd_list_new ();
+  for (guint i = 0; i < 4095; i++)
+    g_assert_cmpint (g_unix_fd_list_append (list, null_fd, NULL), ==, (int) i);
+  close (null_fd);
+
+  g_assert_false (msg_port_main_post_with_unix_fd_list (a, g_variant_new_handle (0),
+                                                        &moving, 1, list, &error));
+  g_assert_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE);
+  g_clear_error (&error);
+  g_assert_false (msg_port_main_is_neutered (moving));
+  g_object_unref (list);
+
+  msg_port_main_close (a);
+  g_object_unref (a);
+  g_object_unref (b);
+  g_object_unref (other);
+  msg_test_drain (NULL);
+  msg_test_wait_for_fds_at_most (before + 1);
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &old_limit), ==, 0);
+}
+
+/* Reads from @raw, a socket whose other end is a port, into @decoder
+ * until it gives a frame. A read that takes longer than the test's
+ * timeout fails. */
+static MsgWireFrame *
+raw_next_frame (int             raw,
+                MsgWireDecoder *decoder)
+{
+  struct timeval timeout = { MSG_TEST_TIMEOUT_SECONDS, 0 };
+  MsgWireFrame *frame = NULL;
+  GError *error = NULL;
+
+  g_assert_cmpint (setsockopt (raw, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout), ==, 0);
+  while (!msg_wire_decoder_next (decoder, &frame, &error))
+    {
+      union {
+        struct cmsghdr header;
+        char           buffer[CMSG_SPACE (sizeof (int) * MSG_WIRE_MAX_FDS_PER_SEND)];
+      } control;
+      struct msghdr message = { 0, };
+      struct cmsghdr *cmsg;
+      struct iovec iov;
+      int fds[MSG_WIRE_MAX_FDS_PER_SEND];
+      guint n_fds = 0;
+      gsize size;
+      ssize_t n;
+
+      g_assert_no_error (error);
+      iov.iov_base = msg_wire_decoder_reserve (decoder, 4096, &size);
+      iov.iov_len = size;
+      message.msg_iov = &iov;
+      message.msg_iovlen = 1;
+      message.msg_control = control.buffer;
+      message.msg_controllen = sizeof control.buffer;
+      n = recvmsg (raw, &message, MSG_CMSG_CLOEXEC);
+      g_assert_cmpint (n, >, 0);
+      for (cmsg = CMSG_FIRSTHDR (&message); cmsg != NULL; cmsg = CMSG_NXTHDR (&message, cmsg))
+        {
+          guint count = (cmsg->cmsg_len - CMSG_LEN (0)) / sizeof (int);
+
+          g_assert_cmpint (cmsg->cmsg_type, ==, SCM_RIGHTS);
+          memcpy (fds + n_fds, CMSG_DATA (cmsg), count * sizeof (int));
+          n_fds += count;
+        }
+      msg_wire_decoder_commit (decoder, n, fds, n_fds);
+    }
+  return frame;
+}
+
+static void
+test_fds_process_peer_hello_later (void)
+{
+  MsgPortMain *port;
+  MsgWireDecoder *decoder = msg_wire_decoder_new ();
+  MsgWireFrame *frame;
+  GUnixFDList *list;
+  guint before = baseline_fds ();
+  int pipe_fds[2];
+  int raw;
+  char buffer[8];
+
+  g_test_summary ("A message with descriptors posted before the peer process said hello "
+                  "waits for it, with what was posted after it: once the hello announces "
+                  "descriptors, both go out in order, the descriptors with their frame");
+
+  msg_test_socket_port_for_port (&raw, &port);
+  make_pipe (pipe_fds);
+  list = fd_list_of (&pipe_fds[1], 1);
+  close (pipe_fds[1]);
+  g_assert_true (msg_port_main_post_with_unix_fd_list (port, g_variant_new_handle (0),
+                                                       NULL, 0, list, NULL));
+  g_object_unref (list);
+  g_assert_true (msg_port_main_post (port, g_variant_new_string ("after"), NULL));
+
+  /* The port's hello comes first, whatever this end said. */
+  frame = raw_next_frame (raw, decoder);
+  g_assert_cmpint (frame->kind, ==, MSG_WIRE_FRAME_HELLO);
+  g_assert_cmpuint (frame->args[0] & MSG_WIRE_FEATURE_FDS, !=, 0);
+  msg_wire_frame_free (frame);
+
+  /* Acknowledgements, keep-alive, descriptors. */
+  msg_test_send_hello_features (raw, 7);
+  frame = raw_next_frame (raw, decoder);
+  g_assert_cmpint (frame->kind, ==, MSG_WIRE_FRAME_MESSAGE);
+  g_assert_cmpint (g_variant_get_handle (frame->data), ==, 0);
+  g_assert_nonnull (frame->message_fds);
+  g_assert_cmpuint (frame->message_fds->len, ==, 1);
+  g_assert_cmpint (write (g_array_index (frame->message_fds, int, 0), "raw", 3), ==, 3);
+  g_assert_cmpint (read (pipe_fds[0], buffer, sizeof buffer), ==, 3);
+  msg_wire_frame_free (frame);
+  frame = raw_next_frame (raw, decoder);
+  g_assert_cmpint (frame->kind, ==, MSG_WIRE_FRAME_MESSAGE);
+  g_assert_cmpstr (g_variant_get_string (frame->data, NULL), ==, "after");
+  msg_wire_frame_free (frame);
+  /* Every write end is closed: this process's duplicate went out. */
+  g_assert_cmpint (read (pipe_fds[0], buffer, sizeof buffer), ==, 0);
+  close (pipe_fds[0]);
+
+  msg_wire_decoder_free (decoder);
+  close (raw);
+  msg_port_main_close (port);
+  g_object_unref (port);
+  msg_test_drain (NULL);
   msg_test_wait_for_fds_at_most (before + 1);
 }
 
@@ -860,11 +1152,11 @@ test_fds_moved_to_process (void)
   MsgRecorder *rec, *rec_arrived;
   guint before = baseline_fds ();
   int pipe_fds[2];
+  char bytes[5];
 
   g_test_summary ("A port with descriptor messages queued on it that moves to another "
-                  "process (here: over a socket pair) leaks none of them: the transport "
-                  "cannot carry them yet, so they are closed on the way and the "
-                  "messages arrive without a list");
+                  "process (here: over a socket pair) takes them along: the messages "
+                  "arrive with their descriptors, which work, and none leaks");
 
   msg_test_socket_ports (&a, &b);
   rec = msg_recorder_new (b);
@@ -880,17 +1172,25 @@ test_fds_moved_to_process (void)
   msg_port_main_start (arrived);
   msg_test_wait_until (NULL, rec_arrived->events->len == 5);
   for (guint i = 0; i < 5; i++)
-    g_assert_null (event_fd_list (rec_arrived, i));
+    {
+      GUnixFDList *list = event_fd_list (rec_arrived, i);
+      guint32 seq;
+      gint32 h;
 
-  /* No write end is left open anywhere: each was closed when its
-   * message was encoded, before it was written, so before it arrived. The
+      g_variant_get (msg_recorder_data (rec_arrived, i), "(uh)", &seq, &h);
+      g_assert_cmpuint (seq, ==, i);
+      g_assert_nonnull (list);
+      g_assert_cmpint (g_unix_fd_list_get_length (list), ==, 1);
+      g_assert_cmpint (write (g_unix_fd_list_peek_fds (list, NULL)[h], "abcde" + i, 1), ==, 1);
+    }
+  g_assert_cmpint (read (pipe_fds[0], bytes, sizeof bytes), ==, 5);
+  g_assert_cmpint (memcmp (bytes, "abcde", 5), ==, 0);
+
+  /* Once the events are gone, no write end is left open anywhere: the
    * pipe reads end-of-file at once. */
+  g_ptr_array_set_size (rec_arrived->events, 0);
   g_assert_cmpint (fcntl (pipe_fds[0], F_SETFL, O_NONBLOCK), ==, 0);
-  {
-    char byte;
-
-    g_assert_cmpint (read (pipe_fds[0], &byte, 1), ==, 0);
-  }
+  g_assert_cmpint (read (pipe_fds[0], bytes, 1), ==, 0);
   close (pipe_fds[0]);
 
   msg_port_main_close (sender);
@@ -929,6 +1229,12 @@ main (int    argc,
   g_test_add_func ("/fds/across-threads", test_fds_across_threads);
   g_test_add_func ("/fds/out-of-descriptors", test_fds_out_of_descriptors);
   g_test_add_func ("/fds/process-peer", test_fds_process_peer);
+  g_test_add_data_func ("/fds/process-peer/without-feature/known", GINT_TO_POINTER (TRUE),
+                        test_fds_process_peer_without_feature);
+  g_test_add_data_func ("/fds/process-peer/without-feature/later", GINT_TO_POINTER (FALSE),
+                        test_fds_process_peer_without_feature);
+  g_test_add_func ("/fds/process-peer/too-many", test_fds_process_peer_too_many);
+  g_test_add_func ("/fds/process-peer/hello-later", test_fds_process_peer_hello_later);
   g_test_add_func ("/fds/moved-port/to-process", test_fds_moved_to_process);
 
   return g_test_run ();

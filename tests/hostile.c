@@ -397,6 +397,63 @@ send_message_fds_left_over (int raw)
   send_message_fds (raw, 1, 3);
 }
 
+static void send_valid_and_close (int raw);
+
+/* A valid frame for @data (taken) with @n_fds descriptors of its own
+ * (/dev/null), whatever its handles say. */
+static void
+send_with_message_fds (int       raw,
+                       GVariant *data,
+                       guint     n_fds)
+{
+  MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data = g_variant_ref_sink (data), .data_fd = -1 };
+  MsgWireEncoded encoded;
+  g_autoptr(GByteArray) bytes = g_byte_array_new ();
+  g_autoptr(GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
+
+  frame.message_fds = g_array_new (FALSE, FALSE, sizeof (int));
+  for (guint i = 0; i < n_fds; i++)
+    {
+      int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+      g_assert_cmpint (fd, >=, 0);
+      g_array_append_val (frame.message_fds, fd);
+    }
+  g_assert_true (msg_wire_encode (&frame, &encoded, NULL));
+  msg_wire_encoded_append (&encoded, bytes, fds);
+  msg_wire_encoded_clear (&encoded);
+  g_variant_unref (frame.data);
+  g_array_unref (frame.message_fds);
+  send_raw (raw, bytes->data, bytes->len, (const int *) (void *) fds->data, fds->len);
+  msg_wire_close_fds (fds);
+}
+
+/* Handles that do not index the message's descriptors: the message is
+ * refused where the port checks it, and its descriptors are closed. */
+static void
+send_handle_out_of_range (int raw)
+{
+  send_with_message_fds (raw, g_variant_new_handle (2), 2);
+}
+
+static void
+send_handle_negative (int raw)
+{
+  /* An array of fixed-size values: no normal-form walk, the handles are
+   * checked all the same. */
+  const gint32 handles[] = { 0, -2 };
+
+  send_with_message_fds (raw, g_variant_new_fixed_array (G_VARIANT_TYPE_HANDLE, handles, 2,
+                                                         sizeof (gint32)), 1);
+}
+
+static void
+send_handle_in_variant_then_more (int raw)
+{
+  send_with_message_fds (raw, g_variant_new ("(hv)", 0, g_variant_new_handle (1)), 1);
+  send_valid_and_close (raw);
+}
+
 static void
 send_port_table_mismatch (int raw)
 {
@@ -579,6 +636,10 @@ static const HostileCase cases[] = {
   { "/hostile/port-table-mismatch", send_port_table_mismatch, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/message-fds/beyond-frame", send_message_fds_beyond_frame, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/message-fds/left-over", send_message_fds_left_over, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/message-fds/handle-out-of-range", send_handle_out_of_range, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/message-fds/handle-negative", send_handle_negative, MSG_PORT_ERROR_PROTOCOL, 3 },
+  { "/hostile/message-fds/handle-in-variant-then-more", send_handle_in_variant_then_more,
+    MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/prefix-overflow", send_prefix_overflow, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/fd-flood", send_fd_flood, MSG_PORT_ERROR_PROTOCOL, 3 },
   { "/hostile/garbage", send_garbage, MSG_PORT_ERROR_PROTOCOL, 3 },

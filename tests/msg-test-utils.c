@@ -197,12 +197,21 @@ msg_test_socket_port_for_port (int          *other_end,
 void
 msg_test_send_hello (int fd)
 {
+  /* Acknowledgements, keep-alive. */
+  msg_test_send_hello_features (fd, 3);
+}
+
+void
+msg_test_send_hello_features (int     fd,
+                              guint64 features)
+{
   /* docs/wire-format.md: "MSG2", kind 3 (hello), 8 bytes of body: the
-   * features (acknowledgements, keep-alive). */
+   * features. */
   guint8 hello[40] = { 'M', 'S', 'G', '2', 3, };
 
   hello[24] = 8;
-  hello[32] = 3;
+  for (guint i = 0; i < 8; i++)
+    hello[32 + i] = (guint8) (features >> (8 * i));
   g_assert_cmpint (msg_test_send_raw (fd, hello, sizeof hello, NULL, 0), ==, sizeof hello);
 }
 

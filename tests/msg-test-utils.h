@@ -77,6 +77,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgRecorder, msg_recorder_free)
 
 /* Sends a wire-format hello on @fd, as each end of a socket must first. */
 void         msg_test_send_hello     (int           fd);
+/* The same, announcing @features (MSG_WIRE_FEATURE_*); the one above
+ * announces acknowledgements and keep-alive, not descriptors. */
+void         msg_test_send_hello_features (int         fd,
+                                           guint64     features);
 /* A connected socket pair made into two ports (@a, @b), or one port and
  * the raw other end (@raw, which said hello already), for tests of the
  * process transport. */

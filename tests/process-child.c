@@ -8,6 +8,7 @@
  * and exits 0 when it is done, non-zero on any failure.
  */
 
+#include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -286,6 +287,85 @@ port_stream (guint64 n)
     }
 }
 
+/* fds: messages with descriptors, on the parent port and on every port
+ * it adopts, each a tuple whose first member says what to do:
+ *   ("use", h_file, h_pipe) with a port: reads the file from its start,
+ *     writes what it read into the pipe, posts it on the port and closes
+ *     the port;
+ *   ("echo", ...): sends the message back, with its descriptors and ports;
+ *   ("keep",) with a port: keeps it, for "relay";
+ *   ("relay",) with ports: sends them on, not started, on the kept port,
+ *     as ("adopt",);
+ *   ("adopt",) with ports: starts them, with this same handler. */
+static MsgPortMain *fds_kept;
+
+static void fds_message (MsgPortMain     *port,
+                         MsgMessageEvent *event,
+                         gpointer         user_data);
+
+static void
+fds_use (MsgMessageEvent *event,
+         MsgPortMain     *reply)
+{
+  GUnixFDList *list = msg_message_event_get_unix_fd_list (event);
+  const int *fds;
+  gint32 h_file, h_pipe;
+  char buffer[256];
+  gssize n;
+
+  if (list == NULL || reply == NULL)
+    g_error ("fds: use: no descriptors or no port");
+  fds = g_unix_fd_list_peek_fds (list, NULL);
+  g_variant_get (msg_message_event_get_data (event), "(&shh)", NULL, &h_file, &h_pipe);
+  n = pread (fds[h_file], buffer, sizeof buffer - 1, 0);
+  if (n < 0 || write (fds[h_pipe], buffer, n) != n)
+    g_error ("fds: use: %s", g_strerror (errno));
+  buffer[n] = '\0';
+  msg_port_main_post (reply, g_variant_new_string (buffer), NULL);
+  msg_port_main_close (reply);
+}
+
+static void
+fds_message (MsgPortMain     *port,
+             MsgMessageEvent *event,
+             gpointer         user_data)
+{
+  guint n_ports = 0;
+  MsgPortMain **ports = msg_message_event_get_ports (event, &n_ports);
+  GVariant *data = msg_message_event_get_data (event);
+  const char *command;
+  g_autoptr(GError) error = NULL;
+
+  g_variant_get_child (data, 0, "&s", &command);
+  if (g_str_equal (command, "use"))
+    fds_use (event, n_ports > 0 ? ports[0] : NULL);
+  else if (g_str_equal (command, "echo"))
+    {
+      if (!msg_port_main_post_with_unix_fd_list (port, data, ports, n_ports,
+                                                 msg_message_event_get_unix_fd_list (event),
+                                                 &error))
+        g_error ("fds: echo: %s", error->message);
+    }
+  else if (g_str_equal (command, "keep") && n_ports == 1)
+    g_set_object (&fds_kept, ports[0]);
+  else if (g_str_equal (command, "relay") && fds_kept != NULL)
+    {
+      if (!msg_port_main_post_message (fds_kept, g_variant_new ("(s)", "adopt"), ports, n_ports,
+                                       &error))
+        g_error ("fds: relay: %s", error->message);
+    }
+  else if (g_str_equal (command, "adopt"))
+    {
+      for (guint i = 0; i < n_ports; i++)
+        {
+          g_signal_connect (ports[i], "message", G_CALLBACK (fds_message), NULL);
+          msg_port_main_start (ports[i]);
+        }
+    }
+  else
+    g_error ("fds: unknown command %s", command);
+}
+
 #ifdef MSG_TEST_INTERNAL
 /* memfd-stream N (process-child-internal only): posts N messages of 1 MiB
  * as fast as it can, each in a sealed memfd (the threshold lowered to
@@ -358,6 +438,8 @@ main (int    argc,
     g_signal_connect (parent, "message", G_CALLBACK (chain_c_control), &chain_c);
   else if (g_str_equal (mode, "hop"))
     g_signal_connect (parent, "message", G_CALLBACK (hop_control), &hop);
+  else if (g_str_equal (mode, "fds"))
+    g_signal_connect (parent, "message", G_CALLBACK (fds_message), NULL);
   else if (g_str_equal (mode, "stream"))
     g_idle_add (stream_burst, &next);
   else if (g_str_equal (mode, "port-stream"))
@@ -403,6 +485,7 @@ main (int    argc,
   g_main_loop_run (loop);
 
   g_clear_object (&chain_b.to_c);
+  g_clear_object (&fds_kept);
   g_main_loop_unref (loop);
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <glib-unix.h>
 
 #include "msg-test-utils.h"
 
@@ -2152,6 +2153,326 @@ test_keep_alive_in_process (void)
   g_object_unref (ch);
 }
 
+/* Descriptors inside messages -------------------------------------------- */
+
+static gboolean
+fd_ready (gint         fd,
+          GIOCondition condition,
+          gpointer     user_data)
+{
+  *(gboolean *) user_data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Iterates the default context until @fd (non-blocking) is readable or
+ * hung up. */
+static void
+wait_readable (int fd)
+{
+  gboolean ready = FALSE;
+
+  /* Removed once it ran: the wait fails the test otherwise. */
+  g_unix_fd_add (fd, G_IO_IN | G_IO_HUP, fd_ready, &ready);
+  msg_test_wait_until (NULL, ready);
+}
+
+/* Reads @expected from the pipe @fd, then waits for its end of file:
+ * every write end, the duplicates that went to other processes too, was
+ * closed. */
+static void
+pipe_expect (int         fd,
+             const char *expected)
+{
+  gsize length = strlen (expected), got = 0;
+  char buffer[256];
+
+  g_assert_cmpint (fcntl (fd, F_SETFL, O_NONBLOCK), ==, 0);
+  g_assert_cmpuint (length, <, sizeof buffer);
+  for (;;)
+    {
+      gssize n = read (fd, buffer + got, sizeof buffer - got);
+
+      if (n == 0)
+        break;
+      if (n < 0)
+        {
+          g_assert_cmpint (errno, ==, EAGAIN);
+          wait_readable (fd);
+          continue;
+        }
+      got += n;
+      g_assert_cmpuint (got, <=, length);
+    }
+  g_assert_cmpuint (got, ==, length);
+  g_assert_cmpint (memcmp (buffer, expected, length), ==, 0);
+}
+
+/* An unlinked file with @text in it, at offset 0. */
+static int
+temp_file_with (const char *text)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = NULL;
+  int fd = g_file_open_tmp ("msg-process-XXXXXX", &path, &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpint (unlink (path), ==, 0);
+  g_assert_cmpint (write (fd, text, strlen (text)), ==, (gssize) strlen (text));
+  return fd;
+}
+
+/* A list that owns @n_fds descriptors, which are closed here. */
+static GUnixFDList *
+fd_list_taking (int   *fds,
+                guint  n_fds)
+{
+  GUnixFDList *list = g_unix_fd_list_new ();
+  g_autoptr(GError) error = NULL;
+
+  for (guint i = 0; i < n_fds; i++)
+    {
+      g_assert_cmpint (g_unix_fd_list_append (list, fds[i], &error), ==, (gint) i);
+      g_assert_no_error (error);
+      close (fds[i]);
+    }
+  return list;
+}
+
+/* Spawns an "fds" child and makes one round trip with it, so that what
+ * the I/O thread and GLib open once is open: returns the descriptor
+ * count after it. */
+static guint
+child_spawn_fds (Child        *child,
+                 MsgRecorder **rec)
+{
+  child_spawn (child, "fds", 0);
+  *rec = msg_recorder_new (child->port);
+  msg_port_main_start (child->port);
+  msg_port_main_post (child->port, g_variant_new ("(s)", "echo"), NULL);
+  msg_test_wait_until (NULL, (*rec)->events->len == 1);
+  g_ptr_array_set_size ((*rec)->events, 0);
+  return msg_test_count_fds ();
+}
+
+static void
+test_child_fds_use (void)
+{
+  Child child = { 0, };
+  g_autoptr(MsgRecorder) rec = NULL;
+  g_autoptr(MsgRecorder) rec_reply = NULL;
+  g_autoptr(MsgChannelMain) reply = msg_channel_main_new ();
+  MsgPortMain *reply_port = msg_channel_main_get_port2 (reply);
+  g_autoptr(GUnixFDList) list = NULL;
+  g_autoptr(GError) error = NULL;
+  guint baseline = child_spawn_fds (&child, &rec);
+  int pipe_fds[2];
+  int fds[2];
+
+  g_test_summary ("A parent hands a child an open file and a pipe beside a port in one "
+                  "message: the child reads the file, writes it into the pipe and answers "
+                  "on the port; every descriptor is closed in the end, in both processes");
+
+  rec_reply = msg_recorder_new (msg_channel_main_get_port1 (reply));
+  msg_port_main_start (msg_channel_main_get_port1 (reply));
+  g_assert_true (g_unix_open_pipe (pipe_fds, FD_CLOEXEC, NULL));
+  fds[0] = temp_file_with ("an open file, read in the child");
+  fds[1] = pipe_fds[1];
+  list = fd_list_taking (fds, 2);
+  g_assert_true (msg_port_main_post_with_unix_fd_list (child.port,
+                                                       g_variant_new ("(shh)", "use", 0, 1),
+                                                       &reply_port, 1, list, &error));
+  g_assert_no_error (error);
+  g_clear_object (&list);
+
+  msg_test_wait_until (NULL, rec_reply->n_close == 1);
+  g_assert_cmpuint (rec_reply->events->len, ==, 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_reply, 0), NULL), ==,
+                   "an open file, read in the child");
+  pipe_expect (pipe_fds[0], "an open file, read in the child");
+  close (pipe_fds[0]);
+  g_assert_cmpuint (rec->events->len, ==, 0);
+  g_clear_pointer (&rec_reply, msg_recorder_free);
+  g_clear_object (&reply);
+  msg_test_wait_for_fd_count (baseline);
+
+  msg_port_main_close (child.port);
+  child_wait (&child, 0);
+}
+
+typedef struct
+{
+  MsgTestWorker *in;       /* posts */
+  MsgTestWorker *out;      /* receives */
+  MsgPortMain   *port;     /* the child's, started in @out */
+  GUnixFDList   *list;     /* (owned) (nullable): what @in posts */
+  GThread       *posted_from;
+  GThread       *used_in;
+  gint           state;    /* (atomic): 1 warmed up, 2 used */
+} FdLegs;
+
+static void
+fd_legs_message (MsgPortMain     *port,
+                 MsgMessageEvent *event,
+                 gpointer         user_data)
+{
+  FdLegs *legs = user_data;
+  GUnixFDList *list = msg_message_event_get_unix_fd_list (event);
+  gint32 h;
+
+  if (list == NULL)
+    {
+      g_atomic_int_set (&legs->state, 1);
+      g_main_context_wakeup (NULL);
+      return;
+    }
+  g_variant_get (msg_message_event_get_data (event), "(&sh)", NULL, &h);
+  if (write (g_unix_fd_list_peek_fds (list, NULL)[h], "thread", 6) == 6)
+    legs->used_in = g_thread_self ();
+  g_atomic_int_set (&legs->state, 2);
+  g_main_context_wakeup (NULL);
+}
+
+static gboolean
+fd_legs_start (gpointer data)
+{
+  FdLegs *legs = data;
+
+  g_signal_connect (legs->port, "message", G_CALLBACK (fd_legs_message), legs);
+  msg_port_main_start (legs->port);
+  msg_port_main_post (legs->port, g_variant_new ("(s)", "echo"), NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+fd_legs_post (gpointer data)
+{
+  FdLegs *legs = data;
+
+  g_assert_true (msg_port_main_post_with_unix_fd_list (legs->port,
+                                                       g_variant_new ("(sh)", "echo", 0),
+                                                       NULL, 0, legs->list, NULL));
+  g_clear_object (&legs->list);
+  legs->posted_from = g_thread_self ();
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+fd_legs_stop (gpointer data)
+{
+  FdLegs *legs = data;
+
+  msg_port_main_close (legs->port);
+  g_atomic_int_set (&legs->state, 3);
+  g_main_context_wakeup (NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_child_fds_thread_process_thread (void)
+{
+  Child child = { 0, };
+  FdLegs legs = { msg_test_worker_new ("in"), msg_test_worker_new ("out"), NULL, NULL, NULL, NULL, 0 };
+  guint baseline;
+  int pipe_fds[2];
+
+  g_test_summary ("A descriptor crosses thread -> process -> thread: one thread posts a "
+                  "pipe to a child, which sends it back to a port started in another "
+                  "thread, which writes into it");
+
+  child_spawn (&child, "fds", 0);
+  legs.port = child.port;
+  msg_test_worker_invoke (legs.out, fd_legs_start, &legs);
+  msg_test_wait_until (NULL, g_atomic_int_get (&legs.state) == 1);
+  baseline = msg_test_count_fds ();
+
+  g_assert_true (g_unix_open_pipe (pipe_fds, FD_CLOEXEC, NULL));
+  legs.list = fd_list_taking (&pipe_fds[1], 1);
+  msg_test_worker_invoke (legs.in, fd_legs_post, &legs);
+  msg_test_wait_until (NULL, g_atomic_int_get (&legs.state) == 2);
+  g_assert_true (legs.posted_from != NULL && legs.posted_from != g_thread_self ());
+  g_assert_true (legs.used_in != NULL && legs.used_in != g_thread_self () &&
+                 legs.used_in != legs.posted_from);
+  pipe_expect (pipe_fds[0], "thread");
+  close (pipe_fds[0]);
+  msg_test_wait_for_fd_count (baseline);
+
+  msg_test_worker_invoke (legs.out, fd_legs_stop, &legs);
+  msg_test_wait_until (NULL, g_atomic_int_get (&legs.state) == 3);
+  msg_test_worker_free (legs.in);
+  msg_test_worker_free (legs.out);
+  child_wait (&child, 0);
+}
+
+static void
+test_child_fds_third_process (void)
+{
+  Child b = { 0, }, c = { 0, };
+  g_autoptr(MsgRecorder) rec_b = NULL;
+  g_autoptr(MsgRecorder) rec_c = NULL;
+  g_autoptr(MsgRecorder) rec_reply = NULL;
+  MsgChannelMain *b_to_c = msg_channel_main_new ();
+  MsgChannelMain *data = msg_channel_main_new ();
+  MsgChannelMain *reply = msg_channel_main_new ();
+  MsgPortMain *sender = msg_channel_main_get_port1 (data);
+  MsgPortMain *port;
+  g_autoptr(GUnixFDList) list = NULL;
+  g_autoptr(GError) error = NULL;
+  guint baseline;
+  int pipe_fds[2];
+  int fds[2];
+
+  g_test_summary ("A message with a port and descriptors, queued on a port that is not "
+                  "started, moves with it A -> B -> C: C gets it with its descriptors, "
+                  "which work, and answers on its port to A");
+
+  child_spawn_fds (&b, &rec_b);
+  baseline = child_spawn_fds (&c, &rec_c);
+
+  /* B keeps a port whose peer C starts. */
+  port = msg_channel_main_get_port1 (b_to_c);
+  g_assert_true (msg_port_main_post_message (b.port, g_variant_new ("(s)", "keep"), &port, 1, NULL));
+  port = msg_channel_main_get_port2 (b_to_c);
+  g_assert_true (msg_port_main_post_message (c.port, g_variant_new ("(s)", "adopt"), &port, 1, NULL));
+  g_clear_object (&b_to_c);
+
+  /* Queued on the data port before it moves. */
+  rec_reply = msg_recorder_new (msg_channel_main_get_port1 (reply));
+  msg_port_main_start (msg_channel_main_get_port1 (reply));
+  g_assert_true (g_unix_open_pipe (pipe_fds, FD_CLOEXEC, NULL));
+  fds[0] = temp_file_with ("read in the third process");
+  fds[1] = pipe_fds[1];
+  list = fd_list_taking (fds, 2);
+  port = msg_channel_main_get_port2 (reply);
+  g_assert_true (msg_port_main_post_with_unix_fd_list (sender,
+                                                       g_variant_new ("(shh)", "use", 0, 1),
+                                                       &port, 1, list, &error));
+  g_assert_no_error (error);
+  g_clear_object (&list);
+
+  /* B sends it on to C without starting it. */
+  port = msg_channel_main_get_port2 (data);
+  g_assert_true (msg_port_main_post_message (b.port, g_variant_new ("(s)", "relay"), &port, 1, NULL));
+
+  msg_test_wait_until (NULL, rec_reply->n_close == 1);
+  g_assert_cmpuint (rec_reply->events->len, ==, 1);
+  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_reply, 0), NULL), ==,
+                   "read in the third process");
+  pipe_expect (pipe_fds[0], "read in the third process");
+  close (pipe_fds[0]);
+  g_clear_pointer (&rec_reply, msg_recorder_free);
+  g_clear_object (&reply);
+  msg_port_main_close (sender);
+  g_clear_object (&data);
+  g_assert_cmpuint (rec_b->events->len, ==, 0);
+  g_assert_cmpuint (rec_c->events->len, ==, 0);
+  msg_test_wait_for_fd_count (baseline);
+
+  msg_port_main_close (b.port);
+  msg_port_main_close (c.port);
+  child_wait (&b, 0);
+  child_wait (&c, 0);
+}
+
 static void
 test_child_python (void)
 {
@@ -2316,6 +2637,9 @@ main (int    argc,
   g_test_add_func ("/process/child/out-of-descriptors", test_child_out_of_descriptors);
   g_test_add_func ("/process/child/out-of-descriptors/posting", test_child_out_of_descriptors_posting);
   g_test_add_func ("/process/child/python", test_child_python);
+  g_test_add_func ("/process/child/fds/use", test_child_fds_use);
+  g_test_add_func ("/process/child/fds/thread-process-thread", test_child_fds_thread_process_thread);
+  g_test_add_func ("/process/child/fds/third-process", test_child_fds_third_process);
   g_test_add_func ("/process/socketpair/flush/async", test_socketpair_flush_async);
   g_test_add_func ("/process/keep-alive/stopped-peer", test_keep_alive_stopped_peer);
   g_test_add_func ("/process/keep-alive/busy-peer", test_keep_alive_busy_peer);

@@ -89,6 +89,10 @@ typedef struct
   gboolean ok;         /* set when it is taken out to finish */
 } MsgFlushWaiter;
 
+/* In MsgConnection.peer_features: the peer's hello is known (it was read,
+ * or came with the port); not a wire feature bit. */
+#define MSG_CONNECTION_PEER_HELLO  (1 << 30)
+
 struct _MsgConnection
 {
   GSource          source;       /* its reference count is the connection's */
@@ -141,7 +145,8 @@ struct _MsgConnection
   MsgWireDecoder  *decoder;
 
   /* Wire version 2 (docs/wire-format.md, "Version 2") */
-  gint             peer_features;  /* (atomic): what the peer's hello announced */
+  gint             peer_features;  /* (atomic): what the peer's hello announced,
+                                    * and MSG_CONNECTION_PEER_HELLO once it came */
   gint             rx_count;       /* (atomic): reads that brought bytes */
   guint            keep_alive_ms;  /* protected by @lock: this end's interval, 0: off */
   gboolean         keep_alive_changed;  /* protected by @lock: for the I/O thread */

@@ -31,6 +31,8 @@ typedef struct
 {
   MsgUnchecked  parent;
   MsgWireFrame *frame;
+  guint         n_fds;  /* the message's descriptors (its envelope's
+                         * fd_list): what its handles may index */
 } FrameData;
 
 static GVariant *
@@ -39,9 +41,20 @@ frame_data_check (MsgUnchecked  *unchecked,
 {
   FrameData *self = (FrameData *) unchecked;
   GVariant *data = NULL;
+  gint32 handle;
 
   if (msg_wire_frame_map_data (self->frame, error))
     data = g_steal_pointer (&self->frame->data);
+  /* Handles index the descriptors that came with the message, or are
+   * -1; checked once the data is known to be in normal form. */
+  if (data != NULL && self->n_fds > 0 && !msg_wire_check_handles (data, self->n_fds, &handle))
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
+                   "Invalid data from the peer process: a message holds the handle %"
+                   G_GINT32_FORMAT ", which does not index its %u descriptors",
+                   handle, self->n_fds);
+      g_clear_pointer (&data, g_variant_unref);
+    }
   msg_wire_frame_free (self->frame);
   g_free (self);
   return data;
@@ -61,9 +74,11 @@ static const MsgUncheckedFuncs frame_data_funcs = {
   .free = frame_data_free,
 };
 
-/* Takes the data of @frame, which must be checked or mapped. */
+/* Takes the data of @frame, which must be checked or mapped, and its
+ * handles against @n_fds descriptors. */
 static MsgUnchecked *
-frame_data_steal (MsgWireFrame *frame)
+frame_data_steal (MsgWireFrame *frame,
+                  guint         n_fds)
 {
   FrameData *self = g_new0 (FrameData, 1);
   MsgWireFrame *data = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE,
@@ -76,35 +91,55 @@ frame_data_steal (MsgWireFrame *frame)
   frame->data_unchecked = FALSE;
   frame->data_fd = -1;
   self->parent.funcs = &frame_data_funcs;
+  self->n_fds = n_fds;
   self->parent.size = data->data_fd >= 0 ? data->data_size : g_variant_get_size (data->data);
   self->frame = data;
   return &self->parent;
 }
 
-/* The item for the message data of @frame (taken from it), with room for
- * its ports in *@envelope if it needs one. What costs in proportion to
- * the data, the walk that checks it is in normal form and the mapping of
- * a memfd, is left to the context of the port it is for (msg_item_check()
- * in its dispatcher): on the I/O thread, one peer's large messages would
- * hold up every other channel of the process. */
+/* The item for the message data of @frame (taken from it), with its
+ * descriptors and room for its ports in *@envelope if it needs one. What
+ * costs in proportion to the data, the walk that checks it is in normal
+ * form and the mapping of a memfd, is left to the context of the port it
+ * is for (msg_item_check() in its dispatcher): on the I/O thread, one
+ * peer's large messages would hold up every other channel of the process.
+ * So is the check of the handles of a message with descriptors, which
+ * needs that walk. */
 MsgItem *
 msg_connection_item_from_frame (MsgWireFrame  *frame,
                                 MsgEnvelope  **envelope)
 {
+  GUnixFDList *fd_list = NULL;
+  guint n_fds = 0;
+  MsgItem *item;
+
   *envelope = NULL;
-  if (frame->data_fd >= 0 || (frame->data_unchecked && frame->n_ports > 0))
-    return msg_item_new_unchecked_envelope (frame_data_steal (frame), frame->n_ports, envelope);
-  if (frame->n_ports > 0)
+  if (frame->message_fds != NULL && frame->message_fds->len > 0)
+    {
+      n_fds = frame->message_fds->len;
+      /* The list takes the descriptors. */
+      fd_list = g_unix_fd_list_new_from_array ((const int *) (void *) frame->message_fds->data, (gint) n_fds);
+      g_array_set_size (frame->message_fds, 0);
+    }
+
+  if (frame->data_fd >= 0 ||
+      ((frame->data_unchecked || n_fds > 0) && frame->data != NULL && (frame->n_ports > 0 || n_fds > 0)))
+    item = msg_item_new_unchecked_envelope (frame_data_steal (frame, n_fds), frame->n_ports, envelope);
+  else if (frame->n_ports > 0 || n_fds > 0)
     {
       *envelope = msg_envelope_new_message (g_steal_pointer (&frame->data), frame->n_ports);
-      return msg_item_from_envelope (*envelope);
+      item = msg_item_from_envelope (*envelope);
     }
-  if (frame->data_unchecked)
+  else if (frame->data_unchecked)
     {
       frame->data_unchecked = FALSE;
       return msg_item_new_unchecked (g_steal_pointer (&frame->data));
     }
-  return msg_item_new_message (g_steal_pointer (&frame->data));
+  else
+    return msg_item_new_message (g_steal_pointer (&frame->data));
+
+  (*envelope)->fd_list = fd_list;
+  return item;
 }
 
 /* Takes @frame; a message goes to *@target (msg_connection_deliver_read()).
@@ -123,8 +158,14 @@ msg_connection_handle_frame (MsgConnection  *self,
     case MSG_WIRE_FRAME_HELLO:
       /* Bits this version does not know are ignored: they are features of
        * a later one. */
-      g_atomic_int_set (&self->peer_features, (gint) (frame->args[0] & MSG_WIRE_FEATURES_ALL));
+      g_atomic_int_set (&self->peer_features,
+                        (gint) (frame->args[0] & MSG_WIRE_FEATURES_ALL) | MSG_CONNECTION_PEER_HELLO);
       msg_wire_frame_free (frame);
+      /* A message with descriptors may wait for it (msg_connection_write()). */
+      msg_mutex_lock (&self->lock);
+      if (self->out.items.length > 0)
+        msg_connection_kick_locked (self);
+      msg_mutex_unlock (&self->lock);
       return TRUE;
     case MSG_WIRE_FRAME_ACK:
       msg_connection_acknowledged (self, frame->args[0], frame->args[1]);
@@ -180,9 +221,10 @@ msg_connection_handle_frame (MsgConnection  *self,
     }
 
   /* Our port closed: nothing goes to it any more. A frame that would
-   * cost something to take in (ports to make, a memfd to map) is dropped
-   * here, its descriptors closed at once. */
-  if ((frame->n_ports > 0 || frame->data_fd >= 0) && msg_connection_is_closing (self))
+   * cost something to take in (ports to make, a memfd to map) or holds
+   * descriptors is dropped here, its descriptors closed at once. */
+  if ((frame->n_ports > 0 || frame->data_fd >= 0 || frame->message_fds != NULL) &&
+      msg_connection_is_closing (self))
     {
       msg_wire_frame_free (frame);
       return TRUE;

@@ -680,12 +680,14 @@ connection_wait_writable (MsgConnection *self)
 
 /* @item, the head of the queue, could not be encoded: it is over the
  * wire's limits (a message posted in this process before its port was
- * bridged to another, which post_message() could not refuse). Its channel
- * ends there, with @reason (taken, TOO_LARGE) on both ends, and no other
- * channel does (not the one that carried the port, say): what was posted
- * before it has gone out, the close frame follows, and @item and what was
- * posted after it are dropped, as a closing channel drops them. The
- * endpoint ends first, so that nothing more is posted behind the close. */
+ * bridged to another, which post_message() could not refuse), or has
+ * descriptors for a peer that takes none. Its channel ends there, with
+ * @reason (taken: TOO_LARGE on both ends; DATA_CLONE here, a plain close
+ * there), and no other channel does (not the one that carried the port,
+ * say): what was posted before it has gone out, the close frame follows,
+ * and @item and what was posted after it are dropped, as a closing
+ * channel drops them. The endpoint ends first, so that nothing more is
+ * posted behind the close. */
 static void
 connection_end_at (MsgConnection *self,
                    MsgOutItem    *item,
@@ -772,6 +774,30 @@ msg_connection_write (MsgConnection *self)
           if (errsv != 0)
             msg_connection_fail_write (self, errsv);
           return;
+        }
+      if (head->envelope != NULL && head->envelope->fd_list != NULL)
+        {
+          gint features = g_atomic_int_get (&self->peer_features);
+
+          /* Descriptors go only to a peer whose hello said it takes
+           * them: until it came, this waits (reading it kicks this
+           * thread); to one that said not, the channel ends here. */
+          if (!(features & MSG_CONNECTION_PEER_HELLO))
+            {
+              msg_mutex_unlock (&self->lock);
+              return;
+            }
+          if (!(features & MSG_WIRE_FEATURE_FDS))
+            {
+              MsgEnvelope *envelope = g_steal_pointer (&head->envelope);
+
+              msg_mutex_unlock (&self->lock);
+              msg_envelope_free (envelope);
+              connection_end_at (self, head,
+                                 g_error_new_literal (MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                                                      "The peer process cannot receive descriptors"));
+              continue;
+            }
         }
       if (head->envelope != NULL)
         {

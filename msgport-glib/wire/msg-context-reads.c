@@ -263,7 +263,10 @@ context_decode (MsgConnection  *self,
           msg_wire_frame_free (frame);
           continue;
         }
-      if (frame->kind != MSG_WIRE_FRAME_MESSAGE || frame->n_ports > 0 || frame->data_fd >= 0)
+      /* Descriptors of the message go with the I/O thread's frames too:
+       * rare, and the closing port's rule is there. */
+      if (frame->kind != MSG_WIRE_FRAME_MESSAGE || frame->n_ports > 0 || frame->data_fd >= 0 ||
+          frame->message_fds != NULL)
         {
           *handed = frame;
           return FALSE;

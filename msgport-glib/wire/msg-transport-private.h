@@ -61,6 +61,16 @@ void          msg_transport_set_keep_alive    (MsgSink            *sink,
  * parent's); TRUE otherwise, also for other sinks. Any thread. */
 gboolean      msg_transport_check_process     (MsgSink            *sink,
                                                GError            **error);
+/* Whether a message with @n_fds descriptors (not 0) and @n_ports ports
+ * may be posted to @sink: always, unless it writes to a socket whose
+ * peer said in its hello that it takes no descriptors
+ * (%MSG_PORT_ERROR_DATA_CLONE), or they are more than a frame carries
+ * (%MSG_PORT_ERROR_TOO_LARGE). With @sink %NULL, only the count is
+ * checked. Any thread. */
+gboolean      msg_transport_check_fds         (MsgSink            *sink,
+                                               guint               n_fds,
+                                               guint               n_ports,
+                                               GError            **error);
 /* Blocks until what was delivered to @sink so far has been written. */
 void          msg_transport_flush_async       (MsgSink            *sink,
                                                GTask              *task);

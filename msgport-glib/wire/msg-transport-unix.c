@@ -152,7 +152,8 @@ connection_import (MsgWirePort  *port,
   if (port->flags & MSG_WIRE_PORT_PEER_HELLO)
     {
       msg_wire_decoder_set_peer_hello (connection->decoder, port->peer_features);
-      connection->peer_features = (gint) (port->peer_features & MSG_WIRE_FEATURES_ALL);
+      connection->peer_features = (gint) (port->peer_features & MSG_WIRE_FEATURES_ALL) |
+                                  MSG_CONNECTION_PEER_HELLO;
     }
   msg_wire_port_push_in_prefix (port, connection->decoder);
   if (!connection_queue_prefix (connection, port, error))
@@ -186,10 +187,12 @@ encode_envelope (MsgEnvelope     *envelope,
                  GError         **error)
 {
   g_autoptr(MsgWireFrame) frame = NULL;
-  /* What the ports may take of the frame's limits: all but the memfd its
-   * data may go in, and each entry with the padding of its prefixes. */
+  guint n_message_fds = envelope->fd_list != NULL ? (guint) g_unix_fd_list_get_length (envelope->fd_list) : 0;
+  /* What the ports may take of the frame's limits: all but the message's
+   * own descriptors and the memfd its data may go in, and each entry with
+   * the padding of its prefixes. */
   FrameRoom room = {
-    MSG_WIRE_MAX_FDS - 1,
+    MSG_WIRE_MAX_FDS - 1 - MIN (n_message_fds, MSG_WIRE_MAX_FDS - 1),
     MSG_WIRE_MAX_PORTS_SIZE - (guint64) envelope->n_ports * (MSG_WIRE_PORT_ENTRY_SIZE + 2 * 7),
   };
   gboolean ok = TRUE;
@@ -202,7 +205,8 @@ encode_envelope (MsgEnvelope     *envelope,
    * it, not moved first. */
   if (!msg_envelope_check (envelope, error) ||
       (envelope->kind != MSG_ENVELOPE_CLOSE &&
-       !msg_wire_check_message (envelope->data, envelope->n_ports, error)))
+       !msg_wire_check_message (envelope->data, envelope->n_ports, error)) ||
+      !msg_transport_check_fds (NULL, n_message_fds, envelope->n_ports, error))
     {
       msg_envelope_free (envelope);
       return FALSE;
@@ -219,6 +223,16 @@ encode_envelope (MsgEnvelope     *envelope,
   else
     frame = msg_wire_frame_new (MSG_WIRE_FRAME_MESSAGE,
                                 g_steal_pointer (&envelope->data), envelope->n_ports);
+  /* The message's descriptors: the frame owns them from here on, and
+   * sends or closes them. */
+  if (n_message_fds > 0)
+    {
+      int *fds = g_unix_fd_list_steal_fds (envelope->fd_list, NULL);
+
+      frame->message_fds = g_array_sized_new (FALSE, FALSE, sizeof (int), n_message_fds);
+      g_array_append_vals (frame->message_fds, fds, n_message_fds);
+      g_free (fds);
+    }
 
   for (guint i = 0; i < envelope->n_ports && ok; i++)
     ok = connection_export (g_steal_pointer (&envelope->ports[i]), &frame->ports[i], &room, error);
@@ -235,6 +249,7 @@ connection_encode_out (MsgConnection  *self,
                        GError        **error)
 {
   g_autoptr(GPtrArray) pending = g_ptr_array_new ();
+  gint features;
 
   msg_mutex_lock (&self->lock);
   for (GList *l = self->out.items.head; l != NULL; l = l->next)
@@ -245,6 +260,23 @@ connection_encode_out (MsgConnection  *self,
         g_ptr_array_add (pending, item);
     }
   msg_mutex_unlock (&self->lock);
+
+  /* The new owner writes them as they are: descriptors only for a peer
+   * that did not say it takes none (if its hello did not come yet, it is
+   * of this version, which takes them, or has none to say). */
+  features = g_atomic_int_get (&self->peer_features);
+  for (guint i = 0; i < pending->len; i++)
+    {
+      MsgOutItem *item = g_ptr_array_index (pending, i);
+
+      if (item->envelope->fd_list != NULL && (features & MSG_CONNECTION_PEER_HELLO) &&
+          !(features & MSG_WIRE_FEATURE_FDS))
+        {
+          g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                               "The peer process cannot receive descriptors");
+          return FALSE;
+        }
+    }
 
   for (guint i = 0; i < pending->len; i++)
     {
@@ -260,12 +292,20 @@ connection_encode_out (MsgConnection  *self,
   return TRUE;
 }
 
+/* The descriptors of the message in @envelope (not those of its ports). */
+static guint
+envelope_n_fds (MsgEnvelope *envelope)
+{
+  return envelope->fd_list != NULL ? (guint) g_unix_fd_list_get_length (envelope->fd_list) : 0;
+}
+
 /* At least what moving the connection behind a port in flight adds to the
  * frame that carries it: its socket, the descriptors and bytes of what
  * was read and not decoded, of what is queued for it to write, and of the
  * messages queued on the port (one descriptor for each port they carry,
- * which is exact unless such a port moves with a state of its own, and
- * their data). Called with @self->lock held, on the thread that reads it. */
+ * which is exact unless such a port moves with a state of its own, their
+ * own descriptors, and their data). Called with @self->lock held, on the
+ * thread that reads it. */
 static void
 connection_move_size_locked (MsgConnection *self,
                              guint         *n_fds,
@@ -281,7 +321,7 @@ connection_move_size_locked (MsgConnection *self,
 
       *n_fds += msg_out_item_unsent_fds (item);
       if (item->envelope != NULL)
-        *n_fds += item->envelope->n_ports;
+        *n_fds += item->envelope->n_ports + envelope_n_fds (item->envelope);
     }
 }
 
@@ -300,7 +340,7 @@ endpoint_move_size_locked (MsgEndpoint *endpoint,
       MsgItem *item = queue->items[(queue->head + i) & (queue->capacity - 1)];
 
       if (msg_item_is_envelope (item))
-        *n_fds += msg_item_peek_envelope (item)->n_ports;
+        *n_fds += msg_item_peek_envelope (item)->n_ports + envelope_n_fds (msg_item_peek_envelope (item));
       *n_bytes += msg_item_data_size (item);
     }
 }
@@ -583,6 +623,40 @@ connection_export (MsgEndpoint  *endpoint,
   msg_endpoint_unref (endpoint);
   port->fd = fds[1];
   room->n_fds -= MIN (room->n_fds, 1);
+  return TRUE;
+}
+
+gboolean
+msg_transport_check_fds (MsgSink  *sink,
+                         guint     n_fds,
+                         guint     n_ports,
+                         GError  **error)
+{
+  if (n_fds == 0)
+    return TRUE;
+  if (sink != NULL && !msg_transport_is_socket_sink (sink))
+    return TRUE;
+  if (sink != NULL)
+    {
+      gint features = g_atomic_int_get (&CONNECTION_FROM_SINK (sink)->peer_features);
+
+      /* Not known yet: the I/O thread waits for it (msg_connection_write()). */
+      if ((features & MSG_CONNECTION_PEER_HELLO) && !(features & MSG_WIRE_FEATURE_FDS))
+        {
+          g_set_error_literal (error, MSG_PORT_ERROR, MSG_PORT_ERROR_DATA_CLONE,
+                               "The peer process cannot receive descriptors (its "
+                               "msgport-glib is older)");
+          return FALSE;
+        }
+    }
+  /* Each port takes a descriptor at least, and a memfd may take one. */
+  if ((guint64) n_fds + n_ports > MSG_WIRE_MAX_FDS - 1)
+    {
+      g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_TOO_LARGE,
+                   "Cannot send %u descriptors and %u ports to another process in one "
+                   "message (at most %u in all)", n_fds, n_ports, MSG_WIRE_MAX_FDS - 1);
+      return FALSE;
+    }
   return TRUE;
 }
 

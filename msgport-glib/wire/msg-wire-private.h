@@ -57,9 +57,12 @@ typedef enum
 {
   MSG_WIRE_FEATURE_ACK = 1 << 0,        /* acknowledgements */
   MSG_WIRE_FEATURE_KEEP_ALIVE = 1 << 1, /* ping and pong */
+  MSG_WIRE_FEATURE_FDS = 1 << 2,        /* descriptors of a message
+                                         * (n_message_fds) */
 } MsgWireFeatures;
 
-#define MSG_WIRE_FEATURES_ALL (MSG_WIRE_FEATURE_ACK | MSG_WIRE_FEATURE_KEEP_ALIVE)
+#define MSG_WIRE_FEATURES_ALL (MSG_WIRE_FEATURE_ACK | MSG_WIRE_FEATURE_KEEP_ALIVE | \
+                               MSG_WIRE_FEATURE_FDS)
 
 /* A port entry's flags: where the handshake of the socket it carries
  * stands. */
@@ -160,6 +163,13 @@ void     msg_wire_encoded_clear  (MsgWireEncoded *encoded);
 gboolean msg_wire_check_message  (GVariant       *data,
                                   guint           n_ports,
                                   GError        **error);
+/* Whether every handle (`h`) in @value indexes a list of @n_fds
+ * descriptors or is -1 (none, as in GDBus); if not, *@bad_handle is the
+ * first that does not. @value must be in normal form, or have been made
+ * in this process. */
+gboolean msg_wire_check_handles  (GVariant       *value,
+                                  guint           n_fds,
+                                  gint32         *bad_handle);
 /* Encodes @frame, taking the descriptors and prefixes of its ports and
  * its message descriptors. A frame's descriptors go in this order: those
  * of its ports, then the message's, then the memfd of its data. */

@@ -201,6 +201,72 @@ msg_wire_check_message (GVariant  *data,
   return TRUE;
 }
 
+/* Whether a value of @type may hold handles: it is one, holds one, or
+ * holds a variant, which may. */
+static gboolean
+type_may_hold_handles (const GVariantType *type)
+{
+  const char *string = g_variant_type_peek_string (type);
+  gsize length = g_variant_type_get_string_length (type);
+
+  for (gsize i = 0; i < length; i++)
+    {
+      if (string[i] == 'h' || string[i] == 'v')
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static gboolean
+handle_is_valid (gint32  handle,
+                 guint   n_fds,
+                 gint32 *bad_handle)
+{
+  if (handle == -1 || (handle >= 0 && (guint32) handle < n_fds))
+    return TRUE;
+  *bad_handle = handle;
+  return FALSE;
+}
+
+gboolean
+msg_wire_check_handles (GVariant *value,
+                        guint     n_fds,
+                        gint32   *bad_handle)
+{
+  const GVariantType *type = g_variant_get_type (value);
+  gsize n;
+
+  if (!type_may_hold_handles (type))
+    return TRUE;
+
+  if (g_variant_type_equal (type, G_VARIANT_TYPE_HANDLE))
+    return handle_is_valid (g_variant_get_handle (value), n_fds, bad_handle);
+
+  if (g_variant_type_equal (type, G_VARIANT_TYPE ("ah")))
+    {
+      const gint32 *handles = g_variant_get_fixed_array (value, &n, sizeof (gint32));
+
+      for (gsize i = 0; i < n; i++)
+        {
+          if (!handle_is_valid (handles[i], n_fds, bad_handle))
+            return FALSE;
+        }
+      return TRUE;
+    }
+
+  n = g_variant_n_children (value);
+  for (gsize i = 0; i < n; i++)
+    {
+      GVariant *child = g_variant_get_child_value (value, i);
+      gboolean ok = msg_wire_check_handles (child, n_fds, bad_handle);
+
+      g_variant_unref (child);
+      if (!ok)
+        return FALSE;
+    }
+  return TRUE;
+}
+
 static gint memfd_threshold = MSG_WIRE_MEMFD_THRESHOLD;  /* (atomic) */
 
 void

@@ -19,6 +19,11 @@ tests/js/processes.js. tests/js/child.js is the same program in GJS.
     child.py stream         posts numbers (as 't') in bursts until killed
     child.py exit-after N   exits 0 at once on the Nth message, without
                             closing
+    child.py fds            ('use', h_file, h_pipe) with a port: reads the
+                            file from its start, writes it into the pipe,
+                            posts it on the port and closes the port;
+                            ('echo', ...): posts it back with its
+                            descriptors and ports
 
 Any failure exits non-zero.
 """
@@ -93,6 +98,22 @@ def main(argv):
                 os._exit(0)
 
         parent.connect('message', on_message)
+    elif mode == 'fds':
+        def on_message(port, event):
+            data = event.data.unpack()
+            fd_list = event.get_unix_fd_list()
+            if data[0] == 'use':
+                fds = fd_list.peek_fds()
+                text = os.pread(fds[data[1]], 256, 0)
+                os.write(fds[data[2]], text)
+                reply = event.get_ports()[0]
+                reply.post(GLib.Variant('s', text.decode()))
+                reply.close()
+            else:
+                port.post_with_unix_fd_list(event.data, event.get_ports(), fd_list)
+
+        parent.connect('message', on_message)
+        parent.connect('close', on_close, Msg.PortError.PEER_CLOSED)
     elif mode == 'stream':
         counter = iter(range(2 ** 63))
 

@@ -2,6 +2,8 @@
 """Open file descriptors inside messages, from Python (Gio.UnixFDList)."""
 
 import os
+import sys
+import tempfile
 import threading
 
 import pytest
@@ -166,3 +168,84 @@ def test_dropped_queue_closes_descriptors(fd_baseline):
     ch.port2.close()  # never started: its queue, and the descriptors, go
     assert os.read(read_fd, 1) == b''
     os.close(read_fd)
+
+
+def read_to_end(fd):
+    """Reads the pipe @fd to its end of file, iterating the default context
+    while it waits."""
+    os.set_blocking(fd, False)
+    chunks = []
+    done = []
+
+    def on_ready(*args):
+        try:
+            while True:
+                chunk = os.read(fd, 64)
+                if not chunk:
+                    done.append(True)
+                    return GLib.SOURCE_REMOVE
+                chunks.append(chunk)
+        except BlockingIOError:
+            return GLib.SOURCE_CONTINUE
+
+    GLib.unix_fd_add_full(GLib.PRIORITY_DEFAULT, fd,
+                          GLib.IOCondition.IN | GLib.IOCondition.HUP, on_ready)
+    iterate_until(lambda: done)
+    return b''.join(chunks)
+
+
+def wait_for_fd_count(expected):
+    """Iterates until this process has @expected descriptors open: the
+    library's I/O thread closes them without waking the default context,
+    so a timer wakes it to look again (as msg_test_wait_for_fd_count())."""
+    tick = GLib.timeout_add(5, lambda *args: GLib.SOURCE_CONTINUE)
+    try:
+        iterate_until(lambda: count_fds() == expected)
+    finally:
+        GLib.source_remove(tick)
+
+
+def test_file_and_pipe_to_a_child_process():
+    """A Python parent hands a Python child an open file and a pipe beside a
+    reply port; the child reads the file into the pipe and answers. Every
+    descriptor is closed again, in both processes."""
+    child_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'child.py')
+    launcher = Gio.SubprocessLauncher.new(Gio.SubprocessFlags.NONE)
+    port = Msg.PortMain.new_for_launcher(launcher, -1)
+    process = launcher.spawnv([sys.executable, child_py, 'fds'])
+    launcher.close()
+    exited = []
+    process.wait_async(None, lambda p, result: exited.append(p.wait_finish(result)))
+    rec = listen(port)
+
+    # A round trip first: what the library and GLib open once is open.
+    port.post(GLib.Variant('(s)', ('echo',)))
+    iterate_until(lambda: len(rec.events) == 1)
+    baseline = count_fds()
+
+    reply = Msg.ChannelMain()
+    rec_reply = listen(reply.port1)
+    read_fd, write_fd = os.pipe()
+    with tempfile.TemporaryFile() as f:
+        f.write(b'a file for the child')
+        f.flush()
+        fd_list = fd_list_of(f.fileno(), write_fd)
+    os.close(write_fd)
+    assert port.post_with_unix_fd_list(GLib.Variant('(shh)', ('use', 0, 1)),
+                                       [reply.port2], fd_list)
+    del fd_list
+    assert reply.port2.is_neutered()
+
+    iterate_until(lambda: rec_reply.n_close == 1)
+    assert rec_reply.values == ['a file for the child']
+    # To the end of file: the child closed its copy too.
+    assert read_to_end(read_fd) == b'a file for the child'
+    os.close(read_fd)
+    rec_reply.disconnect()
+    del rec_reply, reply
+    wait_for_fd_count(baseline)
+
+    port.close()
+    iterate_until(lambda: exited)
+    assert process.get_if_exited() and process.get_exit_status() == 0
+    rec.disconnect()

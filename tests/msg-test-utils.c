@@ -504,3 +504,77 @@ msg_test_tuple_of_bytes (guint n)
     children[i] = g_variant_new_byte (i);
   return g_variant_new_tuple (children, n);
 }
+
+/* Children ----------------------------------------------------------------- */
+
+void
+msg_test_child_spawn_argv (MsgTestChild       *child,
+                           const char * const *argv)
+{
+  GSubprocessLauncher *launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  GError *error = NULL;
+
+  child->port = msg_port_main_new_for_launcher (launcher, -1, &error);
+  g_assert_no_error (error);
+  child->process = g_subprocess_launcher_spawnv (launcher, argv, &error);
+  g_assert_no_error (error);
+  /* Dropping the launcher closes our copy of the child's end. */
+  g_object_unref (launcher);
+}
+
+void
+msg_test_child_spawn (MsgTestChild *child,
+                      const char   *program,
+                      const char   *mode,
+                      guint64       arg)
+{
+  char *path = g_test_build_filename (G_TEST_BUILT, program, NULL);
+  char *arg_s = g_strdup_printf ("%" G_GUINT64_FORMAT, arg);
+  const char *argv[] = { path, mode, arg_s, NULL };
+
+  msg_test_child_spawn_argv (child, argv);
+  g_free (arg_s);
+  g_free (path);
+}
+
+static void
+child_exited (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  MsgTestChild *child = user_data;
+  GError *error = NULL;
+
+  child->ok = g_subprocess_wait_check_finish (G_SUBPROCESS (source), result, &error);
+  if (error != NULL)
+    g_test_message ("child: %s", error->message);
+  g_clear_error (&error);
+  child->exited = TRUE;
+}
+
+/* A child built with a sanitizer exits with the code its options set
+ * (tools/check-tsan: 66) when it finds an error, after printing its
+ * report to the test's log; that fails here, never passes for the
+ * expected death. */
+void
+msg_test_child_wait (MsgTestChild *child,
+                     int           term_sig)
+{
+  g_subprocess_wait_check_async (child->process, NULL, child_exited, child);
+  msg_test_wait_until (NULL, child->exited);
+  if (term_sig != 0)
+    {
+      g_assert_true (g_subprocess_get_if_signaled (child->process));
+      g_assert_cmpint (g_subprocess_get_term_sig (child->process), ==, term_sig);
+    }
+  else
+    {
+      g_assert_true (g_subprocess_get_if_exited (child->process));
+      if (g_subprocess_get_exit_status (child->process) == 66)
+        g_test_message ("exit status 66: the child's sanitizer found an error, reported above");
+      g_assert_cmpint (g_subprocess_get_exit_status (child->process), ==, 0);
+      g_assert_true (child->ok);
+    }
+  g_clear_object (&child->process);
+  g_clear_object (&child->port);
+}

@@ -144,4 +144,25 @@ void            msg_test_start_symbolizer (void);
  * waiting thread frees it at the end. */
 GSource        *msg_test_keep_source_list (GMainContext *context);
 
+/* A child process spawned with a parent port (tests/process-child.c and
+ * the like, built beside the tests). */
+typedef struct
+{
+  GSubprocess *process;
+  MsgPortMain *port;   /* not started */
+  gboolean     exited;
+  gboolean     ok;
+} MsgTestChild;
+
+void         msg_test_child_spawn_argv (MsgTestChild       *child,
+                                        const char * const *argv);
+void         msg_test_child_spawn      (MsgTestChild       *child,
+                                        const char         *program,
+                                        const char         *mode,
+                                        guint64             arg);
+/* Waits for @child to end: with a clean exit, or killed by @term_sig if
+ * that is not 0; then clears it. */
+void         msg_test_child_wait       (MsgTestChild       *child,
+                                        int                 term_sig);
+
 G_END_DECLS

@@ -150,28 +150,11 @@ address_in_memfd (gconstpointer address)
 }
 
 static void
-child_exited (GObject      *source,
-              GAsyncResult *result,
-              gpointer      user_data)
-{
-  gboolean *ok = user_data;
-  GError *error = NULL;
-
-  ok[1] = g_subprocess_wait_check_finish (G_SUBPROCESS (source), result, &error);
-  g_assert_no_error (error);
-  ok[0] = TRUE;
-}
-
-static void
 test_bytes_process_memfd (void)
 {
-  GSubprocessLauncher *launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
-  char *path = g_test_build_filename (G_TEST_BUILT, "process-child", NULL);
-  const char *argv[] = { path, "echo", NULL };
+  MsgTestChild child = { 0, };
   GBytes *bytes = patterned_bytes (16 * 1024 * 1024 + 5);
   Received received = { NULL, NULL, FALSE };
-  gboolean exited[2] = { FALSE, FALSE };
-  GSubprocess *process;
   MsgPortMain *port;
   GError *error = NULL;
 
@@ -179,11 +162,8 @@ test_bytes_process_memfd (void)
                   "in sealed memfds: the bytes that arrive are right, and they are the "
                   "mapped memfd, not a copy");
 
-  port = msg_port_main_new_for_launcher (launcher, -1, &error);
-  g_assert_no_error (error);
-  process = g_subprocess_launcher_spawnv (launcher, argv, &error);
-  g_assert_no_error (error);
-  g_clear_object (&launcher);
+  msg_test_child_spawn (&child, "process-child", "echo", 0);
+  port = g_object_ref (child.port);
 
   g_signal_connect (port, "message", G_CALLBACK (on_bytes_message), &received);
   msg_port_main_start (port);
@@ -197,14 +177,10 @@ test_bytes_process_memfd (void)
   g_clear_pointer (&received.bytes, g_bytes_unref);
 
   msg_port_main_close (port);
-  g_subprocess_wait_check_async (process, NULL, child_exited, exited);
-  msg_test_wait_until (NULL, exited[0]);
-  g_assert_true (exited[1]);
+  msg_test_child_wait (&child, 0);
 
-  g_object_unref (process);
   g_object_unref (port);
   g_bytes_unref (bytes);
-  g_free (path);
 }
 
 int

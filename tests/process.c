@@ -30,13 +30,7 @@ fd_is_open (int fd)
 
 /* Children ------------------------------------------------------------- */
 
-typedef struct
-{
-  GSubprocess *process;
-  MsgPortMain *port;
-  gboolean     exited;
-  gboolean     ok;
-} Child;
+typedef MsgTestChild Child;
 
 /* Sets the soft RLIMIT_NOFILE, at most to the hard limit. */
 static void
@@ -49,81 +43,16 @@ set_fd_limit (rlim_t limit)
   g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &rl), ==, 0);
 }
 
-static void
-child_spawn_argv (Child              *child,
-                  const char * const *argv)
-{
-  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
-  g_autoptr(GError) error = NULL;
-
-  child->port = msg_port_main_new_for_launcher (launcher, -1, &error);
-  g_assert_no_error (error);
-  child->process = g_subprocess_launcher_spawnv (launcher, argv, &error);
-  g_assert_no_error (error);
-  /* Dropping the launcher closes our copy of the child's end. */
-}
-
-static void
-child_spawn_program (Child      *child,
-                     const char *program,
-                     const char *mode,
-                     guint64     arg)
-{
-  g_autofree char *path = g_test_build_filename (G_TEST_BUILT, program, NULL);
-  g_autofree char *arg_s = g_strdup_printf ("%" G_GUINT64_FORMAT, arg);
-  const char *argv[] = { path, mode, arg_s, NULL };
-
-  child_spawn_argv (child, argv);
-}
+#define child_spawn_argv    msg_test_child_spawn_argv
+#define child_spawn_program msg_test_child_spawn
+#define child_wait          msg_test_child_wait
 
 static void
 child_spawn (Child      *child,
              const char *mode,
              guint64     arg)
 {
-  child_spawn_program (child, "process-child", mode, arg);
-}
-
-static void
-child_exited (GObject      *source,
-              GAsyncResult *result,
-              gpointer      user_data)
-{
-  Child *child = user_data;
-  g_autoptr(GError) error = NULL;
-
-  child->ok = g_subprocess_wait_check_finish (G_SUBPROCESS (source), result, &error);
-  if (error != NULL)
-    g_test_message ("child: %s", error->message);
-  child->exited = TRUE;
-}
-
-/* Waits for @child to end: with a clean exit, or killed by @term_sig if
- * that is not 0. A child built with a sanitizer exits with the code its
- * options set (tools/check-tsan: 66) when it finds an error, after
- * printing its report to the test's log; that fails here, never passes
- * for the expected death. */
-static void
-child_wait (Child *child,
-            int    term_sig)
-{
-  g_subprocess_wait_check_async (child->process, NULL, child_exited, child);
-  msg_test_wait_until (NULL, child->exited);
-  if (term_sig != 0)
-    {
-      g_assert_true (g_subprocess_get_if_signaled (child->process));
-      g_assert_cmpint (g_subprocess_get_term_sig (child->process), ==, term_sig);
-    }
-  else
-    {
-      g_assert_true (g_subprocess_get_if_exited (child->process));
-      if (g_subprocess_get_exit_status (child->process) == 66)
-        g_test_message ("exit status 66: the child's sanitizer found an error, reported above");
-      g_assert_cmpint (g_subprocess_get_exit_status (child->process), ==, 0);
-      g_assert_true (child->ok);
-    }
-  g_clear_object (&child->process);
-  g_clear_object (&child->port);
+  msg_test_child_spawn (child, "process-child", mode, arg);
 }
 
 /* new_for_fd() ------------------------------------------------------------ */

@@ -501,39 +501,18 @@ test_reply_misuse (void)
 /* Across processes: tests/process-child.c "respond" answers each request
  * with its string doubled, and does not answer "ignore". */
 static void
-child_exited (GObject      *source,
-              GAsyncResult *result,
-              gpointer      user_data)
-{
-  gboolean *ok = user_data;
-  GError *error = NULL;
-
-  ok[1] = g_subprocess_wait_check_finish (G_SUBPROCESS (source), result, &error);
-  g_assert_no_error (error);
-  ok[0] = TRUE;
-}
-
-static void
 test_request_process (void)
 {
-  GSubprocessLauncher *launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
-  char *path = g_test_build_filename (G_TEST_BUILT, "process-child", NULL);
-  const char *argv[] = { path, "respond", NULL };
-  GSubprocess *process;
+  MsgTestChild child = { 0, };
   MsgPortMain *port;
   Result results[20] = { { 0, }, };
   Result ignored = { 0, };
-  gboolean exited[2] = { FALSE, FALSE };
-  GError *error = NULL;
 
   g_test_summary ("Requests to a responder in another process get their replies; one "
                   "whose reply port the child drops fails with NO_REPLY");
 
-  port = msg_port_main_new_for_launcher (launcher, -1, &error);
-  g_assert_no_error (error);
-  process = g_subprocess_launcher_spawnv (launcher, argv, &error);
-  g_assert_no_error (error);
-  g_clear_object (&launcher);
+  msg_test_child_spawn (&child, "process-child", "respond", 0);
+  port = g_object_ref (child.port);
   msg_port_main_start (port);
 
   msg_port_main_request_async (port, g_variant_new_string ("ignore"), -1, NULL,
@@ -556,13 +535,9 @@ test_request_process (void)
   result_clear (&ignored);
 
   msg_port_main_close (port);
-  g_subprocess_wait_check_async (process, NULL, child_exited, exited);
-  msg_test_wait_until (NULL, exited[0]);
-  g_assert_true (exited[1]);
+  msg_test_child_wait (&child, 0);
 
-  g_object_unref (process);
   g_object_unref (port);
-  g_free (path);
 }
 
 int

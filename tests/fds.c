@@ -1181,7 +1181,7 @@ test_fds_moved_to_process (void)
       g_assert_cmpuint (seq, ==, i);
       g_assert_nonnull (list);
       g_assert_cmpint (g_unix_fd_list_get_length (list), ==, 1);
-      g_assert_cmpint (write (g_unix_fd_list_peek_fds (list, NULL)[h], "abcde" + i, 1), ==, 1);
+      g_assert_cmpint (write (g_unix_fd_list_peek_fds (list, NULL)[h], &"abcde"[i], 1), ==, 1);
     }
   g_assert_cmpint (read (pipe_fds[0], bytes, sizeof bytes), ==, 5);
   g_assert_cmpint (memcmp (bytes, "abcde", 5), ==, 0);

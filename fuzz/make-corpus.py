@@ -39,8 +39,9 @@ HELLO = control(3, 3)
 # flags 3: the socket's hello was sent, and the peer's came (features 3).
 def port_entry(in_prefix=b'', out_prefix=b'', n_in=0, n_out=0, out_partial=0, flags=3,
                features=3):
-    return (struct.pack('<IIQQQII', n_in, n_out, len(in_prefix), len(out_prefix), out_partial,
-                        flags, features if flags & 2 else 0)
+    # then what it posted and the peer did not acknowledge, and its mark
+    return (struct.pack('<IIQQQIIQQQ', n_in, n_out, len(in_prefix), len(out_prefix),
+                        out_partial, flags, features if flags & 2 else 0, 2, 128, 4096)
             + pad8(in_prefix) + pad8(out_prefix))
 
 

@@ -662,6 +662,16 @@ msg_endpoint_acknowledge (MsgEndpoint *self,
 
   if (peer == NULL)
     return;
+  /* Never more than is outstanding: an acknowledgement only ever covers
+   * what was sent and not credited yet, so a peer that claims more (or
+   * wraps the counts around) only brings its own channel's count to 0. */
+  {
+    guint64 buffered_messages, buffered_bytes;
+
+    msg_endpoint_get_buffered (peer, &buffered_messages, &buffered_bytes);
+    n_messages = (guint) MIN ((guint64) n_messages, buffered_messages);
+    n_bytes = MIN (n_bytes, buffered_bytes);
+  }
   msg_endpoint_credit (peer, n_messages, n_bytes);
   msg_endpoint_unref (peer);
 }

@@ -3040,12 +3040,9 @@ msg_port_waiter_done (MsgFlowWaiter *base,
   GSource *source;
 
   waiter->error = error != NULL ? g_error_copy (error) : NULL;
-  if (g_main_context_is_owner (context))
-    {
-      msg_port_waiter_complete (waiter);
-      return;
-    }
-
+  /* Always from the context, never here: this may be inside
+   * post_message() or g_object_set(), where a callback that posts would
+   * overtake the message being posted. */
   source = g_idle_source_new ();
   g_source_set_priority (source, g_task_get_priority (waiter->task));
   g_source_set_static_name (source, "MsgPortMain wait_writable");

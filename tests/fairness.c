@@ -17,6 +17,7 @@
 
 #include "msg-test-utils.h"
 #include "msg-endpoint-private.h"
+#include "msg-port-main-private.h"
 #include "wire/msg-connection-private.h"
 #include "wire/msg-io-thread-private.h"
 #include "wire/msg-transport-private.h"
@@ -358,6 +359,67 @@ test_fairness_turn_budget (void)
   g_object_unref (b);
 }
 
+static void
+test_fairness_ping_flood (void)
+{
+  MsgPortMain *port;
+  g_autoptr(MsgRecorder) rec = NULL;
+  MsgEndpoint *endpoint, *peer;
+  MsgConnection *connection;
+  guint8 ping[MSG_WIRE_MAX_CONTROL_SIZE];
+  gsize size = msg_wire_encode_control (MSG_WIRE_FRAME_PING, 1000, 0, ping);
+  GByteArray *burst = g_byte_array_new ();
+  guint queued;
+  int raw;
+
+  g_test_summary ("A peer that sends pings and never reads makes this end queue at most "
+                  "one pong at a time: what waits to be written shows it is alive too");
+
+  msg_test_socket_port (&raw, &port);
+  rec = msg_recorder_new (port);
+  msg_port_main_start (port);
+  for (guint i = 0; i < 1024; i++)
+    g_byte_array_append (burst, ping, size);
+  /* 40 MiB of pings, then a message: when it arrives, all were read. */
+  for (guint i = 0; i < 1024; i++)
+    g_assert_cmpint (msg_test_send_raw (raw, burst->data, burst->len, NULL, 0), ==, burst->len);
+  g_byte_array_unref (burst);
+  {
+    MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data = g_variant_ref_sink (g_variant_new_uint32 (7)),
+                           .data_fd = -1 };
+    MsgWireEncoded encoded;
+    GByteArray *bytes = g_byte_array_new ();
+    GArray *fds = g_array_new (FALSE, FALSE, sizeof (int));
+
+    g_assert_true (msg_wire_encode (&frame, &encoded, NULL));
+    msg_wire_encoded_append (&encoded, bytes, fds);
+    msg_wire_encoded_clear (&encoded);
+    g_variant_unref (frame.data);
+    g_assert_cmpint (msg_test_send_raw (raw, bytes->data, bytes->len, NULL, 0), ==, bytes->len);
+    g_byte_array_unref (bytes);
+    g_array_unref (fds);
+  }
+  msg_test_wait_until (NULL, rec->events->len == 1 || rec->n_close > 0);
+  g_assert_cmpuint (rec->n_close, ==, 0);
+
+  endpoint = msg_port_main_get_endpoint (port);
+  msg_mutex_lock (&endpoint->lock);
+  peer = msg_endpoint_ref (endpoint->peer);
+  msg_mutex_unlock (&endpoint->lock);
+  connection = CONNECTION_FROM_SINK (msg_endpoint_get_sink (peer));
+  msg_mutex_lock (&connection->lock);
+  queued = connection->out.items.length;
+  msg_mutex_unlock (&connection->lock);
+  msg_endpoint_unref (peer);
+  g_test_message ("%u items queued to a peer that sent a million pings and read nothing", queued);
+  g_assert_cmpuint (queued, <=, 1);
+
+  close (raw);
+  msg_test_wait_until (NULL, rec->n_close == 1);
+  g_clear_pointer (&rec, msg_recorder_free);
+  g_object_unref (port);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -367,6 +429,7 @@ main (int    argc,
   g_test_add_func ("/fairness/checked-by-port-context", test_fairness_checked_by_port_context);
   g_test_add_func ("/fairness/echo-under-load", test_fairness_echo_under_load);
   g_test_add_func ("/fairness/turn-budget", test_fairness_turn_budget);
+  g_test_add_func ("/fairness/ping-flood", test_fairness_ping_flood);
 
   return g_test_run ();
 }

@@ -794,6 +794,132 @@ test_flow_process_acknowledged (void)
   g_object_unref (b);
 }
 
+static gboolean
+wake (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+test_flow_process_sender_moves (void)
+{
+  MsgPortMain *a, *b, *carrier, *carrier_peer, *moved;
+  g_autoptr(MsgRecorder) rec_carrier = NULL;
+  guint received = 0;
+  guint wake_id;
+
+  g_test_summary ("A sending port that moves to another process (its socket moves) keeps "
+                  "what it posted and was not acknowledged, and its mark: the "
+                  "acknowledgements reach its new home");
+
+  msg_test_socket_ports (&a, &b);
+  msg_port_main_set_high_water_mark (a, 2 * MSG_SIZE);
+  for (guint i = 0; i < 3; i++)
+    post_sized (a, MSG_SIZE, i);
+  g_assert_cmpuint (msg_port_main_get_buffered_messages (a), ==, 3);
+  g_assert_false (msg_port_main_is_writable (a));
+
+  /* a goes over another socket, as to another process. */
+  msg_test_socket_ports (&carrier, &carrier_peer);
+  rec_carrier = msg_recorder_new (carrier_peer);
+  msg_port_main_start (carrier_peer);
+  g_assert_true (msg_port_main_post_message (carrier, NULL, &a, 1, NULL));
+  msg_test_wait_until (NULL, rec_carrier->events->len == 1);
+  moved = g_object_ref (msg_message_event_get_port (g_ptr_array_index (rec_carrier->events, 0), 0));
+  g_assert_cmpuint (msg_port_main_get_buffered_messages (moved), ==, 3);
+  g_assert_cmpuint (msg_port_main_get_buffered_amount (moved), ==, 3 * MSG_SIZE);
+  g_assert_cmpuint (msg_port_main_get_high_water_mark (moved), ==, 2 * MSG_SIZE);
+  g_assert_false (msg_port_main_is_writable (moved));
+
+  /* The peer takes them: the acknowledgement comes to the moved port, on
+   * the I/O thread, which does not wake this context (the port is not
+   * started): look again every few milliseconds. */
+  g_signal_connect (b, "message", G_CALLBACK (count_message), &received);
+  msg_port_main_start (b);
+  msg_test_wait_until (NULL, received == 3);
+  wake_id = g_timeout_add (5, wake, NULL);
+  msg_test_wait_until (NULL, msg_port_main_get_buffered_messages (moved) == 0);
+  g_source_remove (wake_id);
+  g_assert_true (msg_port_main_is_writable (moved));
+
+  msg_port_main_close (moved);
+  msg_test_wait_until (NULL, msg_port_main_is_closed (b));
+  msg_port_main_close (carrier);
+  msg_test_wait_until (NULL, rec_carrier->n_close == 1);
+  msg_test_drain (NULL);
+  g_clear_pointer (&rec_carrier, msg_recorder_free);
+  g_object_unref (moved);
+  g_object_unref (a);
+  g_object_unref (b);
+  g_object_unref (carrier);
+  g_object_unref (carrier_peer);
+}
+
+typedef struct
+{
+  MsgPortMain *carrier;
+  guint        n;
+} Leaver;
+
+/* b's handler: takes the first message, then sends b itself away. */
+static void
+leave_on_first (MsgPortMain     *port,
+                MsgMessageEvent *event,
+                gpointer         user_data)
+{
+  Leaver *leaver = user_data;
+
+  if (leaver->n++ == 0)
+    g_assert_true (msg_port_main_post_message (leaver->carrier, NULL, &port, 1, NULL));
+}
+
+static void
+test_flow_process_receiver_moves (void)
+{
+  MsgPortMain *a, *b, *carrier, *carrier_peer, *moved;
+  g_autoptr(MsgRecorder) rec_carrier = NULL;
+  guint received = 0;
+  guint wake_id;
+  Leaver leaver = { NULL, 0 };
+
+  g_test_summary ("A receiving port that takes a message and moves to another process "
+                  "from its handler: the acknowledgement of that message goes with its "
+                  "socket, before anything of its new owner, and the sender's count "
+                  "falls to 0 once the rest are taken there");
+
+  msg_test_socket_ports (&a, &b);
+  msg_test_socket_ports (&carrier, &carrier_peer);
+  leaver.carrier = carrier;
+  rec_carrier = msg_recorder_new (carrier_peer);
+  msg_port_main_start (carrier_peer);
+  for (guint i = 0; i < 3; i++)
+    post_sized (a, MSG_SIZE, i);
+  g_signal_connect (b, "message", G_CALLBACK (leave_on_first), &leaver);
+  msg_port_main_start (b);
+  msg_test_wait_until (NULL, rec_carrier->events->len == 1);
+  moved = g_object_ref (msg_message_event_get_port (g_ptr_array_index (rec_carrier->events, 0), 0));
+  g_signal_connect (moved, "message", G_CALLBACK (count_message), &received);
+  msg_port_main_start (moved);
+  msg_test_wait_until (NULL, received + leaver.n == 3);
+  /* a is not started: nothing wakes this context when it is credited. */
+  wake_id = g_timeout_add (5, wake, NULL);
+  msg_test_wait_until (NULL, msg_port_main_get_buffered_messages (a) == 0);
+  g_source_remove (wake_id);
+  g_assert_cmpuint (msg_port_main_get_buffered_amount (a), ==, 0);
+
+  msg_port_main_close (a);
+  msg_test_wait_until (NULL, msg_port_main_is_closed (moved));
+  msg_port_main_close (carrier);
+  msg_test_wait_until (NULL, rec_carrier->n_close == 1);
+  msg_test_drain (NULL);
+  g_clear_pointer (&rec_carrier, msg_recorder_free);
+  g_object_unref (moved);
+  g_object_unref (a);
+  g_object_unref (b);
+  g_object_unref (carrier);
+  g_object_unref (carrier_peer);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -812,6 +938,8 @@ main (int    argc,
   g_test_add_func ("/flow/cross-thread", test_flow_cross_thread);
   g_test_add_func ("/flow/acknowledge", test_flow_acknowledge);
   g_test_add_func ("/flow/process/acknowledged", test_flow_process_acknowledged);
+  g_test_add_func ("/flow/process/sender-moves", test_flow_process_sender_moves);
+  g_test_add_func ("/flow/process/receiver-moves", test_flow_process_receiver_moves);
 
   return g_test_run ();
 }

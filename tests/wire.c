@@ -962,14 +962,18 @@ test_wire_port_entry_handshake (void)
   GError *error = NULL;
   int pipe_fds[2];
 
-  g_test_summary ("A port's entry carries where its socket's handshake stands: "
-                  "whether this end said hello, and the features the peer announced");
+  g_test_summary ("A port's entry carries where its socket's handshake stands "
+                  "(whether this end said hello, the features the peer announced) and "
+                  "its flow control (what it posted unacknowledged, its mark)");
 
   g_assert_no_errno (pipe (pipe_fds));
   close (pipe_fds[1]);
   frame->ports[0].fd = pipe_fds[0];
   frame->ports[0].flags = MSG_WIRE_PORT_HELLO_SENT | MSG_WIRE_PORT_PEER_HELLO;
   frame->ports[0].peer_features = MSG_WIRE_FEATURE_ACK;
+  frame->ports[0].unacked_messages = 3;
+  frame->ports[0].unacked_bytes = 300;
+  frame->ports[0].high_water_mark = 1 << 20;
   g_assert_true (msg_wire_encode (frame, &encoded, &error));
   g_assert_no_error (error);
   msg_wire_encoded_append (&encoded, bytes, fds);
@@ -979,6 +983,9 @@ test_wire_port_entry_handshake (void)
   g_assert_no_error (error);
   g_assert_cmpuint (decoded->ports[0].flags, ==, MSG_WIRE_PORT_HELLO_SENT | MSG_WIRE_PORT_PEER_HELLO);
   g_assert_cmpuint (decoded->ports[0].peer_features, ==, MSG_WIRE_FEATURE_ACK);
+  g_assert_cmpuint (decoded->ports[0].unacked_messages, ==, 3);
+  g_assert_cmpuint (decoded->ports[0].unacked_bytes, ==, 300);
+  g_assert_cmpuint (decoded->ports[0].high_water_mark, ==, 1 << 20);
 
   msg_wire_frame_free (decoded);
   msg_wire_frame_free (frame);

@@ -36,20 +36,6 @@
 
 static gboolean keep_alive_tick (gpointer data);
 
-static void
-connection_queue_if_idle (MsgConnection    *self,
-                          MsgWireFrameKind  kind,
-                          guint64           arg)
-{
-  gboolean idle;
-
-  msg_mutex_lock (&self->lock);
-  idle = self->out.items.length == 0 && !self->writing;
-  msg_mutex_unlock (&self->lock);
-  if (idle)
-    msg_connection_queue_control (self, kind, arg, 0);
-}
-
 /* I/O thread: makes the timer match what this end needs now: its own
  * interval, and the peer's (to show that it is alive while it does not
  * read). */
@@ -84,8 +70,8 @@ msg_connection_update_keep_alive (MsgConnection *self)
    * the I/O thread's context with it. */
   g_source_add_child_source (&self->source, self->keep_alive);
   /* The first ping goes at once: it tells the peer the interval. */
-  if (own > 0)
-    connection_queue_if_idle (self, MSG_WIRE_FRAME_PING, own);
+  if (own > 0 && (g_atomic_int_get (&self->peer_features) & MSG_WIRE_FEATURE_KEEP_ALIVE) != 0)
+    msg_connection_queue_control_if_idle (self, MSG_WIRE_FRAME_PING, own);
 }
 
 /* I/O thread. */
@@ -127,7 +113,7 @@ keep_alive_tick (gpointer data)
 
   if (own > 0)
     {
-      if (now - self->last_heard > 2 * (gint64) own * 1000)
+      if (now - self->last_heard > 2 * (gint64) MAX (own, KEEP_ALIVE_MIN_MS) * 1000)
         {
           msg_connection_fail (self, g_error_new (MSG_PORT_ERROR, MSG_PORT_ERROR_KEEP_ALIVE_TIMEOUT,
                                                   "The peer process did not answer for %" G_GINT64_FORMAT
@@ -136,9 +122,9 @@ keep_alive_tick (gpointer data)
           return G_SOURCE_CONTINUE;
         }
       if ((g_atomic_int_get (&self->peer_features) & MSG_WIRE_FEATURE_KEEP_ALIVE) != 0)
-        connection_queue_if_idle (self, MSG_WIRE_FRAME_PING, own);
+        msg_connection_queue_control_if_idle (self, MSG_WIRE_FRAME_PING, own);
     }
   if (paused && self->peer_ping_ms > 0)
-    connection_queue_if_idle (self, MSG_WIRE_FRAME_PONG, 0);
+    msg_connection_queue_control_if_idle (self, MSG_WIRE_FRAME_PONG, 0);
   return G_SOURCE_CONTINUE;
 }

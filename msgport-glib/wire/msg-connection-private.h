@@ -243,6 +243,10 @@ extern const MsgSinkFuncs msg_connection_sink_funcs;
 void           msg_connection_write            (MsgConnection  *self);
 void           msg_connection_send_hello       (MsgConnection  *self);
 void           msg_connection_finish_flushes   (MsgConnection  *self);
+void           msg_connection_queue_ack_locked (MsgConnection  *self);
+void           msg_connection_queue_control_if_idle (MsgConnection   *self,
+                                                     MsgWireFrameKind kind,
+                                                     guint64          arg);
 void           msg_connection_queue_control    (MsgConnection  *self,
                                                 MsgWireFrameKind kind,
                                                 guint64         arg0,

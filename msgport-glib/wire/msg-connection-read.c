@@ -177,7 +177,7 @@ msg_connection_handle_frame (MsgConnection  *self,
        * (msg-connection-keep-alive.c). */
       self->peer_ping_ms = (guint) MIN (frame->args[0], G_MAXUINT);
       msg_wire_frame_free (frame);
-      msg_connection_queue_control (self, MSG_WIRE_FRAME_PONG, 0, 0);
+      msg_connection_queue_control_if_idle (self, MSG_WIRE_FRAME_PONG, 0);
       msg_connection_update_keep_alive (self);
       return TRUE;
     case MSG_WIRE_FRAME_PONG:

@@ -308,10 +308,12 @@ connection_write_direct_locked (MsgConnection *self,
   if (n > 0 && (gsize) n == total)
     {
       self->n_written++;
+      /* A flush_async() may wait for this one. */
+      msg_connection_signal_locked (self);
       g_queue_push_tail_link (done, &item->link);
       return NULL;
     }
-  if (n < (gssize) ack_size)
+  if (ack_size > 0 && n < (gssize) ack_size)
     {
       /* The rest of the acknowledgement goes first. */
       MsgOutItem *rest = msg_out_item_new ();
@@ -322,7 +324,7 @@ connection_write_direct_locked (MsgConnection *self,
       msg_out_queue_push (&self->out, rest);
       self->n_queued++;
     }
-  else
+  else if (n > 0)
     item->offset += n - ack_size;
   return item;
 }
@@ -362,7 +364,11 @@ connection_help_write_locked (MsgConnection *self,
 
   n = connection_send_from_poster_locked (self, iov, n_iov);
   if (n > 0)
-    self->n_written += msg_out_queue_advance (&self->out, n, done, &close_written);
+    {
+      self->n_written += msg_out_queue_advance (&self->out, n, done, &close_written);
+      /* A flush_async() may wait for these. */
+      msg_connection_signal_locked (self);
+    }
   /* The I/O thread gives the memory back, not a poster. */
   if (self->out.trim_wanted)
     msg_connection_kick_locked (self);
@@ -456,6 +462,9 @@ connection_consumed (MsgSink *sink,
           self->flush_context = context;
           flush_context = g_main_context_ref (context);
         }
+      else if (self->flush_context != context)
+        /* Another thread's callback holds its burst: not this one. */
+        msg_connection_kick_locked (self);
     }
   msg_mutex_unlock (&self->lock);
   if (flush_context != NULL)
@@ -464,8 +473,8 @@ connection_consumed (MsgSink *sink,
 
 /* Called with @self->lock held, by the I/O thread before it writes: an
  * acknowledgement of what is still untold goes behind what is queued. */
-static void
-connection_queue_ack_locked (MsgConnection *self)
+void
+msg_connection_queue_ack_locked (MsgConnection *self)
 {
   guint8 buffer[MSG_WIRE_MAX_CONTROL_SIZE];
   MsgOutItem *item;
@@ -482,6 +491,24 @@ connection_queue_ack_locked (MsgConnection *self)
   self->ack_messages = self->ack_bytes = 0;
   msg_out_queue_push (&self->out, item);
   self->n_queued++;
+}
+
+/* Queues a ping or pong, only if nothing else waits to be written: what
+ * waits shows the peer the same once it reads, and a peer that pings
+ * without reading cannot make this end queue pongs without bound. Any
+ * thread. */
+void
+msg_connection_queue_control_if_idle (MsgConnection    *self,
+                                      MsgWireFrameKind  kind,
+                                      guint64           arg)
+{
+  gboolean idle;
+
+  msg_mutex_lock (&self->lock);
+  idle = self->out.items.length == 0 && !self->writing;
+  msg_mutex_unlock (&self->lock);
+  if (idle)
+    msg_connection_queue_control (self, kind, arg, 0);
 }
 
 /* Sends this end's hello, which must be the first frame it writes to a
@@ -760,7 +787,7 @@ msg_connection_write (MsgConnection *self)
       while (self->writing)
         msg_connection_wait_locked (self);
       self->write_blocked = FALSE;
-      connection_queue_ack_locked (self);
+      msg_connection_queue_ack_locked (self);
       head = self->state == CONNECTION_OPEN ? g_queue_peek_head (&self->out.items) : NULL;
       errsv = self->write_errno;
       if (head == NULL || errsv != 0)

@@ -155,6 +155,15 @@ connection_import (MsgWirePort  *port,
       connection->peer_features = (gint) (port->peer_features & MSG_WIRE_FEATURES_ALL) |
                                   MSG_CONNECTION_PEER_HELLO;
     }
+  /* Flow control as the previous owner left it: what it posted and the
+   * peer did not acknowledge yet is acknowledged to this end. */
+  if (port->unacked_messages > 0 || port->unacked_bytes > 0)
+    {
+      msg_atomic_u64_set (&local->sent_messages, port->unacked_messages);
+      msg_atomic_u64_set (&local->sent_bytes, port->unacked_bytes);
+    }
+  if (port->high_water_mark > 0)
+    msg_endpoint_set_high_water_mark (local, port->high_water_mark);
   msg_wire_port_push_in_prefix (port, connection->decoder);
   if (!connection_queue_prefix (connection, port, error))
     {
@@ -498,6 +507,9 @@ connection_move (MsgConnection    *self,
   msg_mutex_lock (&self->lock);
   while (self->writing)
     msg_connection_wait_locked (self);
+  /* What the port took and the peer was not told yet goes first in the
+   * out-prefix: its new owner does not know of it. */
+  msg_connection_queue_ack_locked (self);
   unwritten = self->out.items;
   g_queue_init (&self->out.items);
   /* What it held goes on with the port, not back to the system. */
@@ -531,6 +543,9 @@ connection_move (MsgConnection    *self,
 
   /* The endpoint and its remote half end here without a word: the
    * connection is gone, so the close frame they queue goes nowhere. */
+  /* What the port posted and the peer did not acknowledge: the
+   * acknowledgements go to its new owner now, with the socket. */
+  msg_endpoint_get_buffered (endpoint, &port->unacked_messages, &port->unacked_bytes);
   msg_endpoint_discard (endpoint);
   msg_endpoint_unref (remote);
   return MOVE_DONE;
@@ -555,6 +570,8 @@ connection_export (MsgEndpoint  *endpoint,
   msg_mutex_unlock (&endpoint->lock);
   if (peer != NULL)
     sink = msg_endpoint_get_sink (peer);
+  /* Its mark goes with it, whichever way it goes. */
+  port->high_water_mark = msg_atomic_u64_get (&endpoint->high_water_mark);
 
   if (msg_transport_is_socket_sink (sink))
     {

@@ -26,7 +26,7 @@ G_BEGIN_DECLS
 #define MSG_WIRE_MAX_FDS_PER_SEND 253                    /* SCM_MAX_FD */
 /* A port's entry in a frame's port table, before its two prefixes (each
  * padded to 8 bytes). */
-#define MSG_WIRE_PORT_ENTRY_SIZE  40
+#define MSG_WIRE_PORT_ENTRY_SIZE  64
 /* The biggest control frame (an acknowledgement): header and body. */
 #define MSG_WIRE_MAX_CONTROL_SIZE (MSG_WIRE_HEADER_SIZE + 16)
 
@@ -98,6 +98,12 @@ typedef struct
                          * whole frames follow */
   guint32 flags;        /* MSG_WIRE_PORT_HELLO_SENT, MSG_WIRE_PORT_PEER_HELLO */
   guint32 peer_features;  /* with MSG_WIRE_PORT_PEER_HELLO */
+  /* Flow control goes with the port: what it posted that the peer has
+   * not acknowledged yet (the acknowledgements come to its new owner),
+   * and its high-water mark. */
+  guint64 unacked_messages;
+  guint64 unacked_bytes;
+  guint64 high_water_mark;
 } MsgWirePort;
 
 /* A decoded message whose data came in a sealed memfd has @data_fd, its

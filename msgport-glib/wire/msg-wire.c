@@ -25,8 +25,9 @@
  * Each end's first frame is its hello.
  *
  * Port table entry: u32 n_in_fds, u32 n_out_fds, u64 in_len, u64 out_len,
- * u64 out_partial, u32 flags, u32 peer_features, in_len bytes, padding to
- * 8, out_len bytes, padding to 8. A port takes 1 + n_in_fds + n_out_fds
+ * u64 out_partial, u32 flags, u32 peer_features, u64 unacked_messages,
+ * u64 unacked_bytes, u64 high_water_mark (64 bytes), in_len bytes, padding
+ * to 8, out_len bytes, padding to 8. A port takes 1 + n_in_fds + n_out_fds
  * descriptors, in that order, and the frame's n_fds is their sum over its
  * ports, plus n_message_fds, plus 1 for a memfd.
  *
@@ -425,6 +426,9 @@ msg_wire_encode (MsgWireFrame   *frame,
       write_u64 (head + offset + 24, port->out_partial);
       write_u32 (head + offset + 32, port->flags);
       write_u32 (head + offset + 36, port->peer_features);
+      write_u64 (head + offset + 40, port->unacked_messages);
+      write_u64 (head + offset + 48, port->unacked_bytes);
+      write_u64 (head + offset + 56, port->high_water_mark);
       offset += PORT_ENTRY_SIZE;
       if (in_len > 0)
         memcpy (head + offset, g_bytes_get_data (port->in_prefix, NULL), in_len);
@@ -1153,6 +1157,9 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
       out_partial = read_u64 (p + 24);
       port->flags = read_u32 (p + 32);
       port->peer_features = read_u32 (p + 36);
+      port->unacked_messages = read_u64 (p + 40);
+      port->unacked_bytes = read_u64 (p + 48);
+      port->high_water_mark = read_u64 (p + 56);
       p += PORT_ENTRY_SIZE;
       if ((port->flags & ~(guint32) (MSG_WIRE_PORT_HELLO_SENT | MSG_WIRE_PORT_PEER_HELLO)) != 0 ||
           (!(port->flags & MSG_WIRE_PORT_PEER_HELLO) && port->peer_features != 0))

@@ -29,7 +29,16 @@ void
 msg_out_item_free (MsgOutItem *item)
 {
   msg_envelope_free (item->envelope);
+#ifdef MSG_HAVE_TSAN
+  /* The encoded data of a message is its GVariant's own bytes, whose last
+   * unref may be the poster's (msg_variant_unref()): the same lock, so
+   * that TSan sees the write's reads ordered before that free. */
+  pthread_mutex_lock (&msg_tsan_variant_lock);
   msg_wire_encoded_clear (&item->encoded);
+  pthread_mutex_unlock (&msg_tsan_variant_lock);
+#else
+  msg_wire_encoded_clear (&item->encoded);
+#endif
   g_clear_pointer (&item->message, msg_variant_unref);
   g_free (item);
 }

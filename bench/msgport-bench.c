@@ -5,7 +5,7 @@
  *   msgport-bench TOPOLOGY WORKLOAD METRIC [N]
  *   msgport-bench memory unstarted|started|used [CHANNELS]
  *   msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]
- *   msgport-bench flow cross-thread paced|unpaced [N [CONSUMER_NS [MARK]]]
+ *   msgport-bench flow cross-thread|cross-process paced|unpaced [N [CONSUMER_NS [MARK]]]
  *
  * The first form plugs into the anchor runner (`run --with`): the workloads,
  * the bursts, the protocol and the JSON line are those of
@@ -36,15 +36,20 @@
  * heap is the figure there, as RSS keeps what the messages freed).
  *
  * flow: a producer posting N (default 1,000,000) messages of 1 KiB, each
- * with its own data, to a consumer that spends CONSUMER_NS (default
- * 20,000) busy per message, at least 100 times what a post costs. Paced,
- * the producer posts while its port is writable (a high-water mark of
- * MARK bytes, default 256 KiB) and then awaits
+ * with its own data, to a consumer that checks each and then waits until
+ * CONSUMER_NS after it began (default 150,000 cross-thread, 500,000
+ * cross-process): at least 100 times what building and posting a message
+ * costs the producer (post_ns_per_msg in the output).
+ * Paced, the producer posts while its port is writable (a high-water mark
+ * of MARK bytes, default 256 KiB) and then awaits
  * msg_port_main_wait_writable_async(); unpaced it posts everything at
- * once. Prints the process's maximum RSS (getrusage()) and the most that
- * was ever buffered. One mode per process, so that each has its own RSS.
- * The topology is where the consumer runs: cross-thread now; a
- * cross-process consumer fits in run_flow() beside it.
+ * once. The consumer runs in a second thread (cross-thread: one process,
+ * one RSS) or in a forked child over a socketpair (cross-process), which
+ * sends its own getrusage() maximum RSS back after the last message.
+ * Prints the maximum RSS of the producer and of the consumer, the most
+ * that was ever buffered (msg_port_main_get_buffered_amount(), sampled
+ * after each run of posts) and the seconds to post and to consume it
+ * all. One mode per process, so that each has its own RSS.
  *
  * idle-ports: W-small throughput of one channel while IDLE_PORTS other
  * ports, started and idle, share the receiving end's GMainContext; run it
@@ -61,7 +66,10 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -82,7 +90,7 @@ static const char *usage =
   "msgport-bench same-thread|cross-thread|cross-process WORKLOAD METRIC [N]\n"
   "       msgport-bench memory unstarted|started|used [CHANNELS]\n"
   "       msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]\n"
-  "       msgport-bench flow cross-thread paced|unpaced [N [CONSUMER_NS [MARK]]]";
+  "       msgport-bench flow cross-thread|cross-process paced|unpaced [N [CONSUMER_NS [MARK]]]";
 
 static const char *topology;
 static const char *metric_name;  /* what the JSON line says; NULL: as configured */
@@ -528,17 +536,87 @@ run_memory (gboolean started,
 /* --- flow ----------------------------------------------------------------- */
 
 #define FLOW_DEFAULT_N            1000000
-#define FLOW_DEFAULT_CONSUMER_NS  20000
+/* At least 100 times what building and posting a 1 KiB message costs the
+ * producer flat out on the 2-CPU VM of docs/performance.md: about 1.1 µs
+ * in process, 3 µs to a socket. */
+#define FLOW_DEFAULT_CONSUMER_NS_THREAD   150000
+#define FLOW_DEFAULT_CONSUMER_NS_PROCESS  500000
 #define FLOW_DEFAULT_MARK         (256 * 1024)
 #define FLOW_MESSAGE_BYTES        1024
 
 typedef struct
 {
-  guint64 n;
-  gint64  consumer_ns;
-  guint64 received;   /* the consumer's */
-  gint    done;       /* (atomic): the consumer took the last one */
+  guint64  n;
+  gint64   consumer_ns;
+  gboolean unpaced;
+  guint64  received;  /* the consumer's */
+  gboolean hurried;   /* the consumer's: unpaced, it had them all queued */
+  guint64  max_queued;/* the consumer's: the most messages queued for it */
+  gint     done;      /* (atomic): the consumer took the last one */
 } FlowRun;
+
+/* A message of FLOW_MESSAGE_BYTES with data of its own, as a producer that
+ * reads or computes each one makes: every byte is @i & 0xff. */
+static GVariant *
+flow_message (guint64 i)
+{
+  guint8 *data = g_malloc (FLOW_MESSAGE_BYTES);
+
+  memset (data, (int) (i & 0xff), FLOW_MESSAGE_BYTES);
+  return g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, data, FLOW_MESSAGE_BYTES,
+                                  TRUE, g_free, data);
+}
+
+/* Shared with a forked consumer (MAP_SHARED): set by the producer once it
+ * has posted everything. */
+static gint *flow_posted_all;  /* (atomic) */
+
+/* The consumer's handler: checks that the message is the next one, then
+ * waits until CONSUMER_NS after it began, as a consumer that waits for a
+ * disk or a peer would (it takes no CPU from the producer, and none from
+ * the other users of the machine over a long run). Unpaced, once the
+ * producer has posted everything (the backlog, and the memory, are then
+ * at their most), it drains the rest at once rather than take
+ * N x CONSUMER_NS to show what it already has. Returns whether it was
+ * the last one. */
+static gboolean
+flow_take (FlowRun         *run,
+           MsgPortMain     *port,
+           MsgMessageEvent *event)
+{
+  GVariant *data = msg_message_event_get_data (event);
+  gint64 until = bench_now_ns () + run->consumer_ns;
+  struct timespec deadline = { until / 1000000000, until % 1000000000 };
+  const guint8 *bytes;
+  gsize size;
+
+  if (!g_variant_is_of_type (data, G_VARIANT_TYPE_BYTESTRING))
+    g_error ("flow: message %" G_GUINT64_FORMAT " is a %s", run->received,
+             g_variant_get_type_string (data));
+  bytes = g_variant_get_fixed_array (data, &size, 1);
+  if (size != FLOW_MESSAGE_BYTES || bytes[0] != (run->received & 0xff) ||
+      bytes[size - 1] != (run->received & 0xff))
+    g_error ("flow: message %" G_GUINT64_FORMAT " out of order or damaged", run->received);
+
+  if (run->unpaced && !run->hurried && g_atomic_int_get (flow_posted_all))
+    run->hurried = TRUE;
+  /* bench_now_ns() is CLOCK_MONOTONIC. */
+  while (!run->hurried &&
+         clock_nanosleep (CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR)
+    ;
+  if (++run->received < run->n)
+    return FALSE;
+  run->max_queued = MAX (run->max_queued, msg_port_main_get_max_queued_messages (port));
+  return TRUE;
+}
+
+/* In the consumer's thread: its sleeps end on time, not up to 50 µs
+ * later (the default timer slack). */
+static void
+flow_consumer_init (void)
+{
+  prctl (PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+}
 
 static void
 flow_consume (MsgPortMain     *port,
@@ -546,12 +624,8 @@ flow_consume (MsgPortMain     *port,
               gpointer         user_data)
 {
   FlowRun *run = user_data;
-  gint64 until = bench_now_ns () + run->consumer_ns;
 
-  /* A slow consumer: busy, as a handler that works would be. */
-  while (bench_now_ns () < until)
-    ;
-  if (++run->received == run->n)
+  if (flow_take (run, port, event))
     {
       g_atomic_int_set (&run->done, 1);
       g_main_context_wakeup (NULL);
@@ -575,6 +649,7 @@ flow_consumer_thread (gpointer data)
   FlowConsumer *consumer = data;
 
   g_main_context_push_thread_default (consumer->context);
+  flow_consumer_init ();
   msg_port_main_set_message_func (consumer->port, flow_consume, consumer->run, NULL);
   msg_port_main_start (consumer->port);
   g_mutex_lock (&consumer->lock);
@@ -607,41 +682,85 @@ flow_quit (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* A message of FLOW_MESSAGE_BYTES with data of its own, as a producer that
- * reads or computes each one makes. */
-static GVariant *
-flow_message (guint64 i)
+typedef struct
 {
-  guint8 *data = g_malloc (FLOW_MESSAGE_BYTES);
+  guint64 max_buffered;  /* bytes, the most buffered_amount said */
+  gint64  post_ns;       /* spent building and posting */
+  gint64  t_posted;      /* when the last message was posted */
+} FlowProduced;
 
-  memset (data, (int) (i & 0xff), FLOW_MESSAGE_BYTES);
-  return g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, data, FLOW_MESSAGE_BYTES,
-                                  TRUE, g_free, data);
+/* The producer: posts @n messages on @producer in the main context, paced
+ * (while the port is writable, then awaiting wait_writable_async()) or all
+ * at once. */
+static void
+flow_produce (MsgPortMain  *producer,
+              gboolean      paced,
+              guint64       n,
+              FlowProduced *out)
+{
+  guint64 posted = 0;
+
+  memset (out, 0, sizeof *out);
+  while (posted < n)
+    {
+      gboolean done = FALSE;
+      gint64 t = bench_now_ns ();
+
+      while (posted < n && (!paced || msg_port_main_is_writable (producer)))
+        msg_port_main_post (producer, flow_message (posted++), NULL);
+      out->post_ns += bench_now_ns () - t;
+      out->max_buffered = MAX (out->max_buffered, msg_port_main_get_buffered_amount (producer));
+      if (posted == n)
+        {
+          g_atomic_int_set (flow_posted_all, 1);
+          break;
+        }
+      msg_port_main_wait_writable_async (producer, NULL, flow_wait_done, &done);
+      while (!done)
+        g_main_context_iteration (NULL, TRUE);
+    }
+  out->t_posted = bench_now_ns ();
 }
 
+static void
+flow_report (const char         *where,
+             gboolean            paced,
+             const FlowRun      *run,
+             guint64             mark,
+             const FlowProduced *produced,
+             gint64              t0,
+             gint64              t_end,
+             long                consumer_max_rss_kb)  /* -1: this process's */
+{
+  struct rusage rusage;
+
+  getrusage (RUSAGE_SELF, &rusage);
+  printf ("{\"anchor\":\"%s\",\"topology\":\"%s\",\"metric\":\"flow\",\"mode\":\"%s\","
+          "\"n\":%" G_GUINT64_FORMAT ",\"message_bytes\":%d,\"consumer_ns\":%" G_GINT64_FORMAT ","
+          "\"high_water_mark\":%" G_GUINT64_FORMAT ",\"post_ns_per_msg\":%.0f,"
+          "\"posting_seconds\":%.2f,\"seconds\":%.2f,"
+          "\"max_buffered_bytes\":%" G_GUINT64_FORMAT ","
+          "\"consumer_max_queued\":%" G_GUINT64_FORMAT ","
+          "\"max_rss_kb\":%ld,\"consumer_max_rss_kb\":%ld}\n",
+          ANCHOR, where, paced ? "paced" : "unpaced", run->n, FLOW_MESSAGE_BYTES,
+          run->consumer_ns, paced ? mark : 0, produced->post_ns / (double) run->n,
+          (produced->t_posted - t0) / 1e9, (t_end - t0) / 1e9, produced->max_buffered,
+          run->max_queued, rusage.ru_maxrss, consumer_max_rss_kb < 0 ? rusage.ru_maxrss : consumer_max_rss_kb);
+  fflush (stdout);
+}
+
+/* The consumer in a second thread of this process: one RSS for both. */
 static int
-run_flow (const char *where,
-          gboolean    paced,
-          guint64     n,
-          gint64      consumer_ns,
-          guint64     mark)
+run_flow_cross_thread (gboolean paced,
+                       FlowRun *run,
+                       guint64  mark)
 {
   MsgChannelMain *channel;
   MsgPortMain *producer;
-  FlowRun run = { n, consumer_ns, 0, 0 };
-  FlowConsumer consumer = { &run, NULL, NULL, NULL, { 0 }, { 0 }, FALSE };
+  FlowConsumer consumer = { run, NULL, NULL, NULL, { 0 }, { 0 }, FALSE };
+  FlowProduced produced;
   GThread *thread;
-  guint64 posted = 0, max_buffered = 0;
-  gint64 t0, t_posted, t_end;
-  struct rusage rusage;
-
-  /* Where the consumer runs. Across processes it would be a child with
-   * the other end of a socket port, with the same loop here. */
-  if (strcmp (where, "cross-thread") != 0)
-    {
-      fprintf (stderr, "flow: only cross-thread is implemented\n");
-      return EXIT_UNSUPPORTED;
-    }
+  gint64 t0, t_end;
 
   channel = msg_channel_main_new ();
   producer = msg_channel_main_get_port1 (channel);
@@ -660,34 +779,13 @@ run_flow (const char *where,
     msg_port_main_set_high_water_mark (producer, mark);
 
   t0 = bench_now_ns ();
-  while (posted < n)
-    {
-      gboolean done = FALSE;
-
-      while (posted < n && (!paced || msg_port_main_is_writable (producer)))
-        msg_port_main_post (producer, flow_message (posted++), NULL);
-      max_buffered = MAX (max_buffered, msg_port_main_get_buffered_amount (producer));
-      if (posted == n)
-        break;
-      msg_port_main_wait_writable_async (producer, NULL, flow_wait_done, &done);
-      while (!done)
-        g_main_context_iteration (NULL, TRUE);
-    }
-  t_posted = bench_now_ns ();
-  while (!g_atomic_int_get (&run.done))
+  flow_produce (producer, paced, run->n, &produced);
+  while (!g_atomic_int_get (&run->done))
     g_main_context_iteration (NULL, TRUE);
   t_end = bench_now_ns ();
 
-  getrusage (RUSAGE_SELF, &rusage);
-  printf ("{\"anchor\":\"%s\",\"topology\":\"%s\",\"metric\":\"flow\",\"mode\":\"%s\","
-          "\"n\":%" G_GUINT64_FORMAT ",\"message_bytes\":%d,\"consumer_ns\":%" G_GINT64_FORMAT ","
-          "\"high_water_mark\":%" G_GUINT64_FORMAT ",\"post_ns_per_msg\":%.0f,"
-          "\"seconds\":%.2f,\"max_buffered_bytes\":%" G_GUINT64_FORMAT ","
-          "\"max_rss_kb\":%ld}\n",
-          ANCHOR, where, paced ? "paced" : "unpaced", n, FLOW_MESSAGE_BYTES, consumer_ns,
-          paced ? mark : 0, paced ? 0.0 : (t_posted - t0) / (double) n,
-          (t_end - t0) / 1e9, max_buffered, rusage.ru_maxrss);
-  fflush (stdout);
+  /* One process: the consumer's RSS is the producer's (-1). */
+  flow_report ("cross-thread", paced, run, mark, &produced, t0, t_end, -1);
 
   msg_port_main_close (producer);
   g_main_context_invoke (consumer.context, flow_quit, consumer.loop);
@@ -699,6 +797,177 @@ run_flow (const char *where,
   g_cond_clear (&consumer.cond);
   g_object_unref (channel);
   return 0;
+}
+
+#ifdef MSG_BENCH_HAVE_FD_PORTS
+typedef struct
+{
+  FlowRun  *run;
+  gboolean  ready;             /* the consumer said () */
+  gboolean  reported;          /* the consumer sent its (txt) */
+  gboolean  closed;
+  long      consumer_max_rss_kb;
+} FlowParent;
+
+/* The child's handler: consumes, and after the last message sends back
+ * how many it took, its maximum RSS and the most that was queued for it,
+ * (txt). */
+static void
+flow_child_consume (MsgPortMain     *port,
+                    MsgMessageEvent *event,
+                    gpointer         user_data)
+{
+  FlowRun *run = user_data;
+
+  if (flow_take (run, port, event))
+    {
+      struct rusage rusage;
+
+      getrusage (RUSAGE_SELF, &rusage);
+      msg_port_main_post (port, g_variant_new ("(txt)", run->received,
+                                               (gint64) rusage.ru_maxrss, run->max_queued),
+                          NULL);
+      run->done = 1;
+    }
+}
+
+static void
+flow_on_close (MsgPortMain *port,
+               gpointer     user_data)
+{
+  *(gboolean *) user_data = TRUE;
+}
+
+/* The producer's handler: the consumer's () and, at the end, its (txt). */
+static void
+flow_parent_receive (MsgPortMain     *port,
+                     MsgMessageEvent *event,
+                     gpointer         user_data)
+{
+  FlowParent *parent = user_data;
+  GVariant *data = msg_message_event_get_data (event);
+
+  if (g_variant_is_of_type (data, G_VARIANT_TYPE_UNIT))
+    parent->ready = TRUE;
+  else if (g_variant_is_of_type (data, G_VARIANT_TYPE ("(txt)")))
+    {
+      guint64 received;
+      gint64 rss;
+
+      g_variant_get (data, "(txt)", &received, &rss, &parent->run->max_queued);
+      if (received != parent->run->n)
+        g_error ("flow: the consumer took %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT,
+                 received, parent->run->n);
+      parent->consumer_max_rss_kb = (long) rss;
+      parent->reported = TRUE;
+    }
+  else
+    g_error ("flow: unexpected %s from the consumer", g_variant_get_type_string (data));
+}
+
+/* The consumer in a forked child, over a socketpair; each process makes
+ * its port after fork(), and each reports its own maximum RSS. */
+static int
+run_flow_cross_process (gboolean paced,
+                        FlowRun *run,
+                        guint64  mark)
+{
+  g_autoptr(GError) error = NULL;
+  FlowParent parent = { run, FALSE, FALSE, FALSE, -1 };
+  FlowProduced produced;
+  MsgPortMain *producer;
+  gint64 t0, t_end;
+  int fds[2];
+  int status;
+  pid_t pid;
+
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    g_error ("socketpair: %s", g_strerror (errno));
+  fflush (stdout);
+  pid = fork ();
+  if (pid < 0)
+    g_error ("fork: %s", g_strerror (errno));
+  if (pid == 0)
+    {
+      MsgPortMain *consumer;
+      gboolean closed = FALSE;
+
+      close (fds[0]);
+      flow_consumer_init ();
+      consumer = msg_port_main_new_for_fd (fds[1], &error);
+      if (consumer == NULL)
+        g_error ("flow child: msg_port_main_new_for_fd: %s", error->message);
+      msg_port_main_set_message_func (consumer, flow_child_consume, run, NULL);
+      g_signal_connect (consumer, "close", G_CALLBACK (flow_on_close), &closed);
+      msg_port_main_start (consumer);
+      msg_port_main_post (consumer, g_variant_new ("()"), NULL);
+      /* Until the producer has the report and closes the channel. */
+      while (!closed)
+        g_main_context_iteration (NULL, TRUE);
+      if (!run->done)
+        g_error ("flow child: closed after %" G_GUINT64_FORMAT " messages", run->received);
+      g_object_unref (consumer);
+      _exit (0);
+    }
+
+  close (fds[1]);
+  producer = msg_port_main_new_for_fd (fds[0], &error);
+  if (producer == NULL)
+    g_error ("flow: msg_port_main_new_for_fd: %s", error->message);
+  msg_port_main_set_message_func (producer, flow_parent_receive, &parent, NULL);
+  g_signal_connect (producer, "close", G_CALLBACK (flow_on_close), &parent.closed);
+  msg_port_main_start (producer);
+  while (!parent.ready && !parent.closed)
+    g_main_context_iteration (NULL, TRUE);
+  if (paced)
+    msg_port_main_set_high_water_mark (producer, mark);
+
+  t0 = bench_now_ns ();
+  flow_produce (producer, paced, run->n, &produced);
+  while (!parent.reported && !parent.closed)
+    g_main_context_iteration (NULL, TRUE);
+  t_end = bench_now_ns ();
+  if (!parent.reported)
+    g_error ("flow: the consumer closed before it reported");
+
+  flow_report ("cross-process", paced, run, mark, &produced, t0, t_end,
+               parent.consumer_max_rss_kb);
+
+  msg_port_main_close (producer);
+  while (!parent.closed)
+    g_main_context_iteration (NULL, TRUE);
+  g_object_unref (producer);
+  if (waitpid (pid, &status, 0) != pid || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    g_error ("flow: the consumer (pid %d) failed: status %d", (int) pid, status);
+  return 0;
+}
+#endif
+
+static int
+run_flow (const char *where,
+          gboolean    paced,
+          guint64     n,
+          gint64      consumer_ns,
+          guint64     mark)
+{
+  FlowRun run = { n, consumer_ns, !paced, 0, FALSE, 0, 0 };
+
+  flow_posted_all = mmap (NULL, sizeof *flow_posted_all, PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (flow_posted_all == MAP_FAILED)
+    g_error ("flow: mmap: %s", g_strerror (errno));
+  if (strcmp (where, "cross-thread") == 0)
+    return run_flow_cross_thread (paced, &run, mark);
+  if (strcmp (where, "cross-process") == 0)
+    {
+#ifdef MSG_BENCH_HAVE_FD_PORTS
+      return run_flow_cross_process (paced, &run, mark);
+#else
+      g_printerr ("msgport-bench: cross-process needs msg_port_main_new_for_fd()\n");
+      return EXIT_UNSUPPORTED;
+#endif
+    }
+  bench_usage_exit (usage);
 }
 
 /* --- main ------------------------------------------------------------------ */
@@ -739,7 +1008,9 @@ main (int    argc,
         bench_usage_exit (usage);
       return run_flow (argv[2], paced,
                        argc >= 5 ? parse_count (argv[4]) : FLOW_DEFAULT_N,
-                       argc >= 6 ? parse_count (argv[5]) : FLOW_DEFAULT_CONSUMER_NS,
+                       argc >= 6 ? parse_count (argv[5])
+                       : strcmp (argv[2], "cross-process") == 0 ? FLOW_DEFAULT_CONSUMER_NS_PROCESS
+                       : FLOW_DEFAULT_CONSUMER_NS_THREAD,
                        argc >= 7 ? parse_count (argv[6]) : FLOW_DEFAULT_MARK);
     }
 

@@ -55,7 +55,8 @@
  * large: cross-process throughput of N messages of MIB MiB (default 500 of
  * 1 MiB, 20 from 16 MiB), in the anchors' protocol, the pattern of
  * W-1m, one message per turn of the sender's main loop. "bytes": an "ay"
- * GVariant built with one copy, as W-1m (bench_message_new()), which the
+ * GVariant built with one copy, as W-1m (bench_message_new(); from 32 MiB
+ * into one of a few reused buffers, see large_message_new()), which the
  * library writes through the socket below 16 MiB and in a sealed memfd
  * that the receiver maps from 16 MiB; "fd": the sender writes each
  * message into a sealed memfd of its own and posts it as a descriptor
@@ -103,6 +104,7 @@
 #define DEFAULT_USED             1000
 #define USED_MESSAGES            1000
 #define LARGE_MEMFD_BYTES        (16 * 1024 * 1024)  /* the library's threshold */
+#define LARGE_POOL_BYTES         (32 * 1024 * 1024)  /* glibc's largest mmap threshold */
 
 static const char *usage =
   "msgport-bench same-thread|cross-thread|cross-process WORKLOAD METRIC [N]\n"
@@ -396,6 +398,48 @@ large_post_fd (guint64 seq)
     }
 }
 
+/* Buffers of large messages that the library has let go of, for the next
+ * ones: any thread may free a message. */
+static GAsyncQueue *large_pool;
+
+static void
+large_buffer_release (gpointer buffer)
+{
+  g_async_queue_push (large_pool, buffer);
+}
+
+/* Message @seq as an "ay" built with one copy, as bench_message_new()
+ * builds W-1m. From LARGE_POOL_BYTES, glibc's malloc() maps every block
+ * afresh, and unmaps it when it is freed (a 64 MiB message then costs
+ * 16,384 page faults and the zeroing of its pages in the sender, about as
+ * much as its transport); below, its heap reuses the memory of the
+ * messages freed before, as it does for W-1m. So large messages are built
+ * into a few buffers reused in turn, which the message gives back when it
+ * is freed. */
+static GVariant *
+large_message_new (guint64 seq)
+{
+  static guint8 *scratch;
+  guint8 *buffer;
+
+  if (large_size < LARGE_POOL_BYTES)
+    return bench_message_new (&large_workload, seq);
+
+  if (scratch == NULL)
+    {
+      scratch = g_malloc (large_size);
+      bench_payload_fill (&large_workload, scratch);
+      large_pool = g_async_queue_new ();
+    }
+  buffer = g_async_queue_try_pop (large_pool);
+  if (buffer == NULL)
+    buffer = g_malloc (large_size);
+  bench_payload_set_seq (scratch, seq);
+  memcpy (buffer, scratch, large_size);
+  return g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, buffer, large_size, TRUE,
+                                  large_buffer_release, buffer);
+}
+
 /* The large sender: one message per turn of the main loop, as the
  * anchors' W-1m bursts of one. */
 static gboolean
@@ -406,7 +450,7 @@ large_send_next (gpointer data)
   if (large_fd)
     large_post_fd (*next);
   else
-    msg_port_main_post (port_a, bench_message_new (&large_workload, *next), NULL);
+    msg_port_main_post (port_a, large_message_new (*next), NULL);
   return ++*next < config.n;
 }
 

@@ -76,7 +76,9 @@
  */
 
 #include <msgport-glib.h>
+#include <gio/gunixfdlist.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,9 +90,6 @@
 #include <unistd.h>
 
 #include "bench.h"
-
-#include <fcntl.h>
-#include <gio/gunixfdlist.h>
 
 #ifdef MSG_BENCH_HAVE_FD_PORTS
 # include <sys/socket.h>
@@ -124,8 +123,7 @@ static int        *idle_fds;     /* (nullable): across processes, this
                                   * process's ends of the idle sockets */
 #endif
 
-/* large: 0 for the anchors' workloads; else the size of each message and
- * how it travels (large_via). */
+/* large: 0 for the anchors' workloads; else the size of each message. */
 static gsize       large_size;
 static gboolean    large_fd;     /* in a memfd of the application's, as a
                                   * descriptor beside a (th) message */
@@ -757,8 +755,8 @@ typedef struct
   gint64   consumer_ns;
   gboolean unpaced;
   guint64  received;  /* the consumer's */
-  gboolean hurried;   /* the consumer's: unpaced, it had them all queued */
-  guint64  max_queued;/* the consumer's: the most messages queued for it */
+  gboolean hurried;   /* the consumer's: unpaced, all were posted */
+  guint64  max_queued; /* the consumer's: the most messages queued for it */
   gint     done;      /* (atomic): the consumer took the last one */
 } FlowRun;
 

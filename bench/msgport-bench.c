@@ -950,7 +950,8 @@ flow_report (const char         *where,
           ANCHOR, where, paced ? "paced" : "unpaced", run->n, FLOW_MESSAGE_BYTES,
           run->consumer_ns, paced ? mark : 0, produced->post_ns / (double) run->n,
           (produced->t_posted - t0) / 1e9, (t_end - t0) / 1e9, produced->max_buffered,
-          run->max_queued, rusage.ru_maxrss, consumer_max_rss_kb < 0 ? rusage.ru_maxrss : consumer_max_rss_kb);
+          run->max_queued, rusage.ru_maxrss,
+          consumer_max_rss_kb < 0 ? rusage.ru_maxrss : consumer_max_rss_kb);
   fflush (stdout);
 }
 

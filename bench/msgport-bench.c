@@ -213,8 +213,9 @@ b_on_receive (MsgPortMain     *port,
     large_check_fd (event);
   else if (large_size > 0)
     {
+      GVariant *data = msg_message_event_get_data (event);
       gsize size;
-      const guint8 *bytes = g_variant_get_fixed_array (msg_message_event_get_data (event), &size, 1);
+      const guint8 *bytes = g_variant_get_fixed_array (data, &size, 1);
 
       large_check_payload (bytes, size);
     }

@@ -5,7 +5,8 @@
  *   msgport-bench TOPOLOGY WORKLOAD METRIC [N]
  *   msgport-bench memory unstarted|started|used [CHANNELS]
  *   msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]
- *   msgport-bench flow cross-thread paced|unpaced [N [CONSUMER_NS [MARK]]]
+ *   msgport-bench flow cross-thread|cross-process paced|unpaced [N [CONSUMER_NS [MARK]]]
+ *   msgport-bench large bytes|fd MIB [N]
  *
  * The first form plugs into the anchor runner (`run --with`): the workloads,
  * the bursts, the protocol and the JSON line are those of
@@ -36,15 +37,33 @@
  * heap is the figure there, as RSS keeps what the messages freed).
  *
  * flow: a producer posting N (default 1,000,000) messages of 1 KiB, each
- * with its own data, to a consumer that spends CONSUMER_NS (default
- * 20,000) busy per message, at least 100 times what a post costs. Paced,
- * the producer posts while its port is writable (a high-water mark of
- * MARK bytes, default 256 KiB) and then awaits
+ * with its own data, to a consumer that checks each and then waits until
+ * CONSUMER_NS after it began (default 150,000 cross-thread, 500,000
+ * cross-process): at least 100 times what building and posting a message
+ * costs the producer (post_ns_per_msg in the output).
+ * Paced, the producer posts while its port is writable (a high-water mark
+ * of MARK bytes, default 256 KiB) and then awaits
  * msg_port_main_wait_writable_async(); unpaced it posts everything at
- * once. Prints the process's maximum RSS (getrusage()) and the most that
- * was ever buffered. One mode per process, so that each has its own RSS.
- * The topology is where the consumer runs: cross-thread now; a
- * cross-process consumer fits in run_flow() beside it.
+ * once. The consumer runs in a second thread (cross-thread: one process,
+ * one RSS) or in a forked child over a socketpair (cross-process), which
+ * sends its own getrusage() maximum RSS back after the last message.
+ * Prints the maximum RSS of the producer and of the consumer, the most
+ * that was ever buffered (msg_port_main_get_buffered_amount(), sampled
+ * after each run of posts) and the seconds to post and to consume it
+ * all. One mode per process, so that each has its own RSS.
+ *
+ * large: cross-process throughput of N messages of MIB MiB (default 500 of
+ * 1 MiB, 20 from 16 MiB), in the anchors' protocol, the pattern of
+ * W-1m, one message per turn of the sender's main loop. "bytes": an "ay"
+ * GVariant built with one copy, as W-1m (bench_message_new(); from 32 MiB
+ * into one of a few reused buffers, see large_message_new()), which the
+ * library writes through the socket below 16 MiB and in a sealed memfd
+ * that the receiver maps from 16 MiB; "fd": the sender writes each
+ * message into a sealed memfd of its own and posts it as a descriptor
+ * (msg_port_main_post_with_unix_fd_list()) beside (seq, handle), and the
+ * receiver maps it. The receiver checks the seq and one byte of every
+ * page. Prints a "large" line with the carrier ("via": inline, memfd or
+ * fd) and MB/s.
  *
  * idle-ports: W-small throughput of one channel while IDLE_PORTS other
  * ports, started and idle, share the receiving end's GMainContext; run it
@@ -57,11 +76,17 @@
  */
 
 #include <msgport-glib.h>
+#include <gio/gunixfdlist.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -77,12 +102,15 @@
 #define DEFAULT_STARTED          10000
 #define DEFAULT_USED             1000
 #define USED_MESSAGES            1000
+#define LARGE_MEMFD_BYTES        (16 * 1024 * 1024)  /* the library's threshold */
+#define LARGE_POOL_BYTES         (32 * 1024 * 1024)  /* glibc's largest mmap threshold */
 
 static const char *usage =
   "msgport-bench same-thread|cross-thread|cross-process WORKLOAD METRIC [N]\n"
   "       msgport-bench memory unstarted|started|used [CHANNELS]\n"
   "       msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]\n"
-  "       msgport-bench flow cross-thread paced|unpaced [N [CONSUMER_NS [MARK]]]";
+  "       msgport-bench flow cross-thread|cross-process paced|unpaced [N [CONSUMER_NS [MARK]]]\n"
+  "       msgport-bench large bytes|fd MIB [N]";
 
 static const char *topology;
 static const char *metric_name;  /* what the JSON line says; NULL: as configured */
@@ -94,6 +122,12 @@ static GPtrArray  *idle_objects; /* (owned): the idle channels, or ports */
 static int        *idle_fds;     /* (nullable): across processes, this
                                   * process's ends of the idle sockets */
 #endif
+
+/* large: 0 for the anchors' workloads; else the size of each message. */
+static gsize       large_size;
+static gboolean    large_fd;     /* in a memfd of the application's, as a
+                                  * descriptor beside a (th) message */
+static BenchWorkload large_workload;
 
 /* End A: the main thread. */
 static MsgPortMain *port_a;
@@ -128,12 +162,64 @@ start_end (MsgPortMain            *port,
 
 /* --- end B ---------------------------------------------------------------- */
 
+/* The pattern of bench_payload_fill() at one byte of each page of a large
+ * payload, and its seq: the receiver reads every page, as the floor's
+ * receiver, which copies the bytes out of its socket, does; a mapped
+ * memfd costs its page faults here. */
+static void
+large_check_payload (const guint8 *bytes,
+                     gsize         size)
+{
+  if (size != large_size || bench_payload_seq (bytes) != count)
+    g_error ("large message %" G_GUINT64_FORMAT " out of order or of %" G_GSIZE_FORMAT " bytes",
+             count, size);
+  for (gsize k = 4096; k < size; k += 4096)
+    if (bytes[k] != (guint8) k || bytes[k + 8] != (guint8) (k + 8))
+      g_error ("large message %" G_GUINT64_FORMAT ": byte %" G_GSIZE_FORMAT " is wrong", count, k);
+}
+
+/* A large message in a memfd of the sender's: maps the descriptor the
+ * event brought and checks it. */
+static void
+large_check_fd (MsgMessageEvent *event)
+{
+  g_autoptr(GError) error = NULL;
+  GUnixFDList *fd_list = msg_message_event_get_unix_fd_list (event);
+  guint64 seq;
+  gint32 handle;
+  void *map;
+  int fd;
+
+  g_variant_get (msg_message_event_get_data (event), "(th)", &seq, &handle);
+  if (seq != count || fd_list == NULL)
+    g_error ("large message %" G_GUINT64_FORMAT " out of order, or without its descriptor", count);
+  fd = g_unix_fd_list_get (fd_list, handle, &error);
+  if (fd < 0)
+    g_error ("large message %" G_GUINT64_FORMAT ": %s", count, error->message);
+  map = mmap (NULL, large_size, PROT_READ, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED)
+    g_error ("large message %" G_GUINT64_FORMAT ": mmap: %s", count, g_strerror (errno));
+  large_check_payload (map, large_size);
+  munmap (map, large_size);
+  close (fd);
+}
+
 static void
 b_on_receive (MsgPortMain     *port,
               MsgMessageEvent *event,
               gpointer         user_data)
 {
-  if (bench_message_seq (msg_message_event_get_data (event)) != count)
+  if (large_fd)
+    large_check_fd (event);
+  else if (large_size > 0)
+    {
+      GVariant *data = msg_message_event_get_data (event);
+      gsize size;
+      const guint8 *bytes = g_variant_get_fixed_array (data, &size, 1);
+
+      large_check_payload (bytes, size);
+    }
+  else if (bench_message_seq (msg_message_event_get_data (event)) != count)
     g_error ("message %" G_GUINT64_FORMAT " out of order", count);
   if (++count == config.n)
     msg_port_main_post (port, g_variant_new_uint64 (bench_now_ns ()), NULL);
@@ -231,6 +317,19 @@ report_throughput (gint64 elapsed_ns)
   double seconds = elapsed_ns / 1e9;
   double msgs_per_s = config.n / seconds;
 
+  if (large_size > 0)
+    {
+      printf ("{\"anchor\":\"%s\",\"topology\":\"%s\",\"workload\":\"%s\","
+              "\"metric\":\"large\",\"via\":\"%s\",\"message_bytes\":%" G_GSIZE_FORMAT ","
+              "\"n\":%" G_GUINT64_FORMAT ",\"seconds\":%.4f,\"msgs_per_s\":%.1f,"
+              "\"mb_per_s\":%.1f,\"ns_per_msg\":%.0f}\n",
+              ANCHOR, topology, config.workload->name,
+              large_fd ? "fd" : large_size >= LARGE_MEMFD_BYTES ? "memfd" : "inline",
+              large_size, config.n, seconds, msgs_per_s, msgs_per_s * large_size / 1e6,
+              elapsed_ns / (double) config.n);
+      fflush (stdout);
+      return;
+    }
   if (metric_name == NULL)
     {
       bench_report_throughput (ANCHOR, topology, &config, elapsed_ns);
@@ -253,6 +352,118 @@ post_to_b (GVariant *message,
   msg_port_main_post (port_a, message, NULL);
 }
 
+/* A large message in a memfd of the sender's own, sealed, posted as a
+ * descriptor beside (seq, handle 0): the one copy is the sender's write()
+ * of its data into the memfd, as the library's own memfd costs; the
+ * library copies nothing, and the receiver maps the same pages. */
+static void
+large_post_fd (guint64 seq)
+{
+  static guint8 *payload;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GUnixFDList) fd_list = NULL;
+  gsize done = 0;
+  int fd;
+
+  if (payload == NULL)
+    {
+      payload = g_malloc (large_size);
+      bench_payload_fill (&large_workload, payload);
+    }
+  bench_payload_set_seq (payload, seq);
+
+  fd = memfd_create ("msgport-bench", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0)
+    g_error ("memfd_create: %s", g_strerror (errno));
+  while (done < large_size)
+    {
+      ssize_t n = write (fd, payload + done, large_size - done);
+
+      if (n < 0 && errno != EINTR)
+        g_error ("write to a memfd: %s", g_strerror (errno));
+      if (n > 0)
+        done += n;
+    }
+  if (fcntl (fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+    g_error ("sealing a memfd: %s", g_strerror (errno));
+  fd_list = g_unix_fd_list_new_from_array (&fd, 1);  /* takes fd */
+  if (!msg_port_main_post_with_unix_fd_list (port_a, g_variant_new ("(th)", seq, 0), NULL, 0,
+                                             fd_list, &error))
+    {
+      /* The library sends no descriptors to another process yet: not
+       * supported (the child sees the socket close and exits). */
+      g_printerr ("msgport-bench: large fd: %s\n", error->message);
+      exit (EXIT_UNSUPPORTED);
+    }
+}
+
+/* Buffers of large messages that the library has let go of, for the next
+ * ones: any thread may free a message. */
+static GAsyncQueue *large_pool;
+
+static void
+large_buffer_release (gpointer buffer)
+{
+  g_async_queue_push (large_pool, buffer);
+}
+
+/* Message @seq as an "ay" built with one copy, as bench_message_new()
+ * builds W-1m. From LARGE_POOL_BYTES, glibc's malloc() maps every block
+ * afresh, and unmaps it when it is freed (a 64 MiB message then costs
+ * 16,384 page faults and the zeroing of its pages in the sender, about as
+ * much as its transport); below, its heap reuses the memory of the
+ * messages freed before, as it does for W-1m. So large messages are built
+ * into a few buffers reused in turn, which the message gives back when it
+ * is freed. */
+static GVariant *
+large_message_new (guint64 seq)
+{
+  static guint8 *scratch;
+  guint8 *buffer;
+
+  if (large_size < LARGE_POOL_BYTES)
+    return bench_message_new (&large_workload, seq);
+
+  if (scratch == NULL)
+    {
+      scratch = g_malloc (large_size);
+      bench_payload_fill (&large_workload, scratch);
+      large_pool = g_async_queue_new ();
+    }
+  buffer = g_async_queue_try_pop (large_pool);
+  if (buffer == NULL)
+    buffer = g_malloc (large_size);
+  bench_payload_set_seq (scratch, seq);
+  memcpy (buffer, scratch, large_size);
+  return g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, buffer, large_size, TRUE,
+                                  large_buffer_release, buffer);
+}
+
+/* The large sender: one message per turn of the main loop, as the
+ * anchors' W-1m bursts of one. */
+static gboolean
+large_send_next (gpointer data)
+{
+  guint64 *next = data;
+
+  if (large_fd)
+    large_post_fd (*next);
+  else
+    msg_port_main_post (port_a, large_message_new (*next), NULL);
+  return ++*next < config.n;
+}
+
+static void
+large_send (void)
+{
+  guint64 *next = g_new0 (guint64, 1);
+
+  if (large_send_next (next))
+    g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, large_send_next, next, g_free);
+  else
+    g_free (next);
+}
+
 static void
 a_on_throughput (MsgPortMain     *port,
                  MsgMessageEvent *event,
@@ -263,7 +474,10 @@ a_on_throughput (MsgPortMain     *port,
   if (g_variant_is_of_type (message, G_VARIANT_TYPE_UNIT))
     {
       t_start = bench_now_ns ();
-      bench_send_bursts (&config, post_to_b, NULL);
+      if (large_size > 0)
+        large_send ();
+      else
+        bench_send_bursts (&config, post_to_b, NULL);
     }
   else
     {
@@ -528,17 +742,87 @@ run_memory (gboolean started,
 /* --- flow ----------------------------------------------------------------- */
 
 #define FLOW_DEFAULT_N            1000000
-#define FLOW_DEFAULT_CONSUMER_NS  20000
+/* At least 100 times what building and posting a 1 KiB message costs the
+ * producer flat out on the 2-CPU VM of docs/performance.md: about 1.1 µs
+ * in process, 3 µs to a socket. */
+#define FLOW_DEFAULT_CONSUMER_NS_THREAD   150000
+#define FLOW_DEFAULT_CONSUMER_NS_PROCESS  500000
 #define FLOW_DEFAULT_MARK         (256 * 1024)
 #define FLOW_MESSAGE_BYTES        1024
 
 typedef struct
 {
-  guint64 n;
-  gint64  consumer_ns;
-  guint64 received;   /* the consumer's */
-  gint    done;       /* (atomic): the consumer took the last one */
+  guint64  n;
+  gint64   consumer_ns;
+  gboolean unpaced;
+  guint64  received;  /* the consumer's */
+  gboolean hurried;   /* the consumer's: unpaced, all were posted */
+  guint64  max_queued; /* the consumer's: the most messages queued for it */
+  gint     done;      /* (atomic): the consumer took the last one */
 } FlowRun;
+
+/* A message of FLOW_MESSAGE_BYTES with data of its own, as a producer that
+ * reads or computes each one makes: every byte is @i & 0xff. */
+static GVariant *
+flow_message (guint64 i)
+{
+  guint8 *data = g_malloc (FLOW_MESSAGE_BYTES);
+
+  memset (data, (int) (i & 0xff), FLOW_MESSAGE_BYTES);
+  return g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, data, FLOW_MESSAGE_BYTES,
+                                  TRUE, g_free, data);
+}
+
+/* Shared with a forked consumer (MAP_SHARED): set by the producer once it
+ * has posted everything. */
+static gint *flow_posted_all;  /* (atomic) */
+
+/* The consumer's handler: checks that the message is the next one, then
+ * waits until CONSUMER_NS after it began, as a consumer that waits for a
+ * disk or a peer would (it takes no CPU from the producer, and none from
+ * the other users of the machine over a long run). Unpaced, once the
+ * producer has posted everything (the backlog, and the memory, are then
+ * at their most), it drains the rest at once rather than take
+ * N x CONSUMER_NS to show what it already has. Returns whether it was
+ * the last one. */
+static gboolean
+flow_take (FlowRun         *run,
+           MsgPortMain     *port,
+           MsgMessageEvent *event)
+{
+  GVariant *data = msg_message_event_get_data (event);
+  gint64 until = bench_now_ns () + run->consumer_ns;
+  struct timespec deadline = { until / 1000000000, until % 1000000000 };
+  const guint8 *bytes;
+  gsize size;
+
+  if (!g_variant_is_of_type (data, G_VARIANT_TYPE_BYTESTRING))
+    g_error ("flow: message %" G_GUINT64_FORMAT " is a %s", run->received,
+             g_variant_get_type_string (data));
+  bytes = g_variant_get_fixed_array (data, &size, 1);
+  if (size != FLOW_MESSAGE_BYTES || bytes[0] != (run->received & 0xff) ||
+      bytes[size - 1] != (run->received & 0xff))
+    g_error ("flow: message %" G_GUINT64_FORMAT " out of order or damaged", run->received);
+
+  if (run->unpaced && !run->hurried && g_atomic_int_get (flow_posted_all))
+    run->hurried = TRUE;
+  /* bench_now_ns() is CLOCK_MONOTONIC. */
+  while (!run->hurried &&
+         clock_nanosleep (CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR)
+    ;
+  if (++run->received < run->n)
+    return FALSE;
+  run->max_queued = MAX (run->max_queued, msg_port_main_get_max_queued_messages (port));
+  return TRUE;
+}
+
+/* In the consumer's thread: its sleeps end on time, not up to 50 µs
+ * later (the default timer slack). */
+static void
+flow_consumer_init (void)
+{
+  prctl (PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+}
 
 static void
 flow_consume (MsgPortMain     *port,
@@ -546,12 +830,8 @@ flow_consume (MsgPortMain     *port,
               gpointer         user_data)
 {
   FlowRun *run = user_data;
-  gint64 until = bench_now_ns () + run->consumer_ns;
 
-  /* A slow consumer: busy, as a handler that works would be. */
-  while (bench_now_ns () < until)
-    ;
-  if (++run->received == run->n)
+  if (flow_take (run, port, event))
     {
       g_atomic_int_set (&run->done, 1);
       g_main_context_wakeup (NULL);
@@ -575,6 +855,7 @@ flow_consumer_thread (gpointer data)
   FlowConsumer *consumer = data;
 
   g_main_context_push_thread_default (consumer->context);
+  flow_consumer_init ();
   msg_port_main_set_message_func (consumer->port, flow_consume, consumer->run, NULL);
   msg_port_main_start (consumer->port);
   g_mutex_lock (&consumer->lock);
@@ -607,41 +888,86 @@ flow_quit (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* A message of FLOW_MESSAGE_BYTES with data of its own, as a producer that
- * reads or computes each one makes. */
-static GVariant *
-flow_message (guint64 i)
+typedef struct
 {
-  guint8 *data = g_malloc (FLOW_MESSAGE_BYTES);
+  guint64 max_buffered;  /* bytes, the most buffered_amount said */
+  gint64  post_ns;       /* spent building and posting */
+  gint64  t_posted;      /* when the last message was posted */
+} FlowProduced;
 
-  memset (data, (int) (i & 0xff), FLOW_MESSAGE_BYTES);
-  return g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, data, FLOW_MESSAGE_BYTES,
-                                  TRUE, g_free, data);
+/* The producer: posts @n messages on @producer in the main context, paced
+ * (while the port is writable, then awaiting wait_writable_async()) or all
+ * at once. */
+static void
+flow_produce (MsgPortMain  *producer,
+              gboolean      paced,
+              guint64       n,
+              FlowProduced *out)
+{
+  guint64 posted = 0;
+
+  memset (out, 0, sizeof *out);
+  while (posted < n)
+    {
+      gboolean done = FALSE;
+      gint64 t = bench_now_ns ();
+
+      while (posted < n && (!paced || msg_port_main_is_writable (producer)))
+        msg_port_main_post (producer, flow_message (posted++), NULL);
+      out->post_ns += bench_now_ns () - t;
+      out->max_buffered = MAX (out->max_buffered, msg_port_main_get_buffered_amount (producer));
+      if (posted == n)
+        {
+          g_atomic_int_set (flow_posted_all, 1);
+          break;
+        }
+      msg_port_main_wait_writable_async (producer, NULL, flow_wait_done, &done);
+      while (!done)
+        g_main_context_iteration (NULL, TRUE);
+    }
+  out->t_posted = bench_now_ns ();
 }
 
+static void
+flow_report (const char         *where,
+             gboolean            paced,
+             const FlowRun      *run,
+             guint64             mark,
+             const FlowProduced *produced,
+             gint64              t0,
+             gint64              t_end,
+             long                consumer_max_rss_kb)  /* -1: this process's */
+{
+  struct rusage rusage;
+
+  getrusage (RUSAGE_SELF, &rusage);
+  printf ("{\"anchor\":\"%s\",\"topology\":\"%s\",\"metric\":\"flow\",\"mode\":\"%s\","
+          "\"n\":%" G_GUINT64_FORMAT ",\"message_bytes\":%d,\"consumer_ns\":%" G_GINT64_FORMAT ","
+          "\"high_water_mark\":%" G_GUINT64_FORMAT ",\"post_ns_per_msg\":%.0f,"
+          "\"posting_seconds\":%.2f,\"seconds\":%.2f,"
+          "\"max_buffered_bytes\":%" G_GUINT64_FORMAT ","
+          "\"consumer_max_queued\":%" G_GUINT64_FORMAT ","
+          "\"max_rss_kb\":%ld,\"consumer_max_rss_kb\":%ld}\n",
+          ANCHOR, where, paced ? "paced" : "unpaced", run->n, FLOW_MESSAGE_BYTES,
+          run->consumer_ns, paced ? mark : 0, produced->post_ns / (double) run->n,
+          (produced->t_posted - t0) / 1e9, (t_end - t0) / 1e9, produced->max_buffered,
+          run->max_queued, rusage.ru_maxrss,
+          consumer_max_rss_kb < 0 ? rusage.ru_maxrss : consumer_max_rss_kb);
+  fflush (stdout);
+}
+
+/* The consumer in a second thread of this process: one RSS for both. */
 static int
-run_flow (const char *where,
-          gboolean    paced,
-          guint64     n,
-          gint64      consumer_ns,
-          guint64     mark)
+run_flow_cross_thread (gboolean paced,
+                       FlowRun *run,
+                       guint64  mark)
 {
   MsgChannelMain *channel;
   MsgPortMain *producer;
-  FlowRun run = { n, consumer_ns, 0, 0 };
-  FlowConsumer consumer = { &run, NULL, NULL, NULL, { 0 }, { 0 }, FALSE };
+  FlowConsumer consumer = { run, NULL, NULL, NULL, { 0 }, { 0 }, FALSE };
+  FlowProduced produced;
   GThread *thread;
-  guint64 posted = 0, max_buffered = 0;
-  gint64 t0, t_posted, t_end;
-  struct rusage rusage;
-
-  /* Where the consumer runs. Across processes it would be a child with
-   * the other end of a socket port, with the same loop here. */
-  if (strcmp (where, "cross-thread") != 0)
-    {
-      fprintf (stderr, "flow: only cross-thread is implemented\n");
-      return EXIT_UNSUPPORTED;
-    }
+  gint64 t0, t_end;
 
   channel = msg_channel_main_new ();
   producer = msg_channel_main_get_port1 (channel);
@@ -660,34 +986,13 @@ run_flow (const char *where,
     msg_port_main_set_high_water_mark (producer, mark);
 
   t0 = bench_now_ns ();
-  while (posted < n)
-    {
-      gboolean done = FALSE;
-
-      while (posted < n && (!paced || msg_port_main_is_writable (producer)))
-        msg_port_main_post (producer, flow_message (posted++), NULL);
-      max_buffered = MAX (max_buffered, msg_port_main_get_buffered_amount (producer));
-      if (posted == n)
-        break;
-      msg_port_main_wait_writable_async (producer, NULL, flow_wait_done, &done);
-      while (!done)
-        g_main_context_iteration (NULL, TRUE);
-    }
-  t_posted = bench_now_ns ();
-  while (!g_atomic_int_get (&run.done))
+  flow_produce (producer, paced, run->n, &produced);
+  while (!g_atomic_int_get (&run->done))
     g_main_context_iteration (NULL, TRUE);
   t_end = bench_now_ns ();
 
-  getrusage (RUSAGE_SELF, &rusage);
-  printf ("{\"anchor\":\"%s\",\"topology\":\"%s\",\"metric\":\"flow\",\"mode\":\"%s\","
-          "\"n\":%" G_GUINT64_FORMAT ",\"message_bytes\":%d,\"consumer_ns\":%" G_GINT64_FORMAT ","
-          "\"high_water_mark\":%" G_GUINT64_FORMAT ",\"post_ns_per_msg\":%.0f,"
-          "\"seconds\":%.2f,\"max_buffered_bytes\":%" G_GUINT64_FORMAT ","
-          "\"max_rss_kb\":%ld}\n",
-          ANCHOR, where, paced ? "paced" : "unpaced", n, FLOW_MESSAGE_BYTES, consumer_ns,
-          paced ? mark : 0, paced ? 0.0 : (t_posted - t0) / (double) n,
-          (t_end - t0) / 1e9, max_buffered, rusage.ru_maxrss);
-  fflush (stdout);
+  /* One process: the consumer's RSS is the producer's (-1). */
+  flow_report ("cross-thread", paced, run, mark, &produced, t0, t_end, -1);
 
   msg_port_main_close (producer);
   g_main_context_invoke (consumer.context, flow_quit, consumer.loop);
@@ -699,6 +1004,177 @@ run_flow (const char *where,
   g_cond_clear (&consumer.cond);
   g_object_unref (channel);
   return 0;
+}
+
+#ifdef MSG_BENCH_HAVE_FD_PORTS
+typedef struct
+{
+  FlowRun  *run;
+  gboolean  ready;             /* the consumer said () */
+  gboolean  reported;          /* the consumer sent its (txt) */
+  gboolean  closed;
+  long      consumer_max_rss_kb;
+} FlowParent;
+
+/* The child's handler: consumes, and after the last message sends back
+ * how many it took, its maximum RSS and the most that was queued for it,
+ * (txt). */
+static void
+flow_child_consume (MsgPortMain     *port,
+                    MsgMessageEvent *event,
+                    gpointer         user_data)
+{
+  FlowRun *run = user_data;
+
+  if (flow_take (run, port, event))
+    {
+      struct rusage rusage;
+
+      getrusage (RUSAGE_SELF, &rusage);
+      msg_port_main_post (port, g_variant_new ("(txt)", run->received,
+                                               (gint64) rusage.ru_maxrss, run->max_queued),
+                          NULL);
+      run->done = 1;
+    }
+}
+
+static void
+flow_on_close (MsgPortMain *port,
+               gpointer     user_data)
+{
+  *(gboolean *) user_data = TRUE;
+}
+
+/* The producer's handler: the consumer's () and, at the end, its (txt). */
+static void
+flow_parent_receive (MsgPortMain     *port,
+                     MsgMessageEvent *event,
+                     gpointer         user_data)
+{
+  FlowParent *parent = user_data;
+  GVariant *data = msg_message_event_get_data (event);
+
+  if (g_variant_is_of_type (data, G_VARIANT_TYPE_UNIT))
+    parent->ready = TRUE;
+  else if (g_variant_is_of_type (data, G_VARIANT_TYPE ("(txt)")))
+    {
+      guint64 received;
+      gint64 rss;
+
+      g_variant_get (data, "(txt)", &received, &rss, &parent->run->max_queued);
+      if (received != parent->run->n)
+        g_error ("flow: the consumer took %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT,
+                 received, parent->run->n);
+      parent->consumer_max_rss_kb = (long) rss;
+      parent->reported = TRUE;
+    }
+  else
+    g_error ("flow: unexpected %s from the consumer", g_variant_get_type_string (data));
+}
+
+/* The consumer in a forked child, over a socketpair; each process makes
+ * its port after fork(), and each reports its own maximum RSS. */
+static int
+run_flow_cross_process (gboolean paced,
+                        FlowRun *run,
+                        guint64  mark)
+{
+  g_autoptr(GError) error = NULL;
+  FlowParent parent = { run, FALSE, FALSE, FALSE, -1 };
+  FlowProduced produced;
+  MsgPortMain *producer;
+  gint64 t0, t_end;
+  int fds[2];
+  int status;
+  pid_t pid;
+
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    g_error ("socketpair: %s", g_strerror (errno));
+  fflush (stdout);
+  pid = fork ();
+  if (pid < 0)
+    g_error ("fork: %s", g_strerror (errno));
+  if (pid == 0)
+    {
+      MsgPortMain *consumer;
+      gboolean closed = FALSE;
+
+      close (fds[0]);
+      flow_consumer_init ();
+      consumer = msg_port_main_new_for_fd (fds[1], &error);
+      if (consumer == NULL)
+        g_error ("flow child: msg_port_main_new_for_fd: %s", error->message);
+      msg_port_main_set_message_func (consumer, flow_child_consume, run, NULL);
+      g_signal_connect (consumer, "close", G_CALLBACK (flow_on_close), &closed);
+      msg_port_main_start (consumer);
+      msg_port_main_post (consumer, g_variant_new ("()"), NULL);
+      /* Until the producer has the report and closes the channel. */
+      while (!closed)
+        g_main_context_iteration (NULL, TRUE);
+      if (!run->done)
+        g_error ("flow child: closed after %" G_GUINT64_FORMAT " messages", run->received);
+      g_object_unref (consumer);
+      _exit (0);
+    }
+
+  close (fds[1]);
+  producer = msg_port_main_new_for_fd (fds[0], &error);
+  if (producer == NULL)
+    g_error ("flow: msg_port_main_new_for_fd: %s", error->message);
+  msg_port_main_set_message_func (producer, flow_parent_receive, &parent, NULL);
+  g_signal_connect (producer, "close", G_CALLBACK (flow_on_close), &parent.closed);
+  msg_port_main_start (producer);
+  while (!parent.ready && !parent.closed)
+    g_main_context_iteration (NULL, TRUE);
+  if (paced)
+    msg_port_main_set_high_water_mark (producer, mark);
+
+  t0 = bench_now_ns ();
+  flow_produce (producer, paced, run->n, &produced);
+  while (!parent.reported && !parent.closed)
+    g_main_context_iteration (NULL, TRUE);
+  t_end = bench_now_ns ();
+  if (!parent.reported)
+    g_error ("flow: the consumer closed before it reported");
+
+  flow_report ("cross-process", paced, run, mark, &produced, t0, t_end,
+               parent.consumer_max_rss_kb);
+
+  msg_port_main_close (producer);
+  while (!parent.closed)
+    g_main_context_iteration (NULL, TRUE);
+  g_object_unref (producer);
+  if (waitpid (pid, &status, 0) != pid || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    g_error ("flow: the consumer (pid %d) failed: status %d", (int) pid, status);
+  return 0;
+}
+#endif
+
+static int
+run_flow (const char *where,
+          gboolean    paced,
+          guint64     n,
+          gint64      consumer_ns,
+          guint64     mark)
+{
+  FlowRun run = { n, consumer_ns, !paced, 0, FALSE, 0, 0 };
+
+  flow_posted_all = mmap (NULL, sizeof *flow_posted_all, PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (flow_posted_all == MAP_FAILED)
+    g_error ("flow: mmap: %s", g_strerror (errno));
+  if (strcmp (where, "cross-thread") == 0)
+    return run_flow_cross_thread (paced, &run, mark);
+  if (strcmp (where, "cross-process") == 0)
+    {
+#ifdef MSG_BENCH_HAVE_FD_PORTS
+      return run_flow_cross_process (paced, &run, mark);
+#else
+      g_printerr ("msgport-bench: cross-process needs msg_port_main_new_for_fd()\n");
+      return EXIT_UNSUPPORTED;
+#endif
+    }
+  bench_usage_exit (usage);
 }
 
 /* --- main ------------------------------------------------------------------ */
@@ -739,8 +1215,26 @@ main (int    argc,
         bench_usage_exit (usage);
       return run_flow (argv[2], paced,
                        argc >= 5 ? parse_count (argv[4]) : FLOW_DEFAULT_N,
-                       argc >= 6 ? parse_count (argv[5]) : FLOW_DEFAULT_CONSUMER_NS,
+                       argc >= 6 ? parse_count (argv[5])
+                       : strcmp (argv[2], "cross-process") == 0 ? FLOW_DEFAULT_CONSUMER_NS_PROCESS
+                       : FLOW_DEFAULT_CONSUMER_NS_THREAD,
                        argc >= 7 ? parse_count (argv[6]) : FLOW_DEFAULT_MARK);
+    }
+
+  if (argc >= 4 && strcmp (argv[1], "large") == 0)
+    {
+      guint mib = parse_count (argv[3]);
+
+      large_fd = strcmp (argv[2], "fd") == 0;
+      if (argc > 5 || mib > 1024 || (!large_fd && strcmp (argv[2], "bytes") != 0))
+        bench_usage_exit (usage);
+      large_size = (gsize) mib * 1024 * 1024;
+      large_workload = (BenchWorkload) { mib == 1 ? "W-1m" : g_strdup_printf ("W-%um", mib),
+                                         large_size, mib >= 16 ? 20 : 500, 1 };
+      config = (BenchConfig) { &large_workload, BENCH_THROUGHPUT,
+                               argc == 5 ? parse_count (argv[4]) : large_workload.default_n, 0 };
+      topology = "cross-process";
+      return run_cross_process ();
     }
 
   if (argc >= 4 && strcmp (argv[1], "idle-ports") == 0)

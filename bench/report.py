@@ -5,9 +5,10 @@
     report.py --anchors FILE --extras FILE --json OUT [--svg OUT]
 
 --anchors: the anchor runner's JSON lines (its median runs, msgport-glib's
-included); --extras: every raw run of msgport-bench's memory and idle-ports
-modes, and of its W-small rows with the message function and with ::message
-signal handlers, one after the other ("handler": "function" or "signal"). Writes all the figures as JSON lines to --json (the runner's lines,
+included); --extras: every raw run of msgport-bench's memory, idle-ports,
+flow and large modes, and of its W-small rows with the message function and
+with ::message signal handlers, one after the other ("handler": "function"
+or "signal"). Writes all the figures as JSON lines to --json (the runner's lines,
 then the extras' medians and the idle-ports summaries), prints markdown
 tables (msgport-glib / anchor ratios, the issue's targets, the extra figures)
 and draws the comparison as an SVG chart.
@@ -127,7 +128,9 @@ def summarize_extras(raw):
     over alone, as the median of the ratios of runs made one after the other."""
     groups = {}
     for line in raw:
-        if not ok(line):
+        if line.get('metric') in ('flow', 'large'):
+            continue  # print_flow(), summarize_large(), errors included
+        elif not ok(line):
             groups.setdefault(('error', len(groups)), []).append(line)
         elif line.get('handler'):
             continue  # summarize_handlers()
@@ -319,6 +322,99 @@ def print_extras(medians, summaries):
             print(f"ERROR in {line.get('metric')}: {line.get('error')}")
 
 
+# What the transport copies of a message's data, per carrier (docs/performance.md,
+# "Copies per message"); the sender's build of the message is not counted.
+COPIES = {
+    'inline': ('2', 'into the socket and out of it, straight into the message'),
+    'memfd': ('1', "into a sealed memfd; the receiver maps it"),
+    'fd': ('0', "the sender's own memfd is mapped by the receiver"),
+}
+
+
+def flow_lines(raw):
+    return [line for line in raw if line.get('metric') == 'flow']
+
+
+def print_flow(raw):
+    """The flow-control runs (issue 17): one line each."""
+    lines = flow_lines(raw)
+    if not lines:
+        return
+    print()
+    print('Flow control: a producer posting 1 KiB messages, each with its own data, to a')
+    print('consumer that takes CONSUMER_NS a message; paced, it posts while its port is')
+    print('writable (high-water mark) and then awaits wait_writable_async(); unpaced, it posts')
+    print('them all at once (and the consumer then drains the rest at once: the backlog is')
+    print('at its most). Max RSS from getrusage() in each process; "most buffered" is')
+    print("buffered-amount, sampled after each run of posts; cross-thread is one process.")
+    print()
+    print('| topology | mode | messages | consumer / message | post cost | consumer / post '
+          '| most buffered | consumer\'s most queued | max RSS producer | max RSS consumer | seconds |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    for line in lines:
+        if not ok(line):
+            print(f"| {line.get('args', '?')} | ERROR: {line.get('error')} |" + ' |' * 9)
+            continue
+        post = line['post_ns_per_msg']
+        factor = line['consumer_ns'] / post if post else float('inf')
+        print(f"| {line['topology']} | {line['mode']}"
+              + (f" (mark {line['high_water_mark'] // 1024} KiB)" if line['high_water_mark'] else '')
+              + f" | {line['n']:,} | {line['consumer_ns'] / 1e3:.0f} µs | {post / 1e3:.2f} µs "
+              f"| {factor:.0f}x{'' if factor >= 100 else ' (< 100x)'} "
+              f"| {line['max_buffered_bytes'] / 2**20:.2f} MiB | {line['consumer_max_queued']:,} "
+              f"| {line['max_rss_kb'] / 1024:.1f} MiB "
+              f"| {line['consumer_max_rss_kb'] / 1024:.1f} MiB"
+              + (' (same)' if line['topology'] == 'cross-thread' else '')
+              + f" | {line['seconds']:.1f} |")
+
+
+def summarize_large(raw):
+    """The median run (MB/s) of each large workload and carrier, and the
+    first failure of each command."""
+    groups, failed = {}, {}
+    for line in raw:
+        if line.get('metric') != 'large':
+            continue
+        if ok(line):
+            groups.setdefault((line['workload'], line['via']), []).append(line)
+        else:
+            failed.setdefault(line.get('args'), line)
+    return [median_run(runs, 'mb_per_s') for runs in groups.values()] + list(failed.values())
+
+
+def print_large(lines, large):
+    """Issue 18: W-1m and 64 MiB across processes in MB/s, beside the
+    socket-raw floor's W-1m (the anchors' largest workload)."""
+    if not large:
+        return
+    floor = find(lines, 'socket-raw', 'cross-process', 'W-1m', 'throughput')
+    ours = find(lines, PROJECT, 'cross-process', 'W-1m', 'throughput')
+    rows = []
+    if ok(ours):
+        rows.append(('W-1m (anchor runner)', 'inline', ours['mb_per_s'], ours.get('spread_pct'),
+                     ours.get('runs')))
+    for line in sorted(filter(ok, large), key=lambda l: (l['message_bytes'], l['via'])):
+        rows.append((line['workload'], line['via'], line['mb_per_s'], line['spread_pct'],
+                     line['runs']))
+    print()
+    print('Large messages across processes, MB/s (10^6 bytes/s) against the socket-raw')
+    print('floor of the anchors for their largest workload, W-1m (one write() of each 1 MiB')
+    print('message, no GVariant, no user-space copy); "copies": what the transport copies of')
+    print("a message's data, the sender's build of the message aside:")
+    print()
+    print('| workload | carrier | copies | MB/s | socket-raw W-1m | / floor | spread | runs |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+    for workload, via, mb, spread, runs in rows:
+        copies = COPIES.get(via, ('?', ''))[0]
+        r = f"{mb / floor['mb_per_s']:.2f}" if ok(floor) and floor['mb_per_s'] else '—'
+        print(f"| {workload} | {via} | {copies} | {mb:.0f} | "
+              + (f"{floor['mb_per_s']:.0f}" if ok(floor) else '—')
+              + f" | {r} | {'—' if spread is None else f'{spread}%'} | {runs or '—'} |")
+    for line in large:
+        if not ok(line):
+            print(f"msgport-bench {line.get('args')}: {line.get('error')}")
+
+
 def write_svg(path, lines, results):
     """Horizontal bars: each anchor's and msgport-glib's speed relative to
     the topology's floor, per workload and metric."""
@@ -402,8 +498,9 @@ def main():
     extras = read_lines(args.extras)
     medians, summaries = summarize_extras(extras)
     handlers = summarize_handlers(extras)
+    large = summarize_large(extras)
     with open(args.json, 'w') as f:
-        for line in lines + medians + summaries + handlers:
+        for line in lines + medians + summaries + handlers + flow_lines(extras) + large:
             f.write(json.dumps(line, separators=(',', ':'), ensure_ascii=False) + '\n')
 
     print_ratio_tables(lines)
@@ -411,6 +508,8 @@ def main():
     print_targets(results)
     print_handlers(handlers)
     print_extras(medians, summaries)
+    print_flow(extras)
+    print_large(lines, large)
     if args.svg:
         write_svg(args.svg, lines, results)
 

@@ -996,6 +996,24 @@ flush_waiter_cancelled (GCancellable *cancellable,
   return G_SOURCE_REMOVE;
 }
 
+/* In the task's context: returns what msg_connection_finish_flushes()
+ * decided, and frees the waiter. */
+static gboolean
+flush_waiter_return (gpointer data)
+{
+  MsgFlushWaiter *waiter = data;
+
+  MSG_TSAN_ACQUIRE (waiter);
+  if (waiter->ok)
+    g_task_return_boolean (waiter->task, TRUE);
+  else
+    g_task_return_new_error (waiter->task, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,
+                             "The connection to the peer process ended before "
+                             "everything was written");
+  flush_waiter_free (waiter);
+  return G_SOURCE_REMOVE;
+}
+
 /* Finishes the asynchronous flushes that are done, and all of them if the
  * connection ended (moved: done; failed: not). No lock held. */
 void
@@ -1017,15 +1035,23 @@ msg_connection_finish_flushes (MsgConnection *self)
 
   while ((waiter = g_queue_pop_head (&done)) != NULL)
     {
+      GSource *source;
+
       if (waiter->cancelled != NULL)
         g_source_destroy (waiter->cancelled);
-      if (waiter->ok)
-        g_task_return_boolean (waiter->task, TRUE);
-      else
-        g_task_return_new_error (waiter->task, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,
-                                 "The connection to the peer process ended before "
-                                 "everything was written");
-      flush_waiter_free (waiter);
+      /* Returned in the task's own context, handed over with the library's
+       * annotations: GLib hands an idle over under its context's lock,
+       * which ThreadSanitizer cannot see, and a GTask returned from
+       * another thread would do the same inside GIO. */
+      source = g_idle_source_new ();
+      g_source_set_priority (source, g_task_get_priority (waiter->task));
+      g_source_set_static_name (source, "MsgPortMain flush_async");
+      g_source_set_callback (source, flush_waiter_return, waiter, NULL);
+      MSG_TSAN_RELEASE (waiter);
+      msg_tsan_glib_begin ();
+      g_source_attach (source, g_task_get_context (waiter->task));
+      msg_tsan_glib_end ();
+      msg_source_unref (source);
     }
 }
 

@@ -2003,10 +2003,10 @@ test_keep_alive_busy_peer (void)
                   "is not declared dead: its library's I/O thread answers the pings");
 
   child_spawn (&child, "busy", 0);
-  msg_port_main_set_keep_alive_interval (child.port, 20);
+  msg_port_main_set_keep_alive_interval (child.port, 50);
   rec = msg_recorder_new (child.port);
   msg_port_main_start (child.port);
-  /* Busy for 50 intervals, while this end keeps pinging. */
+  /* Busy for 20 intervals, while this end keeps pinging. */
   msg_port_main_post (child.port, g_variant_new_uint32 (1000), NULL);
   msg_test_wait_until (NULL, rec->events->len == 1 || rec->n_close == 1);
   g_assert_cmpuint (rec->n_close, ==, 0);

@@ -26,6 +26,8 @@
 
 #include "config.h"
 
+#include <sys/ioctl.h>
+
 #include "msg-connection-private.h"
 #include "msg-port-error.h"
 #include "msg-lock-private.h"
@@ -35,6 +37,15 @@
 #define KEEP_ALIVE_MIN_MS 10
 
 static gboolean keep_alive_tick (gpointer data);
+
+/* Whether bytes wait in the socket, unread. */
+static gboolean
+connection_has_input (MsgConnection *self)
+{
+  int n = 0;
+
+  return self->fd >= 0 && ioctl (self->fd, FIONREAD, &n) == 0 && n > 0;
+}
 
 /* I/O thread: makes the timer match what this end needs now: its own
  * interval, and the peer's (to show that it is alive while it does not
@@ -104,8 +115,9 @@ keep_alive_tick (gpointer data)
   if (state != CONNECTION_OPEN || self->fd < 0)
     return G_SOURCE_CONTINUE;  /* it ends with the connection */
 
-  /* Not listening is not silence. */
-  if (rx_count != self->seen_rx_count || paused)
+  /* Not listening is not silence; neither is what waits in the socket
+   * unread (this thread may have been held up itself). */
+  if (rx_count != self->seen_rx_count || paused || connection_has_input (self))
     {
       self->seen_rx_count = rx_count;
       self->last_heard = now;

@@ -2277,11 +2277,12 @@ fd_legs_post (gpointer data)
 {
   FdLegs *legs = data;
 
+  /* Before the post: the answer may come back before it returns. */
+  g_atomic_pointer_set (&legs->posted_from, g_thread_self ());
   g_assert_true (msg_port_main_post_with_unix_fd_list (legs->port,
                                                        g_variant_new ("(sh)", "echo", 0),
                                                        NULL, 0, legs->list, NULL));
   g_clear_object (&legs->list);
-  legs->posted_from = g_thread_self ();
   return G_SOURCE_REMOVE;
 }
 
@@ -2318,9 +2319,10 @@ test_child_fds_thread_process_thread (void)
   legs.list = fd_list_taking (&pipe_fds[1], 1);
   msg_test_worker_invoke (legs.in, fd_legs_post, &legs);
   msg_test_wait_until (NULL, g_atomic_int_get (&legs.state) == 2);
-  g_assert_true (legs.posted_from != NULL && legs.posted_from != g_thread_self ());
+  g_assert_true (g_atomic_pointer_get (&legs.posted_from) != NULL &&
+                 g_atomic_pointer_get (&legs.posted_from) != g_thread_self ());
   g_assert_true (legs.used_in != NULL && legs.used_in != g_thread_self () &&
-                 legs.used_in != legs.posted_from);
+                 legs.used_in != g_atomic_pointer_get (&legs.posted_from));
   pipe_expect (pipe_fds[0], "thread");
   close (pipe_fds[0]);
   msg_test_wait_for_fd_count (baseline);

@@ -6,7 +6,7 @@
  *   msgport-bench memory unstarted|started|used [CHANNELS]
  *   msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]
  *   msgport-bench flow cross-thread|cross-process paced|unpaced [N [CONSUMER_NS [MARK]]]
- *   msgport-bench large bytes|fd MIB [N]
+ *   msgport-bench large bytes|fd|shared MIB [N]
  *
  * The first form plugs into the anchor runner (`run --with`): the workloads,
  * the bursts, the protocol and the JSON line are those of
@@ -61,9 +61,14 @@
  * that the receiver maps from 16 MiB; "fd": the sender writes each
  * message into a sealed memfd of its own and posts it as a descriptor
  * (msg_port_main_post_with_unix_fd_list()) beside (seq, handle), and the
- * receiver maps it. The receiver checks the seq and one byte of every
- * page. Prints a "large" line with the carrier ("via": inline, memfd or
- * fd) and MB/s.
+ * receiver maps it; "shared": the sender builds each message in one of
+ * LARGE_SHARED_BUFFERS memfds of its own, mapped once at set-up and
+ * reused, posts the descriptor beside (seq, index, handle), and the
+ * receiver maps it, checks it, and posts the index back to say the buffer
+ * is free again (a buffer pool between cooperating processes: the receiver
+ * trusts the sender not to write a buffer it has not got back). The
+ * receiver checks the seq and one byte of every page. Prints a "large"
+ * line with the carrier ("via": inline, memfd, fd or shared) and MB/s.
  *
  * idle-ports: W-small throughput of one channel while IDLE_PORTS other
  * ports, started and idle, share the receiving end's GMainContext; run it
@@ -104,13 +109,14 @@
 #define USED_MESSAGES            1000
 #define LARGE_MEMFD_BYTES        (16 * 1024 * 1024)  /* the library's threshold */
 #define LARGE_POOL_BYTES         (32 * 1024 * 1024)  /* glibc's largest mmap threshold */
+#define LARGE_SHARED_BUFFERS     3
 
 static const char *usage =
   "msgport-bench same-thread|cross-thread|cross-process WORKLOAD METRIC [N]\n"
   "       msgport-bench memory unstarted|started|used [CHANNELS]\n"
   "       msgport-bench idle-ports same-thread|cross-thread|cross-process IDLE_PORTS [N]\n"
   "       msgport-bench flow cross-thread|cross-process paced|unpaced [N [CONSUMER_NS [MARK]]]\n"
-  "       msgport-bench large bytes|fd MIB [N]";
+  "       msgport-bench large bytes|fd|shared MIB [N]";
 
 static const char *topology;
 static const char *metric_name;  /* what the JSON line says; NULL: as configured */
@@ -127,6 +133,8 @@ static int        *idle_fds;     /* (nullable): across processes, this
 static gsize       large_size;
 static gboolean    large_fd;     /* in a memfd of the application's, as a
                                   * descriptor beside a (th) message */
+static gboolean    large_shared; /* in one of a few memfds of the sender's,
+                                  * reused, beside a (tuh) message */
 static BenchWorkload large_workload;
 
 /* End A: the main thread. */
@@ -179,29 +187,38 @@ large_check_payload (const guint8 *bytes,
 }
 
 /* A large message in a memfd of the sender's: maps the descriptor the
- * event brought and checks it. */
+ * event brought, in one go (MAP_POPULATE, as the library maps its own
+ * memfds), and checks it. A shared buffer's index is posted back once the
+ * mapping is gone. */
 static void
-large_check_fd (MsgMessageEvent *event)
+large_check_fd (MsgPortMain     *port,
+                MsgMessageEvent *event)
 {
   g_autoptr(GError) error = NULL;
   GUnixFDList *fd_list = msg_message_event_get_unix_fd_list (event);
   guint64 seq;
+  guint32 index = 0;
   gint32 handle;
   void *map;
   int fd;
 
-  g_variant_get (msg_message_event_get_data (event), "(th)", &seq, &handle);
+  if (large_shared)
+    g_variant_get (msg_message_event_get_data (event), "(tuh)", &seq, &index, &handle);
+  else
+    g_variant_get (msg_message_event_get_data (event), "(th)", &seq, &handle);
   if (seq != count || fd_list == NULL)
     g_error ("large message %" G_GUINT64_FORMAT " out of order, or without its descriptor", count);
   fd = g_unix_fd_list_get (fd_list, handle, &error);
   if (fd < 0)
     g_error ("large message %" G_GUINT64_FORMAT ": %s", count, error->message);
-  map = mmap (NULL, large_size, PROT_READ, MAP_SHARED, fd, 0);
+  map = mmap (NULL, large_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
   if (map == MAP_FAILED)
     g_error ("large message %" G_GUINT64_FORMAT ": mmap: %s", count, g_strerror (errno));
   large_check_payload (map, large_size);
   munmap (map, large_size);
   close (fd);
+  if (large_shared)
+    msg_port_main_post (port, g_variant_new_uint32 (index), NULL);
 }
 
 static void
@@ -209,8 +226,8 @@ b_on_receive (MsgPortMain     *port,
               MsgMessageEvent *event,
               gpointer         user_data)
 {
-  if (large_fd)
-    large_check_fd (event);
+  if (large_fd || large_shared)
+    large_check_fd (port, event);
   else if (large_size > 0)
     {
       GVariant *data = msg_message_event_get_data (event);
@@ -324,7 +341,8 @@ report_throughput (gint64 elapsed_ns)
               "\"n\":%" G_GUINT64_FORMAT ",\"seconds\":%.4f,\"msgs_per_s\":%.1f,"
               "\"mb_per_s\":%.1f,\"ns_per_msg\":%.0f}\n",
               ANCHOR, topology, config.workload->name,
-              large_fd ? "fd" : large_size >= LARGE_MEMFD_BYTES ? "memfd" : "inline",
+              large_shared ? "shared" : large_fd ? "fd"
+              : large_size >= LARGE_MEMFD_BYTES ? "memfd" : "inline",
               large_size, config.n, seconds, msgs_per_s, msgs_per_s * large_size / 1e6,
               elapsed_ns / (double) config.n);
       fflush (stdout);
@@ -397,6 +415,70 @@ large_post_fd (guint64 seq)
     }
 }
 
+/* The shared buffers: memfds of the sender's, each mapped once, written
+ * by the sender only while the receiver has not got it (the bit is set in
+ * large_shared_free). */
+typedef struct
+{
+  int     fd;
+  guint8 *map;
+} SharedBuffer;
+
+static SharedBuffer large_shared_buffers[LARGE_SHARED_BUFFERS];
+static guint        large_shared_free;      /* a bit per free buffer */
+static gboolean     large_shared_stalled;   /* the sender waits for a buffer */
+
+/* Set-up, before the clock starts (as the floor allocates its buffers):
+ * the buffers and their pages. */
+static void
+large_shared_setup (void)
+{
+  for (guint i = 0; i < LARGE_SHARED_BUFFERS; i++)
+    {
+      SharedBuffer *buffer = &large_shared_buffers[i];
+
+      buffer->fd = memfd_create ("msgport-bench-shared", MFD_CLOEXEC);
+      if (buffer->fd < 0 || ftruncate (buffer->fd, large_size) < 0)
+        g_error ("a shared buffer: %s", g_strerror (errno));
+      buffer->map = mmap (NULL, large_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                          buffer->fd, 0);
+      if (buffer->map == MAP_FAILED)
+        g_error ("mapping a shared buffer: %s", g_strerror (errno));
+      bench_payload_fill (&large_workload, buffer->map);
+      large_shared_free |= 1u << i;
+    }
+}
+
+/* Builds message @seq in a free shared buffer, with one copy (as
+ * bench_message_new() builds W-1m), and posts its descriptor beside
+ * (seq, index, handle 0); the library duplicates the descriptor. Returns
+ * FALSE, posting nothing, while the receiver has every buffer. */
+static gboolean
+large_post_shared (guint64 seq)
+{
+  static guint8 *scratch;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GUnixFDList) fd_list = g_unix_fd_list_new ();
+  guint index;
+
+  if (large_shared_free == 0)
+    return FALSE;
+  index = (guint) g_bit_nth_lsf (large_shared_free, -1);
+  large_shared_free &= ~(1u << index);
+  if (scratch == NULL)
+    {
+      scratch = g_malloc (large_size);
+      bench_payload_fill (&large_workload, scratch);
+    }
+  bench_payload_set_seq (scratch, seq);
+  memcpy (large_shared_buffers[index].map, scratch, large_size);
+  if (g_unix_fd_list_append (fd_list, large_shared_buffers[index].fd, &error) < 0 ||
+      !msg_port_main_post_with_unix_fd_list (port_a, g_variant_new ("(tuh)", seq, index, 0), NULL, 0,
+                                             fd_list, &error))
+    g_error ("large shared: %s", error->message);
+  return TRUE;
+}
+
 /* Buffers of large messages that the library has let go of, for the next
  * ones: any thread may free a message. */
 static GAsyncQueue *large_pool;
@@ -440,28 +522,33 @@ large_message_new (guint64 seq)
 }
 
 /* The large sender: one message per turn of the main loop, as the
- * anchors' W-1m bursts of one. */
+ * anchors' W-1m bursts of one; with shared buffers, it stops while the
+ * receiver has them all, and goes on when one comes back. */
+static guint64 large_next;
+
 static gboolean
 large_send_next (gpointer data)
 {
-  guint64 *next = data;
-
-  if (large_fd)
-    large_post_fd (*next);
+  if (large_shared)
+    {
+      if (!large_post_shared (large_next))
+        {
+          large_shared_stalled = TRUE;
+          return G_SOURCE_REMOVE;
+        }
+    }
+  else if (large_fd)
+    large_post_fd (large_next);
   else
-    msg_port_main_post (port_a, large_message_new (*next), NULL);
-  return ++*next < config.n;
+    msg_port_main_post (port_a, large_message_new (large_next), NULL);
+  return ++large_next < config.n;
 }
 
 static void
 large_send (void)
 {
-  guint64 *next = g_new0 (guint64, 1);
-
-  if (large_send_next (next))
-    g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, large_send_next, next, g_free);
-  else
-    g_free (next);
+  if (large_send_next (NULL))
+    g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, large_send_next, NULL, NULL);
 }
 
 static void
@@ -471,8 +558,20 @@ a_on_throughput (MsgPortMain     *port,
 {
   GVariant *message = msg_message_event_get_data (event);
 
-  if (g_variant_is_of_type (message, G_VARIANT_TYPE_UNIT))
+  if (g_variant_is_of_type (message, G_VARIANT_TYPE_UINT32))
     {
+      /* A shared buffer is back. */
+      large_shared_free |= 1u << g_variant_get_uint32 (message);
+      if (large_shared_stalled)
+        {
+          large_shared_stalled = FALSE;
+          large_send ();
+        }
+    }
+  else if (g_variant_is_of_type (message, G_VARIANT_TYPE_UNIT))
+    {
+      if (large_shared)
+        large_shared_setup ();
       t_start = bench_now_ns ();
       if (large_size > 0)
         large_send ();
@@ -1226,7 +1325,9 @@ main (int    argc,
       guint mib = parse_count (argv[3]);
 
       large_fd = strcmp (argv[2], "fd") == 0;
-      if (argc > 5 || mib > 1024 || (!large_fd && strcmp (argv[2], "bytes") != 0))
+      large_shared = strcmp (argv[2], "shared") == 0;
+      if (argc > 5 || mib > 1024 ||
+          (!large_fd && !large_shared && strcmp (argv[2], "bytes") != 0))
         bench_usage_exit (usage);
       large_size = (gsize) mib * 1024 * 1024;
       large_workload = (BenchWorkload) { mib == 1 ? "W-1m" : g_strdup_printf ("W-%um", mib),

@@ -328,6 +328,7 @@ COPIES = {
     'inline': ('2', 'into the socket and out of it, straight into the message'),
     'memfd': ('1', "into a sealed memfd; the receiver maps it"),
     'fd': ('0', "the sender's own memfd is mapped by the receiver"),
+    'shared': ('0', "one of a few memfds of the sender's, reused: the receiver maps it and gives it back"),
 }
 
 

@@ -1653,6 +1653,14 @@ msg_port_main_post (MsgPortMain  *self,
  * the message is dropped as msg_port_main_post_message() drops it; on a
  * neutered port this does nothing at all and returns %TRUE.
  *
+ * Large data can travel this way without a copy by the transport: a
+ * sealed memfd, which the receiver maps (and may check is sealed with
+ * `fcntl (fd, F_GET_SEALS)`), or, between processes that trust each
+ * other, one of a few memfds that the sender maps once and reuses, posted
+ * beside its index, which the receiver posts back when it is done with it.
+ * A message of type `ay` is the choice for a peer that is not trusted:
+ * from 16 MiB it goes in a sealed memfd of the library's.
+ *
  * Returns: %TRUE if the message was posted, or dropped because the port is
  *   closed, disconnected or neutered
  * Since: 1.2

@@ -642,6 +642,106 @@ test_faults_move_partial_twice (void)
   g_object_unref (z);
 }
 
+static gboolean wake (gpointer data);
+
+/* The size of the frame that carries @message alone. */
+static gsize
+plain_frame_size (GVariant *message)
+{
+  MsgWireFrame frame = { .kind = MSG_WIRE_FRAME_MESSAGE, .data = message, .data_fd = -1 };
+  MsgWireEncoded encoded;
+  gsize size;
+
+  g_assert_true (msg_wire_encode (&frame, &encoded, NULL));
+  size = g_bytes_get_size (encoded.head) + (encoded.data != NULL ? g_bytes_get_size (encoded.data) : 0);
+  msg_wire_encoded_clear (&encoded);
+  return size;
+}
+
+static void
+test_faults_move_partial_chunk (void)
+{
+  g_test_summary ("Small frames queued behind each other share a chunk: a port that moves "
+                  "when its socket took part of one, in the middle of a frame or at the "
+                  "end of one, sends the rest on from its new home, in order, and its "
+                  "carrier does not close");
+
+  for (guint round = 0; round < 2; round++)
+    {
+      g_autoptr(GVariant) one = g_variant_ref_sink (g_variant_new_string ("one: 0123456789abcdef"));
+      g_autoptr(MsgRecorder) rec_y = NULL;
+      g_autoptr(MsgRecorder) rec_z = NULL;
+      g_autoptr(MsgRecorder) rec_moved = NULL;
+      g_autoptr(GError) error = NULL;
+      MsgPortMain *p, *x, *y, *z, *moved;
+      gsize first = plain_frame_size (one);
+      guint wake_id;
+      struct stat st;
+      int fds[2];
+
+      g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+      g_assert_cmpint (fstat (fds[0], &st), ==, 0);
+      p = msg_port_main_new_for_fd (fds[0], &error);
+      g_assert_no_error (error);
+      msg_test_socket_ports (&x, &y);
+      rec_y = msg_recorder_new (y);
+      msg_port_main_start (y);
+
+      /* Every post queued, so the three share a chunk; the socket takes
+       * the first frame and 7 bytes of the second, or the first frame
+       * exactly, then nothing. */
+      g_atomic_int_set (&stuck_budget, round == 0 ? (gint) first + 7 : (gint) first);
+      g_atomic_pointer_set (&stalled_ino, (gsize) st.st_ino);
+      msg_transport_set_syscalls (&stalled);
+      msg_transport_set_always_queue (TRUE);
+      g_assert_true (msg_port_main_post (p, one, NULL));
+      g_assert_true (msg_port_main_post (p, g_variant_new_string ("two"), NULL));
+      g_assert_true (msg_port_main_post (p, g_variant_new_string ("three"), NULL));
+      /* Spent on the I/O thread: a source wakes the loop to look. */
+      wake_id = g_timeout_add (5, wake, NULL);
+      msg_test_wait_until (NULL, g_atomic_int_get (&stuck_budget) == 0);
+      g_source_remove (wake_id);
+      msg_transport_set_always_queue (FALSE);
+
+      g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("hop"), &p, 1, NULL));
+      msg_test_wait_until (NULL, rec_y->events->len == 1 || rec_y->n_close > 0);
+      g_assert_cmpuint (rec_y->n_close, ==, 0);
+      moved = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
+      g_assert_nonnull (moved);
+
+      g_atomic_pointer_set (&stalled_ino, 0);
+      msg_transport_set_syscalls (NULL);
+      rec_moved = msg_recorder_new (moved);
+      msg_port_main_start (moved);
+      g_assert_true (msg_port_main_post (moved, g_variant_new_string ("four"), NULL));
+      z = msg_port_main_new_for_fd (fds[1], &error);
+      g_assert_no_error (error);
+      rec_z = msg_recorder_new (z);
+      msg_port_main_start (z);
+      msg_test_wait_until (NULL, rec_z->events->len == 4 || rec_z->n_close > 0);
+      g_assert_cmpuint (rec_z->n_close, ==, 0);
+      g_assert_cmpuint (rec_z->events->len, ==, 4);
+      g_assert_true (g_variant_equal (msg_recorder_data (rec_z, 0), one));
+      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 1), NULL), ==, "two");
+      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 2), NULL), ==, "three");
+      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 3), NULL), ==, "four");
+
+      /* The carrier goes on. */
+      g_assert_true (msg_port_main_post (x, g_variant_new_string ("after"), NULL));
+      msg_test_wait_until (NULL, rec_y->events->len == 2 || rec_y->n_close > 0);
+      g_assert_cmpuint (rec_y->n_close, ==, 0);
+
+      msg_port_main_close (z);
+      msg_test_wait_until (NULL, rec_moved->n_close == 1);
+      msg_port_main_close (x);
+      msg_test_wait_until (NULL, rec_y->n_close == 1);
+      g_object_unref (p);
+      g_object_unref (x);
+      g_object_unref (y);
+      g_object_unref (z);
+    }
+}
+
 static gboolean
 wake (gpointer data)
 {
@@ -1353,6 +1453,7 @@ main (int    argc,
   g_test_add_func ("/faults/move-too-large/nested", test_faults_move_too_large_nested);
   g_test_add_func ("/faults/bridge-too-large", test_faults_bridge_too_large);
   g_test_add_func ("/faults/move-partial-twice", test_faults_move_partial_twice);
+  g_test_add_func ("/faults/move-partial-chunk", test_faults_move_partial_chunk);
   g_test_add_func ("/faults/backlog/gives-memory-back", test_faults_backlog_gives_back);
 
   result = g_test_run ();

@@ -639,7 +639,14 @@ connection_deliver (MsgSink *sink,
    * the rest. */
   if (item != NULL)
     {
-      connection_queue_message_locked (self, item, &queued);
+      /* A small frame is copied behind those queued before it, and the
+       * message stays @queued's: this thread frees it, not the I/O thread
+       * (whose frees of memory this thread allocates would contend for
+       * the allocator's lock with this thread's next posts). */
+      if (msg_out_queue_append_frame (&self->out, item))
+        g_queue_push_tail_link (&written, &item->link);
+      else
+        connection_queue_message_locked (self, item, &queued);
       connection_schedule_write_locked (self, held);
     }
   /* What a helping write finished was queued, and holds its poster's
@@ -651,8 +658,8 @@ connection_deliver (MsgSink *sink,
   msg_mutex_unlock (&self->lock);
   if (flush_context != NULL)
     connection_attach_flush (self, flush_context);
-  /* What this thread wrote at once: it read the bytes itself, and the
-   * message is still @queued's. */
+  /* What this thread wrote at once, or copied into a chunk: it read the
+   * bytes itself, and the message is still @queued's. */
   msg_out_list_free (&written);
 
   /* The poster's reference, unless a queued item took it, goes back to

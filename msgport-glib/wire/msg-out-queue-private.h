@@ -19,6 +19,12 @@ G_BEGIN_DECLS
  * to a peer that did not read) gives the memory back when it empties:
  * see msg_io_give_back_memory(). */
 #define MSG_OUT_TRIM_AFTER_BACKLOG    (32 * 1024 * 1024)
+/* Plain frames of at most MSG_OUT_CHUNK_MAX_FRAME bytes that are queued
+ * (not written at once) are copied, back to back, into chunks of
+ * MSG_OUT_CHUNK_SIZE bytes: one item, one iovec entry and one free for
+ * many frames, and the poster keeps its message, which it frees itself. */
+#define MSG_OUT_CHUNK_SIZE            (64 * 1024)
+#define MSG_OUT_CHUNK_MAX_FRAME       (4 * 1024)
 
 typedef struct
 {
@@ -31,6 +37,12 @@ typedef struct
   gboolean        is_close;
   gboolean        mid_frame;  /* starts inside a frame: the rest of one that a
                                * port's previous owner had partly written */
+  guint8         *chunk;      /* (owned) (nullable): whole plain frames, copied
+                               * in by msg_out_queue_append_frame(), instead
+                               * of @encoded; its bytes up to @chunk_len do
+                               * not change, later ones are appended */
+  gsize           chunk_len;
+  guint           n_frames;   /* in @chunk */
 } MsgOutItem;
 
 /* The items, and the bytes they hold encoded and unwritten. Its owner
@@ -66,6 +78,8 @@ void        msg_out_list_flatten     (GQueue        *items,
 void        msg_out_queue_count      (MsgOutQueue   *self,
                                       MsgOutItem    *item);
 void        msg_out_queue_push       (MsgOutQueue   *self,
+                                      MsgOutItem    *item);
+gboolean    msg_out_queue_append_frame (MsgOutQueue *self,
                                       MsgOutItem    *item);
 gboolean    msg_out_queue_forget     (MsgOutQueue   *self);
 void        msg_out_queue_drop       (MsgOutQueue   *self,

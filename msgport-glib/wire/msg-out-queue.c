@@ -4,7 +4,9 @@
  *
  * An out queue holds encoded frames (and envelopes the I/O thread has yet
  * to encode), each item with the descriptors that go with its first byte,
- * and how far the head is written. It builds the iovecs of one sendmsg(),
+ * and how far the head is written. Small plain frames queued one after
+ * another share an item, a chunk they are copied into. It builds the
+ * iovecs of one sendmsg(),
  * advances past what went out, and, when a port moves on, flattens what
  * was not written into the bytes and descriptors its next owner writes
  * first. Nothing here knows a socket: it is tested on its own.
@@ -12,6 +14,7 @@
 
 #include "config.h"
 
+#include <string.h>
 #include <unistd.h>
 
 #include "msg-out-queue-private.h"
@@ -40,6 +43,7 @@ msg_out_item_free (MsgOutItem *item)
   msg_wire_encoded_clear (&item->encoded);
 #endif
   g_clear_pointer (&item->message, msg_variant_unref);
+  g_free (item->chunk);
   g_free (item);
 }
 
@@ -55,6 +59,8 @@ msg_out_list_free (GQueue *items)
 gsize
 msg_out_item_size (MsgOutItem *item)
 {
+  if (item->chunk != NULL)
+    return item->chunk_len;
   return g_bytes_get_size (item->encoded.head) +
          (item->encoded.data != NULL ? g_bytes_get_size (item->encoded.data) : 0);
 }
@@ -72,10 +78,18 @@ msg_out_item_add_iov (MsgOutItem      *item,
                       struct iovec *iov,
                       gsize        *total)
 {
-  gsize head_size = g_bytes_get_size (item->encoded.head);
+  gsize head_size;
   gsize offset = item->offset;
   guint n_iov = 0;
 
+  if (item->chunk != NULL)
+    {
+      iov[0].iov_base = item->chunk + offset;
+      iov[0].iov_len = item->chunk_len - offset;
+      *total += iov[0].iov_len;
+      return 1;
+    }
+  head_size = g_bytes_get_size (item->encoded.head);
   if (offset < head_size)
     {
       iov[n_iov].iov_base = (guint8 *) g_bytes_get_data (item->encoded.head, NULL) + offset;
@@ -108,6 +122,46 @@ msg_out_queue_push (MsgOutQueue *self,
   g_queue_push_tail_link (&self->items, &item->link);
   if (item->envelope == NULL)
     msg_out_queue_count (self, item);
+}
+
+/* Copies @item, a plain frame none of which was written, into the chunk
+ * at the tail of @self, or a new one there, if it is small enough: then
+ * it is counted, and the caller frees @item (which still holds its bytes:
+ * the message stays the poster's). Returns FALSE, and leaves @item alone,
+ * for any other item: the caller queues it as it is. */
+gboolean
+msg_out_queue_append_frame (MsgOutQueue *self,
+                            MsgOutItem  *item)
+{
+  MsgOutItem *tail;
+  gsize size, head_size;
+
+  if (item->envelope != NULL || item->encoded.fds != NULL || item->chunk != NULL ||
+      item->offset > 0 || item->mid_frame || item->is_close)
+    return FALSE;
+  size = msg_out_item_size (item);
+  if (size > MSG_OUT_CHUNK_MAX_FRAME)
+    return FALSE;
+
+  tail = g_queue_peek_tail (&self->items);
+  if (tail == NULL || tail->chunk == NULL || tail->chunk_len + size > MSG_OUT_CHUNK_SIZE)
+    {
+      tail = msg_out_item_new ();
+      tail->chunk = g_malloc (MSG_OUT_CHUNK_SIZE);
+      g_queue_push_tail_link (&self->items, &tail->link);
+    }
+  /* Beyond @chunk_len: the I/O thread may be writing the bytes before it,
+   * unlocked, but never reads these until they are counted. */
+  head_size = g_bytes_get_size (item->encoded.head);
+  memcpy (tail->chunk + tail->chunk_len, g_bytes_get_data (item->encoded.head, NULL), head_size);
+  if (item->encoded.data != NULL)
+    memcpy (tail->chunk + tail->chunk_len + head_size, g_bytes_get_data (item->encoded.data, NULL),
+            size - head_size);
+  tail->chunk_len += size;
+  tail->n_frames++;
+  self->bytes += size;
+  self->peak = MAX (self->peak, self->bytes);
+  return TRUE;
 }
 
 /* @self->items was emptied some other way than by writing it (taken, or
@@ -151,8 +205,8 @@ msg_out_queue_drop (MsgOutQueue *self,
 }
 
 /* @n bytes from the head on went out: the items written whole move to
- * @done, and their number is returned; *@close_written is set if one was
- * the close frame. */
+ * @done, and the number of frames they held is returned; *@close_written
+ * is set if one was the close frame. */
 guint
 msg_out_queue_advance (MsgOutQueue *self,
                        gsize        n,
@@ -176,7 +230,7 @@ msg_out_queue_advance (MsgOutQueue *self,
       self->bytes -= remaining;
       g_queue_pop_head_link (&self->items);
       g_queue_push_tail_link (done, &item->link);
-      n_done++;
+      n_done += item->chunk != NULL ? item->n_frames : 1;
       *close_written |= item->is_close;
     }
   if (self->items.length == 0)
@@ -272,9 +326,32 @@ msg_out_list_flatten (GQueue     *items,
   while ((link = g_queue_pop_head_link (items)) != NULL)
     {
       MsgOutItem *item = link->data;
-      gsize head_size = g_bytes_get_size (item->encoded.head);
+      gsize head_size;
 
       g_assert (item->envelope == NULL);
+      if (item->chunk != NULL)
+        {
+          gsize start = 0, end = 0;
+
+          /* Only the frame the head was written into is partly written. */
+          while (end < item->offset)
+            {
+              gsize frame_size = 0;
+              guint n_fds;
+
+              if (!msg_wire_frame_extent (item->chunk + end, item->chunk_len - end,
+                                          &frame_size, &n_fds))
+                g_assert_not_reached ();
+              start = end;
+              end += frame_size;
+            }
+          if (end > item->offset && start < item->offset)
+            *partial = end - item->offset;
+          g_byte_array_append (bytes, item->chunk + item->offset, item->chunk_len - item->offset);
+          msg_out_item_free (item);
+          continue;
+        }
+      head_size = g_bytes_get_size (item->encoded.head);
       if (item->offset > 0 || item->mid_frame)
         *partial = msg_out_item_size (item) - item->offset;
       if (item->offset < head_size)

@@ -45,20 +45,6 @@ static const MsgSyscalls counting = {
   socketpair,
 };
 
-static gboolean
-wake (gpointer data)
-{
-  return G_SOURCE_CONTINUE;
-}
-
-/* For conditions that other threads change without waking the main
- * context. */
-#define wait_polling(cond)                          \
-  G_STMT_START {                                    \
-    guint _wake = g_timeout_add (5, wake, NULL);    \
-    msg_test_wait_until (NULL, cond);               \
-    g_source_remove (_wake);                        \
-  } G_STMT_END
 
 /* Posts numbered messages on @a until the socket of @b (started on the
  * default context, recorded by @rec) is leased. */
@@ -162,7 +148,7 @@ test_context_reads_used (void)
   msg_test_wait_until (NULL, rec->n_close == 1);
   msg_port_main_close (moved);
   msg_test_wait_until (NULL, rec_port1->n_close == 1);
-  wait_polling (msg_transport_count_leases () == 0);
+  msg_test_wait_polling (msg_transport_count_leases () == 0);
   g_object_unref (a);
   g_object_unref (b);
 }
@@ -285,7 +271,7 @@ test_context_reads_nested_loop (void)
     g_assert_cmpuint (g_variant_get_uint32 (msg_recorder_data (rec, base + 1 + i)), ==, i);
 
   msg_port_main_close (b);
-  wait_polling (msg_port_main_is_closed (a));
+  msg_test_wait_polling (msg_port_main_is_closed (a));
   g_object_unref (a);
   g_object_unref (b);
 }
@@ -310,7 +296,7 @@ test_context_reads_close (void)
 
   msg_port_main_close (b);
   msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
-  wait_polling (msg_transport_count_leases () == 0);
+  msg_test_wait_polling (msg_transport_count_leases () == 0);
   reason = msg_port_main_get_close_reason (a);
   g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_CLOSED);
   g_object_unref (a);
@@ -373,7 +359,7 @@ test_context_reads_close_then_hang_up (void)
       g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_CLOSED);
       g_clear_pointer (&rec, msg_recorder_free);
       g_object_unref (port);
-      wait_polling (msg_transport_count_leases () == 0);
+      msg_test_wait_polling (msg_transport_count_leases () == 0);
     }
 }
 

@@ -642,8 +642,6 @@ test_faults_move_partial_twice (void)
   g_object_unref (z);
 }
 
-static gboolean wake (gpointer data);
-
 /* The size of the frame that carries @message alone. */
 static gsize
 plain_frame_size (GVariant *message)
@@ -675,7 +673,6 @@ test_faults_move_partial_chunk (void)
       g_autoptr(GError) error = NULL;
       MsgPortMain *p, *x, *y, *z, *moved;
       gsize first = plain_frame_size (one);
-      guint wake_id;
       struct stat st;
       int fds[2];
 
@@ -697,10 +694,8 @@ test_faults_move_partial_chunk (void)
       g_assert_true (msg_port_main_post (p, one, NULL));
       g_assert_true (msg_port_main_post (p, g_variant_new_string ("two"), NULL));
       g_assert_true (msg_port_main_post (p, g_variant_new_string ("three"), NULL));
-      /* Spent on the I/O thread: a source wakes the loop to look. */
-      wake_id = g_timeout_add (5, wake, NULL);
-      msg_test_wait_until (NULL, g_atomic_int_get (&stuck_budget) == 0);
-      g_source_remove (wake_id);
+      /* Spent on the I/O thread, which does not wake this context. */
+      msg_test_wait_polling (g_atomic_int_get (&stuck_budget) == 0);
       msg_transport_set_always_queue (FALSE);
 
       g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("hop"), &p, 1, NULL));
@@ -742,11 +737,6 @@ test_faults_move_partial_chunk (void)
     }
 }
 
-static gboolean
-wake (gpointer data)
-{
-  return G_SOURCE_CONTINUE;
-}
 
 /* Posts @n messages of 64 KiB (the same data each time: the queue counts
  * the bytes of each frame) on @port, then lets them all be written and
@@ -806,7 +796,7 @@ test_faults_backlog_gives_back (void)
 
   /* The I/O thread gives it back after the last write, which nothing in
    * this context hears of: wake it up now and then to look. */
-  wake_id = g_timeout_add (5, wake, NULL);
+  wake_id = g_timeout_add (5, msg_test_wake, NULL);
   post_stalled_backlog (p, st.st_ino, rec_z, chunk, 640);
   msg_test_wait_until (NULL, msg_transport_count_memory_given_back () == given_back + 1);
   g_source_remove (wake_id);
@@ -880,7 +870,7 @@ test_faults_move_failed (void)
   q_port = msg_port_main_new_for_fd (q[0], &error);
   g_assert_no_error (error);
   close (q[1]);
-  wake_id = g_timeout_add (5, wake, NULL);
+  wake_id = g_timeout_add (5, msg_test_wake, NULL);
   {
     /* The raw end becomes a port, to send q_port to p. */
     sender = msg_port_main_new_for_fd (raw, &error);
@@ -1037,7 +1027,6 @@ post_heavy (MsgPortMain *from,
             guint        n_queued)
 {
   MsgPortMain *ports[MSG_WIRE_MAX_PORTS];
-  guint wake_id;
 
   for (guint m = 0; m < n; m++)
     {
@@ -1052,9 +1041,7 @@ post_heavy (MsgPortMain *from,
                                                  MSG_WIRE_MAX_PORTS, NULL));
     }
   /* They arrive on the I/O thread, which does not wake this context. */
-  wake_id = g_timeout_add (5, wake, NULL);
-  msg_test_wait_until (NULL, queue_length (to) == n_queued);
-  g_source_remove (wake_id);
+  msg_test_wait_polling (queue_length (to) == n_queued);
 }
 
 static void
@@ -1137,7 +1124,7 @@ test_faults_move_too_large (void)
   g_autoptr(MsgRecorder) rec_received = NULL;
   MsgChannelMain **channels = g_new0 (MsgChannelMain *, N_HEAVY * MSG_WIRE_MAX_PORTS);
   MsgPortMain *ports[MSG_WIRE_MAX_PORTS];
-  guint baseline, wake_id;
+  guint baseline;
 
   g_test_summary ("A socket-backed port whose queued messages carry more ports than one "
                   "frame may hold is posted to another process: it cannot move, and only "
@@ -1165,9 +1152,7 @@ test_faults_move_too_large (void)
                                                  MSG_WIRE_MAX_PORTS, NULL));
     }
   /* They reach s on the I/O thread, which does not wake this context. */
-  wake_id = g_timeout_add (5, wake, NULL);
-  msg_test_wait_until (NULL, queue_length (s) == N_HEAVY);
-  g_source_remove (wake_id);
+  msg_test_wait_polling (queue_length (s) == N_HEAVY);
 
   g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("carrying"), &s, 1, NULL));
   g_assert_true (msg_port_main_post (x, g_variant_new_string ("after"), NULL));

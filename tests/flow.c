@@ -794,11 +794,6 @@ test_flow_process_acknowledged (void)
   g_object_unref (b);
 }
 
-static gboolean
-wake (gpointer data)
-{
-  return G_SOURCE_CONTINUE;
-}
 
 static void
 test_flow_process_sender_moves (void)
@@ -806,7 +801,6 @@ test_flow_process_sender_moves (void)
   MsgPortMain *a, *b, *carrier, *carrier_peer, *moved;
   g_autoptr(MsgRecorder) rec_carrier = NULL;
   guint received = 0;
-  guint wake_id;
 
   g_test_summary ("A sending port that moves to another process (its socket moves) keeps "
                   "what it posted and was not acknowledged, and its mark: the "
@@ -837,9 +831,7 @@ test_flow_process_sender_moves (void)
   g_signal_connect (b, "message", G_CALLBACK (count_message), &received);
   msg_port_main_start (b);
   msg_test_wait_until (NULL, received == 3);
-  wake_id = g_timeout_add (5, wake, NULL);
-  msg_test_wait_until (NULL, msg_port_main_get_buffered_messages (moved) == 0);
-  g_source_remove (wake_id);
+  msg_test_wait_polling (msg_port_main_get_buffered_messages (moved) == 0);
   g_assert_true (msg_port_main_is_writable (moved));
 
   msg_port_main_close (moved);
@@ -879,7 +871,6 @@ test_flow_process_receiver_moves (void)
   MsgPortMain *a, *b, *carrier, *carrier_peer, *moved;
   g_autoptr(MsgRecorder) rec_carrier = NULL;
   guint received = 0;
-  guint wake_id;
   Leaver leaver = { NULL, 0 };
 
   g_test_summary ("A receiving port that takes a message and moves to another process "
@@ -902,9 +893,7 @@ test_flow_process_receiver_moves (void)
   msg_port_main_start (moved);
   msg_test_wait_until (NULL, received + leaver.n == 3);
   /* a is not started: nothing wakes this context when it is credited. */
-  wake_id = g_timeout_add (5, wake, NULL);
-  msg_test_wait_until (NULL, msg_port_main_get_buffered_messages (a) == 0);
-  g_source_remove (wake_id);
+  msg_test_wait_polling (msg_port_main_get_buffered_messages (a) == 0);
   g_assert_cmpuint (msg_port_main_get_buffered_amount (a), ==, 0);
 
   msg_port_main_close (a);

@@ -23,8 +23,8 @@ msg_test_count_fds (void)
   return n - 1;  /* the directory itself */
 }
 
-static gboolean
-wake (gpointer data)
+gboolean
+msg_test_wake (gpointer data)
 {
   return G_SOURCE_CONTINUE;
 }
@@ -54,7 +54,7 @@ static void
 wait_for_fds (guint    expected,
               gboolean at_most)
 {
-  guint id = g_timeout_add (5, wake, NULL);
+  guint id = g_timeout_add (5, msg_test_wake, NULL);
   gboolean timed_out = FALSE;
   GSource *timeout = msg_test_timeout_source_new (NULL, &timed_out);
   guint n;

@@ -30,6 +30,20 @@ G_BEGIN_DECLS
       g_error ("%s:%d: timed out waiting for %s", __FILE__, __LINE__, #cond); \
   } G_STMT_END
 
+/* A GSourceFunc that does nothing but stay: a source that wakes a main
+ * context to look at a condition. */
+gboolean msg_test_wake (gpointer data);
+
+/* msg_test_wait_until() on the default context, for a condition that
+ * another thread (the I/O thread, say) changes without waking it: a
+ * source wakes it every 5 ms to look. */
+#define msg_test_wait_polling(cond)                                      \
+  G_STMT_START {                                                         \
+    guint _msg_wake_id = g_timeout_add (5, msg_test_wake, NULL);         \
+    msg_test_wait_until (NULL, cond);                                    \
+    g_source_remove (_msg_wake_id);                                      \
+  } G_STMT_END
+
 GSource *msg_test_timeout_source_new (GMainContext *context,
                                       gboolean     *timed_out);
 

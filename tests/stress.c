@@ -801,11 +801,6 @@ count_threads (void)
   return count_entries ("/proc/self/task");
 }
 
-static gboolean
-wake (gpointer data)
-{
-  return G_SOURCE_CONTINUE;
-}
 
 /* Whether @channel's ending matches its cause. */
 static void
@@ -1046,7 +1041,7 @@ run_seed (guint32  seed,
   /* Back to the descriptors and threads of the start; the I/O thread
    * closes what it held a moment later, so wait for it. */
   waker = g_timeout_source_new (10);
-  g_source_set_callback (waker, wake, NULL, NULL);
+  g_source_set_callback (waker, msg_test_wake, NULL, NULL);
   g_source_attach (waker, NULL);
   for (gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;;)
     {

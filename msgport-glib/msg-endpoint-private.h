@@ -166,8 +166,16 @@ void         msg_item_free            (MsgItem      *item);
 void         msg_item_set_check_hook  (void        (*hook) (gboolean checking));
 
 /* A FIFO of items: a ring, allocated on the first push, that doubles when
- * full. Once empty it keeps up to 64 items (512 bytes) for the next
- * burst and shrinks to that beyond, so a backlog does not pin its memory. */
+ * full. Once empty it keeps up to 64 items (640 bytes) for the next
+ * burst and shrinks to that beyond, so a backlog does not pin its memory.
+ *
+ * Each item is queued with its msg_item_data_size(), which whoever queues
+ * it knows (a post computed it for flow control), so that whoever takes
+ * it out does not ask the GVariant again (GLib locks it to tell): the
+ * @capacity sizes follow the @capacity items in the one allocation of
+ * @items (msg_queue_sizes()), in 16 bits: a size from
+ * MSG_QUEUE_SIZE_UNKNOWN (64 KiB - 1) up is asked of the item again,
+ * which costs little beside the message. */
 typedef struct
 {
   MsgItem **items;     /* (owned) (nullable) */
@@ -177,10 +185,28 @@ typedef struct
 } MsgQueue;
 
 #define MSG_QUEUE_INIT { NULL, 0, 0, 0 }
+#define MSG_QUEUE_SIZE_UNKNOWN  G_MAXUINT16
 
+static inline guint16 *
+msg_queue_sizes (const MsgQueue *queue)
+{
+  return (guint16 *) (queue->items + queue->capacity);
+}
+
+/* @size is msg_item_data_size (@item). */
+void     msg_queue_push_sized (MsgQueue  *queue,
+                               MsgItem   *item,
+                               gsize      size);
+/* Returns the first item and its size in *@size (optional). */
+MsgItem *msg_queue_pop_sized  (MsgQueue  *queue,
+                               gsize     *size);
+/* The same, asking msg_item_data_size(), and not telling it. */
 void     msg_queue_push  (MsgQueue  *queue,
                           MsgItem   *item);
 MsgItem *msg_queue_pop   (MsgQueue  *queue);
+/* The size queued with the item at @position (0 is the first). */
+gsize    msg_queue_peek_size (const MsgQueue *queue,
+                              guint           position);
 MsgQueue msg_queue_steal (MsgQueue  *queue);
 void     msg_queue_clear (MsgQueue  *queue);
 
@@ -363,6 +389,9 @@ void         msg_endpoint_entangle     (MsgEndpoint  *a,
                                         MsgEndpoint  *b);
 void         msg_endpoint_deliver      (MsgEndpoint  *self,
                                         MsgItem      *item);
+void         msg_endpoint_deliver_sized (MsgEndpoint *self,
+                                         MsgItem     *item,
+                                         gsize        size);
 void         msg_endpoint_disentangle  (MsgEndpoint  *self,
                                         GError       *reason,
                                         GError       *peer_reason);
@@ -381,6 +410,7 @@ void         msg_endpoint_deliver_read (MsgEndpoint  *self,
                                         MsgItem      *item,
                                         MsgReadWatch *reader);
 MsgItem     *msg_endpoint_pop_locked   (MsgEndpoint   *self,
+                                        gsize         *size,
                                         MsgReadWatch **resume);
 MsgQueue     msg_endpoint_steal_queue_locked (MsgEndpoint   *self,
                                               MsgReadWatch **resume);

@@ -1578,7 +1578,7 @@ msg_port_main_post_full (MsgPortMain   *self,
       return TRUE;
     }
 
-  msg_endpoint_deliver (peer, item);
+  msg_endpoint_deliver_sized (peer, item, size);
   msg_endpoint_unref (peer);
 
   return TRUE;

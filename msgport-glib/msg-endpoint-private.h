@@ -145,7 +145,15 @@ msg_item_is_close (MsgItem *item)
          msg_item_peek_envelope (item)->kind == MSG_ENVELOPE_CLOSE;
 }
 
-MsgItem     *msg_item_new_message     (GVariant     *data);
+/* Takes @data: a plain message needs no envelope, a NULL one does. */
+static inline MsgItem *
+msg_item_new_message (GVariant *data)
+{
+  if (G_LIKELY (data != NULL))
+    return (MsgItem *) data;
+  return msg_item_from_envelope (msg_envelope_new_message (NULL, 0));
+}
+
 MsgItem     *msg_item_new_unchecked   (GVariant     *data);
 MsgItem     *msg_item_new_unchecked_envelope (MsgUnchecked *unchecked,
                                               guint         n_ports,
@@ -154,7 +162,16 @@ MsgEnvelope *msg_item_steal_envelope  (MsgItem      *item);
 /* The bytes of message data @item holds (unchecked: as declared). The same
  * whenever it is asked. */
 gsize        msg_item_data_size       (MsgItem      *item);
-gboolean     msg_item_needs_check     (MsgItem      *item);
+
+/* Whether msg_item_check() has anything to do for @item. */
+static inline gboolean
+msg_item_needs_check (MsgItem *item)
+{
+  if (msg_item_is_envelope (item))
+    return msg_item_peek_envelope (item)->unchecked != NULL;
+  return msg_item_is_unchecked_message (item);
+}
+
 gboolean     msg_item_check           (MsgItem     **item,
                                        GError      **error);
 gboolean     msg_envelope_check       (MsgEnvelope  *envelope,
@@ -382,6 +399,14 @@ struct _MsgEndpoint
   guint            ready : 1;      /* in dispatcher->ready */
 };
 
+/* Lock-free: a sink is set once and stays for the endpoint's life. Inline:
+ * every post reads its peer's. */
+static inline MsgSink *
+msg_endpoint_get_sink (MsgEndpoint *self)
+{
+  return g_atomic_pointer_get (&self->sink);
+}
+
 MsgEndpoint *msg_endpoint_new          (void);
 MsgEndpoint *msg_endpoint_ref          (MsgEndpoint  *self);
 void         msg_endpoint_unref        (MsgEndpoint  *self);
@@ -397,7 +422,6 @@ void         msg_endpoint_disentangle  (MsgEndpoint  *self,
                                         GError       *peer_reason);
 void         msg_endpoint_set_sink     (MsgEndpoint  *self,
                                         MsgSink      *sink);
-MsgSink     *msg_endpoint_get_sink     (MsgEndpoint  *self);
 GError      *msg_endpoint_new_peer_closed_reason (void);
 void         msg_endpoint_discard      (MsgEndpoint  *self);
 void         msg_endpoint_discard_full (MsgEndpoint  *self,
@@ -414,7 +438,14 @@ MsgItem     *msg_endpoint_pop_locked   (MsgEndpoint   *self,
                                         MsgReadWatch **resume);
 MsgQueue     msg_endpoint_steal_queue_locked (MsgEndpoint   *self,
                                               MsgReadWatch **resume);
-void         msg_read_watch_resume     (MsgReadWatch  *watch);
+
+/* Resumes @watch (nullable), as msg_endpoint_pop_locked() returned it. */
+static inline void
+msg_read_watch_resume (MsgReadWatch *watch)
+{
+  if (watch != NULL)
+    watch->funcs->resume (watch);
+}
 
 /* Flow control (see msg-endpoint.c). */
 void         msg_endpoint_count_post_locked (MsgEndpoint  *self,

@@ -75,15 +75,6 @@ msg_envelope_free (MsgEnvelope *envelope)
 
 /* Items ------------------------------------------------------------------ */
 
-/* Takes @data: a plain message needs no envelope, a NULL one does. */
-MsgItem *
-msg_item_new_message (GVariant *data)
-{
-  if (data != NULL)
-    return (MsgItem *) data;
-  return msg_item_from_envelope (msg_envelope_new_message (NULL, 0));
-}
-
 /* Takes @data (not %NULL), read from another process: a plain message
  * that msg_item_check() checks to be in normal form where it is used. */
 MsgItem *
@@ -134,15 +125,6 @@ run_check_hook (gboolean checking)
 
   if (hook != NULL)
     hook (checking);
-}
-
-/* Whether msg_item_check() has anything to do for @item. */
-gboolean
-msg_item_needs_check (MsgItem *item)
-{
-  if (msg_item_is_envelope (item))
-    return msg_item_peek_envelope (item)->unchecked != NULL;
-  return msg_item_is_unchecked_message (item);
 }
 
 /* Turns the unchecked data of @envelope into its @data. Costs in
@@ -894,12 +876,6 @@ msg_endpoint_steal_queue_locked (MsgEndpoint   *self,
   return msg_queue_steal (&self->queue);
 }
 
-void
-msg_read_watch_resume (MsgReadWatch *watch)
-{
-  if (watch != NULL)
-    watch->funcs->resume (watch);
-}
 
 /* Makes @sink (taken) receive everything that arrives for @self from now
  * on, after what is already queued, in order. */
@@ -927,13 +903,6 @@ msg_endpoint_set_sink (MsgEndpoint *self,
   msg_read_watch_resume (resume);
   msg_queue_clear (&queued);
   msg_queue_clear (&refused);
-}
-
-/* Lock-free: a sink is set once and stays for the endpoint's life. */
-MsgSink *
-msg_endpoint_get_sink (MsgEndpoint *self)
-{
-  return g_atomic_pointer_get (&self->sink);
 }
 
 GError *

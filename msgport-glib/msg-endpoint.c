@@ -840,22 +840,25 @@ msg_endpoint_deliver_read (MsgEndpoint  *self,
   msg_item_free (item);
 }
 
-/* The first queued item, or NULL, and its msg_item_data_size() in *@size.
- * If that takes the queue down to the low marks, the reader paused for
- * @self is returned in *@resume, for the caller to resume once the lock is
- * released (msg_read_watch_resume()). */
+/* The first queued item, or NULL, and its msg_item_data_size() in *@size
+ * (optional). If that takes the queue down to the low marks, the reader
+ * paused for @self is returned in *@resume, for the caller to resume once
+ * the lock is released (msg_read_watch_resume()). */
 MsgItem *
 msg_endpoint_pop_locked (MsgEndpoint   *self,
                          gsize         *size,
                          MsgReadWatch **resume)
 {
+  gsize item_size = 0;
   MsgItem *item;
 
   msg_mutex_assert_held (&self->lock);
 
-  item = msg_queue_pop_sized (&self->queue, size);
+  item = msg_queue_pop_sized (&self->queue, &item_size);
+  if (size != NULL)
+    *size = item_size;
   if (item != NULL && self->counted)
-    self->read_bytes -= MIN (self->read_bytes, msg_item_read_ahead_size (item, *size));
+    self->read_bytes -= MIN (self->read_bytes, msg_item_read_ahead_size (item, item_size));
   if (self->paused_reader != NULL &&
       self->queue.length <= MSG_READ_AHEAD_LOW_ITEMS &&
       self->read_bytes <= MSG_READ_AHEAD_LOW_BYTES)

@@ -907,7 +907,8 @@ msg_port_main_emit (MsgPortMain  *self,
 
   msg_event_pool_give_back (cache->data, event);
 
-  msg_envelope_free (envelope);
+  if (envelope != NULL)
+    msg_envelope_free (envelope);
 }
 
 /* Receiving ----------------------------------------------------------------- */

@@ -399,6 +399,14 @@ struct _MsgEndpoint
   guint            ready : 1;      /* in dispatcher->ready */
 };
 
+/* Inline: every post takes a reference on its peer. */
+static inline MsgEndpoint *
+msg_endpoint_ref (MsgEndpoint *self)
+{
+  msg_atomic_ref_count_inc (&self->ref_count);
+  return self;
+}
+
 /* Lock-free: a sink is set once and stays for the endpoint's life. Inline:
  * every post reads its peer's. */
 static inline MsgSink *
@@ -408,7 +416,6 @@ msg_endpoint_get_sink (MsgEndpoint *self)
 }
 
 MsgEndpoint *msg_endpoint_new          (void);
-MsgEndpoint *msg_endpoint_ref          (MsgEndpoint  *self);
 void         msg_endpoint_unref        (MsgEndpoint  *self);
 void         msg_endpoint_entangle     (MsgEndpoint  *a,
                                         MsgEndpoint  *b);

@@ -334,13 +334,6 @@ msg_endpoint_new (void)
   return self;
 }
 
-MsgEndpoint *
-msg_endpoint_ref (MsgEndpoint *self)
-{
-  g_atomic_ref_count_inc (&self->ref_count);
-  return self;
-}
-
 void
 msg_endpoint_unref (MsgEndpoint *self)
 {

@@ -398,7 +398,7 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
       /* Transferred, or even transferred and started again here under a
        * new handle: either way this handle emits no more. */
       if (endpoint->ready_list != &self->ready_list || endpoint->port != port ||
-          (item = msg_endpoint_pop_locked (endpoint, &resume)) == NULL)
+          (item = msg_endpoint_pop_locked (endpoint, &size, &resume)) == NULL)
         {
           msg_mutex_unlock (&endpoint->lock);
           break;
@@ -439,10 +439,6 @@ msg_dispatcher_dispatch_endpoint (MsgDispatcher *self,
 
       /* A socket reader paused for this endpoint reads on. */
       msg_read_watch_resume (resume);
-
-      /* Its size, outside the lock (GLib locks the GVariant to tell). */
-      if (!unbound)
-        size = msg_item_data_size (item);
 
       /* What another process sent is checked here, by the context of the
        * port it is for, not by the I/O thread that every channel shares.

@@ -145,7 +145,15 @@ msg_item_is_close (MsgItem *item)
          msg_item_peek_envelope (item)->kind == MSG_ENVELOPE_CLOSE;
 }
 
-MsgItem     *msg_item_new_message     (GVariant     *data);
+/* Takes @data: a plain message needs no envelope, a NULL one does. */
+static inline MsgItem *
+msg_item_new_message (GVariant *data)
+{
+  if (G_LIKELY (data != NULL))
+    return (MsgItem *) data;
+  return msg_item_from_envelope (msg_envelope_new_message (NULL, 0));
+}
+
 MsgItem     *msg_item_new_unchecked   (GVariant     *data);
 MsgItem     *msg_item_new_unchecked_envelope (MsgUnchecked *unchecked,
                                               guint         n_ports,
@@ -154,7 +162,16 @@ MsgEnvelope *msg_item_steal_envelope  (MsgItem      *item);
 /* The bytes of message data @item holds (unchecked: as declared). The same
  * whenever it is asked. */
 gsize        msg_item_data_size       (MsgItem      *item);
-gboolean     msg_item_needs_check     (MsgItem      *item);
+
+/* Whether msg_item_check() has anything to do for @item. */
+static inline gboolean
+msg_item_needs_check (MsgItem *item)
+{
+  if (msg_item_is_envelope (item))
+    return msg_item_peek_envelope (item)->unchecked != NULL;
+  return msg_item_is_unchecked_message (item);
+}
+
 gboolean     msg_item_check           (MsgItem     **item,
                                        GError      **error);
 gboolean     msg_envelope_check       (MsgEnvelope  *envelope,
@@ -166,8 +183,16 @@ void         msg_item_free            (MsgItem      *item);
 void         msg_item_set_check_hook  (void        (*hook) (gboolean checking));
 
 /* A FIFO of items: a ring, allocated on the first push, that doubles when
- * full. Once empty it keeps up to 64 items (512 bytes) for the next
- * burst and shrinks to that beyond, so a backlog does not pin its memory. */
+ * full. Once empty it keeps up to 64 items (640 bytes) for the next
+ * burst and shrinks to that beyond, so a backlog does not pin its memory.
+ *
+ * Each item is queued with its msg_item_data_size(), which whoever queues
+ * it knows (a post computed it for flow control), so that whoever takes
+ * it out does not ask the GVariant again (GLib locks it to tell): the
+ * @capacity sizes follow the @capacity items in the one allocation of
+ * @items (msg_queue_sizes()), in 16 bits: a size from
+ * MSG_QUEUE_SIZE_UNKNOWN (64 KiB - 1) up is asked of the item again,
+ * which costs little beside the message. */
 typedef struct
 {
   MsgItem **items;     /* (owned) (nullable) */
@@ -177,10 +202,28 @@ typedef struct
 } MsgQueue;
 
 #define MSG_QUEUE_INIT { NULL, 0, 0, 0 }
+#define MSG_QUEUE_SIZE_UNKNOWN  G_MAXUINT16
 
+static inline guint16 *
+msg_queue_sizes (const MsgQueue *queue)
+{
+  return (guint16 *) (queue->items + queue->capacity);
+}
+
+/* @size is msg_item_data_size (@item). */
+void     msg_queue_push_sized (MsgQueue  *queue,
+                               MsgItem   *item,
+                               gsize      size);
+/* Returns the first item and its size in *@size (optional). */
+MsgItem *msg_queue_pop_sized  (MsgQueue  *queue,
+                               gsize     *size);
+/* The same, asking msg_item_data_size(), and not telling it. */
 void     msg_queue_push  (MsgQueue  *queue,
                           MsgItem   *item);
 MsgItem *msg_queue_pop   (MsgQueue  *queue);
+/* The size queued with the item at @position (0 is the first). */
+gsize    msg_queue_peek_size (const MsgQueue *queue,
+                              guint           position);
 MsgQueue msg_queue_steal (MsgQueue  *queue);
 void     msg_queue_clear (MsgQueue  *queue);
 
@@ -356,19 +399,36 @@ struct _MsgEndpoint
   guint            ready : 1;      /* in dispatcher->ready */
 };
 
+/* Inline: every post takes a reference on its peer. */
+static inline MsgEndpoint *
+msg_endpoint_ref (MsgEndpoint *self)
+{
+  msg_atomic_ref_count_inc (&self->ref_count);
+  return self;
+}
+
+/* Lock-free: a sink is set once and stays for the endpoint's life. Inline:
+ * every post reads its peer's. */
+static inline MsgSink *
+msg_endpoint_get_sink (MsgEndpoint *self)
+{
+  return g_atomic_pointer_get (&self->sink);
+}
+
 MsgEndpoint *msg_endpoint_new          (void);
-MsgEndpoint *msg_endpoint_ref          (MsgEndpoint  *self);
 void         msg_endpoint_unref        (MsgEndpoint  *self);
 void         msg_endpoint_entangle     (MsgEndpoint  *a,
                                         MsgEndpoint  *b);
 void         msg_endpoint_deliver      (MsgEndpoint  *self,
                                         MsgItem      *item);
+void         msg_endpoint_deliver_sized (MsgEndpoint *self,
+                                         MsgItem     *item,
+                                         gsize        size);
 void         msg_endpoint_disentangle  (MsgEndpoint  *self,
                                         GError       *reason,
                                         GError       *peer_reason);
 void         msg_endpoint_set_sink     (MsgEndpoint  *self,
                                         MsgSink      *sink);
-MsgSink     *msg_endpoint_get_sink     (MsgEndpoint  *self);
 GError      *msg_endpoint_new_peer_closed_reason (void);
 void         msg_endpoint_discard      (MsgEndpoint  *self);
 void         msg_endpoint_discard_full (MsgEndpoint  *self,
@@ -381,10 +441,18 @@ void         msg_endpoint_deliver_read (MsgEndpoint  *self,
                                         MsgItem      *item,
                                         MsgReadWatch *reader);
 MsgItem     *msg_endpoint_pop_locked   (MsgEndpoint   *self,
+                                        gsize         *size,
                                         MsgReadWatch **resume);
 MsgQueue     msg_endpoint_steal_queue_locked (MsgEndpoint   *self,
                                               MsgReadWatch **resume);
-void         msg_read_watch_resume     (MsgReadWatch  *watch);
+
+/* Resumes @watch (nullable), as msg_endpoint_pop_locked() returned it. */
+static inline void
+msg_read_watch_resume (MsgReadWatch *watch)
+{
+  if (watch != NULL)
+    watch->funcs->resume (watch);
+}
 
 /* Flow control (see msg-endpoint.c). */
 void         msg_endpoint_count_post_locked (MsgEndpoint  *self,

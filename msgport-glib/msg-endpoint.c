@@ -75,15 +75,6 @@ msg_envelope_free (MsgEnvelope *envelope)
 
 /* Items ------------------------------------------------------------------ */
 
-/* Takes @data: a plain message needs no envelope, a NULL one does. */
-MsgItem *
-msg_item_new_message (GVariant *data)
-{
-  if (data != NULL)
-    return (MsgItem *) data;
-  return msg_item_from_envelope (msg_envelope_new_message (NULL, 0));
-}
-
 /* Takes @data (not %NULL), read from another process: a plain message
  * that msg_item_check() checks to be in normal form where it is used. */
 MsgItem *
@@ -134,15 +125,6 @@ run_check_hook (gboolean checking)
 
   if (hook != NULL)
     hook (checking);
-}
-
-/* Whether msg_item_check() has anything to do for @item. */
-gboolean
-msg_item_needs_check (MsgItem *item)
-{
-  if (msg_item_is_envelope (item))
-    return msg_item_peek_envelope (item)->unchecked != NULL;
-  return msg_item_is_unchecked_message (item);
 }
 
 /* Turns the unchecked data of @envelope into its @data. Costs in
@@ -208,30 +190,72 @@ msg_item_free (MsgItem *item)
 /* Queues ----------------------------------------------------------------- */
 
 #define MSG_QUEUE_MIN_CAPACITY  8     /* what a queue starts with */
-#define MSG_QUEUE_MAX_KEPT      64    /* the most it keeps once empty: 512 bytes */
+#define MSG_QUEUE_MAX_KEPT      64    /* the most it keeps once empty: 640 bytes */
+#define MSG_QUEUE_SLOT_BYTES    (sizeof (MsgItem *) + sizeof (guint16))
+
+void
+msg_queue_push_sized (MsgQueue *queue,
+                      MsgItem  *item,
+                      gsize     size)
+{
+  guint16 *sizes;
+  guint slot;
+
+  g_assert (item != NULL);
+
+  if (queue->length == queue->capacity)
+    {
+      guint old = queue->capacity;
+      guint capacity = MAX (old * 2, MSG_QUEUE_MIN_CAPACITY);
+
+      queue->items = g_realloc_n (queue->items, capacity, MSG_QUEUE_SLOT_BYTES);
+      /* The sizes go after the new end of the items (they do not overlap
+       * where they were: the ring at least doubled). */
+      sizes = (guint16 *) (queue->items + capacity);
+      if (old > 0)
+        memmove (sizes, queue->items + old, old * sizeof (guint16));
+      /* The items that wrapped around go after the old end. */
+      if (queue->head + queue->length > old)
+        {
+          guint wrapped = queue->head + queue->length - old;
+
+          memcpy (queue->items + old, queue->items, wrapped * sizeof (MsgItem *));
+          memcpy (sizes + old, sizes, wrapped * sizeof (guint16));
+        }
+      queue->capacity = capacity;
+    }
+  slot = (queue->head + queue->length) & (queue->capacity - 1);
+  queue->items[slot] = item;
+  msg_queue_sizes (queue)[slot] = size < MSG_QUEUE_SIZE_UNKNOWN ? (guint16) size
+                                                                : MSG_QUEUE_SIZE_UNKNOWN;
+  queue->length++;
+}
 
 void
 msg_queue_push (MsgQueue *queue,
                 MsgItem  *item)
 {
-  g_assert (item != NULL);
+  msg_queue_push_sized (queue, item, msg_item_data_size (item));
+}
 
-  if (queue->length == queue->capacity)
-    {
-      guint capacity = MAX (queue->capacity * 2, MSG_QUEUE_MIN_CAPACITY);
+static gsize
+msg_queue_slot_size (const MsgQueue *queue,
+                     guint           slot)
+{
+  guint16 size = msg_queue_sizes (queue)[slot];
 
-      queue->items = g_renew (MsgItem *, queue->items, capacity);
-      /* The items that wrapped around go after the old end. */
-      if (queue->head + queue->length > queue->capacity)
-        {
-          guint wrapped = queue->head + queue->length - queue->capacity;
+  if (G_UNLIKELY (size == MSG_QUEUE_SIZE_UNKNOWN))
+    return msg_item_data_size (queue->items[slot]);
+  return size;
+}
 
-          memcpy (queue->items + queue->capacity, queue->items, wrapped * sizeof (MsgItem *));
-        }
-      queue->capacity = capacity;
-    }
-  queue->items[(queue->head + queue->length) & (queue->capacity - 1)] = item;
-  queue->length++;
+gsize
+msg_queue_peek_size (const MsgQueue *queue,
+                     guint           position)
+{
+  g_assert (position < queue->length);
+
+  return msg_queue_slot_size (queue, (queue->head + position) & (queue->capacity - 1));
 }
 
 /* The first item, or NULL if @queue is empty. A queue that empties keeps
@@ -241,7 +265,8 @@ msg_queue_push (MsgQueue *queue,
  * 1,000 grows it again with four reallocations, against a thousand
  * messages). */
 MsgItem *
-msg_queue_pop (MsgQueue *queue)
+msg_queue_pop_sized (MsgQueue *queue,
+                     gsize    *size)
 {
   MsgItem *item;
 
@@ -249,19 +274,28 @@ msg_queue_pop (MsgQueue *queue)
     return NULL;
 
   item = queue->items[queue->head];
+  if (size != NULL)
+    *size = msg_queue_slot_size (queue, queue->head);
   queue->head = (queue->head + 1) & (queue->capacity - 1);
   queue->length--;
   if (queue->length == 0)
     {
       queue->head = 0;
+      /* Empty: the sizes need not move. */
       if (queue->capacity > MSG_QUEUE_MAX_KEPT)
         {
-          queue->items = g_renew (MsgItem *, queue->items, MSG_QUEUE_MAX_KEPT);
+          queue->items = g_realloc_n (queue->items, MSG_QUEUE_MAX_KEPT, MSG_QUEUE_SLOT_BYTES);
           queue->capacity = MSG_QUEUE_MAX_KEPT;
         }
     }
 
   return item;
+}
+
+MsgItem *
+msg_queue_pop (MsgQueue *queue)
+{
+  return msg_queue_pop_sized (queue, NULL);
 }
 
 /* Returns what @queue holds, leaving it empty: for freeing outside a lock. */
@@ -297,13 +331,6 @@ msg_endpoint_new (void)
   g_mutex_init (&self->lock);
   self->ready_link.data = self;
 
-  return self;
-}
-
-MsgEndpoint *
-msg_endpoint_ref (MsgEndpoint *self)
-{
-  g_atomic_ref_count_inc (&self->ref_count);
   return self;
 }
 
@@ -377,15 +404,15 @@ msg_item_data_size (MsgItem *item)
   return data != NULL ? g_variant_get_size (data) : 0;
 }
 
-/* What @item weighs in read-ahead: its data, and each descriptor of its
- * message (MSG_READ_AHEAD_FD_COST). Its ports are not weighed (yet): a
- * peer that sends many may hold as many descriptors as the read-ahead
- * holds messages (docs/wire-format.md). */
+/* What @item, of @size bytes of data (msg_item_data_size()), weighs in
+ * read-ahead: its data, and each descriptor of its message
+ * (MSG_READ_AHEAD_FD_COST). Its ports are not weighed (yet): a peer that
+ * sends many may hold as many descriptors as the read-ahead holds
+ * messages (docs/wire-format.md). */
 static gsize
-msg_item_read_ahead_size (MsgItem *item)
+msg_item_read_ahead_size (MsgItem *item,
+                          gsize    size)
 {
-  gsize size = msg_item_data_size (item);
-
   if (msg_item_is_envelope (item))
     {
       MsgEnvelope *envelope = msg_item_peek_envelope (item);
@@ -412,8 +439,9 @@ typedef struct
  * under its lock (msg_endpoint_count_post_locked(), from post_message()):
  * two plain stores per message (one writer, under the lock), no
  * allocation; the size is g_variant_get_size(), as msg_item_data_size()
- * has it, which the dispatcher asks again when it takes the item (with
- * GLib's bit lock on the GVariant: the main cost). What the other end took
+ * has it (GLib locks the GVariant, and a GVariant built in this process
+ * is sized there for the first time: the main cost), and it is queued
+ * with the item, for the dispatcher that takes it. What the other end took
  * (its handlers got it) comes back as a credit, once per dispatch batch
  * (msg_endpoint_taken(), from the dispatcher), or, across processes, as an
  * acknowledgement that the transport reads (msg_endpoint_acknowledge()):
@@ -721,10 +749,12 @@ msg_flow_end_finish (MsgFlowEnd *flow_end)
   g_clear_error (&flow_end->error);
 }
 
-/* Returns what the sink refused, to be freed once the lock is released. */
+/* Returns what the sink refused, to be freed once the lock is released.
+ * @size is msg_item_data_size (@item). */
 static MsgItem *
 msg_endpoint_push_locked (MsgEndpoint   *self,
                           MsgItem       *item,
+                          gsize          size,
                           MsgReadyList **wake_later)
 {
   msg_mutex_assert_held (&self->lock);
@@ -732,33 +762,43 @@ msg_endpoint_push_locked (MsgEndpoint   *self,
   if (self->sink != NULL)
     return self->sink->funcs->deliver (self->sink, item);
 
-  msg_queue_push (&self->queue, item);
+  msg_queue_push_sized (&self->queue, item, size);
   if (self->queue.length > self->max_queued)
     self->max_queued = self->queue.length;
   if (self->counted)
-    self->read_bytes += msg_item_read_ahead_size (item);
+    self->read_bytes += msg_item_read_ahead_size (item, size);
   if (self->queue.length == 1)
     msg_endpoint_mark_ready_locked (self, wake_later);
   return NULL;
 }
 
-/* Takes ownership of @item and queues it for @self's handlers (or its
- * sink); drops it if @self has ended. Any thread. The receiving context is
- * woken, if it must be, after the lock is released. */
+/* Takes ownership of @item, of @size bytes of data (msg_item_data_size()),
+ * and queues it for @self's handlers (or its sink); drops it if @self has
+ * ended. Any thread. The receiving context is woken, if it must be, after
+ * the lock is released. */
 void
-msg_endpoint_deliver (MsgEndpoint *self,
-                      MsgItem     *item)
+msg_endpoint_deliver_sized (MsgEndpoint *self,
+                            MsgItem     *item,
+                            gsize        size)
 {
   MsgReadyList *wake = NULL;
 
   msg_mutex_lock (&self->lock);
   if (!self->ended)
-    item = msg_endpoint_push_locked (self, item, &wake);
+    item = msg_endpoint_push_locked (self, item, size, &wake);
   msg_mutex_unlock (&self->lock);
 
   if (wake != NULL)
     wake->funcs->wake (wake);
   msg_item_free (item);
+}
+
+/* The same, for an item whose size the caller does not know. */
+void
+msg_endpoint_deliver (MsgEndpoint *self,
+                      MsgItem     *item)
+{
+  msg_endpoint_deliver_sized (self, item, msg_item_data_size (item));
 }
 
 /* What a socket reader read for @self: as msg_endpoint_deliver(), and if
@@ -771,12 +811,13 @@ msg_endpoint_deliver_read (MsgEndpoint  *self,
                            MsgReadWatch *reader)
 {
   MsgReadyList *wake = NULL;
+  gsize size = msg_item_data_size (item);
 
   msg_mutex_lock (&self->lock);
   if (!self->ended)
     {
       self->counted = TRUE;
-      item = msg_endpoint_push_locked (self, item, &wake);
+      item = msg_endpoint_push_locked (self, item, size, &wake);
       if (self->paused_reader == NULL && self->sink == NULL &&
           (self->queue.length >= MSG_READ_AHEAD_HIGH_ITEMS ||
            self->read_bytes >= MSG_READ_AHEAD_HIGH_BYTES))
@@ -792,20 +833,25 @@ msg_endpoint_deliver_read (MsgEndpoint  *self,
   msg_item_free (item);
 }
 
-/* The first queued item, or NULL. If that takes the queue down to the low
- * marks, the reader paused for @self is returned in *@resume, for the
- * caller to resume once the lock is released (msg_read_watch_resume()). */
+/* The first queued item, or NULL, and its msg_item_data_size() in *@size
+ * (optional). If that takes the queue down to the low marks, the reader
+ * paused for @self is returned in *@resume, for the caller to resume once
+ * the lock is released (msg_read_watch_resume()). */
 MsgItem *
 msg_endpoint_pop_locked (MsgEndpoint   *self,
+                         gsize         *size,
                          MsgReadWatch **resume)
 {
+  gsize item_size = 0;
   MsgItem *item;
 
   msg_mutex_assert_held (&self->lock);
 
-  item = msg_queue_pop (&self->queue);
+  item = msg_queue_pop_sized (&self->queue, &item_size);
+  if (size != NULL)
+    *size = item_size;
   if (item != NULL && self->counted)
-    self->read_bytes -= MIN (self->read_bytes, msg_item_read_ahead_size (item));
+    self->read_bytes -= MIN (self->read_bytes, msg_item_read_ahead_size (item, item_size));
   if (self->paused_reader != NULL &&
       self->queue.length <= MSG_READ_AHEAD_LOW_ITEMS &&
       self->read_bytes <= MSG_READ_AHEAD_LOW_BYTES)
@@ -826,12 +872,6 @@ msg_endpoint_steal_queue_locked (MsgEndpoint   *self,
   return msg_queue_steal (&self->queue);
 }
 
-void
-msg_read_watch_resume (MsgReadWatch *watch)
-{
-  if (watch != NULL)
-    watch->funcs->resume (watch);
-}
 
 /* Makes @sink (taken) receive everything that arrives for @self from now
  * on, after what is already queued, in order. */
@@ -842,29 +882,23 @@ msg_endpoint_set_sink (MsgEndpoint *self,
   MsgQueue queued, refused = MSG_QUEUE_INIT;
   MsgReadWatch *resume = NULL;
   MsgItem *item;
+  gsize size;
 
   msg_mutex_lock (&self->lock);
   g_assert (self->sink == NULL && self->ready_list == NULL);
   g_atomic_pointer_set (&self->sink, sink);
   queued = msg_endpoint_steal_queue_locked (self, &resume);
-  while ((item = msg_queue_pop (&queued)) != NULL)
+  while ((item = msg_queue_pop_sized (&queued, &size)) != NULL)
     {
-      item = msg_endpoint_push_locked (self, item, NULL);
+      item = msg_endpoint_push_locked (self, item, size, NULL);
       if (item != NULL)
-        msg_queue_push (&refused, item);
+        msg_queue_push_sized (&refused, item, size);
     }
   msg_mutex_unlock (&self->lock);
 
   msg_read_watch_resume (resume);
   msg_queue_clear (&queued);
   msg_queue_clear (&refused);
-}
-
-/* Lock-free: a sink is set once and stays for the endpoint's life. */
-MsgSink *
-msg_endpoint_get_sink (MsgEndpoint *self)
-{
-  return g_atomic_pointer_get (&self->sink);
 }
 
 GError *
@@ -894,7 +928,7 @@ msg_endpoint_end_locked (MsgEndpoint *self,
   self->ended = TRUE;
   msg_flow_end_locked (self, reason, flow_end);
   return msg_endpoint_push_locked (self, msg_item_from_envelope (msg_envelope_new_close (reason)),
-                                   NULL);
+                                   0, NULL);
 }
 
 /* The peer of @self went away: @self delivers what it has, then emits

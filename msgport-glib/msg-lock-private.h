@@ -6,8 +6,9 @@
  * understand; every lock of the library goes through these helpers so that a
  * TSan build sees the happens-before edges they create. The same holds for
  * GCond, for gatomicrefcount (g_atomic_ref_count_dec() is a call into GLib,
- * which is not instrumented) and for a GSource's reference count, so those
- * go through helpers too. Without TSan they are the GLib calls themselves.
+ * which is not instrumented: the helpers do its atomics inline) and for a
+ * GSource's reference count, so those go through helpers too. Without TSan
+ * they are the GLib calls themselves, or their inline equivalents.
  * docs/testing.md says how to run the TSan build.
  */
 
@@ -194,15 +195,31 @@ msg_cond_wait_until (GCond  *cond,
   return signalled;
 }
 
-/* g_atomic_ref_count_dec() for a count whose last reference frees the
- * object: what each holder did before it dropped its reference happens
- * before what the last one does after (the usual release decrement and
- * acquire on zero). */
+/* g_atomic_ref_count_inc(), with its checks, inline: GLib's is a call,
+ * and a post takes a reference on its peer endpoint. */
+static inline void
+msg_atomic_ref_count_inc (gatomicrefcount *ref_count)
+{
+  gint old_value = g_atomic_int_add (ref_count, 1);
+
+  g_return_if_fail (old_value > 0);
+  if (G_UNLIKELY (old_value == G_MAXINT))
+    g_critical ("Reference count has reached saturation");
+}
+
+/* g_atomic_ref_count_dec(), with its check, inline, for a count whose last
+ * reference frees the object: what each holder did before it dropped its
+ * reference happens before what the last one does after (the usual
+ * release decrement and acquire on zero). */
 static inline gboolean
 msg_atomic_ref_count_dec (gatomicrefcount *ref_count)
 {
+  gint old_value;
+
   MSG_TSAN_RELEASE (ref_count);
-  if (!g_atomic_ref_count_dec (ref_count))
+  old_value = g_atomic_int_add (ref_count, -1);
+  g_return_val_if_fail (old_value > 0, FALSE);
+  if (old_value != 1)
     return FALSE;
   MSG_TSAN_ACQUIRE (ref_count);
   return TRUE;

@@ -907,7 +907,8 @@ msg_port_main_emit (MsgPortMain  *self,
 
   msg_event_pool_give_back (cache->data, event);
 
-  msg_envelope_free (envelope);
+  if (envelope != NULL)
+    msg_envelope_free (envelope);
 }
 
 /* Receiving ----------------------------------------------------------------- */
@@ -1475,6 +1476,7 @@ msg_port_main_post_full (MsgPortMain   *self,
 {
   MsgEndpoint *endpoint;
   MsgEndpoint *peer;
+  MsgSink *peer_sink = NULL;
   MsgItem *item;
   GUnixFDList *fds = NULL;  /* (owned) (nullable): the receiver's */
   MsgReadyList *wake = NULL;
@@ -1491,7 +1493,7 @@ msg_port_main_post_full (MsgPortMain   *self,
 
   endpoint = self->endpoint;
   msg_mutex_lock (&endpoint->lock);
-  if (endpoint->port != self)
+  if (G_UNLIKELY (endpoint->port != self))
     {
       /* Neutered: nothing at all happens. */
       msg_mutex_unlock (&endpoint->lock);
@@ -1501,18 +1503,21 @@ msg_port_main_post_full (MsgPortMain   *self,
   peer = endpoint->peer != NULL ? msg_endpoint_ref (endpoint->peer) : NULL;
   /* Counted where the peer is read, so that the end of the channel, which
    * resets the count under this lock, comes before or after it. */
-  if (peer != NULL)
+  if (G_LIKELY (peer != NULL))
     msg_endpoint_count_post_locked (endpoint, size, &wake);
   msg_mutex_unlock (&endpoint->lock);
 
-  if (wake != NULL)
+  if (G_UNLIKELY (wake != NULL))
     wake->funcs->wake (wake);
 
   /* To another process: what the wire format cannot carry is refused
    * before anything is sent or neutered, and so is a post, in a forked
-   * child, on a port whose socket is its parent's. */
-  if (peer != NULL && msg_transport_is_socket_sink (msg_endpoint_get_sink (peer)) &&
-      (!msg_transport_check_process (msg_endpoint_get_sink (peer), error) ||
+   * child, on a port whose socket is its parent's. A peer in this process
+   * has no sink. */
+  if (G_LIKELY (peer != NULL))
+    peer_sink = msg_endpoint_get_sink (peer);
+  if (G_UNLIKELY (peer_sink != NULL) && msg_transport_is_socket_sink (peer_sink) &&
+      (!msg_transport_check_process (peer_sink, error) ||
        !msg_wire_check_message (message, n_transfer, error)))
     {
       /* Not sent after all. */
@@ -1524,7 +1529,7 @@ msg_port_main_post_full (MsgPortMain   *self,
 
   /* Descriptors: checked and duplicated before any port is neutered, so
    * that a refused post changes nothing. */
-  if (fd_list != NULL &&
+  if (G_UNLIKELY (fd_list != NULL) &&
       !msg_port_main_take_fd_list (fd_list, message, n_transfer, peer, &fds, error))
     {
       if (peer != NULL)
@@ -1534,7 +1539,7 @@ msg_port_main_post_full (MsgPortMain   *self,
       return FALSE;
     }
 
-  if (n_transfer == 0 && fds == NULL)
+  if (G_LIKELY (n_transfer == 0 && fds == NULL))
     {
       /* The everyday case: the message is queued as it is. */
       item = msg_item_new_message (g_steal_pointer (&message));
@@ -1570,7 +1575,7 @@ msg_port_main_post_full (MsgPortMain   *self,
       item = msg_item_from_envelope (envelope);
     }
 
-  if (peer == NULL)
+  if (G_UNLIKELY (peer == NULL))
     {
       /* Closed, disconnected or doomed: dropping the message discards
        * the transferred endpoints, so their peers close. */
@@ -1578,7 +1583,7 @@ msg_port_main_post_full (MsgPortMain   *self,
       return TRUE;
     }
 
-  msg_endpoint_deliver (peer, item);
+  msg_endpoint_deliver_sized (peer, item, size);
   msg_endpoint_unref (peer);
 
   return TRUE;
@@ -1603,7 +1608,11 @@ msg_port_main_post (MsgPortMain  *self,
                     GVariant     *message,
                     GError      **error)
 {
-  return msg_port_main_post_message (self, message, NULL, 0, error);
+  /* msg_port_main_post_message() with no transfer list, one call less. */
+  g_return_val_if_fail (MSG_IS_PORT_MAIN (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return msg_port_main_post_full (self, message, NULL, 0, NULL, error);
 }
 
 /**

@@ -3,10 +3,11 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * White-box: a plain message is queued as its GVariant, anything else in
- * an envelope marked in the pointer; the ring keeps its order when it
- * grows with its items wrapped around, keeps its memory between bursts up
- * to a bound and gives a larger one back once it empties. Leaks (an item
- * not freed by msg_queue_clear()) show under valgrind and ASan.
+ * an envelope marked in the pointer; the ring keeps its order, and each
+ * item's size with it, when it grows with its items wrapped around, keeps
+ * its memory between bursts up to a bound and gives a larger one back once
+ * it empties. Leaks (an item not freed by msg_queue_clear()) show under
+ * valgrind and ASan.
  */
 
 #include "msg-test-utils.h"
@@ -35,6 +36,38 @@ pop_expect (MsgQueue *queue,
   g_assert_nonnull (item);
   g_assert_cmpuint (item_number (item), ==, n);
   msg_item_free (item);
+}
+
+/* The size a test queues message @n with: not its real one, so that the
+ * queue is seen to give back what it was told. */
+static gsize
+told_size (guint64 n)
+{
+  return 1000 + n * 3;
+}
+
+/* Pops one item, checks it is message @n queued with told_size(), and
+ * frees it. */
+static void
+pop_expect_sized (MsgQueue *queue,
+                  guint64   n)
+{
+  gsize size = 0;
+  MsgItem *item;
+
+  g_assert_cmpuint (msg_queue_peek_size (queue, 0), ==, told_size (n));
+  item = msg_queue_pop_sized (queue, &size);
+  g_assert_nonnull (item);
+  g_assert_cmpuint (item_number (item), ==, n);
+  g_assert_cmpuint (size, ==, told_size (n));
+  msg_item_free (item);
+}
+
+static void
+push_sized (MsgQueue *queue,
+            guint64   n)
+{
+  msg_queue_push_sized (queue, message_item (n), told_size (n));
 }
 
 static void
@@ -78,27 +111,61 @@ test_queue_order_across_growth (void)
   g_assert_null (queue.items);
 
   /* Fill the first ring, take some from the front, and refill it so that
-   * its items wrap around: growing must keep them in order. */
-  msg_queue_push (&queue, message_item (next_in++));
+   * its items wrap around: growing must keep them in order, each with its
+   * size. */
+  push_sized (&queue, next_in++);
   for (guint round = 0; round < 6; round++)
     {
       guint capacity = queue.capacity;
 
       while (queue.length < capacity)
-        msg_queue_push (&queue, message_item (next_in++));
+        push_sized (&queue, next_in++);
       for (guint i = 0; i < capacity / 2; i++)
-        pop_expect (&queue, next_out++);
+        pop_expect_sized (&queue, next_out++);
       while (queue.length < capacity)
-        msg_queue_push (&queue, message_item (next_in++));
+        push_sized (&queue, next_in++);
       g_assert_cmpuint (queue.head + queue.length, >, queue.capacity);  /* wrapped */
-      msg_queue_push (&queue, message_item (next_in++));
+      push_sized (&queue, next_in++);
       g_assert_cmpuint (queue.capacity, ==, capacity * 2);
+      for (guint i = 0; i < queue.length; i++)
+        g_assert_cmpuint (msg_queue_peek_size (&queue, i), ==, told_size (next_out + i));
     }
 
   while (next_out < next_in)
-    pop_expect (&queue, next_out++);
+    pop_expect_sized (&queue, next_out++);
   g_assert_null (msg_queue_pop (&queue));
   g_assert_cmpuint (queue.length, ==, 0);
+  msg_queue_clear (&queue);
+}
+
+/* Sizes the queue does not hold (64 KiB - 1 and more) are asked of the
+ * item again; an item queued without one is asked as it is queued. */
+static void
+test_queue_sizes (void)
+{
+  MsgQueue queue = MSG_QUEUE_INIT;
+  MsgItem *item;
+  gsize size = 0;
+
+  msg_queue_push_sized (&queue, message_item (1), 100000);
+  msg_queue_push (&queue, message_item (2));
+  msg_queue_push (&queue, msg_item_from_envelope (msg_envelope_new_close (NULL)));
+  g_assert_cmpuint (msg_queue_peek_size (&queue, 0), ==, 8);
+  g_assert_cmpuint (msg_queue_peek_size (&queue, 1), ==, 8);
+  g_assert_cmpuint (msg_queue_peek_size (&queue, 2), ==, 0);
+  item = msg_queue_pop_sized (&queue, &size);
+  g_assert_cmpuint (item_number (item), ==, 1);
+  g_assert_cmpuint (size, ==, 8);
+  msg_item_free (item);
+  item = msg_queue_pop_sized (&queue, &size);
+  g_assert_cmpuint (item_number (item), ==, 2);
+  g_assert_cmpuint (size, ==, 8);
+  msg_item_free (item);
+  item = msg_queue_pop_sized (&queue, &size);
+  g_assert_true (msg_item_is_close (item));
+  g_assert_cmpuint (size, ==, 0);
+  msg_item_free (item);
+  g_assert_null (msg_queue_pop_sized (&queue, &size));
   msg_queue_clear (&queue);
 }
 
@@ -157,6 +224,7 @@ main (int    argc,
 
   g_test_add_func ("/queue/items", test_queue_items);
   g_test_add_func ("/queue/order-across-growth", test_queue_order_across_growth);
+  g_test_add_func ("/queue/sizes", test_queue_sizes);
   g_test_add_func ("/queue/memory", test_queue_memory);
 
   return g_test_run ();

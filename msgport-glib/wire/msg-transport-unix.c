@@ -350,7 +350,7 @@ endpoint_move_size_locked (MsgEndpoint *endpoint,
 
       if (msg_item_is_envelope (item))
         *n_fds += msg_item_peek_envelope (item)->n_ports + envelope_n_fds (msg_item_peek_envelope (item));
-      *n_bytes += msg_item_data_size (item);
+      *n_bytes += msg_queue_peek_size (queue, i);
     }
 }
 

@@ -405,10 +405,10 @@ msg_item_data_size (MsgItem *item)
 }
 
 /* What @item, of @size bytes of data (msg_item_data_size()), weighs in
- * read-ahead: its data, and each descriptor of its message
- * (MSG_READ_AHEAD_FD_COST). Its ports are not weighed (yet): a peer that
- * sends many may hold as many descriptors as the read-ahead holds
- * messages (docs/wire-format.md). */
+ * read-ahead: its data, and MSG_READ_AHEAD_FD_COST for each descriptor of
+ * its message and each port it carries (a port from another process holds
+ * a socket at least), so that a peer cannot make a port hold more than
+ * about 128 descriptors unread however small its messages. */
 static gsize
 msg_item_read_ahead_size (MsgItem *item,
                           gsize    size)
@@ -419,6 +419,7 @@ msg_item_read_ahead_size (MsgItem *item,
 
       if (envelope->fd_list != NULL)
         size += (gsize) g_unix_fd_list_get_length (envelope->fd_list) * MSG_READ_AHEAD_FD_COST;
+      size += (gsize) envelope->n_ports * MSG_READ_AHEAD_FD_COST;
     }
   return size;
 }

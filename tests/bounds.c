@@ -387,27 +387,70 @@ count_fd_message (MsgPortMain     *port,
   GUnixFDList *list = msg_message_event_get_unix_fd_list (event);
 
   counter->n++;
-  if (list != NULL && g_unix_fd_list_get_length (list) == 1)
+  if ((list != NULL && g_unix_fd_list_get_length (list) == 1) ||
+      msg_message_event_get_n_ports (event) == 1)
     counter->n_with_fd++;
 }
 
-static void
-test_read_ahead_descriptors (void)
+/* A tiny frame with one descriptor: the message's own (a "u" of 4 bytes),
+ * or a port's (no data, a port whose peer said hello). Returns its size. */
+static gsize
+tiny_frame_with_fd (guint8   *frame,
+                    gboolean  as_port,
+                    guint     seq)
 {
+  memset (frame, 0, MSG_WIRE_HEADER_SIZE + MSG_WIRE_PORT_ENTRY_SIZE);
+  memcpy (frame, "MSG2", 4);
+  frame[4] = MSG_WIRE_FRAME_MESSAGE;
+  frame[8] = 1;
+  if (as_port)
+    {
+      frame[6] = 1;
+      frame[16] = MSG_WIRE_PORT_ENTRY_SIZE;
+      frame[MSG_WIRE_HEADER_SIZE + 32] = MSG_WIRE_PORT_PEER_HELLO;
+      return MSG_WIRE_HEADER_SIZE + MSG_WIRE_PORT_ENTRY_SIZE;
+    }
+  frame[5] = MSG_WIRE_FLAG_DATA;
+  frame[12] = 1;
+  frame[20] = 1;
+  frame[24] = 4;
+  frame[MSG_WIRE_HEADER_SIZE] = 'u';
+  memcpy (frame + MSG_WIRE_HEADER_SIZE + 8, &seq, 4);
+  return MSG_WIRE_HEADER_SIZE + 8 + 4;
+}
+
+static void
+test_read_ahead_descriptors (gconstpointer data)
+{
+  gboolean as_port = GPOINTER_TO_INT (data);
   MsgPortMain *port;
   FdCounter counter = { 0, 0 };
   guint baseline;
   guint limit = MSG_READ_AHEAD_HIGH_BYTES / MSG_READ_AHEAD_FD_COST;
   guint n_sent = 0;
   gboolean full = FALSE;
+  g_autoptr(GArray) peers = g_array_new (FALSE, FALSE, sizeof (int));
   guint held;
   int raw;
 
-  g_test_summary ("A peer sends tiny messages that each carry a descriptor to a port that "
-                  "is not started: the port holds at most about 128 of them unread "
-                  "(each weighs 64 KiB of read-ahead), not 16,384; once started it gets "
-                  "them all, and no descriptor is left over");
+  if (as_port)
+    g_test_summary ("A peer sends messages that each carry a port (a socket) to a port that "
+                    "is not started: the port holds at most about 128 of them unread (each "
+                    "weighs 64 KiB of read-ahead), not 16,384; once started it gets them "
+                    "all, and no descriptor is left over");
+  else
+    g_test_summary ("A peer sends tiny messages that each carry a descriptor to a port that "
+                    "is not started: the port holds at most about 128 of them unread "
+                    "(each weighs 64 KiB of read-ahead), not 16,384; once started it gets "
+                    "them all, and no descriptor is left over");
 
+  /* This process is the peer too, which holds the other end of each
+   * port's socket. */
+  if (as_port && raise_fd_limit (16 * limit) < 16 * limit)
+    {
+      g_test_skip ("the hard limit on descriptors is too low");
+      return;
+    }
   msg_test_socket_port (&raw, &port);
   /* Without the socket pair: the I/O thread (and its wake-up descriptor)
    * exists now, if this test is the first to make a port. */
@@ -418,22 +461,25 @@ test_read_ahead_descriptors (void)
    * far more than the port may hold. */
   while (!full && n_sent < 4 * limit)
     {
-      guint8 frame[MSG_WIRE_HEADER_SIZE + 8 + 4] = { 'M', 'S', 'G', '2', MSG_WIRE_FRAME_MESSAGE,
-                                                     MSG_WIRE_FLAG_DATA, };
-      int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+      guint8 frame[MSG_WIRE_HEADER_SIZE + MSG_WIRE_PORT_ENTRY_SIZE];
+      gsize size = tiny_frame_with_fd (frame, as_port, n_sent);
+      int pair[2];
+      int fd;
 
-      /* One descriptor, the message's own; type "u", 4 bytes of data. */
-      frame[8] = 1;
-      frame[12] = 1;
-      frame[20] = 1;
-      frame[24] = 4;
-      frame[MSG_WIRE_HEADER_SIZE] = 'u';
-      memcpy (frame + MSG_WIRE_HEADER_SIZE + 8, &n_sent, 4);
+      /* A port's socket, whose other end the peer keeps. */
+      if (as_port)
+        {
+          g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+          g_array_append_val (peers, pair[1]);
+          fd = pair[0];
+        }
+      else
+        fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
       for (;;)
         {
           struct pollfd pfd = { raw, POLLOUT, 0 };
 
-          if (msg_test_send_raw (raw, frame, sizeof frame, &fd, 1) == sizeof frame)
+          if (msg_test_send_raw (raw, frame, size, &fd, 1) == (gssize) size)
             {
               n_sent++;
               break;
@@ -447,12 +493,12 @@ test_read_ahead_descriptors (void)
         }
       close (fd);
     }
-  g_test_message ("sent %u messages with a descriptor each", n_sent);
+  g_test_message ("sent %u messages with a %s each", n_sent, as_port ? "port" : "descriptor");
   g_assert_cmpuint (n_sent, >, limit + 8);
 
   /* The reader stops once the port holds what it may. */
   msg_test_wait_until (NULL, msg_port_main_get_queued_messages (port) >= limit);
-  held = msg_test_count_fds () - baseline;
+  held = msg_test_count_fds () - baseline - peers->len;
   g_test_message ("%u descriptors held for a port that was not started", held);
   /* Theirs, the socket pair, and a frame's or two in the decoder.
    * Without the weight it held every one that came. */
@@ -463,6 +509,8 @@ test_read_ahead_descriptors (void)
   msg_test_wait_until (NULL, counter.n == n_sent);
   g_assert_cmpuint (counter.n_with_fd, ==, n_sent);
 
+  for (guint i = 0; i < peers->len; i++)
+    close (g_array_index (peers, int, i));
   close (raw);
   msg_test_wait_until (NULL, msg_port_main_is_closed (port));
   msg_test_drain (NULL);
@@ -479,7 +527,10 @@ main (int    argc,
   g_test_add_func ("/bounds/read-ahead/not-started", test_read_ahead_not_started);
   g_test_add_func ("/bounds/read-ahead/small", test_read_ahead_small);
   g_test_add_func ("/bounds/read-ahead/busy-context", test_read_ahead_busy_context);
-  g_test_add_func ("/bounds/read-ahead/descriptors", test_read_ahead_descriptors);
+  g_test_add_data_func ("/bounds/read-ahead/descriptors", GINT_TO_POINTER (FALSE),
+                        test_read_ahead_descriptors);
+  g_test_add_data_func ("/bounds/read-ahead/ports", GINT_TO_POINTER (TRUE),
+                        test_read_ahead_descriptors);
   g_test_add_func ("/bounds/close/peer-never-reads", test_close_peer_never_reads);
   g_test_add_func ("/bounds/close/no-import-after", test_close_no_import_after);
 

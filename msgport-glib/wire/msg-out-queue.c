@@ -154,7 +154,8 @@ msg_out_queue_append_frame (MsgOutQueue *self,
    * unlocked, but never reads these until they are counted. */
   head_size = g_bytes_get_size (item->encoded.head);
   memcpy (tail->chunk + tail->chunk_len, g_bytes_get_data (item->encoded.head, NULL), head_size);
-  if (item->encoded.data != NULL)
+  /* An empty GBytes may have no data pointer at all. */
+  if (size > head_size)
     memcpy (tail->chunk + tail->chunk_len + head_size, g_bytes_get_data (item->encoded.data, NULL),
             size - head_size);
   tail->chunk_len += size;

@@ -25,6 +25,9 @@
 
 static gint fault_budget = -1;  /* (atomic): sendmsg calls before @fault_errno */
 static gint fault_errno = ECONNRESET;  /* (atomic) */
+static gsize fault_ino;  /* (atomic): 0, or the inode of the one socket
+                          * whose writes fail (its peer acknowledges what
+                          * it takes: its writes must not fail first) */
 static GMutex rand_lock;
 static GRand *rand_state;
 
@@ -37,6 +40,17 @@ random_below (guint n)
   value = g_rand_int_range (rand_state, 0, n);
   msg_mutex_unlock (&rand_lock);
   return value;
+}
+
+/* Whether writes to @fd may fail: those to every socket, or to the one of
+ * @fault_ino. */
+static gboolean
+faults_here (int fd)
+{
+  gsize ino = (gsize) g_atomic_pointer_get (&fault_ino);
+  struct stat st;
+
+  return ino == 0 || (fstat (fd, &st) == 0 && (gsize) st.st_ino == ino);
 }
 
 /* Whether the fault budget ran out with this call: @fault_errno, once. */
@@ -61,6 +75,8 @@ faulty_sendmsg (int                  fd,
   gsize limit = 1 + random_below (64);
   guint dice = random_below (10);
 
+  if (!faults_here (fd))
+    return sendmsg (fd, message, flags);
   if (budget_spent ())
     return -1;
   if (dice == 0)
@@ -125,7 +141,7 @@ budget_sendmsg (int                  fd,
                 const struct msghdr *message,
                 int                  flags)
 {
-  return budget_spent () ? -1 : sendmsg (fd, message, flags);
+  return faults_here (fd) && budget_spent () ? -1 : sendmsg (fd, message, flags);
 }
 
 static const MsgSyscalls budgeted = {
@@ -272,13 +288,23 @@ test_faults_write_error_io (gconstpointer data)
   g_autoptr(MsgRecorder) rec_b = NULL;
   g_autoptr(GError) reason_a = NULL;
   g_autoptr(GError) reason_b = NULL;
+  g_autoptr(GError) error = NULL;
+  struct stat st;
+  int fds[2];
 
   g_test_summary ("sendmsg() failing with EIO: the writing end closes with "
                   "MSG_PORT_ERROR_IO (not PEER_GONE: the peer did nothing wrong), the "
                   "other end with PEER_GONE when the socket closes, each once, after a "
                   "prefix of the messages, in order");
 
-  msg_test_socket_ports (&a, &b);
+  /* Only a's writes fail: b's acknowledgements go through. */
+  g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  g_assert_no_errno (fstat (fds[0], &st));
+  g_atomic_pointer_set (&fault_ino, (gsize) st.st_ino);
+  a = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  b = msg_port_main_new_for_fd (fds[1], &error);
+  g_assert_no_error (error);
   rec_a = msg_recorder_new (a);
   rec_b = msg_recorder_new (b);
   msg_port_main_start (a);
@@ -299,6 +325,7 @@ test_faults_write_error_io (gconstpointer data)
   msg_transport_set_always_queue (FALSE);
   g_atomic_int_set (&fault_budget, -1);
   g_atomic_int_set (&fault_errno, ECONNRESET);
+  g_atomic_pointer_set (&fault_ino, 0);
 
   reason_a = msg_port_main_get_close_reason (a);
   g_assert_error (reason_a, MSG_PORT_ERROR, MSG_PORT_ERROR_IO);

@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "msg-lock-private.h"
 #include "msg-port-error.h"
 #include "msg-wire-private.h"
 
@@ -147,7 +148,7 @@ msg_wire_frame_free (MsgWireFrame *frame)
 {
   if (frame == NULL)
     return;
-  g_clear_pointer (&frame->data, g_variant_unref);
+  g_clear_pointer (&frame->data, msg_variant_unref);
   for (guint i = 0; i < frame->n_ports; i++)
     msg_wire_port_clear (&frame->ports[i]);
   if (frame->data_fd >= 0)
@@ -162,6 +163,14 @@ msg_wire_frame_free (MsgWireFrame *frame)
 static gsize fixed_array_element_size (const char *type);
 
 /* Encoding ------------------------------------------------------------- */
+
+/* A message the encoder holds a reference on, let go of with
+ * msg_variant_unref(): the I/O thread encodes messages that other threads
+ * reference too, and reads their type strings, which belong to GLib's
+ * shared type information; in a TSan build the last unref, wherever it
+ * is, must be seen to come after those reads. */
+typedef GVariant MsgWireVariant;
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MsgWireVariant, msg_variant_unref)
 
 void
 msg_wire_encoded_clear (MsgWireEncoded *encoded)
@@ -261,7 +270,7 @@ msg_wire_check_handles (GVariant *value,
       GVariant *child = g_variant_get_child_value (value, i);
       gboolean ok = msg_wire_check_handles (child, n_fds, bad_handle);
 
-      g_variant_unref (child);
+      msg_variant_unref (child);
       if (!ok)
         return FALSE;
     }
@@ -329,7 +338,7 @@ msg_wire_encode (MsgWireFrame   *frame,
                  MsgWireEncoded *encoded,
                  GError        **error)
 {
-  g_autoptr(GVariant) normal = NULL;
+  g_autoptr(MsgWireVariant) normal = NULL;
   const char *type = NULL;
   gsize type_len = 0, ports_len = 0, data_len = 0, n_fds = 0, offset;
   guint n_message_fds = 0;
@@ -890,7 +899,7 @@ message_from_bytes (const char  *type,
     }
   if (!g_variant_is_normal_form (data))
     {
-      g_variant_unref (data);
+      msg_variant_unref (data);
       *problem = "is not in normal form";
       return NULL;
     }
@@ -933,7 +942,7 @@ msg_wire_decoder_next (MsgWireDecoder  *self,
   gsize available = self->end - self->start + self->tail_filled;
   g_autoptr(MsgWireFrame) frame = NULL;
   g_autoptr(GArray) fds = NULL;
-  g_autoptr(GVariant) data = NULL;
+  g_autoptr(MsgWireVariant) data = NULL;
   const guint8 *p, *table_end;
   guint fd_index = 0, fds_needed = 0, n_data_fds;
   gboolean from_tail, control;
@@ -1325,7 +1334,7 @@ msg_wire_frame_map_data (MsgWireFrame  *frame,
           g_set_error (error, MSG_PORT_ERROR, MSG_PORT_ERROR_PROTOCOL,
                        "Invalid data from the peer process: a message of type %s "
                        "is not in normal form", g_variant_get_type_string (frame->data));
-          g_clear_pointer (&frame->data, g_variant_unref);
+          g_clear_pointer (&frame->data, msg_variant_unref);
           return FALSE;
         }
     }

@@ -1994,6 +1994,24 @@ msg_port_main_get_close_reason (MsgPortMain *self)
   return reason;
 }
 
+/* The endpoint whose sink a flush of @self waits on: its peer, or, once
+ * @self is closed, the peer it had (its close is to be written too); a
+ * reference, or %NULL for a neutered port or one that never had a peer. */
+static MsgEndpoint *
+flush_peer_ref (MsgPortMain *self)
+{
+  MsgEndpoint *endpoint = self->endpoint;
+  MsgEndpoint *peer = NULL;
+
+  msg_mutex_lock (&endpoint->lock);
+  if (endpoint->port == self && endpoint->peer != NULL)
+    peer = msg_endpoint_ref (endpoint->peer);
+  else if (endpoint->port == self && endpoint->flush_peer != NULL)
+    peer = msg_endpoint_ref (endpoint->flush_peer);
+  msg_mutex_unlock (&endpoint->lock);
+  return peer;
+}
+
 /**
  * msg_port_main_flush:
  * @self: a #MsgPortMain
@@ -2018,8 +2036,7 @@ msg_port_main_flush (MsgPortMain   *self,
                      GCancellable  *cancellable,
                      GError       **error)
 {
-  MsgEndpoint *endpoint;
-  MsgEndpoint *peer = NULL;
+  MsgEndpoint *peer;
   MsgSink *sink;
   gboolean ok = TRUE;
 
@@ -2030,13 +2047,7 @@ msg_port_main_flush (MsgPortMain   *self,
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     return FALSE;
 
-  endpoint = self->endpoint;
-  msg_mutex_lock (&endpoint->lock);
-  if (endpoint->port == self && endpoint->peer != NULL)
-    peer = msg_endpoint_ref (endpoint->peer);
-  else if (endpoint->port == self && endpoint->flush_peer != NULL)
-    peer = msg_endpoint_ref (endpoint->flush_peer);  /* closed: its close too */
-  msg_mutex_unlock (&endpoint->lock);
+  peer = flush_peer_ref (self);
 
   if (peer != NULL)
     {
@@ -2264,8 +2275,7 @@ msg_port_main_flush_async (MsgPortMain         *self,
                            GAsyncReadyCallback  callback,
                            gpointer             user_data)
 {
-  MsgEndpoint *endpoint;
-  MsgEndpoint *peer = NULL;
+  MsgEndpoint *peer;
   MsgSink *sink;
   GTask *task;
 
@@ -2280,13 +2290,7 @@ msg_port_main_flush_async (MsgPortMain         *self,
       return;
     }
 
-  endpoint = self->endpoint;
-  msg_mutex_lock (&endpoint->lock);
-  if (endpoint->port == self && endpoint->peer != NULL)
-    peer = msg_endpoint_ref (endpoint->peer);
-  else if (endpoint->port == self && endpoint->flush_peer != NULL)
-    peer = msg_endpoint_ref (endpoint->flush_peer);  /* closed: its close too */
-  msg_mutex_unlock (&endpoint->lock);
+  peer = flush_peer_ref (self);
 
   sink = peer != NULL ? msg_endpoint_get_sink (peer) : NULL;
   if (msg_transport_is_socket_sink (sink))

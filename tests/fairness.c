@@ -202,16 +202,6 @@ echo_message (MsgPortMain     *port,
   msg_port_main_post (port, msg_message_event_get_data (event), NULL);
 }
 
-static void
-count_message (MsgPortMain     *port,
-               MsgMessageEvent *event,
-               gpointer         user_data)
-{
-  guint *n = user_data;
-
-  (*n)++;
-}
-
 /* Microseconds for @n round trips, one at a time, from @port. */
 static gint64
 round_trips (MsgPortMain *port,
@@ -263,7 +253,7 @@ test_fairness_echo_under_load (void)
   msg_transport_set_context_reads (FALSE);
   msg_wire_set_memfd_threshold (16 * 1024);
   msg_test_socket_ports (&echo_a, &echo_b);
-  g_signal_connect (echo_a, "message", G_CALLBACK (count_message), &n_back);
+  g_signal_connect (echo_a, "message", G_CALLBACK (msg_test_count_message), &n_back);
   g_signal_connect (echo_b, "message", G_CALLBACK (echo_message), NULL);
   msg_port_main_start (echo_a);
   msg_port_main_start (echo_b);

@@ -88,16 +88,6 @@ flow_recorder_connect (FlowRecorder *rec,
   g_signal_connect (port, "notify::buffered-amount", G_CALLBACK (on_notify_buffered), rec);
 }
 
-static void
-count_message (MsgPortMain     *port,
-               MsgMessageEvent *event,
-               gpointer         user_data)
-{
-  guint *count = user_data;
-
-  (*count)++;
-}
-
 /* Counters ---------------------------------------------------------------- */
 
 static void
@@ -134,7 +124,7 @@ test_flow_counters (void)
   msg_test_drain (NULL);
   g_assert_cmpuint (msg_port_main_get_buffered_messages (port1), ==, 4);
 
-  g_signal_connect (port2, "message", G_CALLBACK (count_message), &received);
+  g_signal_connect (port2, "message", G_CALLBACK (msg_test_count_message), &received);
   msg_port_main_start (port2);
   msg_test_wait_until (NULL, received == 4 &&
                              msg_port_main_get_buffered_messages (port1) == 0);
@@ -189,7 +179,7 @@ test_flow_mark_same_thread (void)
   g_assert_false (rec.last_writable);
   g_assert_cmpuint (rec.n_drain, ==, 0);
 
-  g_signal_connect (port2, "message", G_CALLBACK (count_message), &received);
+  g_signal_connect (port2, "message", G_CALLBACK (msg_test_count_message), &received);
   msg_port_main_start (port2);
   msg_test_wait_until (NULL, rec.n_drain == 1);
   msg_test_drain (NULL);
@@ -268,7 +258,7 @@ test_flow_mark_off (void)
   g_assert_true (msg_port_main_is_writable (port1));
   g_assert_cmpuint (msg_port_main_get_buffered_amount (port1), ==, 1000 * MSG_SIZE);
 
-  g_signal_connect (port2, "message", G_CALLBACK (count_message), &received);
+  g_signal_connect (port2, "message", G_CALLBACK (msg_test_count_message), &received);
   msg_port_main_start (port2);
   msg_test_wait_until (NULL, received == 1000);
   msg_test_drain (NULL);
@@ -356,7 +346,7 @@ test_flow_wait_delayed (void)
   msg_test_drain (NULL);
   g_assert_false (wait.done);
 
-  g_signal_connect (port2, "message", G_CALLBACK (count_message), &received);
+  g_signal_connect (port2, "message", G_CALLBACK (msg_test_count_message), &received);
   msg_port_main_start (port2);
   msg_test_wait_until (NULL, wait.done && second.done);
   g_assert_no_error (wait.error);
@@ -504,7 +494,7 @@ test_flow_transfer_sender (void)
     g_assert_cmpuint (msg_port_main_get_buffered_messages (moved), ==, 3);
     g_assert_cmpuint (msg_port_main_get_queued_messages (moved2), ==, 3);
 
-    g_signal_connect (moved2, "message", G_CALLBACK (count_message), &received);
+    g_signal_connect (moved2, "message", G_CALLBACK (msg_test_count_message), &received);
     msg_port_main_start (moved2);
     msg_test_wait_until (NULL, received == 3);
     g_assert_cmpuint (msg_port_main_get_buffered_amount (moved), ==, 0);
@@ -745,15 +735,6 @@ test_flow_acknowledge (void)
 }
 
 static void
-count_drain (MsgPortMain *port,
-             gpointer     user_data)
-{
-  guint *n = user_data;
-
-  (*n)++;
-}
-
-static void
 test_flow_process_acknowledged (void)
 {
   MsgPortMain *a, *b;
@@ -765,7 +746,7 @@ test_flow_process_acknowledged (void)
                   "writable again with ::drain");
 
   msg_test_socket_ports (&a, &b);
-  g_signal_connect (a, "drain", G_CALLBACK (count_drain), &drains);
+  g_signal_connect (a, "drain", G_CALLBACK (msg_test_count_signal), &drains);
   msg_port_main_start (a);
   msg_port_main_set_high_water_mark (a, 4 * MSG_SIZE);
   for (guint i = 0; i < 10; i++)
@@ -777,7 +758,7 @@ test_flow_process_acknowledged (void)
   g_assert_cmpuint (msg_port_main_get_messages_sent (a), ==, 10);
   g_assert_cmpuint (msg_port_main_get_bytes_sent (a), ==, 10 * MSG_SIZE);
 
-  g_signal_connect (b, "message", G_CALLBACK (count_message), &received);
+  g_signal_connect (b, "message", G_CALLBACK (msg_test_count_message), &received);
   msg_port_main_start (b);
   msg_test_wait_until (NULL, received == 10);
   g_assert_cmpuint (msg_port_main_get_messages_received (b), ==, 10);
@@ -828,7 +809,7 @@ test_flow_process_sender_moves (void)
   /* The peer takes them: the acknowledgement comes to the moved port, on
    * the I/O thread, which does not wake this context (the port is not
    * started): look again every few milliseconds. */
-  g_signal_connect (b, "message", G_CALLBACK (count_message), &received);
+  g_signal_connect (b, "message", G_CALLBACK (msg_test_count_message), &received);
   msg_port_main_start (b);
   msg_test_wait_until (NULL, received == 3);
   msg_test_wait_polling (msg_port_main_get_buffered_messages (moved) == 0);
@@ -889,7 +870,7 @@ test_flow_process_receiver_moves (void)
   msg_port_main_start (b);
   msg_test_wait_until (NULL, rec_carrier->events->len == 1);
   moved = g_object_ref (msg_message_event_get_port (g_ptr_array_index (rec_carrier->events, 0), 0));
-  g_signal_connect (moved, "message", G_CALLBACK (count_message), &received);
+  g_signal_connect (moved, "message", G_CALLBACK (msg_test_count_message), &received);
   msg_port_main_start (moved);
   msg_test_wait_until (NULL, received + leaver.n == 3);
   /* a is not started: nothing wakes this context when it is credited. */

@@ -29,6 +29,21 @@ msg_test_wake (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+void
+msg_test_count_message (MsgPortMain     *port,
+                        MsgMessageEvent *event,
+                        gpointer         user_data)
+{
+  (*(guint *) user_data)++;
+}
+
+void
+msg_test_count_signal (MsgPortMain *port,
+                       gpointer     user_data)
+{
+  (*(guint *) user_data)++;
+}
+
 /* What each open descriptor is, for the message of a failed wait. */
 static char *
 describe_fds (void)

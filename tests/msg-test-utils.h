@@ -34,6 +34,14 @@ G_BEGIN_DECLS
  * context to look at a condition. */
 gboolean msg_test_wake (gpointer data);
 
+/* Signal handlers that add one to the guint at @user_data: for ::message,
+ * and for signals with no argument (::close, ::drain). */
+void msg_test_count_message (MsgPortMain     *port,
+                             MsgMessageEvent *event,
+                             gpointer         user_data);
+void msg_test_count_signal  (MsgPortMain     *port,
+                             gpointer         user_data);
+
 /* msg_test_wait_until() on the default context, for a condition that
  * another thread (the I/O thread, say) changes without waking it: a
  * source wakes it every 5 ms to look. */

@@ -1525,13 +1525,6 @@ on_stream_message (MsgPortMain     *port,
 }
 
 static void
-count_close (MsgPortMain *port,
-             gpointer     user_data)
-{
-  (*(guint *) user_data)++;
-}
-
-static void
 test_child_killed (void)
 {
   Child child = { 0, };
@@ -1545,7 +1538,7 @@ test_child_killed (void)
 
   child_spawn (&child, "stream", 0);
   g_signal_connect (child.port, "message", G_CALLBACK (on_stream_message), &next);
-  g_signal_connect (child.port, "close", G_CALLBACK (count_close), &n_close);
+  g_signal_connect (child.port, "close", G_CALLBACK (msg_test_count_signal), &n_close);
   msg_port_main_start (child.port);
   msg_test_wait_until (NULL, next >= 1000);
   g_subprocess_send_signal (child.process, SIGKILL);
@@ -2022,15 +2015,6 @@ test_keep_alive_busy_peer (void)
 }
 
 static void
-count_drain (MsgPortMain *port,
-             gpointer     user_data)
-{
-  guint *n = user_data;
-
-  (*n)++;
-}
-
-static void
 test_flow_child (void)
 {
   Child child = { 0, };
@@ -2044,7 +2028,7 @@ test_flow_child (void)
 
   child_spawn (&child, "busy", 0);
   rec = msg_recorder_new (child.port);
-  g_signal_connect (child.port, "drain", G_CALLBACK (count_drain), &drains);
+  g_signal_connect (child.port, "drain", G_CALLBACK (msg_test_count_signal), &drains);
   msg_port_main_start (child.port);
   /* Each message keeps the child busy for 5 ms: the posts are done long
    * before it took more than a few. */

@@ -448,13 +448,6 @@ context_gone_post (gpointer user_data)
 }
 
 static void
-count_close (MsgPortMain *port,
-             gpointer     user_data)
-{
-  (*(guint *) user_data)++;
-}
-
-static void
 test_threads_context_finalized (gconstpointer test_data)
 {
   gboolean socket = GPOINTER_TO_INT (test_data);
@@ -485,7 +478,7 @@ test_threads_context_finalized (gconstpointer test_data)
       port2 = g_object_ref (msg_channel_main_get_port2 (channel));
     }
 
-  g_signal_connect (port1, "close", G_CALLBACK (count_close), &n_close);
+  g_signal_connect (port1, "close", G_CALLBACK (msg_test_count_signal), &n_close);
   msg_port_main_start (port1);
   g_object_weak_ref (G_OBJECT (port2), context_gone_port_finalized, &data);
   data.port = port2;

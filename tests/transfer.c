@@ -340,14 +340,6 @@ test_transfer_neutered_sender (void)
 }
 
 static void
-count_message (MsgPortMain     *port,
-               MsgMessageEvent *event,
-               gpointer         user_data)
-{
-  (*(guint *) user_data)++;
-}
-
-static void
 test_transfer_dropped_event_closes (void)
 {
   g_autoptr(MsgChannelMain) carrier = msg_channel_main_new ();
@@ -360,7 +352,7 @@ test_transfer_dropped_event_closes (void)
                   "peer emits close");
 
   g_signal_connect (msg_channel_main_get_port2 (carrier), "message",
-                    G_CALLBACK (count_message), &n_messages);
+                    G_CALLBACK (msg_test_count_message), &n_messages);
   msg_port_main_start (msg_channel_main_get_port1 (ch));
   msg_port_main_start (msg_channel_main_get_port2 (carrier));
   msg_port_main_post_message (msg_channel_main_get_port1 (carrier), NULL, &moving, 1, NULL);

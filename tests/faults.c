@@ -570,6 +570,37 @@ static const MsgSyscalls stalled = {
   faulty_socketpair,
 };
 
+/* The socket of a port that moved (now @moved, not started) writes
+ * again: @moved starts and posts the last of @rest, and its peer, made
+ * of @fd (*@z, started), gets @first and then the 3 strings of @rest, in
+ * order, without closing. Returns *@z's recorder. */
+static MsgRecorder *
+drain_stalled (MsgPortMain        *moved,
+               int                 fd,
+               MsgPortMain       **z,
+               GVariant           *first,
+               const char * const  rest[3])
+{
+  g_autoptr(GError) error = NULL;
+  MsgRecorder *rec_z;
+
+  g_atomic_pointer_set (&stalled_ino, 0);
+  msg_transport_set_syscalls (NULL);
+  msg_port_main_start (moved);
+  g_assert_true (msg_port_main_post (moved, g_variant_new_string (rest[2]), NULL));
+  *z = msg_port_main_new_for_fd (fd, &error);
+  g_assert_no_error (error);
+  rec_z = msg_recorder_new (*z);
+  msg_port_main_start (*z);
+  msg_test_wait_until (NULL, rec_z->events->len == 4 || rec_z->n_close > 0);
+  g_assert_cmpuint (rec_z->n_close, ==, 0);
+  g_assert_cmpuint (rec_z->events->len, ==, 4);
+  g_assert_true (g_variant_equal (msg_recorder_data (rec_z, 0), first));
+  for (guint i = 0; i < 3; i++)
+    g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, i + 1), NULL), ==, rest[i]);
+  return rec_z;
+}
+
 static void
 test_faults_move_partial_twice (void)
 {
@@ -633,22 +664,8 @@ test_faults_move_partial_twice (void)
 
   /* The socket drains: everything arrives at the other end, in order,
    * and the port works both ways in its new home. */
-  g_atomic_pointer_set (&stalled_ino, 0);
-  msg_transport_set_syscalls (NULL);
   rec_moved2 = msg_recorder_new (moved2);
-  msg_port_main_start (moved2);
-  g_assert_true (msg_port_main_post (moved2, g_variant_new_string ("fourth"), NULL));
-  z = msg_port_main_new_for_fd (fds[1], &error);
-  g_assert_no_error (error);
-  rec_z = msg_recorder_new (z);
-  msg_port_main_start (z);
-  msg_test_wait_until (NULL, rec_z->events->len == 4 || rec_z->n_close > 0);
-  g_assert_cmpuint (rec_z->n_close, ==, 0);
-  g_assert_cmpuint (rec_z->events->len, ==, 4);
-  g_assert_true (g_variant_equal (msg_recorder_data (rec_z, 0), first));
-  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 1), NULL), ==, "second");
-  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 2), NULL), ==, "third");
-  g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 3), NULL), ==, "fourth");
+  rec_z = drain_stalled (moved2, fds[1], &z, first, (const char *[]) { "second", "third", "fourth" });
   g_assert_true (msg_port_main_post (z, g_variant_new_string ("back"), NULL));
   msg_test_wait_until (NULL, rec_moved2->events->len == 1 || rec_moved2->n_close > 0);
   g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_moved2, 0), NULL), ==, "back");
@@ -735,22 +752,8 @@ test_faults_move_partial_chunk (void)
       moved = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
       g_assert_nonnull (moved);
 
-      g_atomic_pointer_set (&stalled_ino, 0);
-      msg_transport_set_syscalls (NULL);
       rec_moved = msg_recorder_new (moved);
-      msg_port_main_start (moved);
-      g_assert_true (msg_port_main_post (moved, g_variant_new_string ("four"), NULL));
-      z = msg_port_main_new_for_fd (fds[1], &error);
-      g_assert_no_error (error);
-      rec_z = msg_recorder_new (z);
-      msg_port_main_start (z);
-      msg_test_wait_until (NULL, rec_z->events->len == 4 || rec_z->n_close > 0);
-      g_assert_cmpuint (rec_z->n_close, ==, 0);
-      g_assert_cmpuint (rec_z->events->len, ==, 4);
-      g_assert_true (g_variant_equal (msg_recorder_data (rec_z, 0), one));
-      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 1), NULL), ==, "two");
-      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 2), NULL), ==, "three");
-      g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, 3), NULL), ==, "four");
+      rec_z = drain_stalled (moved, fds[1], &z, one, (const char *[]) { "two", "three", "four" });
 
       /* The carrier goes on. */
       g_assert_true (msg_port_main_post (x, g_variant_new_string ("after"), NULL));

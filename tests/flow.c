@@ -776,11 +776,47 @@ test_flow_process_acknowledged (void)
 }
 
 
+/* A socket pair that carries a port as to another process: what @peer
+ * receives is recorded. */
+typedef struct
+{
+  MsgPortMain *port;
+  MsgPortMain *peer;
+  MsgRecorder *rec;
+} Carrier;
+
+static void
+carrier_init (Carrier *self)
+{
+  msg_test_socket_ports (&self->port, &self->peer);
+  self->rec = msg_recorder_new (self->peer);
+  msg_port_main_start (self->peer);
+}
+
+/* The port that the first message @self carried brought (a reference). */
+static MsgPortMain *
+carrier_wait_port (Carrier *self)
+{
+  msg_test_wait_until (NULL, self->rec->events->len == 1);
+  return g_object_ref (msg_message_event_get_port (g_ptr_array_index (self->rec->events, 0), 0));
+}
+
+static void
+carrier_clear (Carrier *self)
+{
+  msg_port_main_close (self->port);
+  msg_test_wait_until (NULL, self->rec->n_close == 1);
+  msg_test_drain (NULL);
+  g_clear_pointer (&self->rec, msg_recorder_free);
+  g_clear_object (&self->port);
+  g_clear_object (&self->peer);
+}
+
 static void
 test_flow_process_sender_moves (void)
 {
-  MsgPortMain *a, *b, *carrier, *carrier_peer, *moved;
-  g_autoptr(MsgRecorder) rec_carrier = NULL;
+  MsgPortMain *a, *b, *moved;
+  Carrier carrier;
   guint received = 0;
 
   g_test_summary ("A sending port that moves to another process (its socket moves) keeps "
@@ -795,12 +831,9 @@ test_flow_process_sender_moves (void)
   g_assert_false (msg_port_main_is_writable (a));
 
   /* a goes over another socket, as to another process. */
-  msg_test_socket_ports (&carrier, &carrier_peer);
-  rec_carrier = msg_recorder_new (carrier_peer);
-  msg_port_main_start (carrier_peer);
-  g_assert_true (msg_port_main_post_message (carrier, NULL, &a, 1, NULL));
-  msg_test_wait_until (NULL, rec_carrier->events->len == 1);
-  moved = g_object_ref (msg_message_event_get_port (g_ptr_array_index (rec_carrier->events, 0), 0));
+  carrier_init (&carrier);
+  g_assert_true (msg_port_main_post_message (carrier.port, NULL, &a, 1, NULL));
+  moved = carrier_wait_port (&carrier);
   g_assert_cmpuint (msg_port_main_get_buffered_messages (moved), ==, 3);
   g_assert_cmpuint (msg_port_main_get_buffered_amount (moved), ==, 3 * MSG_SIZE);
   g_assert_cmpuint (msg_port_main_get_high_water_mark (moved), ==, 2 * MSG_SIZE);
@@ -817,15 +850,10 @@ test_flow_process_sender_moves (void)
 
   msg_port_main_close (moved);
   msg_test_wait_until (NULL, msg_port_main_is_closed (b));
-  msg_port_main_close (carrier);
-  msg_test_wait_until (NULL, rec_carrier->n_close == 1);
-  msg_test_drain (NULL);
-  g_clear_pointer (&rec_carrier, msg_recorder_free);
+  carrier_clear (&carrier);
   g_object_unref (moved);
   g_object_unref (a);
   g_object_unref (b);
-  g_object_unref (carrier);
-  g_object_unref (carrier_peer);
 }
 
 typedef struct
@@ -849,8 +877,8 @@ leave_on_first (MsgPortMain     *port,
 static void
 test_flow_process_receiver_moves (void)
 {
-  MsgPortMain *a, *b, *carrier, *carrier_peer, *moved;
-  g_autoptr(MsgRecorder) rec_carrier = NULL;
+  MsgPortMain *a, *b, *moved;
+  Carrier carrier;
   guint received = 0;
   Leaver leaver = { NULL, 0 };
 
@@ -860,16 +888,13 @@ test_flow_process_receiver_moves (void)
                   "falls to 0 once the rest are taken there");
 
   msg_test_socket_ports (&a, &b);
-  msg_test_socket_ports (&carrier, &carrier_peer);
-  leaver.carrier = carrier;
-  rec_carrier = msg_recorder_new (carrier_peer);
-  msg_port_main_start (carrier_peer);
+  carrier_init (&carrier);
+  leaver.carrier = carrier.port;
   for (guint i = 0; i < 3; i++)
     post_sized (a, MSG_SIZE, i);
   g_signal_connect (b, "message", G_CALLBACK (leave_on_first), &leaver);
   msg_port_main_start (b);
-  msg_test_wait_until (NULL, rec_carrier->events->len == 1);
-  moved = g_object_ref (msg_message_event_get_port (g_ptr_array_index (rec_carrier->events, 0), 0));
+  moved = carrier_wait_port (&carrier);
   g_signal_connect (moved, "message", G_CALLBACK (msg_test_count_message), &received);
   msg_port_main_start (moved);
   msg_test_wait_until (NULL, received + leaver.n == 3);
@@ -879,15 +904,10 @@ test_flow_process_receiver_moves (void)
 
   msg_port_main_close (a);
   msg_test_wait_until (NULL, msg_port_main_is_closed (moved));
-  msg_port_main_close (carrier);
-  msg_test_wait_until (NULL, rec_carrier->n_close == 1);
-  msg_test_drain (NULL);
-  g_clear_pointer (&rec_carrier, msg_recorder_free);
+  carrier_clear (&carrier);
   g_object_unref (moved);
   g_object_unref (a);
   g_object_unref (b);
-  g_object_unref (carrier);
-  g_object_unref (carrier_peer);
 }
 
 int

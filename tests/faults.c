@@ -573,8 +573,8 @@ static const MsgSyscalls stalled = {
 /* The socket of a port that moved (now @moved, not started) writes
  * again: @moved starts and posts the last of @rest, and its peer, made
  * of @fd (*@z, started), gets @first and then the 3 strings of @rest, in
- * order, without closing. Returns *@z's recorder. */
-static MsgRecorder *
+ * order, without closing. */
+static void
 drain_stalled (MsgPortMain        *moved,
                int                 fd,
                MsgPortMain       **z,
@@ -582,7 +582,7 @@ drain_stalled (MsgPortMain        *moved,
                const char * const  rest[3])
 {
   g_autoptr(GError) error = NULL;
-  MsgRecorder *rec_z;
+  g_autoptr(MsgRecorder) rec_z = NULL;
 
   g_atomic_pointer_set (&stalled_ino, 0);
   msg_transport_set_syscalls (NULL);
@@ -598,7 +598,6 @@ drain_stalled (MsgPortMain        *moved,
   g_assert_true (g_variant_equal (msg_recorder_data (rec_z, 0), first));
   for (guint i = 0; i < 3; i++)
     g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_z, i + 1), NULL), ==, rest[i]);
-  return rec_z;
 }
 
 static void
@@ -607,7 +606,6 @@ test_faults_move_partial_twice (void)
   MsgPortMain *p, *x1, *y1, *x2, *y2, *z, *moved1, *moved2;
   g_autoptr(MsgRecorder) rec_y1 = NULL;
   g_autoptr(MsgRecorder) rec_y2 = NULL;
-  g_autoptr(MsgRecorder) rec_z = NULL;
   g_autoptr(MsgRecorder) rec_moved2 = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GError) reason = NULL;
@@ -665,7 +663,7 @@ test_faults_move_partial_twice (void)
   /* The socket drains: everything arrives at the other end, in order,
    * and the port works both ways in its new home. */
   rec_moved2 = msg_recorder_new (moved2);
-  rec_z = drain_stalled (moved2, fds[1], &z, first, (const char *[]) { "second", "third", "fourth" });
+  drain_stalled (moved2, fds[1], &z, first, (const char *[]) { "second", "third", "fourth" });
   g_assert_true (msg_port_main_post (z, g_variant_new_string ("back"), NULL));
   msg_test_wait_until (NULL, rec_moved2->events->len == 1 || rec_moved2->n_close > 0);
   g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_moved2, 0), NULL), ==, "back");
@@ -716,7 +714,6 @@ test_faults_move_partial_chunk (void)
     {
       g_autoptr(GVariant) one = g_variant_ref_sink (g_variant_new_string ("one: 0123456789abcdef"));
       g_autoptr(MsgRecorder) rec_y = NULL;
-      g_autoptr(MsgRecorder) rec_z = NULL;
       g_autoptr(MsgRecorder) rec_moved = NULL;
       g_autoptr(GError) error = NULL;
       MsgPortMain *p, *x, *y, *z, *moved;
@@ -753,7 +750,7 @@ test_faults_move_partial_chunk (void)
       g_assert_nonnull (moved);
 
       rec_moved = msg_recorder_new (moved);
-      rec_z = drain_stalled (moved, fds[1], &z, one, (const char *[]) { "two", "three", "four" });
+      drain_stalled (moved, fds[1], &z, one, (const char *[]) { "two", "three", "four" });
 
       /* The carrier goes on. */
       g_assert_true (msg_port_main_post (x, g_variant_new_string ("after"), NULL));
@@ -1431,6 +1428,11 @@ test_faults_writer_paths (void)
       g_assert_cmpint (g_atomic_int_get (&n_counted_writes), ==, 2 * (i + 1));
     }
   g_signal_handler_disconnect (b, echo);
+  /* a acknowledges the echoes it took, from the I/O thread: once b has
+   * the acknowledgement, nothing of a's is queued when the calls below
+   * post (an acknowledgement queued behind would rightly hold their
+   * first post too). */
+  msg_test_wait_polling (msg_port_main_get_buffered_messages (b) == 0);
 
   /* One post a call, each call in its own iteration: each written at once. */
   poster = (PathPoster) { a, 1, 5, 0 };

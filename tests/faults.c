@@ -24,6 +24,8 @@
 #include "wire/msg-wire-private.h"
 
 static gint fault_budget = -1;  /* (atomic): sendmsg calls before @fault_errno */
+static gint fault_bytes = -1;  /* (atomic): bytes budget_sendmsg() lets through
+                                * before its writes fail with @fault_errno */
 static gint fault_errno = ECONNRESET;  /* (atomic) */
 static gsize fault_ino;  /* (atomic): 0, or the inode of the one socket
                           * whose writes fail (its peer acknowledges what
@@ -135,13 +137,42 @@ static const MsgSyscalls faulty = {
   faulty_socketpair,
 };
 
-/* Whole writes until the budget runs out. */
+/* Whether a write of @len bytes would go past @fault_bytes: @fault_errno,
+ * for it and every write after it. Bytes, not calls: how many messages
+ * one sendmsg() carries depends on how far the I/O thread is behind
+ * (frames queued behind the hello share a chunk and one write), and the
+ * fault must come before the last message whatever the timing. */
+static gboolean
+bytes_spent (gsize len)
+{
+  gint left, next;
+
+  do
+    {
+      left = g_atomic_int_get (&fault_bytes);
+      if (left < 0)
+        return FALSE;
+      next = (gsize) left > len ? left - (gint) len : 0;
+    }
+  while (!g_atomic_int_compare_and_exchange (&fault_bytes, left, next));
+
+  if ((gsize) left > len)
+    return FALSE;
+  errno = g_atomic_int_get (&fault_errno);
+  return TRUE;
+}
+
+/* Whole writes until @fault_bytes runs out. */
 static ssize_t
 budget_sendmsg (int                  fd,
                 const struct msghdr *message,
                 int                  flags)
 {
-  return faults_here (fd) && budget_spent () ? -1 : sendmsg (fd, message, flags);
+  gsize len = 0;
+
+  for (gsize i = 0; i < (gsize) message->msg_iovlen; i++)
+    len += message->msg_iov[i].iov_len;
+  return faults_here (fd) && bytes_spent (len) ? -1 : sendmsg (fd, message, flags);
 }
 
 static const MsgSyscalls budgeted = {
@@ -149,6 +180,37 @@ static const MsgSyscalls budgeted = {
   recvmsg,
   faulty_socketpair,
 };
+
+/* A socket pair whose first end, @a, is the one whose writes fail: its
+ * peer acknowledges what it takes, and those writes must not fail first. */
+static void
+fault_socket_ports (MsgPortMain **a,
+                    MsgPortMain **b)
+{
+  g_autoptr(GError) error = NULL;
+  struct stat st;
+  int fds[2];
+
+  g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  g_assert_no_errno (fstat (fds[0], &st));
+  g_atomic_pointer_set (&fault_ino, (gsize) st.st_ino);
+  *a = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  *b = msg_port_main_new_for_fd (fds[1], &error);
+  g_assert_no_error (error);
+}
+
+/* Every fault off again. */
+static void
+faults_reset (void)
+{
+  msg_transport_set_syscalls (NULL);
+  msg_transport_set_always_queue (FALSE);
+  g_atomic_int_set (&fault_budget, -1);
+  g_atomic_int_set (&fault_bytes, -1);
+  g_atomic_int_set (&fault_errno, ECONNRESET);
+  g_atomic_pointer_set (&fault_ino, 0);
+}
 
 static void
 test_faults_short_and_interrupted (gconstpointer param)
@@ -245,26 +307,28 @@ test_faults_reset_mid_stream (gconstpointer data)
   g_test_summary ("sendmsg() failing for good mid-stream: both ends close exactly once, "
                   "the receiver after a prefix of the messages, in order");
 
-  msg_test_socket_ports (&a, &b);
+  fault_socket_ports (&a, &b);
   rec_a = msg_recorder_new (a);
   rec_b = msg_recorder_new (b);
   msg_port_main_start (a);
   msg_port_main_start (b);
 
-  /* Direct: whole writes, and every post written directly (this thread
-   * posts outside any callback, so each finds nothing queued), so that the
-   * failing sendmsg() is the posting thread's, which must still end the
-   * connection; else every post queued for the I/O thread. */
+  /* Direct: whole writes, mostly each post written by the posting thread
+   * (this thread posts outside any callback), whose failed write must
+   * still end the connection, until 1 KiB of the 500 messages' 10 KiB are
+   * written; else every post queued for the I/O thread, and short writes
+   * until 40 calls. */
   msg_transport_set_always_queue (!direct);
-  g_atomic_int_set (&fault_budget, 40);
+  if (direct)
+    g_atomic_int_set (&fault_bytes, 1024);
+  else
+    g_atomic_int_set (&fault_budget, 40);
   msg_transport_set_syscalls (direct ? &budgeted : &faulty);
   for (guint i = 0; i < 500; i++)
     msg_port_main_post (a, g_variant_new_uint32 (i), NULL);
 
   msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
-  msg_transport_set_syscalls (NULL);
-  msg_transport_set_always_queue (FALSE);
-  g_atomic_int_set (&fault_budget, -1);
+  faults_reset ();
 
   reason = msg_port_main_get_close_reason (a);
   g_assert_error (reason, MSG_PORT_ERROR, MSG_PORT_ERROR_PEER_GONE);
@@ -288,44 +352,34 @@ test_faults_write_error_io (gconstpointer data)
   g_autoptr(MsgRecorder) rec_b = NULL;
   g_autoptr(GError) reason_a = NULL;
   g_autoptr(GError) reason_b = NULL;
-  g_autoptr(GError) error = NULL;
-  struct stat st;
-  int fds[2];
 
   g_test_summary ("sendmsg() failing with EIO: the writing end closes with "
                   "MSG_PORT_ERROR_IO (not PEER_GONE: the peer did nothing wrong), the "
                   "other end with PEER_GONE when the socket closes, each once, after a "
                   "prefix of the messages, in order");
 
-  /* Only a's writes fail: b's acknowledgements go through. */
-  g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-  g_assert_no_errno (fstat (fds[0], &st));
-  g_atomic_pointer_set (&fault_ino, (gsize) st.st_ino);
-  a = msg_port_main_new_for_fd (fds[0], &error);
-  g_assert_no_error (error);
-  b = msg_port_main_new_for_fd (fds[1], &error);
-  g_assert_no_error (error);
+  fault_socket_ports (&a, &b);
   rec_a = msg_recorder_new (a);
   rec_b = msg_recorder_new (b);
   msg_port_main_start (a);
   msg_port_main_start (b);
 
-  /* Direct: whole writes, each post written by the posting thread, whose
-   * failed write the I/O thread must still report; else short writes,
-   * mostly by the I/O thread. */
+  /* Direct: whole writes, mostly each post written by the posting thread,
+   * whose failed write the I/O thread must still report, until 1 KiB of
+   * the 200 messages' 4 KiB are written; else short writes, mostly by the
+   * I/O thread, until 40 calls. */
   msg_transport_set_always_queue (!direct);
   g_atomic_int_set (&fault_errno, EIO);
-  g_atomic_int_set (&fault_budget, 40);
+  if (direct)
+    g_atomic_int_set (&fault_bytes, 1024);
+  else
+    g_atomic_int_set (&fault_budget, 40);
   msg_transport_set_syscalls (direct ? &budgeted : &faulty);
   for (guint i = 0; i < 200; i++)
     msg_port_main_post (a, g_variant_new_uint32 (i), NULL);
 
   msg_test_wait_until (NULL, rec_a->n_close == 1 && rec_b->n_close == 1);
-  msg_transport_set_syscalls (NULL);
-  msg_transport_set_always_queue (FALSE);
-  g_atomic_int_set (&fault_budget, -1);
-  g_atomic_int_set (&fault_errno, ECONNRESET);
-  g_atomic_pointer_set (&fault_ino, 0);
+  faults_reset ();
 
   reason_a = msg_port_main_get_close_reason (a);
   g_assert_error (reason_a, MSG_PORT_ERROR, MSG_PORT_ERROR_IO);

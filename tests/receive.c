@@ -535,48 +535,21 @@ test_other_context (void)
 #define N_PROCESS_MESSAGES 500
 
 static void
-on_child_exited (GObject      *source,
-                 GAsyncResult *result,
-                 gpointer      user_data)
-{
-  gboolean *exited = user_data;
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (g_subprocess_wait_check_finish (G_SUBPROCESS (source), result, &error));
-  g_assert_no_error (error);
-  *exited = TRUE;
-}
-
-static void
 test_process (void)
 {
-  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
-  char *path = g_test_build_filename (G_TEST_BUILT, "process-child", NULL);
-  char *arg = g_strdup_printf ("%u", N_PROCESS_MESSAGES);
-  const char *argv[] = { path, "burst-exit", arg, NULL };
-  g_autoptr(MsgPortMain) port = NULL;
-  g_autoptr(GSubprocess) child = NULL;
-  g_autoptr(GError) error = NULL;
-  gboolean exited = FALSE;
+  MsgTestChild child = { 0, };
   guint64 next = 0;
 
   g_test_summary ("Messages from a child process are received in order (checked "
                   "on the receiving context, as emitted ones are), then the end");
 
-  port = msg_port_main_new_for_launcher (launcher, -1, &error);
-  g_assert_no_error (error);
-  child = g_subprocess_launcher_spawnv (launcher, argv, &error);
-  g_assert_no_error (error);
-  g_clear_object (&launcher);
-  g_free (path);
-  g_free (arg);
-  g_subprocess_wait_check_async (child, NULL, on_child_exited, &exited);
+  msg_test_child_spawn (&child, "process-child", "burst-exit", N_PROCESS_MESSAGES);
 
   for (;;)
     {
       Received r = { 0, };
 
-      msg_port_main_receive_async (port, NULL, on_received, &r);
+      msg_port_main_receive_async (child.port, NULL, on_received, &r);
       msg_test_wait_until (NULL, r.done);
       if (r.error != NULL)
         {
@@ -590,7 +563,7 @@ test_process (void)
       received_clear (&r);
     }
   g_assert_cmpuint (next, ==, N_PROCESS_MESSAGES);
-  msg_test_wait_until (NULL, exited);
+  msg_test_child_wait (&child, 0);
 }
 
 /* flush_async ------------------------------------------------------------ */

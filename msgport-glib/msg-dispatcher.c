@@ -2,6 +2,12 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
+ * Over 1,000 lines, on purpose: the ready list, the context reads and the
+ * GSource below are the three parts of one source's prepare(), check()
+ * and dispatch(), and share its state (the armed flag, the polling flag
+ * and the iteration count the I/O thread's watchdog reads, the leased
+ * sockets); what else uses it goes through msg-dispatcher-private.h.
+ *
  * Every port started on a context shares that context's dispatcher (the
  * model is GLib's gio/gcontextspecificgroup.c). The dispatcher keeps a list
  * of ready endpoints; an endpoint joins it when its queue goes from empty to

@@ -1,6 +1,14 @@
 /* msg-endpoint.c: entangled endpoints and their queues
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Over 1,000 lines, on purpose: envelopes, items, queues, endpoints and
+ * their flow control are one unit. An envelope owns endpoints, an endpoint
+ * owns a queue of items, some of which are envelopes, and freeing any of
+ * them frees the others: in separate files they would call each other in
+ * a circle. The dispatcher, the port and the transport stand on it and
+ * are reached only through the interfaces of msg-endpoint-private.h
+ * (MsgReadyList, MsgSink, MsgReadWatch).
  */
 
 #include "config.h"

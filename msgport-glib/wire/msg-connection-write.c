@@ -2,6 +2,12 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
+ * Over 1,000 lines, on purpose: direct writes by posting threads, the
+ * burst a main-loop callback holds, the queue the I/O thread drains and
+ * flushes are one writer, whose rules (who may write when, and in which
+ * order) must be read together; the out queue itself (msg-out-queue.c)
+ * and the codec (msg-wire.c) are apart.
+ *
  * The connection is its endpoint's sink: a post is encoded by the posting
  * thread and written at once when nothing is queued (unless an earlier
  * post of the same main-loop callback was), or queued for the I/O thread,

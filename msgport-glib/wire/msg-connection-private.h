@@ -242,7 +242,6 @@ gboolean       msg_connection_take_handed      (MsgConnection  *self);
 extern const MsgSinkFuncs msg_connection_sink_funcs;
 void           msg_connection_write            (MsgConnection  *self);
 void           msg_connection_send_hello       (MsgConnection  *self);
-void           msg_connection_finish_flushes   (MsgConnection  *self);
 void           msg_connection_queue_ack_locked (MsgConnection  *self);
 void           msg_connection_queue_control_if_idle (MsgConnection   *self,
                                                      MsgWireFrameKind kind,
@@ -256,6 +255,10 @@ void           msg_connection_queue_control    (MsgConnection  *self,
 void           msg_connection_acknowledged     (MsgConnection  *self,
                                                 guint64         n_messages,
                                                 guint64         n_bytes);
+void           msg_connection_finish_flushes   (MsgConnection  *self);
+void           msg_connection_add_flush_waiter_locked (MsgConnection *self,
+                                                       GTask         *task,
+                                                       guint64        target);
 
 /* msg-connection-keep-alive.c */
 void           msg_connection_update_keep_alive (MsgConnection *self);

@@ -438,3 +438,150 @@ msg_connection_deliver_read (MsgConnection  *self,
   else
     msg_item_free (item);
 }
+
+/* Flush waiters ----------------------------------------------------------- */
+
+/* What the source of a flush waiter's cancellable holds. */
+typedef struct
+{
+  MsgConnection *connection;  /* a reference on its source */
+  GTask         *task;        /* (owned) */
+} FlushCancelled;
+
+static void
+flush_cancelled_free (gpointer data)
+{
+  FlushCancelled *cancelled = data;
+
+  msg_source_unref (&cancelled->connection->source);
+  g_object_unref (cancelled->task);
+  g_free (cancelled);
+}
+
+static void
+flush_waiter_free (MsgFlushWaiter *waiter)
+{
+  g_clear_pointer (&waiter->cancelled, g_source_unref);
+  g_object_unref (waiter->task);
+  g_free (waiter);
+}
+
+/* In the task's context: the waiter is cancelled, unless it is done. */
+static gboolean
+flush_waiter_cancelled (GCancellable *cancellable,
+                        gpointer      data)
+{
+  FlushCancelled *cancelled = data;
+  MsgConnection *self = cancelled->connection;
+  MsgFlushWaiter *waiter = NULL;
+
+  msg_mutex_lock (&self->lock);
+  for (GList *l = self->flush_waiters.head; l != NULL; l = l->next)
+    {
+      if (((MsgFlushWaiter *) l->data)->task == cancelled->task)
+        {
+          waiter = l->data;
+          g_queue_delete_link (&self->flush_waiters, l);
+          break;
+        }
+    }
+  msg_mutex_unlock (&self->lock);
+
+  if (waiter != NULL)
+    {
+      g_task_return_error_if_cancelled (waiter->task);
+      flush_waiter_free (waiter);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+/* In the task's context: returns what msg_connection_finish_flushes()
+ * decided, and frees the waiter. */
+static gboolean
+flush_waiter_return (gpointer data)
+{
+  MsgFlushWaiter *waiter = data;
+
+  MSG_TSAN_ACQUIRE (waiter);
+  if (waiter->ok)
+    g_task_return_boolean (waiter->task, TRUE);
+  else
+    g_task_return_new_error (waiter->task, MSG_PORT_ERROR, MSG_PORT_ERROR_IO,
+                             "The connection to the peer process ended before "
+                             "everything was written");
+  flush_waiter_free (waiter);
+  return G_SOURCE_REMOVE;
+}
+
+/* Finishes the asynchronous flushes that are done, and all of them if the
+ * connection ended (moved: done; failed: not). No lock held. */
+void
+msg_connection_finish_flushes (MsgConnection *self)
+{
+  GQueue done = G_QUEUE_INIT;
+  MsgFlushWaiter *waiter;
+  gboolean ended;
+
+  msg_mutex_lock (&self->lock);
+  ended = self->state != CONNECTION_OPEN && self->state != CONNECTION_WRITE_CLOSED;
+  while ((waiter = g_queue_peek_head (&self->flush_waiters)) != NULL &&
+         (ended || waiter->target <= self->n_written))
+    {
+      waiter->ok = waiter->target <= self->n_written;
+      g_queue_push_tail (&done, g_queue_pop_head (&self->flush_waiters));
+    }
+  msg_mutex_unlock (&self->lock);
+
+  while ((waiter = g_queue_pop_head (&done)) != NULL)
+    {
+      GSource *source;
+
+      if (waiter->cancelled != NULL)
+        g_source_destroy (waiter->cancelled);
+      /* Returned in the task's own context, handed over with the library's
+       * annotations: GLib hands an idle over under its context's lock,
+       * which ThreadSanitizer cannot see, and a GTask returned from
+       * another thread would do the same inside GIO. */
+      source = g_idle_source_new ();
+      g_source_set_priority (source, g_task_get_priority (waiter->task));
+      g_source_set_static_name (source, "MsgPortMain flush_async");
+      g_source_set_callback (source, flush_waiter_return, waiter, NULL);
+      MSG_TSAN_RELEASE (waiter);
+      msg_tsan_glib_begin ();
+      g_source_attach (source, g_task_get_context (waiter->task));
+      msg_tsan_glib_end ();
+      msg_source_unref (source);
+    }
+}
+
+/* Adds a waiter for @task, which returns once @target frames are written
+ * (msg_connection_finish_flushes()), or with %G_IO_ERROR_CANCELLED when
+ * its cancellable is, in the task's context. @lock held. */
+void
+msg_connection_add_flush_waiter_locked (MsgConnection *self,
+                                        GTask         *task,
+                                        guint64        target)
+{
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  MsgFlushWaiter *waiter;
+
+  msg_mutex_assert_held (&self->lock);
+
+  waiter = g_new0 (MsgFlushWaiter, 1);
+  waiter->task = g_object_ref (task);
+  waiter->target = target;
+  if (cancellable != NULL)
+    {
+      FlushCancelled *cancelled = g_new0 (FlushCancelled, 1);
+
+      cancelled->connection = self;
+      g_source_ref (&self->source);
+      cancelled->task = g_object_ref (task);
+      waiter->cancelled = g_cancellable_source_new (cancellable);
+      g_source_set_static_name (waiter->cancelled, "MsgPortMain flush cancelled");
+      g_source_set_callback (waiter->cancelled, G_SOURCE_FUNC (flush_waiter_cancelled),
+                             cancelled, flush_cancelled_free);
+      g_source_attach (waiter->cancelled, g_task_get_context (task));
+    }
+  g_queue_push_tail (&self->flush_waiters, waiter);
+}

@@ -347,6 +347,11 @@ struct _MsgFlowWaiter
 struct _MsgEndpoint
 {
   gatomicrefcount  ref_count;
+  gint             flow_blocked;   /* (atomic): written under @lock: at or
+                                    * above the mark, and not yet back below
+                                    * half of it (beside @ref_count, where a
+                                    * hole was: an unstarted channel holds
+                                    * two endpoints) */
   GMutex           lock;
 
   /* protected by @lock */
@@ -371,6 +376,11 @@ struct _MsgEndpoint
   guint            close_emitted : 1;
   guint            flow_pending : 1;  /* the port has flow notifications to
                                        * emit (see MsgEmitFunc) */
+  /* protected by the lock of the dispatcher of @ready_list, unlike the
+   * bit fields before it: a member of its own, so that writing it never
+   * writes them (C11: a bit field shares its memory location only with
+   * the bit fields next to it) */
+  guint8           ready;          /* in dispatcher->ready */
   guint            flow_drains;    /* times it became writable since the
                                     * port last emitted them */
   guint            max_queued;     /* the most @queue ever held */
@@ -388,15 +398,11 @@ struct _MsgEndpoint
   guint64          received_messages; /* (atomic): what this end's handlers took */
   guint64          received_bytes;    /* (atomic) */
   guint64          high_water_mark;   /* (atomic): bytes; 0 is off */
-  gint             flow_blocked;      /* (atomic): written under @lock: at or
-                                       * above the mark, and not yet back
-                                       * below half of it */
 
   /* protected by the lock of the dispatcher of @ready_list */
   GList            ready_link;     /* ready_link.data == the endpoint */
   GList            bound_link;     /* bound_link.data == the endpoint: in the
                                     * dispatcher's list while bound */
-  guint            ready : 1;      /* in dispatcher->ready */
 };
 
 /* Inline: every post takes a reference on its peer. */

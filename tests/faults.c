@@ -315,7 +315,7 @@ test_faults_reset_mid_stream (gconstpointer data)
 
   /* Direct: whole writes, mostly each post written by the posting thread
    * (this thread posts outside any callback), whose failed write must
-   * still end the connection, until 1 KiB of the 500 messages' 10 KiB are
+   * still end the connection, until 1 KiB of the 500 messages' 22 KiB are
    * written; else every post queued for the I/O thread, and short writes
    * until 40 calls. */
   msg_transport_set_always_queue (!direct);
@@ -366,7 +366,7 @@ test_faults_write_error_io (gconstpointer data)
 
   /* Direct: whole writes, mostly each post written by the posting thread,
    * whose failed write the I/O thread must still report, until 1 KiB of
-   * the 200 messages' 4 KiB are written; else short writes, mostly by the
+   * the 200 messages' 8.8 KiB are written; else short writes, mostly by the
    * I/O thread, until 40 calls. */
   msg_transport_set_always_queue (!direct);
   g_atomic_int_set (&fault_errno, EIO);

@@ -624,6 +624,44 @@ static const MsgSyscalls stalled = {
   faulty_socketpair,
 };
 
+/* A port on the first end of a new socket pair, fds[0], whose writes
+ * the stalled system calls stall once they are set; fds[1] is left for
+ * drain_stalled(). */
+static MsgPortMain *
+stalled_port_new (int fds[2])
+{
+  g_autoptr(GError) error = NULL;
+  MsgPortMain *port;
+  struct stat st;
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
+  g_assert_cmpint (fstat (fds[0], &st), ==, 0);
+  port = msg_port_main_new_for_fd (fds[0], &error);
+  g_assert_no_error (error);
+  g_atomic_pointer_set (&stalled_ino, (gsize) st.st_ino);
+  return port;
+}
+
+/* Posts @text on @carrier with *@port (taken) and waits until @rec, the
+ * recorder of the carrier's peer, has it without closing: returns the
+ * port as it arrived. */
+static MsgPortMain *
+carry_port (MsgPortMain  *carrier,
+            MsgRecorder  *rec,
+            const char   *text,
+            MsgPortMain **port)
+{
+  guint n = rec->events->len;
+  MsgPortMain *moved;
+
+  g_assert_true (msg_port_main_post_message (carrier, g_variant_new_string (text), port, 1, NULL));
+  msg_test_wait_until (NULL, rec->events->len == n + 1 || rec->n_close > 0);
+  g_assert_cmpuint (rec->n_close, ==, 0);
+  moved = msg_message_event_get_port (g_ptr_array_index (rec->events, n), 0);
+  g_assert_nonnull (moved);
+  return moved;
+}
+
 /* The socket of a port that moved (now @moved, not started) writes
  * again: @moved starts and posts the last of @rest, and its peer, made
  * of @fd (*@z, started), gets @first and then the 3 strings of @rest, in
@@ -661,11 +699,9 @@ test_faults_move_partial_twice (void)
   g_autoptr(MsgRecorder) rec_y1 = NULL;
   g_autoptr(MsgRecorder) rec_y2 = NULL;
   g_autoptr(MsgRecorder) rec_moved2 = NULL;
-  g_autoptr(GError) error = NULL;
   g_autoptr(GError) reason = NULL;
   g_autofree guint8 *big = g_malloc (64 * 1024);
   g_autoptr(GVariant) first = NULL;
-  struct stat st;
   int fds[2];
 
   g_test_summary ("A socket-backed port that arrives with the rest of a frame still to "
@@ -677,10 +713,7 @@ test_faults_move_partial_twice (void)
     big[i] = i % 251;
   first = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, big, 64 * 1024, 1));
 
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
-  g_assert_cmpint (fstat (fds[0], &st), ==, 0);
-  p = msg_port_main_new_for_fd (fds[0], &error);
-  g_assert_no_error (error);
+  p = stalled_port_new (fds);
   msg_test_socket_ports (&x1, &y1);
   msg_test_socket_ports (&x2, &y2);
   rec_y1 = msg_recorder_new (y1);
@@ -691,28 +724,19 @@ test_faults_move_partial_twice (void)
   /* p writes 10 bytes of its first frame, then its socket takes nothing
    * more, wherever the port goes in this process. */
   g_atomic_int_set (&stuck_budget, 10);
-  g_atomic_pointer_set (&stalled_ino, (gsize) st.st_ino);
   msg_transport_set_syscalls (&stalled);
   g_assert_true (msg_port_main_post (p, first, NULL));
   g_assert_true (msg_port_main_post (p, g_variant_new_string ("second"), NULL));
   g_assert_true (msg_port_main_post (p, g_variant_new_string ("third"), NULL));
-  g_assert_true (msg_port_main_post_message (x1, g_variant_new_string ("hop 1"), &p, 1, NULL));
-  msg_test_wait_until (NULL, rec_y1->events->len == 1 || rec_y1->n_close > 0);
-  g_assert_cmpuint (rec_y1->n_close, ==, 0);
+  moved1 = carry_port (x1, rec_y1, "hop 1", &p);
 
   /* It arrived with the rest of the first frame queued, unwritten: on it
    * goes at once. */
-  moved1 = msg_message_event_get_port (g_ptr_array_index (rec_y1->events, 0), 0);
-  g_assert_nonnull (moved1);
-  g_assert_true (msg_port_main_post_message (x2, g_variant_new_string ("hop 2"), &moved1, 1, NULL));
-  msg_test_wait_until (NULL, rec_y2->events->len == 1 || rec_y2->n_close > 0);
+  moved2 = carry_port (x2, rec_y2, "hop 2", &moved1);
   reason = msg_port_main_get_close_reason (y2);
   g_assert_no_error (reason);
-  g_assert_cmpuint (rec_y2->n_close, ==, 0);
   g_assert_cmpuint (rec_y2->events->len, ==, 1);
   g_assert_cmpstr (g_variant_get_string (msg_recorder_data (rec_y2, 0), NULL), ==, "hop 2");
-  moved2 = msg_message_event_get_port (g_ptr_array_index (rec_y2->events, 0), 0);
-  g_assert_nonnull (moved2);
 
   /* The socket drains: everything arrives at the other end, in order,
    * and the port works both ways in its new home. */
@@ -769,16 +793,11 @@ test_faults_move_partial_chunk (void)
       g_autoptr(GVariant) one = g_variant_ref_sink (g_variant_new_string ("one: 0123456789abcdef"));
       g_autoptr(MsgRecorder) rec_y = NULL;
       g_autoptr(MsgRecorder) rec_moved = NULL;
-      g_autoptr(GError) error = NULL;
       MsgPortMain *p, *x, *y, *z, *moved;
       gsize first = plain_frame_size (one);
-      struct stat st;
       int fds[2];
 
-      g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, fds), ==, 0);
-      g_assert_cmpint (fstat (fds[0], &st), ==, 0);
-      p = msg_port_main_new_for_fd (fds[0], &error);
-      g_assert_no_error (error);
+      p = stalled_port_new (fds);
       msg_test_socket_ports (&x, &y);
       rec_y = msg_recorder_new (y);
       msg_port_main_start (y);
@@ -787,7 +806,6 @@ test_faults_move_partial_chunk (void)
        * the first frame and 7 bytes of the second, or the first frame
        * exactly, then nothing. */
       g_atomic_int_set (&stuck_budget, round == 0 ? (gint) first + 7 : (gint) first);
-      g_atomic_pointer_set (&stalled_ino, (gsize) st.st_ino);
       msg_transport_set_syscalls (&stalled);
       msg_transport_set_always_queue (TRUE);
       g_assert_true (msg_port_main_post (p, one, NULL));
@@ -797,12 +815,7 @@ test_faults_move_partial_chunk (void)
       msg_test_wait_polling (g_atomic_int_get (&stuck_budget) == 0);
       msg_transport_set_always_queue (FALSE);
 
-      g_assert_true (msg_port_main_post_message (x, g_variant_new_string ("hop"), &p, 1, NULL));
-      msg_test_wait_until (NULL, rec_y->events->len == 1 || rec_y->n_close > 0);
-      g_assert_cmpuint (rec_y->n_close, ==, 0);
-      moved = msg_message_event_get_port (g_ptr_array_index (rec_y->events, 0), 0);
-      g_assert_nonnull (moved);
-
+      moved = carry_port (x, rec_y, "hop", &p);
       rec_moved = msg_recorder_new (moved);
       drain_stalled (moved, fds[1], &z, one, (const char *[]) { "two", "three", "four" });
 

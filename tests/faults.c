@@ -871,7 +871,7 @@ test_faults_backlog_gives_back (void)
   g_autofree guint8 *bytes = g_malloc0 (64 * 1024);
   g_autoptr(GVariant) chunk = NULL;
   struct stat st;
-  guint given_back, wake_id;
+  guint given_back;
   int fds[2];
 
   g_test_summary ("An output queue that held a backlog of 32 MiB or more, to a peer that "
@@ -894,10 +894,8 @@ test_faults_backlog_gives_back (void)
 
   /* The I/O thread gives it back after the last write, which nothing in
    * this context hears of: wake it up now and then to look. */
-  wake_id = g_timeout_add (5, msg_test_wake, NULL);
   post_stalled_backlog (p, st.st_ino, rec_z, chunk, 640);
-  msg_test_wait_until (NULL, msg_transport_count_memory_given_back () == given_back + 1);
-  g_source_remove (wake_id);
+  msg_test_wait_polling (msg_transport_count_memory_given_back () == given_back + 1);
   for (guint i = 0; i < rec_z->events->len; i++)
     {
       GVariant *got = msg_recorder_data (rec_z, i);
@@ -956,7 +954,6 @@ test_faults_move_failed (void)
   g_autoptr(MsgRecorder) rec_received = NULL;
   g_autoptr(GError) error = NULL;
   int raw, q[2];
-  guint wake_id;
 
   g_test_summary ("A port that cannot move (its queue holds a port that must be bridged, "
                   "and no socket pair can be made) closes on both sides; the port that "
@@ -968,17 +965,13 @@ test_faults_move_failed (void)
   q_port = msg_port_main_new_for_fd (q[0], &error);
   g_assert_no_error (error);
   close (q[1]);
-  wake_id = g_timeout_add (5, msg_test_wake, NULL);
-  {
-    /* The raw end becomes a port, to send q_port to p. */
-    sender = msg_port_main_new_for_fd (raw, &error);
-    g_assert_no_error (error);
-    g_assert_true (msg_port_main_post_message (sender, NULL, &q_port, 1, NULL));
-    g_assert_true (msg_port_main_flush (sender, NULL, NULL));
-    /* Queued on p: a port that cannot move but must be bridged. */
-    msg_test_wait_until (NULL, queued_port_ended (p));
-  }
-  g_source_remove (wake_id);
+  /* The raw end becomes a port, to send q_port to p. */
+  sender = msg_port_main_new_for_fd (raw, &error);
+  g_assert_no_error (error);
+  g_assert_true (msg_port_main_post_message (sender, NULL, &q_port, 1, NULL));
+  g_assert_true (msg_port_main_flush (sender, NULL, NULL));
+  /* Queued on p: a port that cannot move but must be bridged. */
+  msg_test_wait_polling (queued_port_ended (p));
 
   msg_test_socket_ports (&x, &y);
   rec_y = msg_recorder_new (y);

@@ -76,7 +76,9 @@ G_DEFINE_TYPE (FloorEnd, floor_end, G_TYPE_OBJECT)
 
 static guint message_signal;
 
-/* As msgport-glib's va_list marshaller of ::message: the caller holds the
+/* A copy of msgport-glib's va_list marshaller of ::message
+ * (msg_port_main_marshal_message_v(), static there), on purpose: the floor
+ * links no msgport-glib, and must emit as it does. The caller holds the
  * event for the whole emission, so no reference is taken on it. */
 static void
 floor_marshal_message_v (GClosure *closure,
